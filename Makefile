@@ -1,0 +1,63 @@
+# Every target bootstraps its own virtual environment from a clean clone;
+# only `python3` (3.11+) is assumed. Dependencies are installed with the
+# pinned constraints in constraints.txt so every machine gets the same set.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv test lint typecheck pytest demo bench bench-quick soak emulator lock clean
+
+help:
+	@echo "make demo   run the whole job on an embedded Connect emulator and SQS server"
+	@echo "make test   ruff, mypy --strict and the test suite"
+	@echo "make bench  benchmark suite (writes bench/RESULTS.md and bench/results.json)"
+	@echo "make soak   long chaos soak (several workers, faults, kills)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24.2"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,demo]'
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+demo: $(STAMP)
+	$(BIN)/orchestrator demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
+
+emulator: $(STAMP)
+	$(BIN)/orchestrator emulator
+
+# Re-resolve the newest versions allowed by pyproject.toml and pin them.
+lock:
+	rm -rf .lockenv
+	$(PYTHON) -m venv .lockenv
+	.lockenv/bin/python -m pip install --quiet --upgrade "pip>=24.2"
+	.lockenv/bin/python -m pip install --quiet -e '.[dev,demo]'
+	.lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^contact-orchestrator' > constraints.txt
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

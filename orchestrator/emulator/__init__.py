@@ -1,0 +1,19 @@
+"""A wire-level Amazon Connect emulator for the three operations the orchestrator uses.
+
+It speaks Connect's rest-json protocol (so botocore, aiobotocore and boto3 talk to it unchanged),
+behaves like a contact center (queue, agents, abandons, quotas, a concurrency cap, injected faults)
+and exposes its ground truth under `/_emulator/`. See the README's "Connect emulator" section.
+"""
+
+from .config import DEFAULT_QUOTAS, OPERATIONS, EmulatorConfig, Quota
+from .server import Emulator, EmulatorThread, serve
+
+__all__ = [
+    "DEFAULT_QUOTAS",
+    "OPERATIONS",
+    "Emulator",
+    "EmulatorConfig",
+    "EmulatorThread",
+    "Quota",
+    "serve",
+]

@@ -1,0 +1,335 @@
+"""The emulator's HTTP application: Connect's three operations plus the `/_emulator/` control API.
+
+Every Connect request goes through the same steps, in the order a real front door applies them:
+authentication header, injected latency and faults, the account's quota, validation from the
+service model, resources, then the operation itself. `/_emulator/stats` counts what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .center import Contact, ContactCenter
+from .config import OPERATIONS, EmulatorConfig
+from .contact_events import ContactEventPublisher
+from .quotas import QuotaTable
+from .validation import validate_request
+from .wire import ApiError, error_response, json_response
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+_CAPACITY_MESSAGE = (
+    "The concurrent active calls limit for instance {instance} has been reached ({limit}); "
+    "wait for active contacts to end."
+)
+
+
+@dataclass
+class OperationStats:
+    calls: int = 0
+    successes: int = 0
+    throttled: int = 0
+    concurrency_limited: int = 0
+    faults: int = 0
+    dropped: int = 0
+    client_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EmulatorState:
+    """Everything one running emulator holds; the aiohttp app keeps it under `STATE`."""
+
+    config: EmulatorConfig
+    clock: Callable[[], float] = time.time
+    stats: dict[str, OperationStats] = field(
+        default_factory=lambda: {op: OperationStats() for op in OPERATIONS}
+    )
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.config.seed)
+        self.fault_rng = random.Random(None if self.config.seed is None else self.config.seed + 1)
+        self.publisher = ContactEventPublisher(self.config)
+        self.center = ContactCenter(
+            lambda: self.config, clock=self.clock, rng=self.rng, on_transition=self.publisher.submit
+        )
+        self.quotas = QuotaTable(self.clock)
+        self.wakeup = asyncio.Event()
+        #: When the simulation task next wakes up by itself (None: only when told).
+        self.next_wake: float | None = None
+
+    def schedule_changed(self) -> None:
+        """Wake the simulation task if a transition is now due before it planned to look."""
+        due = self.center.next_event_time()
+        if due is not None and (self.next_wake is None or due < self.next_wake):
+            self.wakeup.set()
+
+    def reset(self) -> None:
+        self.center.reset()
+        self.quotas.reset()
+        self.stats = {op: OperationStats() for op in OPERATIONS}
+        self.wakeup.set()
+
+
+STATE = web.AppKey("state", EmulatorState)
+
+Handler = Callable[[EmulatorState, dict[str, Any]], dict[str, Any]]
+
+
+def _account(request: web.Request) -> str | None:
+    """The access key id from the SigV4 Authorization header (not verified cryptographically)."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("AWS4-HMAC-SHA256"):
+        return None
+    match = _CREDENTIAL.search(header)
+    return match.group(1) if match else None
+
+
+async def _front_door(request: web.Request, state: EmulatorState, operation: str) -> None:
+    """Authentication, injected latency and faults, and the account's quota."""
+    cfg = state.config
+    stats = state.stats[operation]
+    account = _account(request)
+    if account is None:
+        raise ApiError(
+            "AccessDeniedException",
+            "Missing or malformed Authorization header: requests must be signed with SigV4.",
+        )
+    low, high = cfg.latency_ms
+    if high > 0:
+        await asyncio.sleep(state.fault_rng.uniform(low, high) / 1000.0)
+    if cfg.error_rate and state.fault_rng.random() < cfg.error_rate:
+        stats.faults += 1
+        raise ApiError("InternalServiceException", "Injected fault: internal service error.")
+    quota = cfg.quotas.get(operation) if cfg.quotas_enabled else None
+    if not state.quotas.allow(account, operation, quota):
+        stats.throttled += 1
+        code = (
+            "LimitExceededException" if operation == "StartWebRTCContact" else "ThrottlingException"
+        )
+        raise ApiError(code, "Rate exceeded")
+
+
+def connect_operation(operation: str, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
+    """Wrap a Connect handler with the front-door steps every operation shares."""
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE]
+        stats = state.stats[operation]
+        stats.calls += 1
+        try:
+            await _front_door(request, state, operation)
+            params = await _params(request)
+            validate_request(operation, params)
+            state.center.advance(state.clock())
+            body = handler(state, params)
+        except ApiError as error:
+            if error.status < 500 and error.status != 429:
+                stats.client_errors += 1
+            return error_response(error)
+        state.schedule_changed()
+        if state.config.drop_rate and state.fault_rng.random() < state.config.drop_rate:
+            # The operation took effect; the response is lost on the way back.
+            stats.dropped += 1
+            stats.faults += 1
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=200)
+        stats.successes += 1
+        return json_response(body)
+
+    return endpoint
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    params: dict[str, Any] = dict(request.match_info)
+    if request.method in {"PUT", "POST"} and request.can_read_body:
+        try:
+            body = await request.json(loads=json.loads)
+        except ValueError as exc:
+            raise ApiError("InvalidParameterException", "Request body is not valid JSON.") from exc
+        if not isinstance(body, dict):
+            raise ApiError("InvalidParameterException", "Request body must be a JSON object.")
+        params.update(body)
+    return params
+
+
+def _known_instance(state: EmulatorState, instance_id: str) -> None:
+    allowed = state.config.instance_ids
+    if allowed and instance_id not in allowed:
+        raise ApiError("ResourceNotFoundException", f"Instance not found: {instance_id}")
+
+
+def _contact(state: EmulatorState, instance_id: str, contact_id: str) -> Contact:
+    _known_instance(state, instance_id)
+    contact = state.center.contacts.get(contact_id)
+    if contact is None or contact.instance_id != instance_id:
+        raise ApiError("ResourceNotFoundException", f"Contact not found: {contact_id}")
+    return contact
+
+
+def start_webrtc_contact(state: EmulatorState, params: dict[str, Any]) -> dict[str, Any]:
+    cfg = state.config
+    instance_id = params["InstanceId"]
+    _known_instance(state, instance_id)
+    flows = cfg.contact_flow_ids
+    if flows and params["ContactFlowId"] not in flows:
+        raise ApiError(
+            "ResourceNotFoundException", f"Contact flow not found: {params['ContactFlowId']}"
+        )
+    now = state.clock()
+    token = params.get("ClientToken")
+    contact = state.center.find_by_token(instance_id, token, now) if token else None
+    if contact is None:
+        limit = cfg.max_concurrent_calls
+        if limit is not None and state.center.active_calls(instance_id) >= limit:
+            state.stats["StartWebRTCContact"].concurrency_limited += 1
+            raise ApiError(
+                "LimitExceededException",
+                _CAPACITY_MESSAGE.format(instance=instance_id, limit=limit),
+            )
+        contact = state.center.start_contact(params, now)
+    return {
+        "ContactId": contact.id,
+        "ParticipantId": contact.participant_id,
+        "ParticipantToken": contact.participant_token,
+        "ConnectionData": contact.connection_data,
+    }
+
+
+def describe_contact(state: EmulatorState, params: dict[str, Any]) -> dict[str, Any]:
+    contact = _contact(state, params["InstanceId"], params["ContactId"])
+    contact.describe_calls += 1
+    if state.clock() - contact.created_at < state.config.consistency_delay_s:
+        raise ApiError("ResourceNotFoundException", f"Contact not found: {contact.id}")
+    return {"Contact": contact.describe()}
+
+
+def start_screen_sharing(state: EmulatorState, params: dict[str, Any]) -> dict[str, Any]:
+    contact = _contact(state, params["InstanceId"], params["ContactId"])
+    token = params.get("ClientToken")
+    if token and token in contact.screen_sharing_tokens:
+        return {}  # an idempotent replay: already started with this token
+    refusal = state.center.screen_sharing_refusal(contact)
+    if refusal is not None:
+        raise ApiError("InvalidRequestException", refusal)
+    state.center.start_screen_sharing(contact, token, state.clock())
+    return {}
+
+
+# -- control API ----------------------------------------------------------------------------
+
+
+async def stats_endpoint(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response(
+        {
+            "operations": {op: s.as_dict() for op, s in state.stats.items()},
+            "contacts": len(state.center.contacts),
+            "contact_events_published": state.publisher.published,
+        }
+    )
+
+
+async def contacts_endpoint(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.center.advance(state.clock())
+    return web.json_response(
+        {"Contacts": [c.ground_truth() for c in state.center.contacts.values()]}
+    )
+
+
+def _control_contact(request: web.Request) -> Contact:
+    state = request.app[STATE]
+    contact = state.center.contacts.get(request.match_info["contact_id"])
+    if contact is None:
+        raise web.HTTPNotFound(text=json.dumps({"Message": "Contact not found"}))
+    return contact
+
+
+async def connect_agent_endpoint(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    contact = _control_contact(request)
+    changed = state.center.force_connect(contact, state.clock())
+    state.wakeup.set()
+    return web.json_response({"changed": changed, "contact": contact.ground_truth()})
+
+
+async def disconnect_endpoint(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    contact = _control_contact(request)
+    changed = state.center.force_disconnect(contact, state.clock())
+    state.wakeup.set()
+    return web.json_response({"changed": changed, "contact": contact.ground_truth()})
+
+
+async def reset_endpoint(request: web.Request) -> web.Response:
+    request.app[STATE].reset()
+    return web.json_response({"reset": True})
+
+
+async def config_endpoint(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if request.method == "POST":
+        try:
+            state.config = state.config.patched(await request.json())
+        except (ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=json.dumps({"Message": str(exc)})) from exc
+        state.wakeup.set()
+    return web.json_response(state.config.describe())
+
+
+async def _simulation(app: web.Application) -> AsyncIterator[None]:
+    """Apply scheduled transitions on time (for contact events) and ship contact events."""
+    state = app[STATE]
+
+    async def tick() -> None:
+        while True:
+            state.wakeup.clear()
+            now = state.clock()
+            state.center.advance(now)
+            due = state.center.next_event_time()
+            state.next_wake = due
+            timeout = None if due is None else max(0.0, due - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.wakeup.wait(), timeout)
+
+    tasks = [asyncio.create_task(tick()), asyncio.create_task(state.publisher.run())]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def create_app(state: EmulatorState) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    app[STATE] = state
+    app.router.add_put(
+        "/contact/webrtc", connect_operation("StartWebRTCContact", start_webrtc_contact)
+    )
+    app.router.add_get(
+        "/contacts/{InstanceId}/{ContactId}", connect_operation("DescribeContact", describe_contact)
+    )
+    app.router.add_put(
+        "/contact/screen-sharing", connect_operation("StartScreenSharing", start_screen_sharing)
+    )
+    app.router.add_get("/_emulator/stats", stats_endpoint)
+    app.router.add_get("/_emulator/contacts", contacts_endpoint)
+    app.router.add_post("/_emulator/contacts/{contact_id}/connect-agent", connect_agent_endpoint)
+    app.router.add_post("/_emulator/contacts/{contact_id}/disconnect", disconnect_endpoint)
+    app.router.add_post("/_emulator/reset", reset_endpoint)
+    app.router.add_get("/_emulator/config", config_endpoint)
+    app.router.add_post("/_emulator/config", config_endpoint)
+    app.cleanup_ctx.append(_simulation)
+    return app

@@ -1,0 +1,372 @@
+"""The emulated contact center: contacts, their transitions and the two queue models.
+
+This is a discrete-event simulation. Every future transition (enqueue, agent connects, customer
+abandons, call ends) sits in a heap with the exact time it happens. `advance(now)` applies every
+transition due by `now` at its own scheduled time, so the timestamps DescribeContact reports and
+the ground truth under `/_emulator/contacts` are exact, whenever the server happens to look.
+
+Two queue models:
+
+* simple (default): after the flow queues it, a contact waits uniform(`agent_delay_s`) for an
+  agent, or (with probability `abandon_rate`) hangs up before that;
+* contact center (`agents` set): contacts wait in one FIFO queue served by `agents` agents; an agent
+  stays busy for uniform(`handle_time_s`) per call; a customer hangs up when uniform(`patience_s`)
+  runs out. Time to agent emerges from the load, and the oldest waiting contact is always next.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import itertools
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .config import EmulatorConfig
+
+#: ClientToken idempotency window of StartWebRTCContact.
+IDEMPOTENCY_WINDOW_S = 7 * 24 * 3600.0
+
+
+class ContactState(StrEnum):
+    INITIATED = "INITIATED"
+    QUEUED = "QUEUED"
+    CONNECTED_TO_AGENT = "CONNECTED_TO_AGENT"
+    DISCONNECTED = "DISCONNECTED"
+
+
+class Action(StrEnum):
+    ENQUEUE = "enqueue"
+    CONNECT = "connect"
+    ABANDON = "abandon"
+    HANG_UP = "hang_up"
+
+
+@dataclass
+class Contact:
+    """One WebRTC contact and everything the emulator knows about it."""
+
+    id: str
+    arn: str
+    instance_id: str
+    contact_flow_id: str
+    client_token: str | None
+    request: dict[str, Any]
+    participant_id: str
+    participant_token: str
+    connection_data: dict[str, Any]
+    queue_id: str
+    created_at: float
+    state: ContactState = ContactState.INITIATED
+    enqueued_at: float | None = None
+    connected_at: float | None = None
+    disconnected_at: float | None = None
+    disconnect_reason: str | None = None
+    agent_id: str | None = None
+    pool_agent: bool = False
+    screen_sharing_started_at: float | None = None
+    screen_sharing_count: int = 0
+    screen_sharing_tokens: set[str] = field(default_factory=set)
+    describe_calls: int = 0
+    #: Bumped by a forced transition so that transitions scheduled before it no longer apply.
+    version: int = 0
+
+    @property
+    def capabilities(self) -> dict[str, dict[str, str]]:
+        allowed = self.request.get("AllowedCapabilities") or {}
+        return {side: dict(allowed.get(side) or {}) for side in ("Customer", "Agent")}
+
+    @property
+    def last_update(self) -> float:
+        stamps = (self.created_at, self.enqueued_at, self.connected_at, self.disconnected_at)
+        return max(s for s in stamps if s is not None)
+
+    def describe(self) -> dict[str, Any]:
+        """The `Contact` member of a DescribeContact response."""
+        contact: dict[str, Any] = {
+            "Arn": self.arn,
+            "Id": self.id,
+            "InitialContactId": self.id,
+            "InitiationMethod": "WEBRTC_API",
+            "Channel": "VOICE",
+            "InitiationTimestamp": self.created_at,
+            "ConnectedToSystemTimestamp": self.created_at,
+            "LastUpdateTimestamp": self.last_update,
+            "Customer": {"Capabilities": self.capabilities["Customer"]},
+        }
+        if self.request.get("RelatedContactId"):
+            contact["RelatedContactId"] = self.request["RelatedContactId"]
+        if self.request.get("Description") is not None:
+            contact["Description"] = self.request["Description"]
+        if self.request.get("Attributes"):
+            contact["Attributes"] = dict(self.request["Attributes"])
+        if self.enqueued_at is not None:
+            contact["QueueInfo"] = {"Id": self.queue_id, "EnqueueTimestamp": self.enqueued_at}
+        if self.connected_at is not None:
+            contact["AgentInfo"] = {
+                "Id": self.agent_id,
+                "ConnectedToAgentTimestamp": self.connected_at,
+                "Capabilities": self.capabilities["Agent"],
+            }
+        if self.disconnected_at is not None:
+            contact["DisconnectTimestamp"] = self.disconnected_at
+            contact["DisconnectReason"] = self.disconnect_reason
+        return contact
+
+    def ground_truth(self) -> dict[str, Any]:
+        """What `/_emulator/contacts` reports; secrets (tokens, description) are redacted."""
+        body = {k: v for k, v in self.request.items() if k != "ClientToken"}
+        if "Description" in body:
+            body["Description"] = "***"
+        return {
+            "ContactId": self.id,
+            "InstanceId": self.instance_id,
+            "ClientToken": self.client_token,
+            "Request": body,
+            "State": self.state.value,
+            "AgentId": self.agent_id,
+            "CreatedAt": self.created_at,
+            "EnqueuedAt": self.enqueued_at,
+            "ConnectedToAgentAt": self.connected_at,
+            "DisconnectedAt": self.disconnected_at,
+            "DisconnectReason": self.disconnect_reason,
+            "ScreenSharingStartedAt": self.screen_sharing_started_at,
+            "ScreenSharingStarts": self.screen_sharing_count,
+            "DescribeContactCalls": self.describe_calls,
+        }
+
+
+#: Called for every transition with the contact and the contact-event type
+#: (INITIATED, QUEUED, CONNECTED_TO_AGENT, DISCONNECTED).
+TransitionListener = Callable[[Contact, str], None]
+
+
+class ContactCenter:
+    """Holds every contact and moves them through their lives."""
+
+    def __init__(
+        self,
+        config: Callable[[], EmulatorConfig],
+        *,
+        clock: Callable[[], float],
+        rng: random.Random,
+        on_transition: TransitionListener | None = None,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._rng = rng
+        self._on_transition = on_transition
+        self._seq = itertools.count()
+        self.reset()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        self.contacts: dict[str, Contact] = {}
+        self._by_token: dict[tuple[str, str], str] = {}
+        self._active: dict[str, int] = {}
+        self._heap: list[tuple[float, int, str, int, Action]] = []
+        self._waiting: deque[str] = deque()
+        self._agents: list[str] = []
+        self._free_agents: deque[str] = deque()
+        self.queue_id = self._uuid()
+
+    def _uuid(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def _secret(self, nbytes: int) -> str:
+        return base64.urlsafe_b64encode(self._rng.randbytes(nbytes)).decode().rstrip("=")
+
+    def instance_arn(self, instance_id: str) -> str:
+        cfg = self._config()
+        return f"arn:aws:connect:{cfg.region}:{cfg.account_id}:instance/{instance_id}"
+
+    def active_calls(self, instance_id: str) -> int:
+        return self._active.get(instance_id, 0)
+
+    def next_event_time(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    # -- operations --------------------------------------------------------------------------
+
+    def find_by_token(self, instance_id: str, client_token: str, now: float) -> Contact | None:
+        contact_id = self._by_token.get((instance_id, client_token))
+        if contact_id is None:
+            return None
+        contact = self.contacts[contact_id]
+        if now - contact.created_at > IDEMPOTENCY_WINDOW_S:
+            return None
+        return contact
+
+    def start_contact(self, params: dict[str, Any], now: float) -> Contact:
+        """Create a contact for a validated StartWebRTCContact request."""
+        cfg = self._config()
+        instance_id = params["InstanceId"]
+        contact_id = self._uuid()
+        meeting_id = self._uuid()
+        host = f"{meeting_id[:8]}.k.m1.ue1.app.chime.aws"
+        connection_data = {
+            "Attendee": {"AttendeeId": self._uuid(), "JoinToken": self._secret(48)},
+            "Meeting": {
+                "MediaRegion": cfg.region,
+                "MeetingId": meeting_id,
+                "MediaPlacement": {
+                    "AudioHostUrl": f"{host}:3478",
+                    "AudioFallbackUrl": f"wss://haxrp.m1.ue1.app.chime.aws:443/calls/{meeting_id}",
+                    "SignalingUrl": "wss://signal.m1.ue1.app.chime.aws/control/" + meeting_id,
+                    "TurnControlUrl": "https://2713.cell.us-east-1.meetings.chime.aws/v2/turn_sessions",
+                    "EventIngestionUrl": "https://data.svc.ue1.ingest.chime.aws/v1/client-events",
+                },
+                "MeetingFeatures": {"Audio": {"EchoReduction": "AVAILABLE"}},
+            },
+        }
+        contact = Contact(
+            id=contact_id,
+            arn=f"{self.instance_arn(instance_id)}/contact/{contact_id}",
+            instance_id=instance_id,
+            contact_flow_id=params["ContactFlowId"],
+            client_token=params.get("ClientToken"),
+            request=dict(params),
+            participant_id=self._uuid(),
+            participant_token=self._secret(192),
+            connection_data=connection_data,
+            queue_id=self.queue_id,
+            created_at=now,
+        )
+        self.contacts[contact_id] = contact
+        if contact.client_token:
+            self._by_token[(instance_id, contact.client_token)] = contact_id
+        self._active[instance_id] = self._active.get(instance_id, 0) + 1
+        self._notify(contact, "INITIATED")
+        self._schedule(now + cfg.flow_delay_s, contact, Action.ENQUEUE)
+        return contact
+
+    def force_connect(self, contact: Contact, now: float) -> bool:
+        """Connect a waiting contact to an agent now, outside the pool. False if not waiting."""
+        self.advance(now)
+        if contact.state not in (ContactState.INITIATED, ContactState.QUEUED):
+            return False
+        contact.version += 1
+        if contact.enqueued_at is None:
+            contact.enqueued_at = now
+            contact.state = ContactState.QUEUED
+            self._notify(contact, "QUEUED")
+        self._connect(contact, now, agent_id=self._uuid(), pool_agent=False)
+        return True
+
+    def force_disconnect(self, contact: Contact, now: float) -> bool:
+        """End a contact now, whatever its state. False if it had already ended."""
+        self.advance(now)
+        if contact.state is ContactState.DISCONNECTED:
+            return False
+        contact.version += 1
+        reason = "AGENT_DISCONNECT" if contact.connected_at is not None else "CUSTOMER_DISCONNECT"
+        self._disconnect(contact, now, reason)
+        return True
+
+    # -- simulation --------------------------------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        """Apply every transition due at or before `now`, each at its own scheduled time."""
+        while self._heap and self._heap[0][0] <= now:
+            at, _, contact_id, version, action = heapq.heappop(self._heap)
+            contact = self.contacts.get(contact_id)
+            if contact is None or contact.version != version:
+                continue
+            self._apply(contact, action, at)
+
+    def _schedule(self, at: float, contact: Contact, action: Action) -> None:
+        heapq.heappush(self._heap, (at, next(self._seq), contact.id, contact.version, action))
+
+    def _apply(self, contact: Contact, action: Action, at: float) -> None:
+        cfg = self._config()
+        if action is Action.ENQUEUE and contact.state is ContactState.INITIATED:
+            contact.state = ContactState.QUEUED
+            contact.enqueued_at = at
+            self._notify(contact, "QUEUED")
+            if cfg.contact_center_model:
+                self._waiting.append(contact.id)
+                self._schedule(at + self._rng.uniform(*cfg.patience_s), contact, Action.ABANDON)
+                self._dispatch(at)
+            else:
+                wait = self._rng.uniform(*cfg.agent_delay_s)
+                if self._rng.random() < cfg.abandon_rate:
+                    self._schedule(at + self._rng.uniform(0.0, wait), contact, Action.ABANDON)
+                else:
+                    self._schedule(at + wait, contact, Action.CONNECT)
+        elif action is Action.CONNECT and contact.state is ContactState.QUEUED:
+            self._connect(contact, at, agent_id=self._uuid(), pool_agent=False)
+        elif (action is Action.ABANDON and contact.state is ContactState.QUEUED) or (
+            action is Action.HANG_UP and contact.state is ContactState.CONNECTED_TO_AGENT
+        ):
+            self._disconnect(contact, at, "CUSTOMER_DISCONNECT")
+
+    def _connect(self, contact: Contact, at: float, *, agent_id: str, pool_agent: bool) -> None:
+        cfg = self._config()
+        contact.state = ContactState.CONNECTED_TO_AGENT
+        contact.connected_at = at
+        contact.agent_id = agent_id
+        contact.pool_agent = pool_agent
+        self._notify(contact, "CONNECTED_TO_AGENT")
+        talk = cfg.handle_time_s if pool_agent else cfg.talk_time_s
+        self._schedule(at + self._rng.uniform(*talk), contact, Action.HANG_UP)
+
+    def _disconnect(self, contact: Contact, at: float, reason: str) -> None:
+        contact.state = ContactState.DISCONNECTED
+        contact.disconnected_at = at
+        contact.disconnect_reason = reason
+        self._active[contact.instance_id] -= 1
+        self._notify(contact, "DISCONNECTED")
+        if contact.pool_agent and contact.agent_id is not None:
+            self._free_agents.append(contact.agent_id)
+            self._dispatch(at)
+
+    def _dispatch(self, at: float) -> None:
+        """Contact-center model: free agents take the oldest waiting contacts."""
+        cfg = self._config()
+        if not cfg.contact_center_model:
+            return
+        while cfg.agents is not None and len(self._agents) < cfg.agents:
+            agent = self._uuid()
+            self._agents.append(agent)
+            self._free_agents.append(agent)
+        while self._free_agents and self._waiting:
+            contact = self.contacts[self._waiting.popleft()]
+            if contact.state is not ContactState.QUEUED:
+                continue
+            self._connect(contact, at, agent_id=self._free_agents.popleft(), pool_agent=True)
+
+    def _notify(self, contact: Contact, event_type: str) -> None:
+        if self._on_transition is not None:
+            self._on_transition(contact, event_type)
+
+    # -- screen sharing ----------------------------------------------------------------------
+
+    def screen_sharing_refusal(self, contact: Contact) -> str | None:
+        """Why StartScreenSharing cannot start on `contact` now, or None if it can."""
+        if contact.state is ContactState.DISCONNECTED:
+            return f"Contact {contact.id} has ended; screen sharing cannot start."
+        if contact.state is not ContactState.CONNECTED_TO_AGENT:
+            return f"Contact {contact.id} is not connected to an agent yet."
+        caps = contact.capabilities
+        if (
+            caps["Customer"].get("ScreenShare") != "SEND"
+            or caps["Agent"].get("ScreenShare") != "SEND"
+        ):
+            return (
+                f"Screen sharing is not allowed on contact {contact.id}: AllowedCapabilities must "
+                "set ScreenShare=SEND for both Customer and Agent."
+            )
+        return None
+
+    def start_screen_sharing(self, contact: Contact, client_token: str | None, now: float) -> None:
+        contact.screen_sharing_count += 1
+        if contact.screen_sharing_started_at is None:
+            contact.screen_sharing_started_at = now
+        if client_token:
+            contact.screen_sharing_tokens.add(client_token)
