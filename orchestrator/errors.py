@@ -1,0 +1,55 @@
+"""The orchestrator's errors, rooted in one `OrchestratorError`.
+
+AWS errors are classified once, in the Connect gateway, into these classes; the lifecycle acts on
+the class, never on an error-code string.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error the orchestrator raises on purpose."""
+
+
+class ConfigError(OrchestratorError):
+    """The configuration is invalid; the message names the key."""
+
+
+class ConnectError(OrchestratorError):
+    """A Connect call failed. `code` is the AWS error code (or a transport error name)."""
+
+    def __init__(self, operation: str, code: str, message: str) -> None:
+        super().__init__(f"{operation} failed: {code}: {message}")
+        self.operation = operation
+        self.code = code
+        self.message = message
+        #: The contact concerned, once known (set by the lifecycle).
+        self.contact_id: str | None = None
+
+
+class RetryableConnectError(ConnectError):
+    """Worth retrying: 5xx, connection errors, timeouts, an early 404 after start."""
+
+
+class ThrottledError(RetryableConnectError):
+    """HTTP 429: the account's quota for this operation is spent right now."""
+
+
+class CapacityError(ConnectError):
+    """The instance is at its concurrent-call cap: wait much longer before trying again."""
+
+
+class TerminalConnectError(ConnectError):
+    """Retrying cannot help: access denied, invalid parameter, unknown instance or flow."""
+
+
+class RetryLater(OrchestratorError):
+    """A transient failure outlived its retry budget; the request should be redelivered later."""
+
+    def __init__(self, cause: ConnectError) -> None:
+        super().__init__(f"transient failure outlived its retry budget: {cause}")
+        self.cause = cause
+
+
+class SinkError(OrchestratorError):
+    """An event could not be delivered to a sink, even after retries."""

@@ -1,0 +1,113 @@
+"""Lifecycle events: what the orchestrator says about each request, to logs and sinks.
+
+Every event has a deterministic id, `RequestId:type`, so consumers can drop the duplicates that
+at-least-once delivery produces. Exactly one event per request is final.
+
+`contact.started` carries the connection data (ParticipantToken, Meeting, Attendee with its
+JoinToken) the requester's app needs to join the call. Those secrets are held apart from the
+event's public `data`: `to_dict()` leaves them out unless a sink is configured to carry them, so
+they cannot reach a log by accident.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+
+class EventType(StrEnum):
+    RECEIVED = "request.received"
+    REJECTED = "request.rejected"
+    STARTED = "contact.started"
+    AGENT_CONNECTED = "contact.agent_connected"
+    SCREEN_SHARING_STARTED = "screen_sharing.started"
+    SCREEN_SHARING_SKIPPED = "screen_sharing.skipped"
+    DISCONNECTED = "contact.disconnected"
+    TIMED_OUT = "contact.timed_out"
+    FAILED = "request.failed"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_TYPES
+
+
+FINAL_TYPES = frozenset(
+    {
+        EventType.REJECTED,
+        EventType.SCREEN_SHARING_STARTED,
+        EventType.SCREEN_SHARING_SKIPPED,
+        EventType.DISCONNECTED,
+        EventType.TIMED_OUT,
+        EventType.FAILED,
+    }
+)
+
+#: Keys of `contact.started` that are secrets, carried only by sinks that opt in.
+SECRET_KEYS = ("ParticipantToken", "ConnectionData")
+
+
+class LifecycleEvent(BaseModel):
+    """One event. Build them with `LifecycleEvent.create`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    type: EventType
+    time: datetime
+    request_id: str
+    contact_id: str | None = None
+    instance_id: str | None = None
+    final: bool
+    data: dict[str, Any]
+    _secrets: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        type: EventType,
+        request_id: str,
+        *,
+        contact_id: str | None = None,
+        instance_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        secrets: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> LifecycleEvent:
+        event = cls(
+            id=f"{request_id}:{type.value}",
+            type=type,
+            time=now or datetime.now(UTC),
+            request_id=request_id,
+            contact_id=contact_id,
+            instance_id=instance_id,
+            final=type.final,
+            data=data or {},
+        )
+        event._secrets = dict(secrets or {})
+        return event
+
+    @property
+    def has_secrets(self) -> bool:
+        return bool(self._secrets)
+
+    def to_dict(self, *, include_connection_data: bool = False) -> dict[str, Any]:
+        """The event as JSON-ready data; the connection data only when asked for."""
+        out = self.model_dump(mode="json")
+        out["time"] = (
+            self.time.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+        if include_connection_data and self._secrets:
+            out["data"] = {**out["data"], **self._secrets}
+        return out
+
+    def to_json(self, *, include_connection_data: bool = False) -> str:
+        return json.dumps(
+            self.to_dict(include_connection_data=include_connection_data), separators=(",", ":")
+        )
+
+    def __repr__(self) -> str:  # never shows secrets
+        return f"LifecycleEvent(id={self.id!r}, contact_id={self.contact_id!r})"

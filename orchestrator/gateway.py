@@ -1,0 +1,288 @@
+"""The Connect gateway: the only code that calls Amazon Connect.
+
+It spends the shared rate budget before every attempt, classifies every failure once into the
+orchestrator's error classes (retryable, throttled, capacity, terminal), retries through named
+policies and turns responses into small typed values. The lifecycle never sees botocore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import aiohttp
+import structlog
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .clock import Clock, SystemClock
+from .errors import (
+    CapacityError,
+    ConnectError,
+    RetryableConnectError,
+    TerminalConnectError,
+    ThrottledError,
+)
+from .metrics import Metrics
+from .ratelimit import RateBudget
+from .request import CallRequest
+from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from types_aiobotocore_connect import ConnectClient
+
+log = structlog.get_logger("orchestrator.gateway")
+
+T = TypeVar("T")
+
+START = "StartWebRTCContact"
+DESCRIBE = "DescribeContact"
+SCREEN_SHARING = "StartScreenSharing"
+
+_THROTTLE_CODES = frozenset(
+    {"ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded"}
+)
+
+
+def connect_client_config(max_pool_connections: int = 50) -> AioConfig:
+    """Client settings for Connect: botocore's retries off (the gateway retries), tight timeouts."""
+    return AioConfig(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=15,
+        max_pool_connections=max_pool_connections,
+    )
+
+
+@dataclass(frozen=True)
+class StartedContact:
+    """StartWebRTCContact's answer. The token and connection data are secrets (no repr)."""
+
+    contact_id: str
+    participant_id: str
+    participant_token: str = field(repr=False)
+    connection_data: Mapping[str, Any] = field(repr=False)
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ContactSnapshot:
+    """What DescribeContact says about a contact, as epoch seconds."""
+
+    contact_id: str
+    initiated_at: float | None = None
+    enqueued_at: float | None = None
+    queue_id: str | None = None
+    agent_id: str | None = None
+    agent_connected_at: float | None = None
+    disconnected_at: float | None = None
+    disconnect_reason: str | None = None
+    customer_capabilities: Mapping[str, str] = field(default_factory=dict)
+    agent_capabilities: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, contact: Mapping[str, Any]) -> ContactSnapshot:
+        queue = contact.get("QueueInfo") or {}
+        agent = contact.get("AgentInfo") or {}
+        customer = contact.get("Customer") or {}
+        return cls(
+            contact_id=contact["Id"],
+            initiated_at=_epoch(contact.get("InitiationTimestamp")),
+            enqueued_at=_epoch(queue.get("EnqueueTimestamp")),
+            queue_id=queue.get("Id"),
+            agent_id=agent.get("Id"),
+            agent_connected_at=_epoch(agent.get("ConnectedToAgentTimestamp")),
+            disconnected_at=_epoch(contact.get("DisconnectTimestamp")),
+            disconnect_reason=contact.get("DisconnectReason"),
+            customer_capabilities=dict(customer.get("Capabilities") or {}),
+            agent_capabilities=dict(agent.get("Capabilities") or {}),
+        )
+
+
+class ConnectGateway(Protocol):
+    """The three Connect operations, as the lifecycle needs them."""
+
+    async def start_webrtc_contact(self, request: CallRequest, client_token: str) -> StartedContact:
+        """Start (or, with a known token, find) the request's contact."""
+        ...
+
+    async def describe_contact(
+        self, instance_id: str, contact_id: str, *, fresh_since: float | None, priority: float
+    ) -> ContactSnapshot:
+        """Describe a contact; a 404 within the consistency window after `fresh_since` retries."""
+        ...
+
+    async def start_screen_sharing(
+        self, instance_id: str, contact_id: str, client_token: str, *, fresh_since: float | None
+    ) -> None:
+        """Start screen sharing; InvalidRequest within the window after `fresh_since` retries."""
+        ...
+
+
+def _default_policy(name: str, **overrides: Any) -> RetryPolicy:
+    settings: dict[str, Any] = {
+        "retry_on": (RetryableConnectError,),
+        "max_attempts": 6,
+        "max_time_s": 60.0,
+        "initial_s": 0.25,
+        "max_backoff_s": 5.0,
+    }
+    settings.update(overrides)
+    return RetryPolicy(name, **settings)
+
+
+@dataclass(frozen=True)
+class GatewayPolicies:
+    """How each Connect call is retried."""
+
+    start: RetryPolicy = field(
+        default_factory=lambda: _default_policy(
+            "connect.start_webrtc_contact", retry_on=(RetryableConnectError, CapacityError)
+        )
+    )
+    describe: RetryPolicy = field(default_factory=lambda: _default_policy("connect.describe"))
+    screen_sharing: RetryPolicy = field(
+        default_factory=lambda: _default_policy("connect.start_screen_sharing")
+    )
+
+
+#: Transport failures: the request may or may not have reached Connect. Retryable, since every
+#: mutating call carries a ClientToken.
+TRANSPORT_ERRORS = (BotoCoreError, aiohttp.ClientError, TimeoutError, OSError)
+#: Answers that mean "not there yet" right after a contact was created or changed.
+_EVENTUALLY_CONSISTENT = frozenset({"ResourceNotFoundException", "InvalidRequestException"})
+
+
+def _client_error_class(
+    operation: str, code: str, message: str, status: int, fresh: bool
+) -> type[ConnectError]:
+    if code == "LimitExceededException" and operation == START:
+        # Connect answers both "too many calls per second" and "instance at its concurrent
+        # call cap" with this code; only the message tells them apart.
+        return CapacityError if "concurren" in message.lower() else ThrottledError
+    if code in _THROTTLE_CODES or status == 429:
+        return ThrottledError
+    if status >= 500 or (fresh and code in _EVENTUALLY_CONSISTENT):
+        return RetryableConnectError
+    return TerminalConnectError
+
+
+def classify(operation: str, error: BaseException, *, fresh: bool = False) -> ConnectError:
+    """Map any failure of a Connect call to one of the orchestrator's error classes."""
+    if not isinstance(error, ClientError):
+        transport = isinstance(error, TRANSPORT_ERRORS)
+        kind = RetryableConnectError if transport else TerminalConnectError
+        return kind(operation, type(error).__name__, str(error))
+    info = error.response.get("Error", {})
+    code = str(info.get("Code") or "Unknown")
+    message = str(info.get("Message") or "")
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return _client_error_class(operation, code, message, status, fresh)(operation, code, message)
+
+
+class AioConnectGateway:
+    """`ConnectGateway` over an aiobotocore Connect client (passed in, not created here)."""
+
+    def __init__(
+        self,
+        client: ConnectClient,
+        budget: RateBudget,
+        *,
+        policies: GatewayPolicies | None = None,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+        consistency_window_s: float = 10.0,
+    ) -> None:
+        self._client = client
+        self._budget = budget
+        self._policies = policies or GatewayPolicies()
+        self._metrics = metrics or Metrics()
+        self._clock = clock or SystemClock()
+        self._window = consistency_window_s
+
+    def _fresh(self, since: float | None) -> bool:
+        return since is not None and self._clock.monotonic() - since < self._window
+
+    async def _attempt(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        priority: float,
+        fresh_since: float | None = None,
+    ) -> T:
+        bucket = self._budget[operation]
+        await bucket.acquire(priority)
+        try:
+            result = await call()
+        except (ClientError, *TRANSPORT_ERRORS) as e:
+            error = classify(operation, e, fresh=self._fresh(fresh_since))
+            if isinstance(error, ThrottledError):
+                bucket.on_throttle()
+            outcome = "throttled" if isinstance(error, ThrottledError | CapacityError) else "error"
+            self._metrics.connect_calls.labels(operation, outcome).inc()
+            raise error from e
+        self._metrics.connect_calls.labels(operation, "ok").inc()
+        return result
+
+    async def start_webrtc_contact(self, request: CallRequest, client_token: str) -> StartedContact:
+        params = request.start_webrtc_contact_params(client_token)
+
+        async def call() -> StartedContact:
+            response = await self._attempt(
+                START,
+                lambda: self._client.start_web_rtc_contact(**params),
+                priority=0.0,
+            )
+            return StartedContact(
+                contact_id=response["ContactId"],
+                participant_id=response.get("ParticipantId", ""),
+                participant_token=response.get("ParticipantToken", ""),
+                connection_data=dict(response.get("ConnectionData") or {}),
+            )
+
+        return await self._policies.start.call(
+            call, clock=self._clock, context={"request_id": request.request_id}
+        )
+
+    async def describe_contact(
+        self, instance_id: str, contact_id: str, *, fresh_since: float | None, priority: float
+    ) -> ContactSnapshot:
+        async def call() -> ContactSnapshot:
+            response = await self._attempt(
+                DESCRIBE,
+                lambda: self._client.describe_contact(InstanceId=instance_id, ContactId=contact_id),
+                priority=priority,
+                fresh_since=fresh_since,
+            )
+            return ContactSnapshot.from_api(response["Contact"])
+
+        return await self._policies.describe.call(
+            call, clock=self._clock, context={"contact_id": contact_id}
+        )
+
+    async def start_screen_sharing(
+        self, instance_id: str, contact_id: str, client_token: str, *, fresh_since: float | None
+    ) -> None:
+        async def call() -> None:
+            await self._attempt(
+                SCREEN_SHARING,
+                lambda: self._client.start_screen_sharing(
+                    InstanceId=instance_id, ContactId=contact_id, ClientToken=client_token
+                ),
+                priority=0.0,
+                fresh_since=fresh_since,
+            )
+
+        await self._policies.screen_sharing.call(
+            call, clock=self._clock, context={"contact_id": contact_id}
+        )

@@ -1,0 +1,294 @@
+"""The contact lifecycle: start the call, watch it, start screen sharing, say what happened.
+
+`LifecycleEngine.run(request)` drives one validated request to exactly one final event:
+
+1. `request.received`;
+2. StartWebRTCContact with a ClientToken derived from the RequestId (a redelivery finds the same
+   contact) -> `contact.started`, carrying the connection data for the requester;
+3. the watch -> `contact.agent_connected`, or final `contact.disconnected` / `contact.timed_out`;
+4. StartScreenSharing with its own derived ClientToken -> final `screen_sharing.started`, or final
+   `screen_sharing.skipped` saying why.
+
+Errors: a terminal Connect error ends the request with `request.failed` naming the AWS code. A
+transient error that outlives its retry budget also ends it with `request.failed` on the final
+attempt; on earlier attempts `run(..., final_attempt=False)` raises `RetryLater` instead, emitting
+no final event, so the daemon hands the message back for redelivery. Cancellation (shutdown)
+propagates at once and emits nothing.
+
+The engine knows nothing about SQS; clients, sinks, settings and the clock are passed in.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from .clock import Clock, SystemClock
+from .errors import CapacityError, ConnectError, RetryableConnectError, RetryLater
+from .events import EventType, LifecycleEvent
+from .gateway import ConnectGateway, ContactSnapshot, StartedContact
+from .metrics import Metrics
+from .request import CallRequest, FieldError, client_token
+from .sinks import EventSink
+from .watch import ContactNotifier, WatchOutcome, WatchPolicy, WatchResult, watch_contact
+
+log = structlog.get_logger("orchestrator.lifecycle")
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+@dataclass
+class LifecycleEngine:
+    """Runs lifecycles; one per worker, shared by all of them."""
+
+    gateway: ConnectGateway
+    sink: EventSink
+    watch: WatchPolicy = field(default_factory=WatchPolicy)
+    clock: Clock = field(default_factory=SystemClock)
+    notifier: ContactNotifier = field(default_factory=ContactNotifier)
+    metrics: Metrics = field(default_factory=Metrics)
+    rng: random.Random = field(default_factory=random.Random)
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def _emit(
+        self,
+        type_: EventType,
+        request_id: str,
+        *,
+        instance_id: str | None,
+        contact_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        secrets: dict[str, Any] | None = None,
+    ) -> LifecycleEvent:
+        event = LifecycleEvent.create(
+            type_,
+            request_id,
+            contact_id=contact_id,
+            instance_id=instance_id,
+            data=data,
+            secrets=secrets,
+            now=datetime.fromtimestamp(self.clock.time(), UTC),
+        )
+        await self.sink.publish([event])
+        if event.final:
+            self.metrics.requests.labels(type_.value).inc()
+        return event
+
+    async def reject(
+        self, request_id: str, errors: list[FieldError], *, instance_id: str | None = None
+    ) -> LifecycleEvent:
+        """Emit the final `request.rejected` for a message that is not a valid request."""
+        return await self._emit(
+            EventType.REJECTED,
+            request_id,
+            instance_id=instance_id,
+            data={"errors": [e.as_dict() for e in errors]},
+        )
+
+    # -- the lifecycle -------------------------------------------------------------------------
+
+    async def run(self, request: CallRequest, *, final_attempt: bool = True) -> LifecycleEvent:
+        """Drive `request` to its final event, which is returned (and already delivered)."""
+        with structlog.contextvars.bound_contextvars(request_id=request.request_id):
+            await self._emit(
+                EventType.RECEIVED, request.request_id, instance_id=request.instance_id
+            )
+            try:
+                return await self._drive(request)
+            except ConnectError as error:
+                transient = isinstance(error, RetryableConnectError | CapacityError)
+                if transient and not final_attempt:
+                    log.warning(
+                        "lifecycle.retry_later", operation=error.operation, error=error.code
+                    )
+                    raise RetryLater(error) from error
+                return await self._emit(
+                    EventType.FAILED,
+                    request.request_id,
+                    instance_id=request.instance_id,
+                    contact_id=error.contact_id,
+                    data={
+                        "operation": error.operation,
+                        "error_code": error.code,
+                        "message": error.message,
+                        "transient": transient,
+                    },
+                )
+
+    async def _drive(self, request: CallRequest) -> LifecycleEvent:
+        started_mono = self.clock.monotonic()
+        token = client_token(request.request_id, "start")
+        started = await self.gateway.start_webrtc_contact(request, token)
+        with structlog.contextvars.bound_contextvars(contact_id=started.contact_id):
+            try:
+                return await self._after_start(request, started, started_mono)
+            except ConnectError as error:
+                error.contact_id = error.contact_id or started.contact_id
+                raise
+
+    async def _after_start(
+        self, request: CallRequest, started: StartedContact, started_mono: float
+    ) -> LifecycleEvent:
+        rid, instance, contact = request.request_id, request.instance_id, started.contact_id
+        await self._emit(
+            EventType.STARTED,
+            rid,
+            instance_id=instance,
+            contact_id=contact,
+            data={"ContactId": contact, "ParticipantId": started.participant_id},
+            secrets={
+                "ParticipantToken": started.participant_token,
+                "ConnectionData": dict(started.connection_data),
+            },
+        )
+        result = await watch_contact(
+            self.gateway,
+            instance_id=instance,
+            contact_id=contact,
+            policy=self.watch,
+            clock=self.clock,
+            started_mono=started_mono,
+            notifier=self.notifier,
+            rng=self.rng,
+        )
+        self.metrics.polls_per_contact.observe(result.polls)
+        snap = result.snapshot
+        common = {"polls": result.polls, "initiated_at": _iso(snap.initiated_at)}
+        if result.outcome is WatchOutcome.DISCONNECTED:
+            return await self._emit(
+                EventType.DISCONNECTED,
+                rid,
+                instance_id=instance,
+                contact_id=contact,
+                data={
+                    **common,
+                    "disconnected_at": _iso(snap.disconnected_at),
+                    "reason": snap.disconnect_reason,
+                },
+            )
+        if result.outcome is WatchOutcome.TIMED_OUT:
+            return await self._emit(
+                EventType.TIMED_OUT,
+                rid,
+                instance_id=instance,
+                contact_id=contact,
+                data={
+                    **common,
+                    "max_wait_s": self.watch.max_wait_s,
+                    "deadline": _iso(result.deadline),
+                },
+            )
+        return await self._agent_connected(request, contact, result)
+
+    async def _agent_connected(
+        self, request: CallRequest, contact: str, result: WatchResult
+    ) -> LifecycleEvent:
+        rid, instance, snap = request.request_id, request.instance_id, result.snapshot
+        connected = snap.agent_connected_at
+        waited = None
+        if connected is not None:
+            self.metrics.detection_delay.observe(max(0.0, result.observed_at - connected))
+            if snap.initiated_at is not None:
+                waited = round(connected - snap.initiated_at, 3)
+                self.metrics.time_to_agent.observe(max(0.0, waited))
+        await self._emit(
+            EventType.AGENT_CONNECTED,
+            rid,
+            instance_id=instance,
+            contact_id=contact,
+            data={
+                "agent_id": snap.agent_id,
+                "connected_at": _iso(connected),
+                "polls": result.polls,
+                "waited_s": waited,
+            },
+        )
+        return await self._screen_sharing(request, contact, result)
+
+    async def _screen_sharing(
+        self, request: CallRequest, contact: str, result: WatchResult
+    ) -> LifecycleEvent:
+        rid, instance = request.request_id, request.instance_id
+
+        async def skipped(reason: str, **details: Any) -> LifecycleEvent:
+            return await self._emit(
+                EventType.SCREEN_SHARING_SKIPPED,
+                rid,
+                instance_id=instance,
+                contact_id=contact,
+                data={"reason": reason, **details},
+            )
+
+        if not request.screen_sharing:
+            return await skipped("not_requested")
+        missing = _sides_without_screen_share(request, result.snapshot)
+        if missing:
+            return await skipped("capability_not_allowed", sides=missing)
+        try:
+            await self.gateway.start_screen_sharing(
+                instance,
+                contact,
+                client_token(rid, "screen-sharing"),
+                fresh_since=result.observed_mono,
+            )
+        except ConnectError as error:
+            if error.code != "InvalidRequestException":
+                raise
+            # Refused: most likely the call ended since the agent connected.
+            snapshot = await self.gateway.describe_contact(
+                instance, contact, fresh_since=None, priority=0.0
+            )
+            if snapshot.disconnected_at is None:
+                raise
+            return await skipped("contact_ended", disconnected_at=_iso(snapshot.disconnected_at))
+        return await self._emit(
+            EventType.SCREEN_SHARING_STARTED, rid, instance_id=instance, contact_id=contact
+        )
+
+
+def _sides_without_screen_share(request: CallRequest, snapshot: ContactSnapshot) -> list[str]:
+    """Which participants may not share their screen (Connect's view first, else the request)."""
+    requested = request.allowed_capabilities
+    sides: list[str] = []
+    for side, reported in (
+        ("Customer", snapshot.customer_capabilities),
+        ("Agent", snapshot.agent_capabilities),
+    ):
+        if reported:
+            allowed = reported.get("ScreenShare") == "SEND"
+        else:
+            part = getattr(requested, side.lower(), None) if requested else None
+            allowed = bool(part and part.screen_share == "SEND")
+        if not allowed:
+            sides.append(side)
+    return sides
+
+
+async def run_lifecycle(
+    request: CallRequest,
+    *,
+    gateway: ConnectGateway,
+    sink: EventSink,
+    watch: WatchPolicy | None = None,
+    clock: Clock | None = None,
+    final_attempt: bool = True,
+) -> LifecycleEvent:
+    """One-off convenience around `LifecycleEngine(...).run(request)`."""
+    engine = LifecycleEngine(
+        gateway=gateway,
+        sink=sink,
+        watch=watch or WatchPolicy(),
+        clock=clock or SystemClock(),
+    )
+    return await engine.run(request, final_attempt=final_attempt)

@@ -1,0 +1,203 @@
+"""The shared rate budget: one adaptive token bucket per Connect operation, per process.
+
+Connect's quotas are per account and shared by every worker, so each worker spends a configured
+share of them. A bucket hands out tokens at `rate` per second up to `burst`; callers wait for a
+token instead of failing. Waiters are served by priority (lowest first, then arrival order), which
+lets the watch spend a scarce DescribeContact budget on the contacts most likely to have changed.
+
+On a 429 the bucket halves its rate (multiplicative decrease, at most once per cooldown) and drops
+its saved tokens; it then recovers linearly to the configured rate over `recovery_s`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import anyio
+
+from .clock import Clock, SystemClock
+
+
+@dataclass(frozen=True)
+class Quota:
+    """An account-level quota: `rate` requests per second, bursts of up to `burst`."""
+
+    rate: float
+    burst: float
+
+
+#: Amazon Connect's default quotas per account and Region.
+CONNECT_DEFAULT_QUOTAS: Mapping[str, Quota] = {
+    "StartWebRTCContact": Quota(2.0, 5.0),
+    "DescribeContact": Quota(10.0, 15.0),
+    "StartScreenSharing": Quota(2.0, 5.0),
+}
+
+
+@dataclass(order=True)
+class _Waiter:
+    priority: float
+    seq: int
+    wakeup: anyio.Event = field(compare=False, default_factory=anyio.Event)
+    gone: bool = field(compare=False, default=False)
+
+
+class AdaptiveTokenBucket:
+    """A token bucket whose rate adapts to throttling. Safe for any number of concurrent waiters."""
+
+    def __init__(
+        self,
+        name: str,
+        rate: float,
+        burst: float,
+        *,
+        clock: Clock | None = None,
+        decrease_factor: float = 0.5,
+        min_rate_fraction: float = 0.05,
+        recovery_s: float = 30.0,
+        cooldown_s: float = 1.0,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"{name}: rate must be > 0 and burst >= 1 (got {rate}/{burst})")
+        self.name = name
+        self.target_rate = rate
+        self.burst = burst
+        self._clock = clock or SystemClock()
+        self._decrease = decrease_factor
+        self._min_rate = rate * min_rate_fraction
+        self._recovery_per_s = (rate - self._min_rate) / recovery_s if recovery_s > 0 else rate
+        self._cooldown_s = cooldown_s
+        self._rate = rate
+        self._tokens = burst
+        self._updated = self._clock.monotonic()
+        self._last_decrease = float("-inf")
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+        self.throttles = 0
+        self.granted = 0
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _refill(self) -> None:
+        now = self._clock.monotonic()
+        elapsed = max(0.0, now - self._updated)
+        self._updated = now
+        if self._rate < self.target_rate:
+            self._rate = min(self.target_rate, self._rate + elapsed * self._recovery_per_s)
+        self._tokens = min(self.burst, self._tokens + elapsed * self._rate)
+
+    @property
+    def rate(self) -> float:
+        """The current (adapted) rate in tokens per second."""
+        self._refill()
+        return self._rate
+
+    @property
+    def tokens(self) -> float:
+        self._refill()
+        return self._tokens
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for w in self._waiters if not w.gone)
+
+    # -- feedback ----------------------------------------------------------------------------
+
+    def on_throttle(self) -> None:
+        """A call was throttled (429): slow down and forget saved tokens."""
+        self.throttles += 1
+        self._refill()
+        self._tokens = min(self._tokens, 0.0)
+        now = self._clock.monotonic()
+        if now - self._last_decrease >= self._cooldown_s:
+            self._last_decrease = now
+            self._rate = max(self._min_rate, self._rate * self._decrease)
+
+    # -- acquiring ---------------------------------------------------------------------------
+
+    def _take(self) -> bool:
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            self.granted += 1
+            return True
+        return False
+
+    def _head(self) -> _Waiter | None:
+        while self._waiters and self._waiters[0].gone:
+            heapq.heappop(self._waiters)
+        return self._waiters[0] if self._waiters else None
+
+    async def acquire(self, priority: float = 0.0) -> None:
+        """Wait for one token. Lower `priority` values are served first."""
+        if self._head() is None and self._take():
+            return
+        me = _Waiter(priority, next(self._seq))
+        heapq.heappush(self._waiters, me)
+        head = self._head()
+        if head is not None and head is not me:
+            # A new head may have to wait less (or more) than the old one planned: re-plan.
+            self._wake(head)
+        try:
+            while True:
+                if self._head() is me:
+                    if self._take():
+                        me.gone = True
+                        heapq.heappop(self._waiters)
+                        self._wake(self._head())
+                        return
+                    wait = (1.0 - self._tokens) / self._rate
+                    await self._clock.sleep(wait, me.wakeup)
+                else:
+                    await me.wakeup.wait()
+                me.wakeup = anyio.Event()
+        except BaseException:
+            was_head = self._head() is me
+            me.gone = True
+            if was_head:
+                self._wake(self._head())
+            raise
+
+    @staticmethod
+    def _wake(waiter: _Waiter | None) -> None:
+        if waiter is not None:
+            waiter.wakeup.set()
+
+
+class RateBudget:
+    """The process's buckets, one per Connect operation, each at `share` of the account quota.
+
+    `headroom` keeps the worker a little under the quota so that latency jitter between this
+    process and Connect does not turn into 429s.
+    """
+
+    def __init__(
+        self,
+        quotas: Mapping[str, Quota] = CONNECT_DEFAULT_QUOTAS,
+        *,
+        share: float = 1.0,
+        headroom: float = 0.03,
+        clock: Clock | None = None,
+        recovery_s: float = 30.0,
+    ) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        if not 0 <= headroom < 1:
+            raise ValueError(f"headroom must be in [0, 1), got {headroom}")
+        factor = share * (1.0 - headroom)
+        self.buckets = {
+            op: AdaptiveTokenBucket(
+                op,
+                q.rate * factor,
+                max(1.0, q.burst * share),
+                clock=clock,
+                recovery_s=recovery_s,
+            )
+            for op, q in quotas.items()
+        }
+
+    def __getitem__(self, operation: str) -> AdaptiveTokenBucket:
+        return self.buckets[operation]

@@ -1,0 +1,292 @@
+"""Call requests: parsing queue message bodies, validating them as Connect would, client tokens.
+
+A body is a JSON object mirroring StartWebRTCContact plus `RequestId` and `ScreenSharing`, raw or
+wrapped in an SNS Notification envelope. Validation applies the limits Connect enforces, so a
+request that would be refused by Connect is rejected here, with every problem named by field, and
+never reaches Connect.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic.alias_generators import to_pascal
+
+#: Bodies larger than this are refused before parsing (SQS itself allows up to 1 MiB).
+MAX_BODY_BYTES = 1024 * 1024
+ATTRIBUTES_MAX_BYTES = 32_768
+REFERENCES_MAX_BYTES = 4_096
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_TOKEN_NAMESPACE = uuid.UUID("0f8c1b1e-5a7d-4d56-9a8e-6a2f3f0c4b21")
+
+ReferenceType = Literal[
+    "URL",
+    "ATTACHMENT",
+    "CONTACT_ANALYSIS",
+    "NUMBER",
+    "STRING",
+    "DATE",
+    "EMAIL",
+    "EMAIL_MESSAGE",
+    "EMAIL_MESSAGE_PLAIN_TEXT",
+    "EMAIL_MESSAGE_PLAIN_TEXT_REDACTED",
+    "EMAIL_MESSAGE_REDACTED",
+]
+
+
+def _utf8(value: str) -> str:
+    """Refuse strings that cannot be sent as UTF-8 (lone surrogates from `\\ud800` escapes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid UTF-8 text (found an unpaired surrogate)") from exc
+    return value
+
+
+def _request_id(value: str) -> str:
+    if not _REQUEST_ID.match(value):
+        raise ValueError("must be 1-128 characters: letters, digits, '-', '_', '.' or ':'")
+    return value
+
+
+Utf8 = AfterValidator(_utf8)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_pascal,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+    )
+
+
+class ParticipantDetails(_Model):
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=256), Utf8]
+
+
+class ParticipantCapabilities(_Model):
+    video: Literal["SEND"] | None = None
+    screen_share: Literal["SEND"] | None = None
+
+
+class AllowedCapabilities(_Model):
+    customer: ParticipantCapabilities | None = None
+    agent: ParticipantCapabilities | None = None
+
+
+class Reference(_Model):
+    value: Annotated[str, StringConstraints(max_length=4096), Utf8] | None = None
+    type: ReferenceType
+
+
+class CallRequest(_Model):
+    """One validated call request. Field names are snake_case; the JSON uses PascalCase."""
+
+    request_id: Annotated[str, AfterValidator(_request_id)]
+    instance_id: Annotated[str, StringConstraints(min_length=1, max_length=100), Utf8]
+    contact_flow_id: Annotated[str, StringConstraints(min_length=1, max_length=500), Utf8]
+    participant_details: ParticipantDetails
+    attributes: (
+        dict[
+            Annotated[str, StringConstraints(min_length=1, max_length=32767), Utf8],
+            Annotated[str, StringConstraints(max_length=32767), Utf8],
+        ]
+        | None
+    ) = None
+    allowed_capabilities: AllowedCapabilities | None = None
+    references: (
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=4096), Utf8], Reference]
+        | None
+    ) = None
+    description: Annotated[str, StringConstraints(max_length=4096), Utf8] | None = None
+    related_contact_id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=256), Utf8] | None
+    ) = None
+    screen_sharing: bool = True
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes_budget(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        for key in value:
+            if not _ATTRIBUTE_KEY.match(key):
+                raise ValueError(f"key {key[:64]!r} may contain only letters, digits, '-' and '_'")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
+        if size > ATTRIBUTES_MAX_BYTES:
+            raise ValueError(f"{size} UTF-8 bytes in total, over the {ATTRIBUTES_MAX_BYTES} limit")
+        return value
+
+    @field_validator("references")
+    @classmethod
+    def _references_budget(cls, value: dict[str, Reference] | None) -> dict[str, Reference] | None:
+        if value is None:
+            return None
+        size = sum(len(k.encode()) + len((r.value or "").encode()) for k, r in value.items())
+        if size > REFERENCES_MAX_BYTES:
+            raise ValueError(f"{size} UTF-8 bytes in total, over the {REFERENCES_MAX_BYTES} limit")
+        return value
+
+    def start_webrtc_contact_params(self, client_token: str) -> dict[str, Any]:
+        """The StartWebRTCContact parameters for this request."""
+        params = self.model_dump(
+            by_alias=True,
+            exclude_none=True,
+            exclude={"request_id", "screen_sharing"},
+        )
+        params["ClientToken"] = client_token
+        return params
+
+    @property
+    def wants_screen_sharing_capability(self) -> bool:
+        caps = self.allowed_capabilities
+        return bool(
+            caps
+            and caps.customer
+            and caps.customer.screen_share == "SEND"
+            and caps.agent
+            and caps.agent.screen_share == "SEND"
+        )
+
+
+@dataclass(frozen=True)
+class RequestDefaults:
+    """Values a request may leave out (from `[connect]` in the configuration)."""
+
+    instance_id: str | None = None
+    contact_flow_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class RequestRejected(ValueError):
+    """A message body is not a valid call request. `request_id` is set when one could be read."""
+
+    def __init__(self, errors: list[FieldError], request_id: str | None = None) -> None:
+        summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+        super().__init__(f"invalid call request: {summary}")
+        self.errors = errors
+        self.request_id = request_id
+
+
+def client_token(request_id: str, purpose: Literal["start", "screen-sharing"]) -> str:
+    """The ClientToken for one Connect call of one request: the same on every redelivery."""
+    return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{purpose}:{request_id}"))
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:64]!r}")
+        result[key] = value
+    return result
+
+
+def _load_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        raise RequestRejected([FieldError(what, "JSON nested too deeply")]) from None
+    except ValueError as exc:
+        raise RequestRejected([FieldError(what, f"not valid JSON: {exc}")]) from None
+
+
+def _unwrap_sns(document: Any) -> Any:
+    """If `document` is an SNS Notification envelope, the JSON inside its `Message`."""
+    if (
+        isinstance(document, dict)
+        and document.get("Type") == "Notification"
+        and "TopicArn" in document
+        and "Message" in document
+    ):
+        message = document["Message"]
+        if not isinstance(message, str):
+            raise RequestRejected([FieldError("Message", "SNS Message must be a string")])
+        return _load_json(message, "Message")
+    return document
+
+
+def readable_request_id(document: Any) -> str | None:
+    """The document's RequestId if it is usable as an event id, else None."""
+    if isinstance(document, dict):
+        candidate = document.get("RequestId")
+        if isinstance(candidate, str) and _REQUEST_ID.match(candidate):
+            return candidate
+    return None
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in {"[key]"}:
+            path += " (key)"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def parse_request(body: str | bytes, defaults: RequestDefaults | None = None) -> CallRequest:
+    """Parse and validate one message body. Raises `RequestRejected` naming every bad field."""
+    defaults = defaults or RequestDefaults()
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestRejected([FieldError("body", f"{len(raw)} bytes, over {MAX_BODY_BYTES}")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestRejected([FieldError("body", f"not valid UTF-8: {exc.reason}")]) from None
+    document = _unwrap_sns(_load_json(text, "body"))
+    if not isinstance(document, dict):
+        raise RequestRejected(
+            [FieldError("body", f"must be a JSON object, got {type(document).__name__}")]
+        )
+    request_id = readable_request_id(document)
+    merged = dict(document)
+    for key, fallback in (
+        ("InstanceId", defaults.instance_id),
+        ("ContactFlowId", defaults.contact_flow_id),
+    ):
+        if merged.get(key) is None and fallback:
+            merged[key] = fallback
+    try:
+        return CallRequest.model_validate(merged)
+    except ValidationError as exc:
+        errors = [FieldError(_field_path(tuple(err["loc"])), _message(err)) for err in exc.errors()]
+        raise RequestRejected(errors, request_id) from None
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    if err["type"] == "missing":
+        field = err["loc"][-1] if err["loc"] else "value"
+        if field in {"InstanceId", "ContactFlowId"}:
+            return "required (and no default is configured)"
+        return "required"
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    return str(err["msg"]).removeprefix("Value error, ")

@@ -1,0 +1,107 @@
+"""Retry policies: one named policy per kind of call, built on tenacity.
+
+Each policy says what is retryable (an explicit tuple of exception classes), bounds attempts *and*
+total time, waits with full jitter (exponential, capped) and logs every scheduled retry. Throttles
+are bounded by time only (the rate budget paces them); capacity errors (an instance at its
+concurrent-call cap) get their own, much longer waits and time bound.
+
+botocore's own retries are switched off for Connect (see `connect_client_config`): two retry
+layers multiply, and the shared rate budget must see every attempt. SQS and the event sinks keep
+botocore's standard mode (3 attempts) for connection blips and add these policies on top.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from .clock import Clock, SystemClock
+from .errors import CapacityError, ThrottledError
+
+log = structlog.get_logger("orchestrator.retry")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded, jittered exponential backoff for one kind of call."""
+
+    name: str
+    retry_on: tuple[type[BaseException], ...]
+    max_attempts: int = 6
+    max_time_s: float = 60.0
+    initial_s: float = 0.2
+    max_backoff_s: float = 5.0
+    #: Waits after a `CapacityError` (instance at its concurrent-call cap).
+    capacity_initial_s: float = 2.0
+    capacity_max_backoff_s: float = 30.0
+    #: Total time a capacity wait may last; attempts are not bounded while it lasts.
+    capacity_max_time_s: float = 600.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def backoff(self, attempt: int, exc: BaseException | None) -> float:
+        """Full jitter: uniform(0, min(cap, initial * 2**(attempt-1)))."""
+        if isinstance(exc, ThrottledError):
+            # The rate budget already slowed down and paces the next attempt.
+            return self.rng.uniform(0.0, self.initial_s)
+        if isinstance(exc, CapacityError):
+            ceiling = min(self.capacity_max_backoff_s, self.capacity_initial_s * 2 ** (attempt - 1))
+            # Capacity frees up slowly: wait at least half the ceiling.
+            return self.rng.uniform(ceiling / 2, ceiling)
+        ceiling = min(self.max_backoff_s, self.initial_s * 2 ** (attempt - 1))
+        return self.rng.uniform(0.0, ceiling)
+
+    def _stop(self, state: RetryCallState, clock: Clock, started: float) -> bool:
+        elapsed = clock.monotonic() - started
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, CapacityError):
+            return elapsed >= self.capacity_max_time_s
+        if isinstance(exc, ThrottledError):
+            # Throttles are paced by the budget; only time bounds them.
+            return elapsed >= self.max_time_s
+        return state.attempt_number >= self.max_attempts or elapsed >= self.max_time_s
+
+    async def call(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        clock: Clock | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> T:
+        """Run `fn` until it succeeds, raises something not retryable, or the budget runs out.
+
+        The last exception is re-raised as is when the budget runs out.
+        """
+        clk = clock or SystemClock()
+        started = clk.monotonic()
+        extra = context or {}
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "retry.scheduled",
+                policy=self.name,
+                attempt=state.attempt_number,
+                sleep_s=round(state.upcoming_sleep, 3),
+                error=getattr(exc, "code", type(exc).__name__),
+                **extra,
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(self.retry_on),
+            stop=lambda state: self._stop(state, clk, started),
+            wait=lambda state: self.backoff(
+                state.attempt_number, state.outcome.exception() if state.outcome else None
+            ),
+            sleep=clk.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        result: T = await retrying(fn)
+        return result

@@ -1,0 +1,159 @@
+"""The event-sink boundary and the sinks that need no AWS: log, JSONL file, memory, fan-out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import aiohttp
+import anyio
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import SinkError
+from ..events import LifecycleEvent
+from ..metrics import Metrics
+from ..retry import RetryPolicy
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Somewhere lifecycle events go. `publish` returns once every event is delivered, or raises."""
+
+    name: str
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None: ...
+
+
+class LogSink:
+    """Every event as one structured log line. Never carries connection data."""
+
+    name = "log"
+
+    def __init__(self, logger: structlog.stdlib.BoundLogger | None = None) -> None:
+        self._log = logger or structlog.get_logger("orchestrator.events")
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None:
+        for event in events:
+            record = event.to_dict(include_connection_data=False)
+            self._log.info(
+                event.type.value,
+                event_id=record["id"],
+                request_id=record["request_id"],
+                contact_id=record["contact_id"],
+                instance_id=record["instance_id"],
+                final=record["final"],
+                data=record["data"],
+            )
+
+
+class JsonlSink:
+    """Appends each event as a JSON line to a file."""
+
+    name = "jsonl"
+
+    def __init__(self, path: str | Path, *, include_connection_data: bool = False) -> None:
+        self.path = Path(path)
+        self._include = include_connection_data
+        self._lock = anyio.Lock()
+
+    def _append(self, text: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None:
+        text = "".join(e.to_json(include_connection_data=self._include) + "\n" for e in events)
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._append, text)
+
+
+class MemorySink:
+    """Keeps events in a list (tests, the demo's summary)."""
+
+    name = "memory"
+
+    def __init__(self, *, include_connection_data: bool = False) -> None:
+        self.include_connection_data = include_connection_data
+        self.events: list[LifecycleEvent] = []
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None:
+        self.events.extend(events)
+
+    def records(self) -> list[dict[str, object]]:
+        return [
+            e.to_dict(include_connection_data=self.include_connection_data) for e in self.events
+        ]
+
+
+#: What a sink failure looks like; anything else is a bug and is not retried.
+SINK_FAILURES: tuple[type[BaseException], ...] = (
+    SinkError,
+    ClientError,
+    BotoCoreError,
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+)
+
+
+def default_sink_policy() -> RetryPolicy:
+    return RetryPolicy(
+        "events.publish",
+        retry_on=SINK_FAILURES,
+        max_attempts=5,
+        max_time_s=30.0,
+        initial_s=0.2,
+        max_backoff_s=5.0,
+    )
+
+
+class FanoutSink:
+    """Delivers every event to every sink, each retried on its own; fails if any sink fails."""
+
+    name = "fanout"
+
+    def __init__(
+        self,
+        sinks: Sequence[EventSink],
+        *,
+        policy: RetryPolicy | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if not sinks:
+            raise ValueError("FanoutSink needs at least one sink")
+        self.sinks = list(sinks)
+        self._policy = policy or default_sink_policy()
+        self._metrics = metrics or Metrics()
+
+    async def _deliver(self, sink: EventSink, events: Sequence[LifecycleEvent]) -> None:
+        async def attempt() -> None:
+            try:
+                await sink.publish(events)
+            except SINK_FAILURES:
+                self._metrics.sink_failures.labels(sink.name).inc(len(events))
+                raise
+
+        try:
+            await self._policy.call(attempt, context={"sink": sink.name})
+        except SINK_FAILURES as exc:
+            raise SinkError(f"sink {sink.name} failed: {exc}") from exc
+        self._metrics.sink_publishes.labels(sink.name).inc(len(events))
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None:
+        if not events:
+            return
+        failures: list[SinkError] = []
+
+        async def deliver(sink: EventSink) -> None:
+            try:
+                await self._deliver(sink, events)
+            except SinkError as exc:
+                failures.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for sink in self.sinks:
+                tg.start_soon(deliver, sink)
+        if failures:
+            raise SinkError("; ".join(str(f) for f in failures))

@@ -1,0 +1,161 @@
+"""Watching a contact until an agent connects, the customer leaves, or the deadline passes.
+
+Polling is DescribeContact with exponential backoff and jitter, each poll paid from the shared
+rate budget. The deadline counts from the contact's own `InitiationTimestamp`, so a redelivered
+request does not restart the clock, and outcomes are decided from Connect's timestamps against
+that deadline, so every attempt at the same request reaches the same verdict.
+
+A `ContactNotifier` lets something outside (Connect contact events, for instance) wake a watch
+early; the watch then polls at once. Polling stays the fallback: a lost notification costs at most
+one backoff interval.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+
+import anyio
+
+from .clock import Clock
+from .gateway import ConnectGateway, ContactSnapshot
+
+
+@dataclass(frozen=True)
+class WatchPolicy:
+    """When to poll. Defaults suit real Connect; the README explains them."""
+
+    first_delay_s: float = 2.0
+    multiplier: float = 1.5
+    max_interval_s: float = 10.0
+    max_wait_s: float = 900.0
+    #: Each delay is drawn from [(1 - jitter) * d, d], so polls of many contacts spread out
+    #: and no delay ever exceeds the schedule.
+    jitter: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.first_delay_s <= 0 or self.max_interval_s < self.first_delay_s:
+            raise ValueError("need 0 < first_delay_s <= max_interval_s")
+        if self.multiplier < 1:
+            raise ValueError("multiplier must be >= 1")
+        if self.max_wait_s <= 0:
+            raise ValueError("max_wait_s must be > 0")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+
+    def delays(self, rng: random.Random) -> Iterator[float]:
+        """The pause before each poll: first_delay, then times multiplier, capped."""
+        delay = self.first_delay_s
+        while True:
+            yield delay * rng.uniform(1.0 - self.jitter, 1.0)
+            delay = min(self.max_interval_s, delay * self.multiplier)
+
+
+class WatchOutcome(StrEnum):
+    AGENT_CONNECTED = "agent_connected"
+    DISCONNECTED = "disconnected"
+    TIMED_OUT = "timed_out"
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    outcome: WatchOutcome
+    snapshot: ContactSnapshot
+    polls: int
+    #: Epoch seconds: the deadline used, and when the outcome was observed.
+    deadline: float
+    observed_at: float
+    #: Monotonic time of the observation, for consistency windows.
+    observed_mono: float
+
+
+def verdict(snapshot: ContactSnapshot, deadline: float) -> WatchOutcome | None:
+    """The outcome Connect's own timestamps imply, or None while the contact still waits."""
+    connected = snapshot.agent_connected_at
+    if connected is not None:
+        return WatchOutcome.AGENT_CONNECTED if connected <= deadline else WatchOutcome.TIMED_OUT
+    gone = snapshot.disconnected_at
+    if gone is not None:
+        return WatchOutcome.DISCONNECTED if gone <= deadline else WatchOutcome.TIMED_OUT
+    return None
+
+
+class Subscription:
+    """A watch's doorbell: `event` is set when someone rings."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def ring(self) -> None:
+        self.event.set()
+
+    def rearm(self) -> None:
+        if self.event.is_set():
+            self.event = anyio.Event()
+
+
+class ContactNotifier:
+    """Routes outside notifications about a contact to the watch that follows it."""
+
+    def __init__(self) -> None:
+        self._subscriptions: dict[str, Subscription] = {}
+
+    @contextmanager
+    def subscribe(self, contact_id: str) -> Iterator[Subscription]:
+        subscription = Subscription()
+        self._subscriptions[contact_id] = subscription
+        try:
+            yield subscription
+        finally:
+            if self._subscriptions.get(contact_id) is subscription:
+                del self._subscriptions[contact_id]
+
+    def notify(self, contact_id: str) -> bool:
+        """Wake the watch of `contact_id`; False if nobody watches it here."""
+        subscription = self._subscriptions.get(contact_id)
+        if subscription is None:
+            return False
+        subscription.ring()
+        return True
+
+    def __len__(self) -> int:
+        return len(self._subscriptions)
+
+
+async def watch_contact(
+    gateway: ConnectGateway,
+    *,
+    instance_id: str,
+    contact_id: str,
+    policy: WatchPolicy,
+    clock: Clock,
+    started_mono: float,
+    notifier: ContactNotifier | None = None,
+    rng: random.Random | None = None,
+) -> WatchResult:
+    """Poll until the contact reaches an outcome. Connect errors propagate (after retries)."""
+    delays = policy.delays(rng or random.Random())
+    deadline = clock.time() + policy.max_wait_s  # until Connect tells us InitiationTimestamp
+    priority = clock.time()  # older contacts first when the budget is scarce
+    polls = 0
+    with (notifier or ContactNotifier()).subscribe(contact_id) as doorbell:
+        while True:
+            pause = min(next(delays), max(0.0, deadline - clock.time()))
+            await clock.sleep(pause, doorbell.event)
+            doorbell.rearm()
+            snapshot = await gateway.describe_contact(
+                instance_id, contact_id, fresh_since=started_mono, priority=priority
+            )
+            polls += 1
+            if snapshot.initiated_at is not None:
+                deadline = snapshot.initiated_at + policy.max_wait_s
+            priority = snapshot.enqueued_at or snapshot.initiated_at or priority
+            now = clock.time()
+            outcome = verdict(snapshot, deadline)
+            if outcome is None and now >= deadline:
+                outcome = WatchOutcome.TIMED_OUT
+            if outcome is not None:
+                return WatchResult(outcome, snapshot, polls, deadline, now, clock.monotonic())
