@@ -4,11 +4,144 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from orchestrator.emulator import cli as emulator_cli
-from orchestrator.emulator import serve
+import anyio
+import structlog
+from aiobotocore.session import get_session
+
+from .emulator import cli as emulator_cli
+from .emulator import serve
+from .errors import ConfigError
+from .logs import configure_logging
+from .metrics import Metrics
+from .runtime import open_worker
+from .settings import Settings, load_settings, settings_json
+from .sqs import sqs_client_config
+from .worker import Worker
+
+EXIT_CONFIG = 2
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+async def _stop_on_signals(worker: Worker) -> None:
+    """Each SIGTERM/SIGINT only asks the worker to stop (the second one skips the grace period)."""
+    log = structlog.get_logger("orchestrator.cli")
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("worker.signal", signal=signal.Signals(signum).name)
+            worker.stop()
+
+
+async def run_daemon(settings: Settings) -> None:
+    metrics = Metrics()
+    async with (
+        open_worker(settings, metrics=metrics) as worker,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_stop_on_signals, worker)
+        if settings.observability.enabled:
+            from .observability import serve_observability  # noqa: PLC0415
+
+            connect_url = settings.endpoint("connect") or (
+                f"https://connect.{settings.aws.region}.amazonaws.com"
+            )
+            await tg.start(
+                serve_observability, settings.observability, worker, metrics, connect_url
+            )
+        structlog.get_logger("orchestrator.cli").info(
+            "worker.started",
+            queue_url=settings.queue.url,
+            max_in_flight=settings.queue.max_in_flight,
+        )
+        await worker.run()
+        tg.cancel_scope.cancel()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(level=settings.logging.level, json_output=settings.logging.json_output)
+    anyio.run(run_daemon, settings)
+    return 0
+
+
+# -- check-config -------------------------------------------------------------------------------
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(settings_json(settings))
+    return 0
+
+
+# -- enqueue ------------------------------------------------------------------------------------
+
+
+async def enqueue(queue_url: str, endpoint_url: str | None, region: str, lines: list[str]) -> int:
+    fifo = queue_url.endswith(".fifo")
+    sent = 0
+    async with get_session().create_client(
+        "sqs", region_name=region, endpoint_url=endpoint_url, config=sqs_client_config()
+    ) as sqs:
+        for start in range(0, len(lines), 10):
+            entries = []
+            for i, body in enumerate(lines[start : start + 10]):
+                entry = {"Id": str(i), "MessageBody": body}
+                if fifo:
+                    try:
+                        request_id = str(json.loads(body).get("RequestId") or f"line-{start + i}")
+                    except (ValueError, AttributeError):
+                        request_id = f"line-{start + i}"
+                    entry["MessageGroupId"] = request_id
+                    entry["MessageDeduplicationId"] = request_id[:128]
+                entries.append(entry)
+            response = await sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+            sent += len(response.get("Successful", []))
+            for failure in response.get("Failed", []):
+                print(
+                    f"failed: line {start + int(failure['Id']) + 1}: {failure.get('Message')}",
+                    file=sys.stderr,
+                )
+    return sent
+
+
+def _cmd_enqueue(args: argparse.Namespace) -> int:
+    source = sys.stdin if args.file in (None, "-") else Path(args.file).open(encoding="utf-8")  # noqa: SIM115
+    with source:
+        lines = [line.strip() for line in source if line.strip()]
+    sent = anyio.run(enqueue, args.queue_url, args.endpoint_url, args.region, lines)
+    print(f"sent {sent} of {len(lines)} request(s) to {args.queue_url}")
+    return 0 if sent == len(lines) else 1
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo  # noqa: PLC0415 (needs the optional moto dependency)
+
+    if args.requests < 4:
+        print("orchestrator demo: --requests must be at least 4", file=sys.stderr)
+        return EXIT_CONFIG
+    result = anyio.run(lambda: run_demo(args.requests, out=sys.stdout, seed=args.seed))
+    return 0 if result.completed else 1
+
+
+# -- emulator -----------------------------------------------------------------------------------
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -16,7 +149,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         config = emulator_cli.config_from_args(args)
     except ValueError as exc:
         print(f"orchestrator emulator: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
 
     def ready(url: str) -> None:
         print(f"Connect emulator listening on {url}", flush=True)
@@ -29,8 +162,11 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"orchestrator emulator: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     return 0
+
+
+# -- parser -------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +179,55 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = (
+        "TOML configuration file (default: $ORCHESTRATOR_CONFIG; environment only if unset)"
+    )
+
+    run = sub.add_parser(
+        "run",
+        help="run the worker daemon",
+        description=(
+            "Run the worker: receive call requests from the SQS queue, drive each contact, emit "
+            "lifecycle events, until SIGTERM/SIGINT (graceful: in-flight work gets "
+            "[shutdown] grace_period_s, then is handed back to the queue). JSON logs on stdout."
+        ),
+    )
+    run.add_argument("--config", help=config_help)
+    run.set_defaults(handler=_cmd_run)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole job on an embedded Connect emulator and SQS server",
+        description=(
+            "Start the Connect emulator and an SQS server on loopback, enqueue sample requests, "
+            "run the real worker until every request has its final event, and print a summary."
+        ),
+    )
+    demo.add_argument("--requests", type=int, default=20, help="how many requests (default 20)")
+    demo.add_argument("--seed", type=int, default=7, help="emulator seed (default 7)")
+    demo.set_defaults(handler=_cmd_demo)
+
+    enq = sub.add_parser(
+        "enqueue",
+        help="send call requests (JSON lines) to a queue",
+        description="Send call requests, one JSON object per line, from FILE or stdin to SQS.",
+    )
+    enq.add_argument("--queue-url", required=True, help="the request queue")
+    enq.add_argument("--endpoint-url", help="SQS endpoint (local stacks)")
+    enq.add_argument("--region", default="us-east-1", help="AWS region (default us-east-1)")
+    enq.add_argument("file", nargs="?", help="JSON lines file, or - for stdin (default)")
+    enq.set_defaults(handler=_cmd_enqueue)
+
+    check = sub.add_parser(
+        "check-config",
+        help="validate the configuration and print the effective settings",
+        description=(
+            "Load the configuration (file and environment) and print the effective settings as "
+            "JSON with secrets masked; on error print what is wrong and exit with status 2."
+        ),
+    )
+    check.add_argument("--config", help=config_help)
+    check.set_defaults(handler=_cmd_check_config)
 
     emulator = sub.add_parser(
         "emulator",

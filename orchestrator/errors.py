@@ -51,5 +51,9 @@ class RetryLater(OrchestratorError):
         self.cause = cause
 
 
+class QueueError(OrchestratorError):
+    """An SQS call about one message failed (the message stays where it was)."""
+
+
 class SinkError(OrchestratorError):
     """An event could not be delivered to a sink, even after retries."""

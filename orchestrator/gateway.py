@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import aiohttp
 import structlog
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from .clock import Clock, SystemClock
 from .errors import (
@@ -179,7 +179,10 @@ def _client_error_class(
 def classify(operation: str, error: BaseException, *, fresh: bool = False) -> ConnectError:
     """Map any failure of a Connect call to one of the orchestrator's error classes."""
     if not isinstance(error, ClientError):
-        transport = isinstance(error, TRANSPORT_ERRORS)
+        # botocore refused the parameters before sending anything: the same call fails again.
+        transport = isinstance(error, TRANSPORT_ERRORS) and not isinstance(
+            error, ParamValidationError
+        )
         kind = RetryableConnectError if transport else TerminalConnectError
         return kind(operation, type(error).__name__, str(error))
     info = error.response.get("Error", {})

@@ -127,9 +127,11 @@ class LifecycleEngine:
                 )
 
     async def _drive(self, request: CallRequest) -> LifecycleEvent:
-        started_mono = self.clock.monotonic()
         token = client_token(request.request_id, "start")
         started = await self.gateway.start_webrtc_contact(request, token)
+        # The consistency window opens once the contact exists: capacity and throttle waits
+        # inside the start call can outlast it.
+        started_mono = self.clock.monotonic()
         with structlog.contextvars.bound_contextvars(contact_id=started.contact_id):
             try:
                 return await self._after_start(request, started, started_mono)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from types import TracebackType
 from typing import Self
 
@@ -31,7 +32,8 @@ class LocalSqsServer:
         self.url = ""
 
     def start(self) -> str:
-        # werkzeug prints a banner on start; keep the demo's output clean.
+        # werkzeug prints a banner and a line per request; keep the demo's output clean.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         with contextlib.redirect_stderr(io.StringIO()):
             self._server.start()
         host, port = self._server.get_host_and_port()

@@ -141,7 +141,9 @@ async def watch_contact(
     deadline = clock.time() + policy.max_wait_s  # until Connect tells us InitiationTimestamp
     priority = clock.time()  # older contacts first when the budget is scarce
     polls = 0
-    with (notifier or ContactNotifier()).subscribe(contact_id) as doorbell:
+    # `is None`, not `or`: an empty notifier has len() 0, so it is falsy.
+    doorbells = notifier if notifier is not None else ContactNotifier()
+    with doorbells.subscribe(contact_id) as doorbell:
         while True:
             pause = min(next(delays), max(0.0, deadline - clock.time()))
             await clock.sleep(pause, doorbell.event)

@@ -160,6 +160,9 @@ class ContactCenter:
         self._config = config
         self._clock = clock
         self._rng = rng
+        #: Contact ids and secrets come from their own generator, so that with a seed the n-th
+        #: contact gets the same ids whatever the simulation drew (delays, agents) in between.
+        self._id_rng = random.Random(rng.getrandbits(64))
         self._on_transition = on_transition
         self._seq = itertools.count()
         self.reset()
@@ -176,11 +179,11 @@ class ContactCenter:
         self._free_agents: deque[str] = deque()
         self.queue_id = self._uuid()
 
-    def _uuid(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+    def _uuid(self, rng: random.Random | None = None) -> str:
+        return str(uuid.UUID(int=(rng or self._rng).getrandbits(128), version=4))
 
     def _secret(self, nbytes: int) -> str:
-        return base64.urlsafe_b64encode(self._rng.randbytes(nbytes)).decode().rstrip("=")
+        return base64.urlsafe_b64encode(self._id_rng.randbytes(nbytes)).decode().rstrip("=")
 
     def instance_arn(self, instance_id: str) -> str:
         cfg = self._config()
@@ -207,11 +210,11 @@ class ContactCenter:
         """Create a contact for a validated StartWebRTCContact request."""
         cfg = self._config()
         instance_id = params["InstanceId"]
-        contact_id = self._uuid()
-        meeting_id = self._uuid()
+        contact_id = self._uuid(self._id_rng)
+        meeting_id = self._uuid(self._id_rng)
         host = f"{meeting_id[:8]}.k.m1.ue1.app.chime.aws"
         connection_data = {
-            "Attendee": {"AttendeeId": self._uuid(), "JoinToken": self._secret(48)},
+            "Attendee": {"AttendeeId": self._uuid(self._id_rng), "JoinToken": self._secret(48)},
             "Meeting": {
                 "MediaRegion": cfg.region,
                 "MeetingId": meeting_id,
@@ -232,7 +235,7 @@ class ContactCenter:
             contact_flow_id=params["ContactFlowId"],
             client_token=params.get("ClientToken"),
             request=dict(params),
-            participant_id=self._uuid(),
+            participant_id=self._uuid(self._id_rng),
             participant_token=self._secret(192),
             connection_data=connection_data,
             queue_id=self.queue_id,

@@ -1,0 +1,205 @@
+"""Metrics and health over HTTP: `/metrics`, `/healthz` (liveness) and `/readyz` (readiness).
+
+The HTTP server runs on its own thread and event loop, so it can still answer when the worker's
+event loop is blocked: that is exactly when `/healthz` must say so. It only reads state the worker's
+loop publishes (the loop monitor's last tick, the receive loop's progress, the Connect probe).
+
+* `/healthz` fails (503) when the event loop has not ticked, or the receive loop has not made
+  progress, for longer than `stall_threshold_s`.
+* `/readyz` fails when the worker is not running or is shutting down, when the queue is failing
+  (the last receive failed), or when the Connect endpoint is unreachable (TCP probe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import structlog
+from aiohttp import web
+from anyio.abc import TaskStatus
+
+from .metrics import Metrics
+from .settings import ObservabilitySettings
+from .worker import Worker
+
+log = structlog.get_logger("orchestrator.observability")
+
+
+class LoopMonitor:
+    """Ticks inside the worker's event loop; records lag and when it last ran."""
+
+    def __init__(self, metrics: Metrics, interval_s: float = 0.25) -> None:
+        self._metrics = metrics
+        self._interval = interval_s
+        self.last_tick = time.monotonic()
+        self.last_lag_s = 0.0
+
+    async def run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await anyio.sleep(self._interval)
+            now = time.monotonic()
+            self.last_lag_s = max(0.0, now - before - self._interval)
+            self._metrics.loop_lag.observe(self.last_lag_s)
+            self.last_tick = now
+
+
+class EndpointProbe:
+    """Is an HTTPS endpoint reachable? (DNS and a TCP connection; no API call, no quota spent.)"""
+
+    def __init__(self, url: str, interval_s: float = 15.0, timeout_s: float = 3.0) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._interval = interval_s
+        self._timeout = timeout_s
+        self.reachable: bool | None = None
+        self.error: str | None = None
+
+    async def check(self) -> bool:
+        try:
+            with anyio.fail_after(self._timeout):
+                stream = await anyio.connect_tcp(self.host, self.port)
+            await stream.aclose()
+        except (OSError, TimeoutError) as exc:
+            self.reachable, self.error = False, repr(exc)
+        else:
+            self.reachable, self.error = True, None
+        return self.reachable
+
+    async def run(self) -> None:
+        while True:
+            await self.check()
+            await anyio.sleep(self._interval)
+
+
+@dataclass
+class Health:
+    worker: Worker
+    monitor: LoopMonitor
+    connect: EndpointProbe
+    stall_threshold_s: float
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        loop_silent = now - self.monitor.last_tick
+        receive_silent = now - self.worker.last_progress
+        receive_stalled = (
+            self.worker.receiving
+            and not self.worker.waiting_for_slot
+            and receive_silent > self.stall_threshold_s
+        )
+        checks = {
+            "event_loop_silent_s": round(loop_silent, 3),
+            "event_loop_stalled": loop_silent > self.stall_threshold_s,
+            "receive_loop_silent_s": round(receive_silent, 3),
+            "receive_loop_stalled": receive_stalled,
+        }
+        return not (checks["event_loop_stalled"] or receive_stalled), checks
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        checks = {
+            "running": self.worker.running,
+            "stopping": self.worker.stopping,
+            "queue_ok": self.worker.receive_failures == 0,
+            "connect_reachable": self.connect.reachable is True,
+            "connect_error": self.connect.error,
+        }
+        ready = (
+            checks["running"]
+            and not checks["stopping"]
+            and checks["queue_ok"]
+            and checks["connect_reachable"]
+        )
+        return bool(ready), checks
+
+
+def _answer(ok: bool, checks: dict[str, Any]) -> web.Response:
+    body = json.dumps({"status": "ok" if ok else "fail", "checks": checks})
+    return web.Response(status=200 if ok else 503, text=body, content_type="application/json")
+
+
+def create_app(metrics: Metrics, health: Health) -> web.Application:
+    async def metrics_endpoint(_request: web.Request) -> web.Response:
+        return web.Response(
+            body=metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
+        )
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return _answer(*health.liveness())
+
+    async def readyz(_request: web.Request) -> web.Response:
+        return _answer(*health.readiness())
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+class ThreadedServer:
+    """An aiohttp app on its own thread and event loop."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="observability", daemon=True
+        )
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        self._thread.start()
+
+        async def start() -> str:
+            self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, self._host, self._port).start()
+            host, port = self._runner.addresses[0][:2]
+            return f"http://{host}:{port}"
+
+        self.url = asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout=10)
+        return self.url
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+async def serve_observability(
+    settings: ObservabilitySettings,
+    worker: Worker,
+    metrics: Metrics,
+    connect_endpoint: str,
+    *,
+    task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; `task_status.started(url)` once listening."""
+    monitor = LoopMonitor(metrics)
+    probe = EndpointProbe(connect_endpoint)
+    health = Health(worker, monitor, probe, settings.stall_threshold_s)
+    server = ThreadedServer(create_app(metrics, health), settings.host, settings.port)
+    url = await anyio.to_thread.run_sync(server.start)
+    log.info("observability.listening", url=url)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(monitor.run)
+            tg.start_soon(probe.run)
+            task_status.started(url)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(server.stop)

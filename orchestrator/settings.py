@@ -1,0 +1,263 @@
+"""Configuration: a TOML file and/or `ORCHESTRATOR_<SECTION>__<KEY>` environment variables.
+
+Loaded once, at the edge (the CLI), validated by pydantic-settings and handed down as plain typed
+values. Environment variables override the file; the file is optional, so environment variables
+alone are a complete configuration. Credentials are never read from here: they come only from the
+standard AWS chain (environment, shared files, IAM roles for service accounts, ECS task roles).
+
+`config.example.toml` documents every key; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+from .ratelimit import Quota
+from .request import RequestDefaults
+from .watch import WatchPolicy
+
+ENV_PREFIX = "ORCHESTRATOR_"
+CONFIG_ENV = "ORCHESTRATOR_CONFIG"
+_CREDENTIAL_WORDS = ("secret", "access_key", "session_token", "password", "credential")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsSettings(_Section):
+    region: str = "us-east-1"
+    #: One endpoint for every AWS client (a local stack); a section's own endpoint_url wins.
+    endpoint_url: str | None = None
+
+
+class QueueSettings(_Section):
+    url: str
+    endpoint_url: str | None = None
+    max_in_flight: int = Field(1000, ge=1, le=100_000)
+    wait_time_s: int = Field(20, ge=0, le=20)
+    visibility_timeout_s: int = Field(60, ge=1, le=43_200)
+    #: Deliveries before a request is treated as on its last attempt. Read from the queue's
+    #: redrive policy when it has one; this value is used when it has none.
+    max_receive_count: int = Field(5, ge=1, le=1000)
+    #: Delete invalid messages after their `request.rejected` instead of letting them reach the DLQ.
+    delete_rejected: bool = False
+    #: Hand-back delay after a transient failure: base * 2^(receives-1), capped.
+    retry_base_delay_s: int = Field(10, ge=0, le=43_200)
+    retry_max_delay_s: int = Field(900, ge=0, le=43_200)
+
+
+class ConnectSettings(_Section):
+    instance_id: str | None = None
+    contact_flow_id: str | None = None
+    endpoint_url: str | None = None
+    #: This worker's share of the account's quotas (1 / number of workers sharing the account).
+    quota_share: float = Field(1.0, gt=0, le=1)
+    #: Stay this fraction under the quota so latency jitter does not become 429s.
+    rate_headroom: float = Field(0.03, ge=0, lt=1)
+    start_webrtc_contact_rate: float = Field(2.0, gt=0)
+    start_webrtc_contact_burst: float = Field(5.0, ge=1)
+    describe_contact_rate: float = Field(10.0, gt=0)
+    describe_contact_burst: float = Field(15.0, ge=1)
+    start_screen_sharing_rate: float = Field(2.0, gt=0)
+    start_screen_sharing_burst: float = Field(5.0, ge=1)
+    #: Retries of one Connect call after transient errors (5xx, connection errors): attempts and
+    #: total time, whichever ends first. Throttles are paced by the rate budget, bounded by time.
+    retry_max_attempts: int = Field(6, ge=1, le=100)
+    retry_max_time_s: float = Field(60.0, gt=0)
+    #: How long StartWebRTCContact keeps retrying while the instance is at its concurrent-call cap.
+    capacity_max_wait_s: float = Field(600.0, gt=0)
+    #: A 404 right after StartWebRTCContact is retried for this long (eventual consistency).
+    consistency_window_s: float = Field(10.0, ge=0)
+
+    def quotas(self) -> dict[str, Quota]:
+        return {
+            "StartWebRTCContact": Quota(
+                self.start_webrtc_contact_rate, self.start_webrtc_contact_burst
+            ),
+            "DescribeContact": Quota(self.describe_contact_rate, self.describe_contact_burst),
+            "StartScreenSharing": Quota(
+                self.start_screen_sharing_rate, self.start_screen_sharing_burst
+            ),
+        }
+
+    def request_defaults(self) -> RequestDefaults:
+        return RequestDefaults(instance_id=self.instance_id, contact_flow_id=self.contact_flow_id)
+
+
+class WatchSettings(_Section):
+    first_delay_s: float = Field(2.0, gt=0)
+    multiplier: float = Field(1.5, ge=1)
+    max_interval_s: float = Field(10.0, gt=0)
+    max_wait_s: float = Field(900.0, gt=0)
+    jitter: float = Field(0.25, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WatchSettings:
+        if self.max_interval_s < self.first_delay_s:
+            raise ValueError("max_interval_s must be >= first_delay_s")
+        return self
+
+    def policy(self) -> WatchPolicy:
+        return WatchPolicy(
+            first_delay_s=self.first_delay_s,
+            multiplier=self.multiplier,
+            max_interval_s=self.max_interval_s,
+            max_wait_s=self.max_wait_s,
+            jitter=self.jitter,
+        )
+
+
+class EventsSettings(_Section):
+    sqs_queue_url: str | None = None
+    sns_topic_arn: str | None = None
+    eventbridge_bus: str | None = None
+    jsonl_path: str | None = None
+    #: Whether sinks carry contact.started's ParticipantToken and ConnectionData (logs never do).
+    include_connection_data: bool = True
+    endpoint_url: str | None = None
+
+
+class ShutdownSettings(_Section):
+    #: After SIGTERM: how long in-flight lifecycles may finish before being handed back.
+    grace_period_s: float = Field(30.0, ge=0)
+
+
+class ObservabilitySettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+    #: /healthz fails when the receive loop or the event loop has not made progress for this long.
+    stall_threshold_s: float = Field(60.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_output: bool = True
+
+
+class Settings(BaseSettings):
+    """Every setting of the daemon. Build it with `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        nested_model_default_partial_update=True,
+    )
+
+    aws: AwsSettings = AwsSettings()
+    queue: QueueSettings
+    connect: ConnectSettings = ConnectSettings()
+    watch: WatchSettings = WatchSettings()
+    events: EventsSettings = EventsSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 (no .env files)
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 (no secrets dir)
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    # -- derived values --------------------------------------------------------------------------
+
+    def endpoint(self, section: Literal["queue", "connect", "events"]) -> str | None:
+        """The endpoint for one client: the section's own, else `[aws] endpoint_url`."""
+        own: str | None = getattr(self, section).endpoint_url
+        return own or self.aws.endpoint_url
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as JSON-ready data, secrets (URL user info) masked."""
+        masked: dict[str, Any] = _mask_urls(self.model_dump(mode="json"))
+        return masked
+
+
+def _mask_urls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, str) and "://" in value and "@" in value:
+        parts = urlsplit(value)
+        if parts.username or parts.password:
+            host = parts.hostname or ""
+            netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+            return urlunsplit(parts._replace(netloc=netloc))
+    return value
+
+
+def _explain(loc: list[str], err: Any) -> str:
+    if err["type"] == "missing":
+        return "required"
+    if err["type"] == "extra_forbidden":
+        if any(word in loc[-1].lower() for word in _CREDENTIAL_WORDS):
+            return (
+                "not a setting: credentials come only from the standard AWS chain "
+                "(environment, shared config, instance or task role), never from this file"
+            )
+        return "unknown setting"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        loc = [str(p) for p in err["loc"]]
+        if err["type"] == "missing" and len(loc) == 1 and loc[0] in Settings.model_fields:
+            # A whole section is missing: name the keys it needs.
+            section = Settings.model_fields[loc[0]].annotation
+            fields = getattr(section, "model_fields", {})
+            loc += [next((k for k, f in fields.items() if f.is_required()), "")]
+        key = ".".join(loc) or "settings"
+        env = ENV_PREFIX + "__".join(p.upper() for p in loc)
+        lines.append(f"{key}: {_explain(loc, err)} (environment variable {env})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read the file (`path`, else $ORCHESTRATOR_CONFIG, else none) and the environment.
+
+    Raises `ConfigError` with a message naming every bad key.
+    """
+    chosen = path or os.environ.get(CONFIG_ENV) or None
+    cls: type[Settings] = Settings
+    if chosen:
+        file = Path(chosen)
+        if not file.is_file():
+            raise ConfigError(f"configuration file not found: {file}")
+        config = SettingsConfigDict(**{**Settings.model_config, "toml_file": file})
+        cls = type("FileSettings", (Settings,), {"model_config": config})
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
+
+
+def settings_json(settings: Settings) -> str:
+    return json.dumps(settings.masked(), indent=2, sort_keys=False)

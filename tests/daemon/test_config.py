@@ -1,0 +1,173 @@
+"""Configuration: TOML file plus environment, clear errors, and the example kept in step."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from orchestrator.errors import ConfigError
+from orchestrator.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config.example.toml"
+
+
+def documented_keys(text: str) -> dict[str, set[str]]:
+    """Keys in the example, set or commented out (`# key = value`), per section."""
+    keys: dict[str, set[str]] = {}
+    section = ""
+    for line in text.splitlines():
+        header = re.match(r"^\[(\w+)\]", line)
+        if header:
+            section = header.group(1)
+            keys[section] = set()
+            continue
+        entry = re.match(r"^#?\s?(\w+) = ", line)
+        if entry and section:
+            keys[section].add(entry.group(1))
+    return keys
+
+
+def model_keys() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        assert isinstance(section, type) and issubclass(section, BaseModel)
+        out[name] = set(section.model_fields)
+    return out
+
+
+def test_example_config_documents_every_key_and_nothing_else() -> None:
+    assert documented_keys(EXAMPLE.read_text()) == model_keys()
+
+
+def test_example_config_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = tomllib.loads(EXAMPLE.read_text())
+    defaults = load_settings(None, queue={"url": "x"}).model_dump()
+    for section, values in example.items():
+        for key, value in values.items():
+            if (section, key) == ("queue", "url"):
+                continue
+            assert defaults[section][key] == value, f"[{section}] {key}"
+
+
+def test_file_loads_and_environment_overrides_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "orchestrator.toml"
+    config.write_text('[queue]\nurl = "https://q"\nmax_in_flight = 50\n[watch]\nmax_wait_s = 120\n')
+    monkeypatch.setenv("ORCHESTRATOR_QUEUE__MAX_IN_FLIGHT", "7")
+    settings = load_settings(config)
+    assert settings.queue.url == "https://q"
+    assert settings.queue.max_in_flight == 7  # environment wins
+    assert settings.watch.max_wait_s == 120  # file value
+    assert settings.watch.first_delay_s == 2.0  # default
+
+
+def test_environment_alone_is_a_complete_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_QUEUE__URL", "https://requests")
+    monkeypatch.setenv("ORCHESTRATOR_CONNECT__QUOTA_SHARE", "0.25")
+    monkeypatch.setenv("ORCHESTRATOR_EVENTS__INCLUDE_CONNECTION_DATA", "false")
+    settings = load_settings()
+    assert settings.connect.quota_share == 0.25
+    assert settings.events.include_connection_data is False
+
+
+def test_config_path_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[queue]\nurl = "https://from-file"\n')
+    monkeypatch.setenv("ORCHESTRATOR_CONFIG", str(config))
+    assert load_settings().queue.url == "https://from-file"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "queue.url: required (environment variable ORCHESTRATOR_QUEUE__URL)"),
+        (
+            {"ORCHESTRATOR_QUEUE__URL": "q", "ORCHESTRATOR_QUEUE__MAX_IN_FLIGHT": "0"},
+            "queue.max_in_flight: Input should be greater than or equal to 1",
+        ),
+        (
+            {"ORCHESTRATOR_QUEUE__URL": "q", "ORCHESTRATOR_WATCH__MULTIPLIER": "fast"},
+            "watch.multiplier: Input should be a valid number",
+        ),
+        (
+            {"ORCHESTRATOR_QUEUE__URL": "q", "ORCHESTRATOR_AWS__SECRET_ACCESS_KEY": "x"},
+            "aws.secret_access_key: not a setting: credentials come only from the standard AWS",
+        ),
+    ],
+)
+def test_invalid_configuration_names_the_key(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert expected in str(raised.value)
+
+
+def test_unknown_keys_and_bad_toml_in_the_file_are_reported(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[queue]\nurl = "q"\n[connect]\ninstanceid = "typo"\n')
+    with pytest.raises(ConfigError, match=r"connect\.instanceid: unknown setting"):
+        load_settings(config)
+    config.write_text("[queue\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config)
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_config_prints_effective_settings_with_secrets_masked() -> None:
+    result = run_cli(
+        "check-config",
+        "--config",
+        str(EXAMPLE),
+        env={"ORCHESTRATOR_EVENTS__SQS_QUEUE_URL": "https://user:hunter2@sqs.local/q"},
+    )
+    assert result.returncode == 0, result.stderr
+    printed: dict[str, Any] = json.loads(result.stdout)
+    assert printed["queue"]["max_in_flight"] == 1000
+    assert printed["events"]["sqs_queue_url"] == "https://***@sqs.local/q"
+    assert "hunter2" not in result.stdout
+
+
+def test_check_config_exits_2_with_the_reason() -> None:
+    result = run_cli("check-config", env={"ORCHESTRATOR_QUEUE__WAIT_TIME_S": "60"})
+    assert result.returncode == 2
+    assert "queue.url: required" in result.stderr
+    assert "queue.wait_time_s: Input should be less than or equal to 20" in result.stderr
+
+
+def test_run_refuses_to_start_on_invalid_configuration() -> None:
+    result = run_cli(
+        "run", env={"ORCHESTRATOR_QUEUE__URL": "q", "ORCHESTRATOR_LOGGING__LEVEL": "LOUD"}
+    )
+    assert result.returncode == 2
+    assert "logging.level" in result.stderr
