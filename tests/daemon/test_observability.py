@@ -141,7 +141,7 @@ async def test_healthz_fails_while_the_event_loop_is_stalled(
         # the probe, served from its own thread, has reported the stall.
         blocked_since = time.monotonic()
         while not answered.is_set() and time.monotonic() - blocked_since < 10:
-            time.sleep(0.01)  # deliberately blocking: this IS the stall under test
+            time.sleep(0.01)  # noqa: ASYNC251 - deliberately blocking: this IS the stall under test
         probe.join()
         assert seen, "/healthz never reported the stalled loop"
         assert json.loads(seen[0][1])["checks"]["event_loop_stalled"] is True
