@@ -78,6 +78,7 @@ class EmulatorState:
     def reset(self) -> None:
         self.center.reset()
         self.quotas.reset()
+        self.publisher.reset()
         self.stats = {op: OperationStats() for op in OPERATIONS}
         self.wakeup.set()
 
@@ -87,7 +88,7 @@ STATE = web.AppKey("state", EmulatorState)
 Handler = Callable[[EmulatorState, dict[str, Any]], dict[str, Any]]
 
 
-def _account(request: web.Request) -> str | None:
+def _access_key(request: web.Request) -> str | None:
     """The access key id from the SigV4 Authorization header (not verified cryptographically)."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("AWS4-HMAC-SHA256"):
@@ -100,8 +101,7 @@ async def _front_door(request: web.Request, state: EmulatorState, operation: str
     """Authentication, injected latency and faults, and the account's quota."""
     cfg = state.config
     stats = state.stats[operation]
-    account = _account(request)
-    if account is None:
+    if _access_key(request) is None:
         raise ApiError(
             "AccessDeniedException",
             "Missing or malformed Authorization header: requests must be signed with SigV4.",
@@ -113,7 +113,8 @@ async def _front_door(request: web.Request, state: EmulatorState, operation: str
         stats.faults += 1
         raise ApiError("InternalServiceException", "Injected fault: internal service error.")
     quota = cfg.quotas.get(operation) if cfg.quotas_enabled else None
-    if not state.quotas.allow(account, operation, quota):
+    # Quotas belong to the account, whichever of its keys or roles signed the call.
+    if not state.quotas.allow(cfg.account_id, operation, quota):
         stats.throttled += 1
         code = (
             "LimitExceededException" if operation == "StartWebRTCContact" else "ThrottlingException"
@@ -238,6 +239,7 @@ async def stats_endpoint(request: web.Request) -> web.Response:
             "operations": {op: s.as_dict() for op, s in state.stats.items()},
             "contacts": len(state.center.contacts),
             "contact_events_published": state.publisher.published,
+            "contact_events_failed": state.publisher.failures,
         }
     )
 

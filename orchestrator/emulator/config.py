@@ -36,6 +36,19 @@ DEFAULT_QUOTAS: Mapping[str, Quota] = {
 }
 
 
+#: Settings fixed when the emulator starts (identity, randomness, event publishing).
+STARTUP_ONLY = frozenset(
+    {
+        "region",
+        "account_id",
+        "seed",
+        "events_queue_url",
+        "events_endpoint_url",
+        "events_jsonl_path",
+    }
+)
+
+
 @dataclass
 class EmulatorConfig:
     """How the emulated contact center behaves. Durations are seconds unless named `_ms`."""
@@ -81,6 +94,9 @@ class EmulatorConfig:
         self.validate()
 
     def validate(self) -> None:
+        for name in ("flow_delay_s", "consistency_delay_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("agent_delay_s", "talk_time_s", "handle_time_s", "patience_s", "latency_ms"):
             low, high = getattr(self, name)
             if low < 0 or high < low:
@@ -107,6 +123,11 @@ class EmulatorConfig:
         unknown = set(changes) - known
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        fixed = set(changes) & STARTUP_ONLY
+        if fixed:
+            raise ValueError(
+                f"cannot change at runtime (restart the emulator): {', '.join(sorted(fixed))}"
+            )
         converted: dict[str, Any] = {}
         for key, value in changes.items():
             current = getattr(self, key)
@@ -120,6 +141,10 @@ class EmulatorConfig:
                     )
                 converted[key] = merged
             elif isinstance(current, frozenset):
+                if not isinstance(value, list | tuple) or not all(
+                    isinstance(v, str) for v in value
+                ):
+                    raise ValueError(f"{key} must be a list of strings")
                 converted[key] = frozenset(value)
             else:
                 converted[key] = value

@@ -84,6 +84,13 @@ class ContactEventPublisher:
         self.published = 0
         self.failures = 0
 
+    def reset(self) -> None:
+        """Forget counters and records not yet shipped."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self.published = 0
+        self.failures = 0
+
     @property
     def enabled(self) -> bool:
         return bool(self._config.events_queue_url or self._config.events_jsonl_path)
