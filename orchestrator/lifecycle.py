@@ -237,12 +237,15 @@ class LifecycleEngine:
         missing = _sides_without_screen_share(request, result.snapshot)
         if missing:
             return await skipped("capability_not_allowed", sides=missing)
+        # Called even when the call already ended: on a redelivery, the token's earlier success
+        # must come back as `screen_sharing.started` again. A refusal is then final at once.
+        ended = result.snapshot.disconnected_at is not None
         try:
             await self.gateway.start_screen_sharing(
                 instance,
                 contact,
                 client_token(rid, "screen-sharing"),
-                fresh_since=result.observed_mono,
+                fresh_since=None if ended else result.observed_mono,
             )
         except ConnectError as error:
             if error.code != "InvalidRequestException":

@@ -40,9 +40,10 @@ class _BudgetCollector(Collector):
             labels=["operation"],
         )
         for op, bucket in self._budget.buckets.items():
-            tokens.add_metric([op], bucket.tokens)
-            rate.add_metric([op], bucket.rate)
-            waiting.add_metric([op], bucket.waiting)
+            available, current, waiters = bucket.snapshot()
+            tokens.add_metric([op], available)
+            rate.add_metric([op], current)
+            waiting.add_metric([op], waiters)
         yield from (tokens, rate, waiting)
 
 

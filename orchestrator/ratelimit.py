@@ -104,6 +104,15 @@ class AdaptiveTokenBucket:
     def waiting(self) -> int:
         return sum(1 for w in self._waiters if not w.gone)
 
+    def snapshot(self) -> tuple[float, float, int]:
+        """(tokens, rate, waiters) now, without touching the bucket: safe from another thread
+        (the metrics endpoint runs on its own)."""
+        elapsed = max(0.0, self._clock.monotonic() - self._updated)
+        rate = min(self.target_rate, self._rate + elapsed * self._recovery_per_s)
+        tokens = min(self.burst, self._tokens + elapsed * rate)
+        waiters = len(self._waiters)
+        return tokens, rate, waiters
+
     # -- feedback ----------------------------------------------------------------------------
 
     def on_throttle(self) -> None:
@@ -170,8 +179,9 @@ class AdaptiveTokenBucket:
 class RateBudget:
     """The process's buckets, one per Connect operation, each at `share` of the account quota.
 
-    `headroom` keeps the worker a little under the quota so that latency jitter between this
-    process and Connect does not turn into 429s.
+    `headroom` keeps the worker a little under the quota, and the burst one token under its
+    share, so that latency jitter between this process and Connect (a cold connection delays a
+    call, the next one arrives on time) does not turn into 429s.
     """
 
     def __init__(
@@ -192,7 +202,7 @@ class RateBudget:
             op: AdaptiveTokenBucket(
                 op,
                 q.rate * factor,
-                max(1.0, q.burst * share),
+                max(1.0, q.burst * share - 1.0),
                 clock=clock,
                 recovery_s=recovery_s,
             )

@@ -126,7 +126,7 @@ async def open_worker(
             sink=sink,
             watch=settings.watch.policy(),
             metrics=metrics,
-            notifier=notifier or ContactNotifier(),
+            notifier=notifier if notifier is not None else ContactNotifier(),
         )
         source = await stack.enter_async_context(SqsQueueSource(sqs, settings.queue.url))
         yield Worker(source, engine, worker_options(settings), metrics=metrics)

@@ -105,6 +105,9 @@ class WatchSettings(_Section):
     max_interval_s: float = Field(10.0, gt=0)
     max_wait_s: float = Field(900.0, gt=0)
     jitter: float = Field(0.25, ge=0, lt=1)
+    queue_aware: bool = True
+    head_contacts: int = Field(2, ge=0, le=100)
+    head_interval_s: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> WatchSettings:
@@ -119,6 +122,9 @@ class WatchSettings(_Section):
             max_interval_s=self.max_interval_s,
             max_wait_s=self.max_wait_s,
             jitter=self.jitter,
+            queue_aware=self.queue_aware,
+            head_contacts=self.head_contacts,
+            head_interval_s=self.head_interval_s,
         )
 
 

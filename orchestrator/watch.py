@@ -7,7 +7,8 @@ that deadline, so every attempt at the same request reaches the same verdict.
 
 A `ContactNotifier` lets something outside (Connect contact events, for instance) wake a watch
 early; the watch then polls at once. Polling stays the fallback: a lost notification costs at most
-one backoff interval.
+one backoff interval. Queue-aware polling (`frontier.py`) uses the same doorbells: the contacts
+next in line for an agent poll often, and a detected connection wakes the ones it implies.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from enum import StrEnum
 import anyio
 
 from .clock import Clock
+from .frontier import QueueFrontier
 from .gateway import ConnectGateway, ContactSnapshot
 
 
@@ -35,6 +37,12 @@ class WatchPolicy:
     #: Each delay is drawn from [(1 - jitter) * d, d], so polls of many contacts spread out
     #: and no delay ever exceeds the schedule.
     jitter: float = 0.25
+    #: Queue-aware polling (see `frontier.py`): the `head_contacts` oldest waiting contacts of
+    #: each queue poll every `head_interval_s`; a contact seen connected wakes those enqueued
+    #: before it and the new heads.
+    queue_aware: bool = True
+    head_contacts: int = 2
+    head_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.first_delay_s <= 0 or self.max_interval_s < self.first_delay_s:
@@ -45,6 +53,8 @@ class WatchPolicy:
             raise ValueError("max_wait_s must be > 0")
         if not 0 <= self.jitter < 1:
             raise ValueError("jitter must be in [0, 1)")
+        if self.head_contacts < 0 or self.head_interval_s <= 0:
+            raise ValueError("need head_contacts >= 0 and head_interval_s > 0")
 
     def delays(self, rng: random.Random) -> Iterator[float]:
         """The pause before each poll: first_delay, then times multiplier, capped."""
@@ -98,31 +108,60 @@ class Subscription:
 
 
 class ContactNotifier:
-    """Routes outside notifications about a contact to the watch that follows it."""
+    """The watches of one engine: wakes them on outside notifications (e.g. Connect contact
+    events) and keeps the queue frontier that queue-aware polling reads."""
 
     def __init__(self) -> None:
-        self._subscriptions: dict[str, Subscription] = {}
+        self._subscriptions: dict[str, list[Subscription]] = {}
+        self.frontier = QueueFrontier()
 
     @contextmanager
     def subscribe(self, contact_id: str) -> Iterator[Subscription]:
         subscription = Subscription()
-        self._subscriptions[contact_id] = subscription
+        self._subscriptions.setdefault(contact_id, []).append(subscription)
         try:
             yield subscription
         finally:
-            if self._subscriptions.get(contact_id) is subscription:
+            remaining = self._subscriptions[contact_id]
+            remaining.remove(subscription)
+            if not remaining:
                 del self._subscriptions[contact_id]
+                self.frontier.forget(contact_id)
 
     def notify(self, contact_id: str) -> bool:
-        """Wake the watch of `contact_id`; False if nobody watches it here."""
-        subscription = self._subscriptions.get(contact_id)
-        if subscription is None:
+        """Wake every watch of `contact_id`; False if nobody watches it here."""
+        subscriptions = self._subscriptions.get(contact_id)
+        if not subscriptions:
             return False
-        subscription.ring()
+        for subscription in subscriptions:
+            subscription.ring()
         return True
 
     def __len__(self) -> int:
         return len(self._subscriptions)
+
+
+def _track(
+    notifier: ContactNotifier,
+    snapshot: ContactSnapshot,
+    outcome: WatchOutcome | None,
+    head_contacts: int,
+) -> None:
+    """Keep the queue frontier up to date after a poll, and wake the contacts it says are due."""
+    frontier = notifier.frontier
+    queue_id, enqueued_at = snapshot.queue_id, snapshot.enqueued_at
+    if queue_id is None or enqueued_at is None:
+        return
+    if outcome is None:
+        frontier.waiting(snapshot.contact_id, queue_id, enqueued_at)
+        return
+    frontier.forget(snapshot.contact_id)
+    due = frontier.heads(queue_id, head_contacts)
+    if outcome is WatchOutcome.AGENT_CONNECTED:
+        # FIFO: an agent took this contact, so those enqueued before it have been served too.
+        due += frontier.passed(queue_id, enqueued_at)
+    for contact_id in dict.fromkeys(due):
+        notifier.notify(contact_id)
 
 
 async def watch_contact(
@@ -145,7 +184,12 @@ async def watch_contact(
     doorbells = notifier if notifier is not None else ContactNotifier()
     with doorbells.subscribe(contact_id) as doorbell:
         while True:
-            pause = min(next(delays), max(0.0, deadline - clock.time()))
+            pause = next(delays)
+            if policy.queue_aware:
+                place = doorbells.frontier.position(contact_id)
+                if place is not None and place < policy.head_contacts:
+                    pause = min(pause, policy.head_interval_s)
+            pause = min(pause, max(0.0, deadline - clock.time()))
             await clock.sleep(pause, doorbell.event)
             doorbell.rearm()
             snapshot = await gateway.describe_contact(
@@ -159,5 +203,7 @@ async def watch_contact(
             outcome = verdict(snapshot, deadline)
             if outcome is None and now >= deadline:
                 outcome = WatchOutcome.TIMED_OUT
+            if policy.queue_aware:
+                _track(doorbells, snapshot, outcome, policy.head_contacts)
             if outcome is not None:
                 return WatchResult(outcome, snapshot, polls, deadline, now, clock.monotonic())

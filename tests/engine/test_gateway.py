@@ -1,0 +1,320 @@
+"""The Connect gateway: every kind of failure classified once, from real answers of the emulator."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import botocore
+import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import ClientError, ParamValidationError
+
+from orchestrator.emulator import Emulator
+from orchestrator.errors import (
+    CapacityError,
+    ConnectError,
+    RetryableConnectError,
+    TerminalConnectError,
+    ThrottledError,
+)
+from orchestrator.gateway import (
+    DESCRIBE,
+    SCREEN_SHARING,
+    START,
+    AioConnectGateway,
+    GatewayPolicies,
+    classify,
+    connect_client_config,
+)
+from orchestrator.metrics import Metrics
+from orchestrator.ratelimit import Quota, RateBudget
+from orchestrator.retry import RetryPolicy
+from tests.conftest import INSTANCE_ID, REGION, no_retries
+from tests.engine._support import ControlApi, call_request
+
+if TYPE_CHECKING:
+    from types_aiobotocore_connect import ConnectClient
+
+Starter = Callable[..., Any]
+RawClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def raw_client_for() -> AsyncIterator[RawClientFactory]:
+    """`await raw_client_for(url, **config)`: a Connect client without retries, any options."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def create(url: str, **options: Any) -> ConnectClient:
+            config = no_retries().merge(AioConfig(**options)) if options else no_retries()
+            client: ConnectClient = await stack.enter_async_context(
+                get_session().create_client(
+                    "connect", region_name=REGION, endpoint_url=url, config=config
+                )
+            )
+            return client
+
+        yield create
+
+
+def start_args(**overrides: Any) -> dict[str, Any]:
+    args: dict[str, Any] = call_request("gw-1").start_webrtc_contact_params(str(uuid.uuid4()))
+    args.update(overrides)
+    return args
+
+
+async def client_error(call: Any) -> ClientError:
+    with pytest.raises(ClientError) as info:
+        await call
+    return info.value
+
+
+def assert_class(error: ConnectError, kind: type[ConnectError], code: str) -> None:
+    assert type(error) is kind, f"{error!r} is a {type(error).__name__}, not a {kind.__name__}"
+    assert error.code == code
+
+
+async def test_describe_over_its_quota_is_a_throttle(
+    start_emulator: Starter, raw_client_for: RawClientFactory
+) -> None:
+    emulator: Emulator = await start_emulator(quotas={"DescribeContact": Quota(1.0, 1.0)})
+    client = await raw_client_for(emulator.url)
+    with contextlib.suppress(ClientError):
+        await client.describe_contact(InstanceId=INSTANCE_ID, ContactId="spends-the-token")
+
+    error = await client_error(
+        client.describe_contact(InstanceId=INSTANCE_ID, ContactId="throttled")
+    )
+
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert_class(classify(DESCRIBE, error), ThrottledError, "ThrottlingException")
+
+
+async def test_start_over_its_rate_is_a_throttle_not_a_capacity_problem(
+    start_emulator: Starter, raw_client_for: RawClientFactory
+) -> None:
+    emulator: Emulator = await start_emulator(quotas={"StartWebRTCContact": Quota(1.0, 1.0)})
+    client = await raw_client_for(emulator.url)
+    await client.start_web_rtc_contact(**start_args())
+
+    error = await client_error(client.start_web_rtc_contact(**start_args()))
+
+    assert error.response["Error"]["Message"] == "Rate exceeded"
+    assert_class(classify(START, error), ThrottledError, "LimitExceededException")
+
+
+async def test_start_at_the_concurrent_call_cap_is_a_capacity_error(
+    start_emulator: Starter, raw_client_for: RawClientFactory
+) -> None:
+    emulator: Emulator = await start_emulator(max_concurrent_calls=1, quotas_enabled=False)
+    client = await raw_client_for(emulator.url)
+    await client.start_web_rtc_contact(**start_args())
+
+    error = await client_error(client.start_web_rtc_contact(**start_args()))
+
+    assert "concurrent" in error.response["Error"]["Message"]
+    assert_class(classify(START, error), CapacityError, "LimitExceededException")
+
+
+async def test_internal_service_error_is_retryable(
+    start_emulator: Starter, raw_client_for: RawClientFactory
+) -> None:
+    emulator: Emulator = await start_emulator(error_rate=1.0)
+    client = await raw_client_for(emulator.url)
+
+    error = await client_error(client.start_web_rtc_contact(**start_args()))
+
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    for operation in (START, DESCRIBE, SCREEN_SHARING):
+        assert_class(classify(operation, error), RetryableConnectError, "InternalServiceException")
+
+
+async def test_not_found_is_retryable_only_while_the_contact_is_fresh(
+    start_emulator: Starter, raw_client_for: RawClientFactory
+) -> None:
+    emulator: Emulator = await start_emulator()
+    client = await raw_client_for(emulator.url)
+
+    error = await client_error(
+        client.describe_contact(InstanceId=INSTANCE_ID, ContactId=str(uuid.uuid4()))
+    )
+
+    code = "ResourceNotFoundException"
+    assert_class(classify(DESCRIBE, error, fresh=True), RetryableConnectError, code)
+    assert_class(classify(DESCRIBE, error, fresh=False), TerminalConnectError, code)
+
+
+async def test_invalid_request_is_retryable_only_while_the_contact_is_fresh(
+    start_emulator: Starter, raw_client_for: RawClientFactory
+) -> None:
+    emulator: Emulator = await start_emulator(agent_delay_s=(60.0, 60.0))
+    client = await raw_client_for(emulator.url)
+    contact = await client.start_web_rtc_contact(**start_args())
+
+    error = await client_error(
+        client.start_screen_sharing(InstanceId=INSTANCE_ID, ContactId=contact["ContactId"])
+    )
+
+    code = "InvalidRequestException"
+    assert "not connected to an agent" in error.response["Error"]["Message"]
+    assert_class(classify(SCREEN_SHARING, error, fresh=True), RetryableConnectError, code)
+    assert_class(classify(SCREEN_SHARING, error, fresh=False), TerminalConnectError, code)
+
+
+async def test_invalid_parameter_is_terminal_even_when_fresh(
+    start_emulator: Starter, raw_client_for: RawClientFactory
+) -> None:
+    emulator: Emulator = await start_emulator()
+    client = await raw_client_for(emulator.url, parameter_validation=False)
+
+    error = await client_error(
+        client.start_web_rtc_contact(**start_args(ParticipantDetails={"DisplayName": ""}))
+    )
+
+    code = "InvalidParameterException"
+    assert "ParticipantDetails.DisplayName" in error.response["Error"]["Message"]
+    assert_class(classify(START, error, fresh=True), TerminalConnectError, code)
+
+
+async def test_access_denied_is_terminal(
+    start_emulator: Starter, raw_client_for: RawClientFactory
+) -> None:
+    emulator: Emulator = await start_emulator()
+    client = await raw_client_for(emulator.url, signature_version=botocore.UNSIGNED)
+
+    error = await client_error(client.start_web_rtc_contact(**start_args()))
+
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert_class(classify(START, error), TerminalConnectError, "AccessDeniedException")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_connection_error_is_retryable(raw_client_for: RawClientFactory) -> None:
+    client = await raw_client_for(f"http://127.0.0.1:{closed_port()}", connect_timeout=1)
+
+    with pytest.raises(botocore.exceptions.EndpointConnectionError) as info:
+        await client.describe_contact(InstanceId=INSTANCE_ID, ContactId="c-1")
+
+    assert_class(classify(DESCRIBE, info.value), RetryableConnectError, "EndpointConnectionError")
+
+
+def test_client_side_parameter_validation_failure_is_terminal() -> None:
+    error = ParamValidationError(report="Invalid length for parameter InstanceId")
+
+    assert_class(classify(START, error), TerminalConnectError, "ParamValidationError")
+
+
+def test_timeouts_and_os_errors_are_retryable_and_anything_else_terminal() -> None:
+    assert_class(classify(DESCRIBE, TimeoutError()), RetryableConnectError, "TimeoutError")
+    assert_class(
+        classify(DESCRIBE, ConnectionResetError()), RetryableConnectError, "ConnectionResetError"
+    )
+    assert_class(classify(DESCRIBE, KeyError("Contact")), TerminalConnectError, "KeyError")
+
+
+# -- the gateway over the emulator -------------------------------------------------------------
+
+
+def quick(name: str, *retry_on: type[BaseException], max_time_s: float = 60.0) -> RetryPolicy:
+    return RetryPolicy(
+        name,
+        retry_on=retry_on or (RetryableConnectError,),
+        max_attempts=3,
+        max_time_s=max_time_s,
+        initial_s=0.01,
+        max_backoff_s=0.02,
+        rng=random.Random(0),
+    )
+
+
+async def test_throttled_call_slows_the_operations_budget_and_is_counted(
+    start_emulator: Starter, raw_client_for: RawClientFactory
+) -> None:
+    emulator: Emulator = await start_emulator(quotas={"DescribeContact": Quota(1.0, 1.0)})
+    client = await raw_client_for(emulator.url)
+    budget = RateBudget()
+    metrics = Metrics()
+    policies = GatewayPolicies(describe=quick("connect.describe", max_time_s=0.2))
+    gateway = AioConnectGateway(client, budget, policies=policies, metrics=metrics)
+    with contextlib.suppress(ClientError):
+        await client.describe_contact(InstanceId=INSTANCE_ID, ContactId="spends-the-token")
+
+    with pytest.raises(ThrottledError):
+        await gateway.describe_contact(INSTANCE_ID, "c-1", fresh_since=None, priority=0.0)
+
+    bucket = budget["DescribeContact"]
+    assert bucket.throttles >= 1
+    assert bucket.rate < bucket.target_rate
+    assert budget["StartWebRTCContact"].throttles == 0
+    throttled = metrics.value(
+        "orchestrator_connect_calls_total", {"operation": DESCRIBE, "result": "throttled"}
+    )
+    assert throttled == bucket.throttles
+
+
+async def test_capacity_errors_do_not_slow_the_budget(
+    start_emulator: Starter, client_for: Callable[..., Any]
+) -> None:
+    emulator: Emulator = await start_emulator(max_concurrent_calls=1, quotas_enabled=False)
+    client = await client_for(emulator)
+    budget = RateBudget()
+    start = RetryPolicy(
+        "connect.start",
+        retry_on=(RetryableConnectError, CapacityError),
+        capacity_initial_s=0.01,
+        capacity_max_backoff_s=0.02,
+        capacity_max_time_s=0.1,
+    )
+    gateway = AioConnectGateway(client, budget, policies=GatewayPolicies(start=start))
+    await gateway.start_webrtc_contact(call_request("first"), "token-first")
+
+    with pytest.raises(CapacityError):
+        await gateway.start_webrtc_contact(call_request("second"), "token-second")
+
+    assert budget["StartWebRTCContact"].throttles == 0
+    assert (await ControlApi(emulator.url).op_stats("StartWebRTCContact"))[
+        "concurrency_limited"
+    ] >= 2
+
+
+async def test_snapshot_reports_connects_timestamps_as_epoch_seconds(
+    start_emulator: Starter, client_for: Callable[..., Any]
+) -> None:
+    emulator: Emulator = await start_emulator(agent_delay_s=(60.0, 60.0))
+    client = await client_for(emulator)
+    gateway = AioConnectGateway(client, RateBudget())
+    started = await gateway.start_webrtc_contact(call_request("snap-1"), "token-snap")
+    control = ControlApi(emulator.url)
+    await control.connect_agent(started.contact_id)
+
+    snapshot = await gateway.describe_contact(
+        INSTANCE_ID, started.contact_id, fresh_since=None, priority=0.0
+    )
+
+    truth = await control.contact(started.contact_id)
+    assert snapshot.contact_id == started.contact_id
+    assert snapshot.initiated_at == pytest.approx(truth["CreatedAt"], abs=1e-3)
+    assert snapshot.agent_connected_at == pytest.approx(truth["ConnectedToAgentAt"], abs=1e-3)
+    assert snapshot.agent_id == truth["AgentId"]
+    assert snapshot.disconnected_at is None
+    assert snapshot.customer_capabilities == {"Video": "SEND", "ScreenShare": "SEND"}
+    assert snapshot.agent_capabilities == {"Video": "SEND", "ScreenShare": "SEND"}
+    assert "participant_token" not in repr(started)
+
+
+def test_connect_client_config_switches_botocores_own_retries_off() -> None:
+    config: Any = connect_client_config(max_pool_connections=7)
+
+    assert config.retries == {"total_max_attempts": 1, "mode": "standard"}
+    assert config.max_pool_connections == 7

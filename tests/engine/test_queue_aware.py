@@ -1,0 +1,156 @@
+"""Queue-aware polling: contacts next in line poll often; a connection wakes those it implies."""
+
+from __future__ import annotations
+
+import anyio
+
+from orchestrator.emulator import Emulator
+from orchestrator.events import EventType, LifecycleEvent
+from orchestrator.frontier import QueueFrontier
+from orchestrator.sinks import MemorySink
+from orchestrator.watch import WatchPolicy
+from tests.clock import VirtualClock
+from tests.conftest import emulator_config
+from tests.engine._support import (
+    ControlApi,
+    SteppingClock,
+    call_request,
+    make_engine,
+    settle,
+)
+from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
+
+# -- the frontier ----------------------------------------------------------------------------
+
+
+def test_frontier_orders_waiting_contacts_by_enqueue_time_per_queue() -> None:
+    frontier = QueueFrontier()
+    frontier.waiting("late", "q1", 30.0)
+    frontier.waiting("early", "q1", 10.0)
+    frontier.waiting("middle", "q1", 20.0)
+    frontier.waiting("other-queue", "q2", 5.0)
+
+    assert frontier.heads("q1", 2) == ["early", "middle"]
+    assert frontier.heads("q2", 2) == ["other-queue"]
+    assert [frontier.position(c) for c in ("early", "middle", "late")] == [0, 1, 2]
+    assert frontier.position("unknown") is None
+    assert frontier.passed("q1", 25.0) == ["early", "middle"]
+    assert frontier.passed("q3", 25.0) == []
+
+
+def test_frontier_forgets_and_moves_contacts() -> None:
+    frontier = QueueFrontier()
+    frontier.waiting("a", "q1", 10.0)
+    frontier.waiting("b", "q1", 20.0)
+    frontier.waiting("a", "q1", 10.0)  # the same again changes nothing
+    assert len(frontier) == 2
+
+    frontier.forget("a")
+    assert frontier.heads("q1", 5) == ["b"]
+    frontier.waiting("b", "q2", 1.0)  # transferred to another queue
+    assert frontier.heads("q1", 5) == []
+    assert frontier.heads("q2", 5) == ["b"]
+    frontier.forget("b")
+    frontier.forget("b")  # idempotent
+    assert len(frontier) == 0
+
+
+# -- the watch -------------------------------------------------------------------------------
+
+
+async def test_the_oldest_waiting_contact_polls_at_the_head_interval(
+    start_virtual_emulator: VirtualEmulatorFactory,
+    client_for: ClientFactory,
+    vclock: VirtualClock,
+) -> None:
+    emulator = await start_virtual_emulator(agent_delay_s=(10.0, 10.0), flow_delay_s=0.0)
+    policy = WatchPolicy(
+        first_delay_s=2, multiplier=2, max_interval_s=30, head_interval_s=1, jitter=0
+    )
+    sink = MemorySink()
+    engine = make_engine(await client_for(emulator), sink, clock=vclock, watch=policy)
+
+    final = await engine.run(call_request("head-1"))
+
+    assert final.type is EventType.SCREEN_SHARING_STARTED
+    # The first poll learns the contact's place in its queue; alone, it is the head from then
+    # on and polls every second instead of backing off (4, 8, ... seconds).
+    assert vclock.slept == [2, 1, 1, 1, 1, 1, 1, 1, 1]
+    connected = next(e for e in sink.events if e.type is EventType.AGENT_CONNECTED)
+    assert connected.data["waited_s"] == 10.0
+    assert len(engine.notifier.frontier) == 0  # nothing left behind
+
+
+async def test_without_queue_awareness_the_same_contact_backs_off(
+    start_virtual_emulator: VirtualEmulatorFactory,
+    client_for: ClientFactory,
+    vclock: VirtualClock,
+) -> None:
+    emulator = await start_virtual_emulator(agent_delay_s=(10.0, 10.0), flow_delay_s=0.0)
+    policy = WatchPolicy(
+        first_delay_s=2, multiplier=2, max_interval_s=30, jitter=0, queue_aware=False
+    )
+    engine = make_engine(await client_for(emulator), MemorySink(), clock=vclock, watch=policy)
+
+    await engine.run(call_request("plain-1"))
+
+    assert vclock.slept == [2, 4, 8]  # detected at 14 s, 4 s after the agent connected
+
+
+async def test_a_detected_connection_wakes_the_contacts_enqueued_before_it(
+    client_for: ClientFactory,
+) -> None:
+    clock = SteppingClock()
+    emulator = Emulator(
+        emulator_config(agent_delay_s=(500.0, 500.0), flow_delay_s=0.0), clock=clock.time
+    )
+    # No head polling and a long backoff: only the FIFO inference can wake the older contact.
+    policy = WatchPolicy(
+        first_delay_s=5, max_interval_s=100, max_wait_s=900, jitter=0, head_contacts=0
+    )
+    sink = MemorySink()
+    async with emulator:
+        engine = make_engine(await client_for(emulator), sink, clock=clock, watch=policy)
+        control = ControlApi(emulator.url)
+        results: list[LifecycleEvent] = []
+
+        async def run(request_id: str) -> None:
+            results.append(await engine.run(call_request(request_id)))
+
+        def started(request_id: str) -> str | None:
+            return next(
+                (
+                    e.contact_id
+                    for e in sink.events
+                    if e.type is EventType.STARTED and e.request_id == request_id
+                ),
+                None,
+            )
+
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run, "older")
+                await settle(lambda: started("older") is not None and clock.sleeping == 1)
+                clock.advance(1)  # the younger contact is enqueued a second later
+                tg.start_soon(run, "younger")
+                await settle(lambda: started("younger") is not None and clock.sleeping == 2)
+                clock.advance(5)  # both poll once and learn their places in the queue
+                await settle(lambda: len(engine.notifier.frontier) == 2)
+                older, younger = started("older"), started("younger")
+                assert older is not None and younger is not None
+                await control.connect_agent(older)
+                await control.connect_agent(younger)
+                # Something (a contact event, say) tells the younger contact's watch to look.
+                assert engine.notifier.notify(younger)
+
+        assert {e.request_id: e.type for e in results} == {
+            "older": EventType.SCREEN_SHARING_STARTED,
+            "younger": EventType.SCREEN_SHARING_STARTED,
+        }
+        polls = {
+            e.request_id: e.data["polls"]
+            for e in sink.events
+            if e.type is EventType.AGENT_CONNECTED
+        }
+        assert polls == {"older": 2, "younger": 2}
+        assert clock.monotonic() == 6.0  # nobody waited for a backoff pause to end
