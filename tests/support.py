@@ -191,14 +191,15 @@ class RecordingSource:
         return got
 
     async def delete(self, message: QueueMessage) -> None:
-        await self.inner.delete(message)
+        # The worker lets go of a message when it hands it over for deletion.
         self.outstanding -= 1
+        await self.inner.delete(message)
         self.calls.append((time.monotonic(), "delete", message))
 
     async def change_visibility(self, message: QueueMessage, timeout_s: int) -> None:
-        await self.inner.change_visibility(message, timeout_s)
-        if timeout_s != self.extension_s:
+        if timeout_s != self.extension_s:  # a hand-back, not a heartbeat extension
             self.outstanding -= 1
+        await self.inner.change_visibility(message, timeout_s)
         self.calls.append((time.monotonic(), "visibility", (message, timeout_s)))
 
     async def max_receive_count(self) -> int | None:
