@@ -142,7 +142,7 @@ def _default_policy(name: str, **overrides: Any) -> RetryPolicy:
 
 @dataclass(frozen=True)
 class GatewayPolicies:
-    """How each Connect call is retried."""
+    """How each Connect call is retried. `bounded(...)` builds them from the settings."""
 
     start: RetryPolicy = field(
         default_factory=lambda: _default_policy(
@@ -153,6 +153,23 @@ class GatewayPolicies:
     screen_sharing: RetryPolicy = field(
         default_factory=lambda: _default_policy("connect.start_screen_sharing")
     )
+
+    @classmethod
+    def bounded(
+        cls, *, max_attempts: int, max_time_s: float, capacity_max_time_s: float
+    ) -> GatewayPolicies:
+        """Policies with the given retry bounds (capacity waits apply to the start call)."""
+        bounds: dict[str, Any] = {"max_attempts": max_attempts, "max_time_s": max_time_s}
+        return cls(
+            start=_default_policy(
+                "connect.start_webrtc_contact",
+                retry_on=(RetryableConnectError, CapacityError),
+                capacity_max_time_s=capacity_max_time_s,
+                **bounds,
+            ),
+            describe=_default_policy("connect.describe", **bounds),
+            screen_sharing=_default_policy("connect.start_screen_sharing", **bounds),
+        )
 
 
 #: Transport failures: the request may or may not have reached Connect. Retryable, since every

@@ -11,8 +11,7 @@ from typing import Any
 
 from aiobotocore.session import AioSession, get_session
 
-from .errors import CapacityError, RetryableConnectError
-from .gateway import AioConnectGateway, GatewayPolicies, _default_policy, connect_client_config
+from .gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from .lifecycle import LifecycleEngine
 from .metrics import Metrics
 from .ratelimit import RateBudget
@@ -49,16 +48,10 @@ def worker_options(settings: Settings) -> WorkerOptions:
 
 def gateway_policies(settings: Settings) -> GatewayPolicies:
     c = settings.connect
-    bounds = {"max_attempts": c.retry_max_attempts, "max_time_s": c.retry_max_time_s}
-    return GatewayPolicies(
-        start=_default_policy(
-            "connect.start_webrtc_contact",
-            retry_on=(RetryableConnectError, CapacityError),
-            capacity_max_time_s=c.capacity_max_wait_s,
-            **bounds,
-        ),
-        describe=_default_policy("connect.describe", **bounds),
-        screen_sharing=_default_policy("connect.start_screen_sharing", **bounds),
+    return GatewayPolicies.bounded(
+        max_attempts=c.retry_max_attempts,
+        max_time_s=c.retry_max_time_s,
+        capacity_max_time_s=c.capacity_max_wait_s,
     )
 
 

@@ -8,81 +8,40 @@ before its events are out. Batches form naturally under load and add no delay wh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-import anyio
-from anyio.abc import TaskGroup
-
+from ..batcher import Batcher
 from ..events import LifecycleEvent
 from .base import EventSink
 
 
-@dataclass
-class _Pending:
-    events: Sequence[LifecycleEvent]
-    done: anyio.Event = field(default_factory=anyio.Event)
-    error: BaseException | None = None
-
-
 class BatchingSink:
-    """`async with BatchingSink(inner) as sink:` runs the flusher for the block's lifetime."""
+    """`async with BatchingSink(inner) as sink:` runs the flusher for the block's lifetime;
+    outside such a block each publish goes straight through."""
 
     def __init__(self, inner: EventSink, *, max_batch: int = 10) -> None:
         self.inner = inner
         self.name = inner.name
-        self._max_batch = max_batch
-        self._queue: list[_Pending] = []
-        self._ready = anyio.Event()
-        self._tg: TaskGroup | None = None
-        self.batches = 0
+        self._batcher: Batcher[Sequence[LifecycleEvent]] = Batcher(
+            self._flush, max_batch=max_batch, name=f"events.{inner.name}"
+        )
+
+    @property
+    def batches(self) -> int:
+        return self._batcher.batches
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
-        if self._tg is None:
-            await self.inner.publish(events)  # not running as a context manager: pass through
-            return
-        pending = _Pending(events)
-        self._queue.append(pending)
-        self._ready.set()
-        with anyio.CancelScope(shield=True):
-            # Shielded: once handed over, a delivery's outcome must be known before returning.
-            await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
+        await self._batcher.submit(events)
 
-    def _take_batch(self) -> list[_Pending]:
-        batch: list[_Pending] = []
-        size = 0
-        while self._queue and (not batch or size + len(self._queue[0].events) <= self._max_batch):
-            item = self._queue.pop(0)
-            batch.append(item)
-            size += len(item.events)
-        return batch
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await self._ready.wait()
-            self._ready = anyio.Event()
-            while self._queue:
-                await self._flush(self._take_batch())
-
-    async def _flush(self, batch: list[_Pending]) -> None:
-        events = [e for item in batch for e in item.events]
-        try:
-            await self.inner.publish(events)
-        except Exception as exc:  # handed to every waiter of this batch
-            for item in batch:
-                item.error = exc
-        finally:
-            self.batches += 1
-            for item in batch:
-                item.done.set()
+    async def _flush(
+        self, publishes: list[Sequence[LifecycleEvent]]
+    ) -> Sequence[BaseException | None]:
+        await self.inner.publish([e for events in publishes for e in events])
+        return [None] * len(publishes)
 
     async def __aenter__(self) -> Self:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._flush_forever)
+        await self._batcher.__aenter__()
         return self
 
     async def __aexit__(
@@ -91,11 +50,4 @@ class BatchingSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        tg, self._tg = self._tg, None
-        if tg is None:
-            return None
-        with anyio.CancelScope(shield=True):
-            while self._queue:  # deliver what was handed over before closing
-                await self._flush(self._take_batch())
-        tg.cancel_scope.cancel()
-        return await tg.__aexit__(exc_type, exc, tb)
+        return await self._batcher.__aexit__(exc_type, exc, tb)
