@@ -31,6 +31,29 @@ def _refused(kind: str, failed: list[Any]) -> SinkError:
     return SinkError(f"{kind} refused {len(failed)} event(s): {codes}")
 
 
+def _message_entry(
+    index: int,
+    event: LifecycleEvent,
+    *,
+    body_key: str,
+    include: bool,
+    fifo: bool,
+    attributes: dict[str, str],
+) -> dict[str, Any]:
+    """One batch entry of SQS SendMessageBatch or SNS PublishBatch (same shape, other body key)."""
+    entry: dict[str, Any] = {
+        "Id": str(index),
+        body_key: event.to_json(include_connection_data=include),
+        "MessageAttributes": {
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+        },
+    }
+    if fifo:  # one message group per request; deduplicated by the event's id
+        entry["MessageGroupId"] = event.request_id
+        entry["MessageDeduplicationId"] = event.id[:128]
+    return entry
+
+
 class SqsEventSink:
     """Events as messages on an SQS queue (FIFO queues: grouped by request, deduplicated by id)."""
 
@@ -45,18 +68,14 @@ class SqsEventSink:
         self._fifo = queue_url.endswith(".fifo")
 
     def _entry(self, index: int, event: LifecycleEvent) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "Id": str(index),
-            "MessageBody": event.to_json(include_connection_data=self._include),
-            "MessageAttributes": {
-                "type": {"DataType": "String", "StringValue": event.type.value},
-                "request_id": {"DataType": "String", "StringValue": event.request_id},
-            },
-        }
-        if self._fifo:
-            entry["MessageGroupId"] = event.request_id
-            entry["MessageDeduplicationId"] = event.id[:128]
-        return entry
+        return _message_entry(
+            index,
+            event,
+            body_key="MessageBody",
+            include=self._include,
+            fifo=self._fifo,
+            attributes={"type": event.type.value, "request_id": event.request_id},
+        )
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         for chunk in _chunks(events):
@@ -82,17 +101,14 @@ class SnsEventSink:
         self._fifo = topic_arn.endswith(".fifo")
 
     def _entry(self, index: int, event: LifecycleEvent) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "Id": str(index),
-            "Message": event.to_json(include_connection_data=self._include),
-            "MessageAttributes": {
-                "type": {"DataType": "String", "StringValue": event.type.value},
-            },
-        }
-        if self._fifo:
-            entry["MessageGroupId"] = event.request_id
-            entry["MessageDeduplicationId"] = event.id[:128]
-        return entry
+        return _message_entry(
+            index,
+            event,
+            body_key="Message",
+            include=self._include,
+            fifo=self._fifo,
+            attributes={"type": event.type.value},
+        )
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         for chunk in _chunks(events):
