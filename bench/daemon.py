@@ -17,17 +17,13 @@ import anyio
 from aiobotocore.session import AioSession
 
 from orchestrator.events import LifecycleEvent
-from orchestrator.gateway import AioConnectGateway, connect_client_config
-from orchestrator.lifecycle import LifecycleEngine
 from orchestrator.logs import configure_logging
 from orchestrator.metrics import Metrics
 from orchestrator.queue import MemoryQueue
-from orchestrator.ratelimit import RateBudget
-from orchestrator.runtime import gateway_policies, worker_options
+from orchestrator.runtime import open_worker
 from orchestrator.settings import Settings
-from orchestrator.sinks import BatchingSink, EventSink, FanoutSink, LogSink
+from orchestrator.sinks import EventSink
 from orchestrator.sqs import sqs_client_config
-from orchestrator.watch import ContactNotifier
 from orchestrator.worker import Worker
 
 from .common import REGION
@@ -132,38 +128,15 @@ async def memory_worker(
     extra_sinks: Sequence[EventSink],
     seed: int,
 ) -> AsyncIterator[tuple[Worker, MemoryQueue]]:
-    """The real `Worker` and `LifecycleEngine`, assembled as `orchestrator.runtime.open_worker`
-    assembles them (Connect client, rate budget, gateway and its retry policies, the log sink
-    behind the batching fan-out), but fed by a `MemoryQueue` instead of SQS.
-
-    `open_worker` takes no queue source, so this mirrors it; keep the two in step.
-    """
-    c = settings.connect
-    async with (
-        session.create_client(
-            "connect",
-            region_name=settings.aws.region,
-            endpoint_url=settings.endpoint("connect"),
-            config=connect_client_config(),
-        ) as connect,
-        BatchingSink(FanoutSink([LogSink(), *extra_sinks], metrics=metrics)) as sink,
-    ):
-        budget = RateBudget(c.quotas(), share=c.quota_share, headroom=c.rate_headroom)
-        metrics.watch_budget(budget)
-        gateway = AioConnectGateway(
-            connect,
-            budget,
-            policies=gateway_policies(settings),
-            metrics=metrics,
-            consistency_window_s=c.consistency_window_s,
-        )
-        engine = LifecycleEngine(
-            gateway=gateway,
-            sink=sink,
-            watch=settings.watch.policy(),
-            metrics=metrics,
-            notifier=ContactNotifier(),
-            rng=random.Random(seed),
-        )
-        queue = MemoryQueue()
-        yield Worker(queue, engine, worker_options(settings), metrics=metrics), queue
+    """The real `Worker` and `LifecycleEngine`, assembled by `orchestrator.runtime.open_worker`,
+    but fed by a `MemoryQueue` instead of SQS."""
+    queue = MemoryQueue()
+    async with open_worker(
+        settings,
+        session=session,
+        metrics=metrics,
+        extra_sinks=extra_sinks,
+        source=queue,
+        rng=random.Random(seed),
+    ) as worker:
+        yield worker, queue

@@ -7,8 +7,8 @@ before T has most likely been connected (or has hung up) too. The watch uses bot
 
 * the `head` contacts of each queue (the oldest waiting ones) poll at a short fixed interval, since
   they are the ones an agent is about to take;
-* when a contact is seen connected, the contacts enqueued before it, and the new heads, are woken
-  to poll at once.
+* when a contact is seen connected, the oldest contacts enqueued before it (a few: each of them,
+  once seen connected, wakes the next ones) and the new heads are woken to poll at once.
 
 Everything else keeps its exponential backoff, which stays the fallback when the FIFO assumption
 does not hold (priorities, several routing profiles): the policy then only spends a few extra polls.
@@ -71,11 +71,11 @@ class QueueFrontier:
         queue = self._queues.get(queue_id)
         return [cid for _, cid in queue.waiting[:count]] if queue else []
 
-    def passed(self, queue_id: str, enqueued_at: float) -> list[str]:
-        """Waiting contacts enqueued before `enqueued_at`: an agent took a younger contact, so
-        these have most likely been served (or left) too."""
+    def passed(self, queue_id: str, enqueued_at: float, limit: int) -> list[str]:
+        """The oldest `limit` waiting contacts enqueued before `enqueued_at`: an agent took a
+        younger contact, so these have most likely been served (or left) too."""
         queue = self._queues.get(queue_id)
         if queue is None:
             return []
-        end = bisect.bisect_left(queue.waiting, (enqueued_at, ""))
+        end = min(limit, bisect.bisect_left(queue.waiting, (enqueued_at, "")))
         return [cid for _, cid in queue.waiting[:end]]

@@ -47,12 +47,15 @@ _THROTTLE_CODES = frozenset(
 
 
 def connect_client_config(max_pool_connections: int = 50) -> AioConfig:
-    """Client settings for Connect: botocore's retries off (the gateway retries), tight timeouts."""
+    """Client settings for Connect: botocore's retries off (the gateway retries), tight timeouts,
+    and no client-side parameter validation: `CallRequest` already applies the service model's
+    limits (and more), and botocore's second pass costs CPU on every call."""
     return AioConfig(
         retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=5,
         read_timeout=15,
         max_pool_connections=max_pool_connections,
+        parameter_validation=False,
     )
 
 

@@ -6,6 +6,7 @@ The only place that creates clients. Everything below receives them.
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiobotocore.session import AioSession, get_session
 from .gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from .lifecycle import LifecycleEngine
 from .metrics import Metrics
+from .queue import QueueSource
 from .ratelimit import RateBudget
 from .settings import Settings
 from .sinks import (
@@ -63,8 +65,14 @@ async def open_worker(
     metrics: Metrics | None = None,
     extra_sinks: Sequence[EventSink] = (),
     notifier: ContactNotifier | None = None,
+    source: QueueSource | None = None,
+    rng: random.Random | None = None,
 ) -> AsyncIterator[Worker]:
-    """A ready worker; clients and batchers close when the block exits."""
+    """A ready worker; clients and batchers close when the block exits.
+
+    `source` replaces the SQS queue of `[queue]` (benchmarks feed a `MemoryQueue`); `rng` seeds
+    the jitter of polling and retries for reproducible runs.
+    """
     session = session or get_session()
     metrics = metrics or Metrics()
     region = settings.aws.region
@@ -80,26 +88,28 @@ async def open_worker(
                 )
             )
 
-        sqs = await client("sqs", settings.endpoint("queue"), sqs_client_config())
         connect = await client("connect", settings.endpoint("connect"), connect_client_config())
 
         ev = settings.events
         include = ev.include_connection_data
-        sinks: list[EventSink] = [LogSink(), *extra_sinks]
+        # The log and in-process sinks are written directly; the others batch their calls (up
+        # to 10 events each, several calls in flight) across concurrent lifecycles.
+        remote: list[EventSink] = []
         if ev.jsonl_path:
-            sinks.append(JsonlSink(ev.jsonl_path, include_connection_data=include))
+            remote.append(JsonlSink(ev.jsonl_path, include_connection_data=include))
         if ev.sqs_queue_url:
             events_sqs = await client("sqs", settings.endpoint("events"), sqs_client_config())
-            sinks.append(
+            remote.append(
                 SqsEventSink(events_sqs, ev.sqs_queue_url, include_connection_data=include)
             )
         if ev.sns_topic_arn:
             sns = await client("sns", settings.endpoint("events"), sqs_client_config())
-            sinks.append(SnsEventSink(sns, ev.sns_topic_arn, include_connection_data=include))
+            remote.append(SnsEventSink(sns, ev.sns_topic_arn, include_connection_data=include))
         if ev.eventbridge_bus:
             bus = await client("events", settings.endpoint("events"), sqs_client_config())
-            sinks.append(EventBridgeSink(bus, ev.eventbridge_bus, include_connection_data=include))
-        sink = await stack.enter_async_context(BatchingSink(FanoutSink(sinks, metrics=metrics)))
+            remote.append(EventBridgeSink(bus, ev.eventbridge_bus, include_connection_data=include))
+        batched = [await stack.enter_async_context(BatchingSink(sink)) for sink in remote]
+        sink = FanoutSink([LogSink(), *extra_sinks, *batched], metrics=metrics)
 
         budget = RateBudget(
             settings.connect.quotas(),
@@ -120,6 +130,9 @@ async def open_worker(
             watch=settings.watch.policy(),
             metrics=metrics,
             notifier=notifier if notifier is not None else ContactNotifier(),
+            rng=rng or random.Random(),
         )
-        source = await stack.enter_async_context(SqsQueueSource(sqs, settings.queue.url))
-        yield Worker(source, engine, worker_options(settings), metrics=metrics)
+        if source is None:
+            sqs = await client("sqs", settings.endpoint("queue"), sqs_client_config())
+            source = await stack.enter_async_context(SqsQueueSource(sqs, settings.queue.url))
+        yield Worker(source, engine, worker_options(settings), metrics=metrics, rng=rng)

@@ -34,8 +34,9 @@ def test_frontier_orders_waiting_contacts_by_enqueue_time_per_queue() -> None:
     assert frontier.heads("q2", 2) == ["other-queue"]
     assert [frontier.position(c) for c in ("early", "middle", "late")] == [0, 1, 2]
     assert frontier.position("unknown") is None
-    assert frontier.passed("q1", 25.0) == ["early", "middle"]
-    assert frontier.passed("q3", 25.0) == []
+    assert frontier.passed("q1", 25.0, limit=5) == ["early", "middle"]
+    assert frontier.passed("q1", 25.0, limit=1) == ["early"]  # the oldest first
+    assert frontier.passed("q3", 25.0, limit=5) == []
 
 
 def test_frontier_forgets_and_moves_contacts() -> None:
