@@ -57,15 +57,26 @@ class RetryPolicy:
         ceiling = min(self.max_backoff_s, self.initial_s * 2 ** (attempt - 1))
         return self.rng.uniform(0.0, ceiling)
 
-    def _stop(self, state: RetryCallState, clock: Clock, started: float) -> bool:
-        elapsed = clock.monotonic() - started
-        exc = state.outcome.exception() if state.outcome else None
+    def exhausted(self, attempt: int, exc: BaseException | None, elapsed_s: float) -> bool:
+        """Whether the budget is spent after `attempt` attempts, the last failing with `exc`."""
         if isinstance(exc, CapacityError):
-            return elapsed >= self.capacity_max_time_s
+            return elapsed_s >= self.capacity_max_time_s
         if isinstance(exc, ThrottledError):
             # Throttles are paced by the budget; only time bounds them.
-            return elapsed >= self.max_time_s
-        return state.attempt_number >= self.max_attempts or elapsed >= self.max_time_s
+            return elapsed_s >= self.max_time_s
+        return attempt >= self.max_attempts or elapsed_s >= self.max_time_s
+
+    def _scheduled(
+        self, attempt: int, exc: BaseException | None, sleep_s: float, **extra: Any
+    ) -> None:
+        log.warning(
+            "retry.scheduled",
+            policy=self.name,
+            attempt=attempt,
+            sleep_s=round(sleep_s, 3),
+            error=getattr(exc, "code", type(exc).__name__),
+            **extra,
+        )
 
     async def call(
         self,
@@ -76,31 +87,36 @@ class RetryPolicy:
     ) -> T:
         """Run `fn` until it succeeds, raises something not retryable, or the budget runs out.
 
-        The last exception is re-raised as is when the budget runs out.
+        The last exception is re-raised as is when the budget runs out. The first attempt runs
+        bare (most calls succeed at once); tenacity takes over from the first retryable failure.
         """
         clk = clock or SystemClock()
         started = clk.monotonic()
         extra = context or {}
+        try:
+            return await fn()
+        except self.retry_on as exc:
+            first: BaseException = exc
+        if self.exhausted(1, first, clk.monotonic() - started):
+            raise first
+        pause = self.backoff(1, first)
+        self._scheduled(1, first, pause, **extra)
+        await clk.sleep(pause)
 
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "retry.scheduled",
-                policy=self.name,
-                attempt=state.attempt_number,
-                sleep_s=round(state.upcoming_sleep, 3),
-                error=getattr(exc, "code", type(exc).__name__),
-                **extra,
-            )
+        def outcome(state: RetryCallState) -> BaseException | None:
+            return state.outcome.exception() if state.outcome else None
 
+        # tenacity counts its own attempts from 1; ours started with the bare one above.
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(self.retry_on),
-            stop=lambda state: self._stop(state, clk, started),
-            wait=lambda state: self.backoff(
-                state.attempt_number, state.outcome.exception() if state.outcome else None
+            stop=lambda state: self.exhausted(
+                state.attempt_number + 1, outcome(state), clk.monotonic() - started
             ),
+            wait=lambda state: self.backoff(state.attempt_number + 1, outcome(state)),
             sleep=clk.sleep,
-            before_sleep=before_sleep,
+            before_sleep=lambda state: self._scheduled(
+                state.attempt_number + 1, outcome(state), state.upcoming_sleep, **extra
+            ),
             reraise=True,
         )
         result: T = await retrying(fn)
