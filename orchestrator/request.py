@@ -29,8 +29,14 @@ from pydantic.alias_generators import to_pascal
 MAX_BODY_BYTES = 1024 * 1024
 ATTRIBUTES_MAX_BYTES = 32_768
 REFERENCES_MAX_BYTES = 4_096
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-_ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+#: A rejection lists at most this many problems, each clipped, so that its `request.rejected`
+#: event fits in every sink (SQS, SNS and EventBridge refuse entries over 256 KB, batches too)
+#: whatever the body held: tens of thousands of unknown keys, a key of 200,000 characters.
+MAX_FIELD_ERRORS = 20
+_MAX_ERROR_TEXT = 200
+# Matched with `fullmatch`: `$` would also accept a trailing newline.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+_ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOKEN_NAMESPACE = uuid.UUID("0f8c1b1e-5a7d-4d56-9a8e-6a2f3f0c4b21")
 
 ReferenceType = Literal[
@@ -58,7 +64,7 @@ def _utf8(value: str) -> str:
 
 
 def _request_id(value: str) -> str:
-    if not _REQUEST_ID.match(value):
+    if not _REQUEST_ID.fullmatch(value):
         raise ValueError("must be 1-128 characters: letters, digits, '-', '_', '.' or ':'")
     return value
 
@@ -126,7 +132,7 @@ class CallRequest(_Model):
         if value is None:
             return None
         for key in value:
-            if not _ATTRIBUTE_KEY.match(key):
+            if not _ATTRIBUTE_KEY.fullmatch(key):
                 raise ValueError(f"key {key[:64]!r} may contain only letters, digits, '-' and '_'")
         size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
         if size > ATTRIBUTES_MAX_BYTES:
@@ -234,7 +240,7 @@ def readable_request_id(document: Any) -> str | None:
     """The document's RequestId if it is usable as an event id, else None."""
     if isinstance(document, dict):
         candidate = document.get("RequestId")
-        if isinstance(candidate, str) and _REQUEST_ID.match(candidate):
+        if isinstance(candidate, str) and _REQUEST_ID.fullmatch(candidate):
             return candidate
     return None
 
@@ -275,10 +281,27 @@ def parse_request(body: str | bytes, defaults: RequestDefaults | None = None) ->
         if merged.get(key) is None and fallback:
             merged[key] = fallback
     try:
-        return CallRequest.model_validate(merged)
+        # By alias only: the Python field names (`request_id`, ...) are not the wire format.
+        return CallRequest.model_validate(merged, by_alias=True, by_name=False)
     except ValidationError as exc:
         errors = [FieldError(_field_path(tuple(err["loc"])), _message(err)) for err in exc.errors()]
-        raise RequestRejected(errors, request_id) from None
+        raise RequestRejected(_bounded(errors), request_id) from None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"
+
+
+def _bounded(errors: list[FieldError]) -> list[FieldError]:
+    """At most `MAX_FIELD_ERRORS` problems, each clipped; the last one counts those left out."""
+    clipped = [FieldError(_clip(e.field), _clip(e.message)) for e in errors]
+    if len(clipped) <= MAX_FIELD_ERRORS:
+        return clipped
+    hidden = len(clipped) - (MAX_FIELD_ERRORS - 1)
+    return [
+        *clipped[: MAX_FIELD_ERRORS - 1],
+        FieldError("body", f"{hidden} more problems not listed"),
+    ]
 
 
 def _message(err: Mapping[str, Any]) -> str:

@@ -268,6 +268,10 @@ class Worker:
         try:
             request = parse_request(message.body, self.options.request_defaults)
         except RequestRejected as rejected:
+            # Keep only the errors: the traceback's frames and the chained ValidationError hold
+            # the whole parsed body (about 20 times its size) while the rejection waits on sinks.
+            rejected.__traceback__ = None
+            rejected.__context__ = None
             await self._reject(message, rejected)
             return
         final_attempt = message.receive_count >= self._max_receives

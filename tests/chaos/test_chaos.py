@@ -1,0 +1,25 @@
+"""The short chaos soak: a few hundred requests, two worker processes, kills and a drain.
+
+See `harness.py` for what runs and what is checked; `python -m bench.soak` is the long version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.local_sqs import LocalSqsServer
+from tests.chaos.harness import ChaosPlan, run_chaos
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+async def test_every_request_reaches_one_outcome_while_workers_are_killed(
+    sqs_server: LocalSqsServer, tmp_path: Path
+) -> None:
+    report = await run_chaos(ChaosPlan(), sqs_url=sqs_server.url, workdir=tmp_path)
+    print(report.render())
+    assert report.problems == [], report.render()
+    assert report.completed
+    assert report.kills >= 3 and report.graceful_stops >= 1
