@@ -87,6 +87,8 @@ class Worker:
         self._force = anyio.Event()
         self._slot_freed = anyio.Event()
         self._in_flight: dict[str, _InFlight] = {}
+        #: Acks and hand-backs on their way to the queue (no longer in flight, not yet settled).
+        self._settling = 0
         self._receive_scope: anyio.CancelScope | None = None
         self._max_receives = self.options.max_receive_count
         self._has_redrive = False
@@ -169,7 +171,7 @@ class Worker:
             messages: list[QueueMessage] | None = None
             # An empty answer proves the queue drained only if nothing was in flight when we
             # asked: a message handed back during a long poll may not show up in that poll.
-            idle_when_asked = not self._in_flight
+            idle_when_asked = not self._in_flight and not self._settling
             with anyio.CancelScope() as scope:
                 self._receive_scope = scope
                 if self._stop.is_set():
@@ -203,7 +205,7 @@ class Worker:
             self.last_progress = self._clock.monotonic()
             self.metrics.last_receive.set(self._clock.time())
             if not messages:
-                if drain and idle_when_asked and not self._in_flight:
+                if drain and idle_when_asked and not self._in_flight and not self._settling:
                     break
                 continue
             self.metrics.messages_received.inc(len(messages))
@@ -332,28 +334,36 @@ class Worker:
 
     async def _ack(self, message: QueueMessage) -> None:
         tracked = self._in_flight.pop(message.receipt, None)
-        with anyio.CancelScope(shield=True):
-            if tracked is not None:
-                await tracked.settled()
-            try:
-                await self.source.delete(message)
-            except Exception as exc:
-                # The message reappears after its visibility timeout and is processed again:
-                # same ClientTokens, same contact, duplicate events with the same ids.
-                log.error("queue.delete_failed", error=repr(exc))
-                return
+        self._settling += 1
+        try:
+            with anyio.CancelScope(shield=True):
+                if tracked is not None:
+                    await tracked.settled()
+                try:
+                    await self.source.delete(message)
+                except Exception as exc:
+                    # The message reappears after its visibility timeout and is processed
+                    # again: same ClientTokens, same contact, duplicate events with the same ids.
+                    log.error("queue.delete_failed", error=repr(exc))
+                    return
+        finally:
+            self._settling -= 1
         self.metrics.messages_acknowledged.inc()
 
     async def _hand_back(self, message: QueueMessage, delay_s: int, *, reason: str) -> None:
         tracked = self._in_flight.pop(message.receipt, None)
-        with anyio.CancelScope(shield=True):
-            if tracked is not None:
-                await tracked.settled()
-            try:
-                await self.source.change_visibility(message, delay_s)
-            except Exception as exc:
-                log.error("queue.hand_back_failed", error=repr(exc), reason=reason)
-                return
+        self._settling += 1
+        try:
+            with anyio.CancelScope(shield=True):
+                if tracked is not None:
+                    await tracked.settled()
+                try:
+                    await self.source.change_visibility(message, delay_s)
+                except Exception as exc:
+                    log.error("queue.hand_back_failed", error=repr(exc), reason=reason)
+                    return
+        finally:
+            self._settling -= 1
         self.metrics.messages_handed_back.labels(reason).inc()
 
     # -- visibility heartbeat ------------------------------------------------------------------

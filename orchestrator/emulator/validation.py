@@ -20,7 +20,7 @@ from .wire import ApiError
 
 ATTRIBUTES_MAX_BYTES = 32_768
 REFERENCES_MAX_BYTES = 4_096
-_ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: `$` would allow a trailing "\n"
 
 
 @cache
@@ -136,7 +136,7 @@ def validate_request(operation: str, params: dict[str, Any]) -> None:
 def _check_budgets(params: dict[str, Any]) -> None:
     attributes = params.get("Attributes") or {}
     for key in attributes:
-        if not _ATTRIBUTE_KEY.match(key):
+        if not _ATTRIBUTE_KEY.fullmatch(key):
             raise _invalid(
                 f"Attributes[{key!r}] key",
                 "Member must contain only alphanumeric characters, '-' and '_'",

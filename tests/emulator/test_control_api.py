@@ -89,8 +89,12 @@ async def test_contacts_count_describe_contact_calls(
 
 
 async def test_contacts_record_every_step_of_a_contact_in_order(
-    connect_client: ConnectClient, control: ControlApi
+    start_emulator: Callable[..., Any], client_for: ClientFactory
 ) -> None:
+    # No agent comes by itself: every step after the start is forced, in order.
+    emulator: Emulator = await start_emulator(agent_delay_s=(600.0, 600.0))
+    connect_client = await client_for(emulator)
+    control = ControlApi(emulator.url)
     contact_id = (
         await connect_client.start_web_rtc_contact(
             **start_args(AllowedCapabilities=SCREEN_SHARE_BOTH)

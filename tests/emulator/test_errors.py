@@ -75,6 +75,11 @@ INVALID_STARTS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         ("Attributes['bad key'] key", "alphanumeric"),
     ),
     (
+        "attribute key with a trailing newline",
+        start_args(Attributes={"order\n": "v"}),
+        ("Attributes['order\\n'] key", "alphanumeric"),
+    ),
+    (
         "references over 4,096 UTF-8 bytes",
         start_args(
             References={
