@@ -173,10 +173,23 @@ class CallRequest(_Model):
 
 @dataclass(frozen=True)
 class RequestDefaults:
-    """Values a request may leave out (from `[connect]` in the configuration)."""
+    """What requests may leave out, and which instances and flows they may use (from `[connect]`
+    in the configuration; an empty allow-list allows any)."""
 
     instance_id: str | None = None
     contact_flow_id: str | None = None
+    allowed_instance_ids: frozenset[str] = frozenset()
+    allowed_contact_flow_ids: frozenset[str] = frozenset()
+
+    def refusals(self, request: CallRequest) -> list[FieldError]:
+        """Why `request` may not use its instance or flow (empty: it may)."""
+        refused = []
+        if self.allowed_instance_ids and request.instance_id not in self.allowed_instance_ids:
+            refused.append(FieldError("InstanceId", "not an instance this worker may use"))
+        flows = self.allowed_contact_flow_ids
+        if flows and request.contact_flow_id not in flows:
+            refused.append(FieldError("ContactFlowId", "not a contact flow this worker may use"))
+        return refused
 
 
 @dataclass(frozen=True)
@@ -282,10 +295,14 @@ def parse_request(body: str | bytes, defaults: RequestDefaults | None = None) ->
             merged[key] = fallback
     try:
         # By alias only: the Python field names (`request_id`, ...) are not the wire format.
-        return CallRequest.model_validate(merged, by_alias=True, by_name=False)
+        request = CallRequest.model_validate(merged, by_alias=True, by_name=False)
     except ValidationError as exc:
         errors = [FieldError(_field_path(tuple(err["loc"])), _message(err)) for err in exc.errors()]
         raise RequestRejected(_bounded(errors), request_id) from None
+    refused = defaults.refusals(request)
+    if refused:
+        raise RequestRejected(refused, request_id)
+    return request
 
 
 def _clip(text: str) -> str:

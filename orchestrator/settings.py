@@ -64,6 +64,9 @@ class QueueSettings(_Section):
 class ConnectSettings(_Section):
     instance_id: str | None = None
     contact_flow_id: str | None = None
+    #: Instances and contact flows requests may use (empty: any the IAM role allows).
+    allowed_instance_ids: list[str] = Field(default_factory=list)
+    allowed_contact_flow_ids: list[str] = Field(default_factory=list)
     endpoint_url: str | None = None
     #: This worker's share of the account's quotas (1 / number of workers sharing the account).
     quota_share: float = Field(1.0, gt=0, le=1)
@@ -95,8 +98,23 @@ class ConnectSettings(_Section):
             ),
         }
 
+    @model_validator(mode="after")
+    def _defaults_allowed(self) -> ConnectSettings:
+        for default, allowed, name in (
+            (self.instance_id, self.allowed_instance_ids, "instance_id"),
+            (self.contact_flow_id, self.allowed_contact_flow_ids, "contact_flow_id"),
+        ):
+            if default and allowed and default not in allowed:
+                raise ValueError(f"{name} {default!r} is not in allowed_{name}s")
+        return self
+
     def request_defaults(self) -> RequestDefaults:
-        return RequestDefaults(instance_id=self.instance_id, contact_flow_id=self.contact_flow_id)
+        return RequestDefaults(
+            instance_id=self.instance_id,
+            contact_flow_id=self.contact_flow_id,
+            allowed_instance_ids=frozenset(self.allowed_instance_ids),
+            allowed_contact_flow_ids=frozenset(self.allowed_contact_flow_ids),
+        )
 
 
 class WatchSettings(_Section):

@@ -171,3 +171,13 @@ def test_run_refuses_to_start_on_invalid_configuration() -> None:
     )
     assert result.returncode == 2
     assert "logging.level" in result.stderr
+
+
+def test_a_default_outside_its_allow_list_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_QUEUE__URL", "q")
+    monkeypatch.setenv("ORCHESTRATOR_CONNECT__INSTANCE_ID", "i-default")
+    monkeypatch.setenv("ORCHESTRATOR_CONNECT__ALLOWED_INSTANCE_IDS", '["i-1", "i-2"]')
+    with pytest.raises(ConfigError, match="instance_id 'i-default' is not in allowed_instance_ids"):
+        load_settings()
+    monkeypatch.setenv("ORCHESTRATOR_CONNECT__INSTANCE_ID", "i-2")
+    assert load_settings().connect.request_defaults().allowed_instance_ids == {"i-1", "i-2"}

@@ -271,3 +271,18 @@ def test_client_token_is_deterministic_and_distinct_per_purpose_and_request() ->
     assert start != client_token("req-1", "screen-sharing")
     assert start != client_token("req-2", "start")
     assert len(start) <= 500
+
+
+def test_allow_lists_refuse_other_instances_and_flows() -> None:
+    rules = RequestDefaults(
+        allowed_instance_ids=frozenset({INSTANCE_ID}),
+        allowed_contact_flow_ids=frozenset({FLOW_ID}),
+    )
+    assert parse_request(json.dumps(request_body("allowed-1")), rules).instance_id == INSTANCE_ID
+
+    with pytest.raises(RequestRejected) as rejected:
+        parse_request(
+            json.dumps(request_body("elsewhere-1", InstanceId="other", ContactFlowId="f2")), rules
+        )
+    assert rejected.value.request_id == "elsewhere-1"
+    assert [e.field for e in rejected.value.errors] == ["InstanceId", "ContactFlowId"]
