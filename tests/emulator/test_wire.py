@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 CONNECT_REQUESTS = [
     ("PUT", "/contact/webrtc", start_args()),
-    ("GET", f"/contacts/{INSTANCE_ID}/{uuid.uuid4()}", None),
+    ("GET", f"/contacts/{INSTANCE_ID}/00000000-0000-4000-8000-000000000001", None),
     ("PUT", "/contact/screen-sharing", {"InstanceId": INSTANCE_ID, "ContactId": "c-1"}),
 ]
 
