@@ -251,7 +251,13 @@ class AioConnectGateway:
             error = classify(operation, e, fresh=self._fresh(fresh_since))
             if isinstance(error, ThrottledError):
                 bucket.on_throttle()
-            outcome = "throttled" if isinstance(error, ThrottledError | CapacityError) else "error"
+            outcome = (
+                "throttled"
+                if isinstance(error, ThrottledError)
+                else "capacity"
+                if isinstance(error, CapacityError)
+                else "error"
+            )
             self._metrics.connect_calls.labels(operation, outcome).inc()
             raise error from e
         self._metrics.connect_calls.labels(operation, "ok").inc()

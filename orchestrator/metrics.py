@@ -78,7 +78,7 @@ class Metrics:
         )
         self.connect_calls = Counter(
             "orchestrator_connect_calls",
-            "Connect API calls by operation and result (ok, throttled, error)",
+            "Connect API calls by operation and result (ok, throttled, capacity, error)",
             ["operation", "result"],
             registry=r,
         )

@@ -276,16 +276,20 @@ async def test_capacity_errors_do_not_slow_the_budget(
         capacity_max_backoff_s=0.02,
         capacity_max_time_s=0.1,
     )
-    gateway = AioConnectGateway(client, budget, policies=GatewayPolicies(start=start))
+    metrics = Metrics()
+    gateway = AioConnectGateway(
+        client, budget, policies=GatewayPolicies(start=start), metrics=metrics
+    )
     await gateway.start_webrtc_contact(call_request("first"), "token-first")
 
     with pytest.raises(CapacityError):
         await gateway.start_webrtc_contact(call_request("second"), "token-second")
 
     assert budget["StartWebRTCContact"].throttles == 0
-    assert (await ControlApi(emulator.url).op_stats("StartWebRTCContact"))[
-        "concurrency_limited"
-    ] >= 2
+    limited = (await ControlApi(emulator.url).op_stats("StartWebRTCContact"))["concurrency_limited"]
+    assert limited >= 2
+    labels = {"operation": "StartWebRTCContact", "result": "capacity"}
+    assert metrics.value("orchestrator_connect_calls_total", labels) == limited
 
 
 async def test_snapshot_reports_connects_timestamps_as_epoch_seconds(
