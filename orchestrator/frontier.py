@@ -19,6 +19,14 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+#: Weight of the newest observation in a queue's FIFO score (an exponential moving average).
+_FIFO_WEIGHT = 0.1
+#: Below this score the queue is not treated as FIFO (one inference in two was wrong).
+_FIFO_THRESHOLD = 0.5
+#: While a queue is not treated as FIFO, every this many connections one inference is still
+#: tried, so that a queue that becomes FIFO again is noticed.
+_PROBE_EVERY = 20
+
 
 @dataclass
 class _Queue:
@@ -32,6 +40,13 @@ class QueueFrontier:
     def __init__(self) -> None:
         self._queues: dict[str, _Queue] = {}
         self._where: dict[str, tuple[str, float]] = {}
+        #: Contacts woken because they were passed, awaiting the poll that confirms it or not.
+        self._suspects: dict[str, str] = {}
+        #: Per queue: how often "enqueued before a connected contact" turned out to mean
+        #: "served" (1.0 for a strict FIFO queue, near 0 for one whose agents pick contacts in
+        #: another order), and how many connections were seen. Kept while the queue is empty.
+        self._scores: dict[str, float] = {}
+        self._connections: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._where)
@@ -47,6 +62,7 @@ class QueueFrontier:
 
     def forget(self, contact_id: str) -> None:
         """`contact_id` no longer waits (connected, gone, or no longer watched here)."""
+        self._suspects.pop(contact_id, None)
         place = self._where.pop(contact_id, None)
         if place is None:
             return
@@ -73,9 +89,30 @@ class QueueFrontier:
 
     def passed(self, queue_id: str, enqueued_at: float, limit: int) -> list[str]:
         """The oldest `limit` waiting contacts enqueued before `enqueued_at`: an agent took a
-        younger contact, so these have most likely been served (or left) too."""
+        younger contact, so in a FIFO queue these have been served (or left) too.
+
+        Empty when the queue has shown it is not FIFO (but for an occasional probe). The contacts
+        returned become suspects: their next poll tells whether the inference was right.
+        """
         queue = self._queues.get(queue_id)
         if queue is None:
             return []
+        seen = self._connections[queue_id] = self._connections.get(queue_id, 0) + 1
+        if self.fifo_score(queue_id) < _FIFO_THRESHOLD and seen % _PROBE_EVERY:
+            return []
         end = min(limit, bisect.bisect_left(queue.waiting, (enqueued_at, "")))
-        return [cid for _, cid in queue.waiting[:end]]
+        found = [cid for _, cid in queue.waiting[:end]]
+        for contact_id in found:
+            self._suspects[contact_id] = queue_id
+        return found
+
+    def judge(self, contact_id: str, *, served: bool) -> None:
+        """A poll of `contact_id` found it served (connected or gone) or still waiting; if it was
+        woken as passed, that confirms or refutes the FIFO inference for its queue."""
+        queue_id = self._suspects.pop(contact_id, None)
+        if queue_id is not None:
+            score = self.fifo_score(queue_id)
+            self._scores[queue_id] = (1 - _FIFO_WEIGHT) * score + _FIFO_WEIGHT * served
+
+    def fifo_score(self, queue_id: str) -> float:
+        return self._scores.get(queue_id, 1.0)

@@ -149,21 +149,27 @@ def _track(
 ) -> None:
     """Keep the queue frontier up to date after a poll, and wake the contacts it says are due."""
     frontier = notifier.frontier
+    contact_id = snapshot.contact_id
+    frontier.judge(contact_id, served=outcome is not None)
     queue_id, enqueued_at = snapshot.queue_id, snapshot.enqueued_at
     if queue_id is None or enqueued_at is None:
         return
     if outcome is None:
-        frontier.waiting(snapshot.contact_id, queue_id, enqueued_at)
+        frontier.waiting(contact_id, queue_id, enqueued_at)
         return
-    frontier.forget(snapshot.contact_id)
-    due = frontier.heads(queue_id, head_contacts)
+    place = frontier.position(contact_id)
+    frontier.forget(contact_id)
+    due: list[str] = []
+    if place is not None and place < head_contacts:
+        # A head left: the line moved, and the new heads are the next to be served.
+        due += frontier.heads(queue_id, head_contacts)
     if outcome is WatchOutcome.AGENT_CONNECTED:
         # FIFO: an agent took this contact, so those enqueued before it have been served too.
-        # Wake a few, oldest first: each one found connected wakes the next in turn, and a queue
-        # that is not FIFO costs at most this many extra polls per connection.
+        # Wake a few, oldest first (each one found connected wakes the next in turn); the
+        # frontier stops inferring for a queue where this keeps being wrong.
         due += frontier.passed(queue_id, enqueued_at, max(1, head_contacts))
-    for contact_id in dict.fromkeys(due):
-        notifier.notify(contact_id)
+    for woken in dict.fromkeys(due):
+        notifier.notify(woken)
 
 
 async def watch_contact(

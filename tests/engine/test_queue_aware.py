@@ -56,6 +56,35 @@ def test_frontier_forgets_and_moves_contacts() -> None:
     assert len(frontier) == 0
 
 
+def test_frontier_stops_inferring_for_a_queue_that_is_not_fifo() -> None:
+    frontier = QueueFrontier()
+    for i in range(30):
+        frontier.waiting(f"old-{i}", "q1", float(i))
+    # Agents keep taking young contacts while the old ones still wait: each inference is wrong.
+    wrong = 0
+    while frontier.fifo_score("q1") >= 0.5:
+        (suspect,) = frontier.passed("q1", 1000.0, limit=1)
+        frontier.judge(suspect, served=False)
+        wrong += 1
+    assert wrong == 7  # 0.9**7 < 0.5: a few mistakes, then it stops
+    woken = [frontier.passed("q1", 1000.0, limit=1) for _ in range(40)]
+    assert sum(1 for w in woken if w) == 2  # only an occasional probe from then on
+
+
+def test_frontier_keeps_inferring_for_a_fifo_queue_and_forgets_suspects() -> None:
+    frontier = QueueFrontier()
+    for i in range(5):
+        frontier.waiting(f"c{i}", "q1", float(i))
+    for _ in range(20):
+        (suspect,) = frontier.passed("q1", 100.0, limit=1)
+        frontier.judge(suspect, served=True)
+    assert frontier.fifo_score("q1") == 1.0
+    (suspect,) = frontier.passed("q1", 100.0, limit=1)
+    frontier.forget(suspect)  # its watch ended before the confirming poll
+    frontier.judge(suspect, served=False)  # no longer a suspect: nothing learned
+    assert frontier.fifo_score("q1") == 1.0
+
+
 # -- the watch -------------------------------------------------------------------------------
 
 
