@@ -45,7 +45,7 @@ LIMITS_NOTE = """\
 * **CPU per Connect call.** One worker process spends about 1-1.5 ms of CPU per Connect call, most
   of it inside aiobotocore and botocore (SigV4 signing, the user-agent string botocore rebuilds
   for every request, response parsing, aiohttp), so a core sustains roughly 650-900 calls per
-  second, i.e. about 90-110 complete lifecycles per CPU second. With Connect's default quotas a
+  second, i.e. about 90-100 complete lifecycles per CPU second. With Connect's default quotas a
   worker needs a few percent of a core. The scale scenario raises the quotas far beyond that (a
   DescribeContact budget of 2,000/s for 10,000 contacts polled every 10 s): the process then
   saturates one core, its event loop runs late (the lag p99 in the table) and it cannot keep the

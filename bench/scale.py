@@ -23,7 +23,7 @@ from .context import RunContext, say
 @dataclass(frozen=True)
 class ScaleOptions:
     contacts: int = 10_000
-    agent_delay_s: tuple[float, float] = (40.0, 60.0)
+    agent_delay_s: tuple[float, float] = (100.0, 130.0)
     talk_time_s: tuple[float, float] = (60.0, 90.0)
     start_rate: float = 1000.0
     describe_rate: float = 2000.0
