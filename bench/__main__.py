@@ -83,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale-agent-delay",
         type=parse_range,
         metavar="MIN:MAX",
-        help="seconds before an agent connects (100:130, long enough that all 10,000 are watched at once; quick 4:6)",
+        help=(
+            "seconds before an agent connects (100:130: long enough that all 10,000 are "
+            "watched at once; quick 4:6)"
+        ),
     )
     s.add_argument(
         "--naive-threads",

@@ -42,23 +42,27 @@ LIMITS_NOTE = """\
   wave of N contacts connecting at the same instant needs N/10 seconds to be noticed by any
   polling design. Only Connect's contact events (EventBridge) can beat that; the watch can be
   woken by them (`ContactNotifier.notify`), but feeding it is left to a later issue.
-* **CPU per Connect call.** One worker process spends about 1-1.5 ms of CPU per Connect call, most
+* **CPU per Connect call.** One worker process spends about 1.2 ms of CPU per Connect call, most
   of it inside aiobotocore and botocore (SigV4 signing, the user-agent string botocore rebuilds
-  for every request, response parsing, aiohttp), so a core sustains roughly 650-900 calls per
-  second, i.e. about 90-100 complete lifecycles per CPU second. With Connect's default quotas a
-  worker needs a few percent of a core. The scale scenario raises the quotas far beyond that (a
-  DescribeContact budget of 2,000/s for 10,000 contacts polled every 10 s): the process then
-  saturates one core, its event loop runs late (the lag p99 in the table) and it cannot keep the
-  polling schedule, so detection is slower than the schedule promises. When quotas are raised that
-  far, run more worker processes (and split `quota_share` between them) rather than one bigger one.
-* **Memory.** A watched contact costs about 35 KiB of RSS (the validated request, its task and
+  for every request, response parsing, aiohttp), so a core sustains roughly 800 calls per second.
+  A lifecycle costs its polls plus two calls: in the scale scenario, where agents take about two
+  minutes, 12.7 polls and 17 ms of CPU. With Connect's default quotas a worker needs a few percent
+  of a core. The scale scenario raises the quotas far beyond that (a DescribeContact budget of
+  2,000/s, while 10,000 contacts polled every 10 s ask for 1,000/s): the process then spends most
+  of a core, its event loop runs late at the peaks (the lag p99 in the table), and it makes about
+  560 polls a second instead of 1,000, so detection is later than the schedule promises. When
+  quotas are raised that far, run more worker processes (and split `quota_share` between them)
+  rather than one bigger one.
+* **Memory.** A watched contact costs about 35-40 KiB of RSS (the validated request, its task and
   coroutine frames, the parsed responses, the in-flight bookkeeping). 10,000 contacts take about
   0.4 GiB; size `max_in_flight` and the container's memory limit together.
-* **The naive baseline at scale.** With raised quotas and a thread per contact, the naive sample
-  costs about the same CPU per lifecycle (the same botocore underneath) and about half as much
-  memory again per contact (a thread stack each); under Connect's real quota it turns into a 429
-  storm (97 % of its DescribeContact calls throttled in scenario 2) and misses contacts whose calls
-  end before it notices them.
+* **The naive baseline.** Under Connect's real quota (scenario 2) it turns into a 429 storm (97 %
+  of its DescribeContact calls throttled) and misses contacts whose calls end before it notices
+  them; that is the difference that matters. At equal size with raised quotas (scenario 3) it
+  cannot keep its 2-second schedule either: 10,000 threads in one process manage about 590 polls
+  a second, 9.7 per contact instead of the 55-65 the schedule implies, which is why its CPU per
+  lifecycle and its detection come out close to ours there (it spends about 1.4 ms of CPU per
+  call against our 1.2, and 47 KiB per contact against our 37).
 * **The machine.** Two cores shared by the worker, the emulators, moto and (in scenario 2) three
   implementations at once; figures vary from run to run by 10-20 %. The emulator runs in its own
   process and used well under a core in every scenario, so it was not the bottleneck.

@@ -1,7 +1,7 @@
 """Scenario 3, scale: thousands of contacts watched at once by one worker process.
 
 Quotas raised in the emulator and in the client budget so that Connect is not the limit; every
-contact waits 40-60 s for an agent (the simple queue model), long enough that all of them are
+contact waits 100-130 s for an agent (the simple queue model), long enough that all of them are
 watched at the same time, polled on the production schedule (first poll after 2 s, backoff to
 10 s). The worker runs in a child process (`bench.scale_worker`, requests fed through an in-memory
 queue) so its peak RSS and CPU time are its own; the emulator runs in another. The naive
@@ -41,7 +41,7 @@ class ScaleOptions:
 NAIVE_SIZE_NOTE = (
     "by default the naive implementation runs as many threads as ours watches contacts: on the "
     "2-core machine of these results it completed every lifecycle at 3,000, 5,000 and 10,000 "
-    "threads (about 40 KiB of RSS per thread, CPU-bound like ours), so the comparison is made at "
+    "threads (40-50 KiB of RSS per thread, CPU-bound like ours), so the comparison is made at "
     "equal size. `--naive-threads N` changes it."
 )
 
