@@ -29,6 +29,7 @@ from typing import Any
 
 import anyio
 
+from orchestrator.emulator import EmulatorControl
 from orchestrator.metrics import Metrics
 from orchestrator.ratelimit import Quota
 from orchestrator.settings import Settings
@@ -131,7 +132,7 @@ async def _ours(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
                     queue.send(request_body("detect", i))
                 completed = await run_until(worker, counter, opts.deadline_s())
                 wall = (counter.last_final or time.monotonic()) - started
-        truth = servers.GroundTruth(emulator.url)
+        truth = EmulatorControl(emulator.url, timeout_s=120)
         contacts, stats = await truth.contacts(), await truth.stats()
     return {
         **_common(contacts, stats, opts),
@@ -148,7 +149,7 @@ async def _round_robin(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any
         poller = await run_round_robin(
             emulator.url, opts.contacts, "detect", _client_quotas(opts), opts.deadline_s()
         )
-        truth = servers.GroundTruth(emulator.url)
+        truth = EmulatorControl(emulator.url, timeout_s=120)
         contacts, stats = await truth.contacts(), await truth.stats()
     return {**_common(contacts, stats, opts), "poller": poller}
 
@@ -173,7 +174,7 @@ async def _naive(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
         process = await servers.run_child(
             argv, ctx.log("detection-naive-process"), timeout_s=opts.deadline_s() + 120
         )
-        truth = servers.GroundTruth(emulator.url)
+        truth = EmulatorControl(emulator.url, timeout_s=120)
         contacts, stats = await truth.contacts(), await truth.stats()
     return {**_common(contacts, stats, opts), "process": process}
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.emulator import EmulatorControl
 from orchestrator.metrics import Metrics
 from orchestrator.runtime import open_worker
 from orchestrator.settings import Settings
@@ -96,7 +97,7 @@ async def run(opts: QuotaOptions, ctx: RunContext) -> dict[str, Any]:
                 started = time.monotonic()
                 completed = await run_until(worker, counter, timeout_s=60 + 4 * n / START_RATE)
                 wall_s = (counter.last_final or time.monotonic()) - started
-        truth = servers.GroundTruth(emulator.url)
+        truth = EmulatorControl(emulator.url, timeout_s=120)
         contacts = await truth.contacts()
         stats = await truth.stats()
 

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.emulator import EmulatorControl
+
 from . import analysis, servers
 from .common import quota_args, span
 from .context import RunContext, say
@@ -150,7 +152,7 @@ async def _run_one(impl: str, opts: ScaleOptions, ctx: RunContext, n: int) -> di
         child = await servers.run_child(
             argv, ctx.log(f"scale-{impl}-process"), timeout_s=deadline + 120
         )
-        truth = servers.GroundTruth(emulator.url)
+        truth = EmulatorControl(emulator.url, timeout_s=120)
         contacts = await truth.contacts()
         stats = await truth.stats()
     return _figures(child, contacts, stats, n)

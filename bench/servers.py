@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
@@ -129,28 +128,3 @@ async def run_child(argv: Sequence[str], log_path: Path, *, timeout_s: float) ->
             await _stop(process, exit_within_s=30.0 if line else 0.0)
     data: dict[str, Any] = json.loads(line)
     return data
-
-
-class GroundTruth:
-    """The emulator's `/_emulator/` API: what really happened."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    async def _get(self, path: str) -> Any:
-        timeout = aiohttp.ClientTimeout(total=120)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as http,
-            http.get(f"{self.url}/_emulator/{path}") as response,
-        ):
-            response.raise_for_status()
-            return await response.json()
-
-    async def contacts(self) -> list[dict[str, Any]]:
-        body = await self._get("contacts")
-        contacts: list[dict[str, Any]] = body["Contacts"]
-        return contacts
-
-    async def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = await self._get("stats")
-        return stats

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-import aiohttp
 import anyio
 from aiobotocore.session import AioSession
 
-from .emulator import Emulator, EmulatorConfig
+from .emulator import Emulator, EmulatorConfig, EmulatorControl
 from .local_sqs import LocalSqsServer
 from .logs import configure_logging
 from .metrics import Metrics
@@ -266,11 +265,7 @@ async def _run(requests: int, *, out: TextIO, seed: int, timeout_s: float) -> De
                 await worker.run()
                 tg.cancel_scope.cancel()
             result.elapsed_s = time.monotonic() - started
-            async with (
-                aiohttp.ClientSession() as http,
-                http.get(f"{emulator.url}/_emulator/stats") as response,
-            ):
-                result.emulator_stats = await response.json()
+            result.emulator_stats = await EmulatorControl(emulator.url).stats()
             _summary(out, result, metrics)
     return result
 

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import anyio
 
 from orchestrator.queue import QueueMessage, QueueSource
@@ -123,18 +122,6 @@ async def drain_bodies(sqs: SQSClient, queue_url: str) -> list[str]:
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
             ],
         )
-
-
-async def emulator_contacts(url: str) -> list[dict[str, Any]]:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/_emulator/contacts") as r:
-        contacts: list[dict[str, Any]] = (await r.json())["Contacts"]
-        return contacts
-
-
-async def emulator_stats(url: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/_emulator/stats") as r:
-        stats: dict[str, Any] = await r.json()
-        return stats
 
 
 def settings_for(emulator_url: str, sqs_url: str, queue_url: str, **sections: Any) -> Settings:

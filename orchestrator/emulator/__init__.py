@@ -6,13 +6,16 @@ and exposes its ground truth under `/_emulator/`. See the README's "Connect emul
 """
 
 from .config import DEFAULT_QUOTAS, OPERATIONS, EmulatorConfig, Quota
+from .control import ControlError, EmulatorControl
 from .server import Emulator, EmulatorThread, serve
 
 __all__ = [
     "DEFAULT_QUOTAS",
     "OPERATIONS",
+    "ControlError",
     "Emulator",
     "EmulatorConfig",
+    "EmulatorControl",
     "EmulatorThread",
     "Quota",
     "serve",

@@ -43,13 +43,12 @@ import anyio
 from aiobotocore.session import get_session
 from anyio.abc import Process
 
+from orchestrator.emulator import EmulatorControl
 from orchestrator.events import FINAL_TYPES
 from orchestrator.request import RequestRejected, client_token, parse_request
 from tests.support import (
     create_queue_with_dlq,
     drain_bodies,
-    emulator_contacts,
-    emulator_stats,
     queue_counts,
     send_all,
 )
@@ -695,8 +694,8 @@ class _Run:
         report = self.report
         await self.log.sweep(self.sqs, self.events_url)
         report.events = self.log.events
-        report.contacts = await emulator_contacts(self.connect_url)
-        report.stats = await emulator_stats(self.connect_url)
+        report.contacts = await EmulatorControl(self.connect_url).contacts()
+        report.stats = await EmulatorControl(self.connect_url).stats()
         report.dead_letters = await drain_bodies(self.sqs, self.dlq)
         report.left_in_queue = await queue_counts(self.sqs, self.queue)
         for child in self.children:

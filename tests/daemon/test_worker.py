@@ -6,12 +6,11 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import anyio
 import pytest
 from aiobotocore.session import get_session
 
-from orchestrator.emulator import Emulator
+from orchestrator.emulator import Emulator, EmulatorControl
 from orchestrator.events import EventType
 from orchestrator.local_sqs import LocalSqsServer
 from orchestrator.request import client_token
@@ -21,7 +20,6 @@ from tests.conftest import INSTANCE_ID, REGION
 from tests.support import (
     create_queue_with_dlq,
     drain_bodies,
-    emulator_contacts,
     eventually,
     queue_counts,
     request_body,
@@ -89,20 +87,17 @@ async def test_mixed_outcomes_each_get_their_own_final_event(
     sink = MemorySink()
     settings = settings_for(emulator.url, sqs_server.url, queue)
 
+    control = EmulatorControl(emulator.url)
+
     async def customer_hangs_up() -> None:
         token = client_token("hangs-up", "start")
 
         async def started() -> bool:
-            return any(c["ClientToken"] == token for c in await emulator_contacts(emulator.url))
+            return any(c["ClientToken"] == token for c in await control.contacts())
 
         await eventually(started, message="the hang-up contact to start")
-        contact = next(
-            c for c in await emulator_contacts(emulator.url) if c["ClientToken"] == token
-        )
-        async with aiohttp.ClientSession() as http:
-            url = f"{emulator.url}/_emulator/contacts/{contact['ContactId']}/disconnect"
-            async with http.post(url) as response:
-                assert response.status == 200
+        contact = next(c for c in await control.contacts() if c["ClientToken"] == token)
+        await control.disconnect(contact["ContactId"])
 
     async with open_worker(settings, extra_sinks=[sink]) as worker, anyio.create_task_group() as tg:
         tg.start_soon(customer_hangs_up)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-from orchestrator.emulator import Emulator
+from orchestrator.emulator import Emulator, EmulatorControl
 from orchestrator.events import EventType, LifecycleEvent
 from orchestrator.local_sqs import LocalSqsServer
 from orchestrator.request import client_token
@@ -21,7 +21,6 @@ from orchestrator.sinks import MemorySink, SqsEventSink
 from tests.support import (
     RecordingSource,
     create_queue_with_dlq,
-    emulator_contacts,
     eventually,
     queue_counts,
     request_body,
@@ -64,7 +63,7 @@ async def test_visibility_heartbeat_keeps_a_long_watch_from_being_redelivered(
     assert worker.metrics.value("orchestrator_messages_received_total") == 1
     assert worker.metrics.value("orchestrator_visibility_extensions_total", {"result": "ok"}) >= 3
     assert final_types(sink.events) == {"long-wait": {EventType.SCREEN_SHARING_STARTED}}
-    assert len(await emulator_contacts(emulator.url)) == 1
+    assert len(await EmulatorControl(emulator.url).contacts()) == 1
 
 
 async def test_stop_mid_watch_hands_messages_back_and_another_worker_resumes_the_same_contacts(
@@ -78,7 +77,7 @@ async def test_stop_mid_watch_hands_messages_back_and_another_worker_resumes_the
     settings = settings_for(emulator.url, sqs_server.url, queue, shutdown={"grace_period_s": 0})
 
     async def all_started() -> bool:
-        return len(await emulator_contacts(emulator.url)) == len(ids)
+        return len(await EmulatorControl(emulator.url).contacts()) == len(ids)
 
     async with (
         open_worker(settings, extra_sinks=[first_sink]) as first,
@@ -105,7 +104,7 @@ async def test_stop_mid_watch_hands_messages_back_and_another_worker_resumes_the
     assert final_types(second_sink.events) == {
         rid: {EventType.SCREEN_SHARING_STARTED} for rid in ids
     }
-    contacts = await emulator_contacts(emulator.url)
+    contacts = await EmulatorControl(emulator.url).contacts()
     assert sorted(c["ClientToken"] for c in contacts) == sorted(
         client_token(rid, "start") for rid in ids
     )
@@ -129,7 +128,7 @@ async def test_two_workers_on_one_queue_never_start_two_contacts_for_one_request
         tg.start_soon(lambda: one.run(drain=True))
         tg.start_soon(lambda: two.run(drain=True))
 
-    contacts = await emulator_contacts(emulator.url)
+    contacts = await EmulatorControl(emulator.url).contacts()
     per_token = Counter(c["ClientToken"] for c in contacts)
     assert sorted(per_token) == sorted(client_token(rid, "start") for rid in ids)
     assert set(per_token.values()) == {1}

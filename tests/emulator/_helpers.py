@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from botocore.exceptions import ClientError
 
-from orchestrator.emulator import Emulator, EmulatorThread
+from orchestrator.emulator import Emulator, EmulatorControl, EmulatorThread
 from tests.conftest import ACCESS_KEY, FLOW_ID, INSTANCE_ID
 
 if TYPE_CHECKING:
@@ -127,11 +127,8 @@ class RawResponse:
     body: Any
 
 
-class ControlApi:
-    """The emulator's `/_emulator/` control API and raw Connect requests, over aiohttp."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
+class ControlApi(EmulatorControl):
+    """The emulator's control API plus raw Connect requests (any method, body and headers)."""
 
     async def request(
         self,
@@ -151,49 +148,6 @@ class ControlApi:
             text = await response.text()
             body = json.loads(text) if text else None
             return RawResponse(response.status, dict(response.headers), body)
-
-    async def _ok(self, method: str, path: str, json_body: Any = None) -> Any:
-        response = await self.request(method, path, json_body=json_body)
-        assert response.status == 200, (path, response)
-        return response.body
-
-    async def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._ok("GET", "/_emulator/stats")
-        return result
-
-    async def op_stats(self, operation: str) -> dict[str, int]:
-        result: dict[str, int] = (await self.stats())["operations"][operation]
-        return result
-
-    async def contacts(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = (await self._ok("GET", "/_emulator/contacts"))["Contacts"]
-        return result
-
-    async def contact(self, contact_id: str) -> dict[str, Any]:
-        matches = [c for c in await self.contacts() if c["ContactId"] == contact_id]
-        assert len(matches) == 1, f"contact {contact_id} not in the ground truth"
-        return matches[0]
-
-    async def connect_agent(self, contact_id: str) -> dict[str, Any]:
-        path = f"/_emulator/contacts/{contact_id}/connect-agent"
-        result: dict[str, Any] = await self._ok("POST", path)
-        return result
-
-    async def disconnect(self, contact_id: str) -> dict[str, Any]:
-        path = f"/_emulator/contacts/{contact_id}/disconnect"
-        result: dict[str, Any] = await self._ok("POST", path)
-        return result
-
-    async def reset(self) -> None:
-        await self._ok("POST", "/_emulator/reset")
-
-    async def config(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._ok("GET", "/_emulator/config")
-        return result
-
-    async def patch_config(self, **changes: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self._ok("POST", "/_emulator/config", changes)
-        return result
 
 
 class SyncControlApi:

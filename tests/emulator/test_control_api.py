@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from orchestrator.emulator import OPERATIONS, Quota
+from orchestrator.emulator import OPERATIONS, ControlError, Quota
 from tests.conftest import INSTANCE_ID
 from tests.emulator._helpers import SCREEN_SHARE_BOTH, ControlApi, answer_of, start_args
 
@@ -156,6 +156,15 @@ async def test_forced_transition_of_unknown_contact_is_not_found(
 
     assert response.status == 404
     assert response.body == {"Message": "Contact not found"}
+
+
+async def test_the_control_client_raises_what_the_control_api_refuses(control: ControlApi) -> None:
+    with pytest.raises(ControlError, match="404"):
+        await control.connect_agent("no-such-contact")
+    with pytest.raises(ControlError, match="400"):
+        await control.patch_config(error_rate=2.0)
+    with pytest.raises(LookupError, match="no-such-contact"):
+        await control.contact("no-such-contact")
 
 
 async def test_reset_forgets_contacts_stats_and_spent_quotas(

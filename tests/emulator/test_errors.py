@@ -282,16 +282,15 @@ async def test_throttled_start_is_limit_exceeded_exception(
 
 
 async def test_screen_sharing_on_waiting_contact_is_invalid_request(
-    connect_client: ConnectClient,
+    start_emulator: Callable[..., Any], client_for: ClientFactory
 ) -> None:
-    started = await connect_client.start_web_rtc_contact(
+    client = await client_for(await start_emulator(agent_delay_s=(3600.0, 3600.0)))
+    started = await client.start_web_rtc_contact(
         **start_args(AllowedCapabilities=SCREEN_SHARE_BOTH)
     )
 
-    with pytest.raises(connect_client.exceptions.InvalidRequestException) as raised:
-        await connect_client.start_screen_sharing(
-            InstanceId=INSTANCE_ID, ContactId=started["ContactId"]
-        )
+    with pytest.raises(client.exceptions.InvalidRequestException) as raised:
+        await client.start_screen_sharing(InstanceId=INSTANCE_ID, ContactId=started["ContactId"])
 
     answer = answer_of(raised.value)
     assert (answer.code, answer.status) == ("InvalidRequestException", 400)

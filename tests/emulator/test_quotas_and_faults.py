@@ -185,7 +185,7 @@ async def test_concurrency_cap_refuses_a_new_contact_but_not_a_replay(
 async def test_disconnected_contact_frees_a_concurrent_call_slot(
     start_emulator: Callable[..., Any], client_for: ClientFactory
 ) -> None:
-    emulator = await start_emulator(max_concurrent_calls=2)
+    emulator = await start_emulator(max_concurrent_calls=2, agent_delay_s=(3600.0, 3600.0))
     client = await client_for(emulator)
     control = ControlApi(emulator.url)
     first = await client.start_web_rtc_contact(**start_args())

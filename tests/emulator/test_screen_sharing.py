@@ -17,9 +17,11 @@ from tests.emulator._helpers import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from types_aiobotocore_connect import ConnectClient
 
-    from tests.emulator._helpers import Boto3Factory, ThreadStarter
+    from tests.emulator._helpers import Boto3Factory, ClientFactory, ThreadStarter
 
 #: AllowedCapabilities that do not allow screen sharing.
 NOT_SHAREABLE: list[tuple[str, dict[str, Any] | None]] = [
@@ -50,12 +52,14 @@ async def test_screen_sharing_starts_on_a_connected_contact_with_both_capabiliti
 
 
 async def test_screen_sharing_is_refused_before_the_agent_connects(
-    connect_client: ConnectClient, control: ControlApi
+    start_emulator: Callable[..., Any], client_for: ClientFactory
 ) -> None:
-    contact_id = await _start(connect_client, SCREEN_SHARE_BOTH)
+    emulator = await start_emulator(agent_delay_s=(3600.0, 3600.0))
+    client, control = await client_for(emulator), ControlApi(emulator.url)
+    contact_id = await _start(client, SCREEN_SHARE_BOTH)
 
-    with pytest.raises(connect_client.exceptions.InvalidRequestException) as raised:
-        await connect_client.start_screen_sharing(InstanceId=INSTANCE_ID, ContactId=contact_id)
+    with pytest.raises(client.exceptions.InvalidRequestException) as raised:
+        await client.start_screen_sharing(InstanceId=INSTANCE_ID, ContactId=contact_id)
 
     answer = answer_of(raised.value)
     assert answer.status == 400

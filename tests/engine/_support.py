@@ -8,7 +8,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiohttp
 import anyio
 import anyio.lowlevel
 
@@ -120,55 +119,6 @@ async def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"condition not met within {within_s} s (last: {result!r})")
         await anyio.sleep(interval_s)
-
-
-class ControlApi:
-    """The emulator's `/_emulator/` control API."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-
-    async def _call(self, method: str, path: str, body: Any = None) -> Any:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.request(method, self.base_url + path, json=body) as response,
-        ):
-            text = await response.text()
-            assert response.status == 200, (method, path, response.status, text)
-            return json.loads(text)
-
-    async def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", "/_emulator/stats")
-        return result
-
-    async def op_stats(self, operation: str) -> dict[str, int]:
-        result: dict[str, int] = (await self.stats())["operations"][operation]
-        return result
-
-    async def contacts(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = (await self._call("GET", "/_emulator/contacts"))["Contacts"]
-        return result
-
-    async def contact(self, contact_id: str) -> dict[str, Any]:
-        matches = [c for c in await self.contacts() if c["ContactId"] == contact_id]
-        assert len(matches) == 1, f"contact {contact_id} not in the ground truth"
-        return matches[0]
-
-    async def connect_agent(self, contact_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "POST", f"/_emulator/contacts/{contact_id}/connect-agent"
-        )
-        return result
-
-    async def disconnect(self, contact_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "POST", f"/_emulator/contacts/{contact_id}/disconnect"
-        )
-        return result
-
-    async def patch_config(self, **changes: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("POST", "/_emulator/config", changes)
-        return result
 
 
 class SteppingClock:

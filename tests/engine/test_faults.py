@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.emulator import Emulator
+from orchestrator.emulator import Emulator, EmulatorControl
 from orchestrator.errors import CapacityError, RetryableConnectError
 from orchestrator.events import EventType, LifecycleEvent
 from orchestrator.gateway import GatewayPolicies
@@ -19,7 +19,6 @@ from orchestrator.sinks import MemorySink
 from orchestrator.watch import WatchPolicy
 from tests.clock import VirtualClock
 from tests.engine._support import (
-    ControlApi,
     call_request,
     finals,
     make_engine,
@@ -77,7 +76,7 @@ async def test_lost_responses_are_retried_and_leave_exactly_one_contact(
     final = await engine.run(call_request("lost-1"))
 
     assert final.type is EventType.SCREEN_SHARING_STARTED
-    control = ControlApi(emulator.url)
+    control = EmulatorControl(emulator.url)
     assert (await control.op_stats("StartWebRTCContact"))["dropped"] >= 1
     (contact,) = await control.contacts()
     assert contact["ContactId"] == final.contact_id
@@ -99,7 +98,7 @@ async def test_faults_and_lost_responses_under_load_keep_one_contact_per_request
         results = await run_all(engine, request_ids)
 
     assert {r.type for r in results.values()} == {EventType.SCREEN_SHARING_STARTED}
-    control = ControlApi(emulator.url)
+    control = EmulatorControl(emulator.url)
     contacts = await control.contacts()
     by_token = {c["ClientToken"]: c for c in contacts}
     assert len(contacts) == len(by_token) == len(request_ids)
@@ -128,7 +127,7 @@ async def test_early_not_found_right_after_start_is_retried(
         EventType.STARTED,
         EventType.AGENT_CONNECTED,
     ]
-    assert (await ControlApi(emulator.url).op_stats("DescribeContact"))["client_errors"] >= 1
+    assert (await EmulatorControl(emulator.url).op_stats("DescribeContact"))["client_errors"] >= 1
 
 
 async def test_requests_over_the_concurrent_call_cap_wait_for_calls_to_end(
@@ -150,7 +149,7 @@ async def test_requests_over_the_concurrent_call_cap_wait_for_calls_to_end(
         results = await run_all(engine, [f"busy-{index}" for index in range(4)])
 
     assert {r.type for r in results.values()} == {EventType.SCREEN_SHARING_STARTED}
-    control = ControlApi(emulator.url)
+    control = EmulatorControl(emulator.url)
     assert (await control.op_stats("StartWebRTCContact"))["concurrency_limited"] >= 2
     contacts = await control.contacts()
     assert len(contacts) == 4
@@ -195,7 +194,7 @@ async def test_consistency_window_counts_from_the_contacts_creation_not_the_firs
     final = await engine.run(call_request("waiting-1"))
 
     assert final.type is EventType.SCREEN_SHARING_STARTED, final.data
-    control = ControlApi(emulator.url)
+    control = EmulatorControl(emulator.url)
     assert (await control.op_stats("StartWebRTCContact"))["concurrency_limited"] >= 1
     assert (await control.op_stats("DescribeContact"))["client_errors"] >= 1
     contacts = await control.contacts()

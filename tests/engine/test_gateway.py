@@ -15,7 +15,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, ParamValidationError
 
-from orchestrator.emulator import Emulator
+from orchestrator.emulator import Emulator, EmulatorControl
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
@@ -36,7 +36,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.ratelimit import Quota, RateBudget
 from orchestrator.retry import RetryPolicy
 from tests.conftest import INSTANCE_ID, REGION, no_retries
-from tests.engine._support import ControlApi, call_request
+from tests.engine._support import call_request
 
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient
@@ -286,7 +286,8 @@ async def test_capacity_errors_do_not_slow_the_budget(
         await gateway.start_webrtc_contact(call_request("second"), "token-second")
 
     assert budget["StartWebRTCContact"].throttles == 0
-    limited = (await ControlApi(emulator.url).op_stats("StartWebRTCContact"))["concurrency_limited"]
+    start_stats = await EmulatorControl(emulator.url).op_stats("StartWebRTCContact")
+    limited = start_stats["concurrency_limited"]
     assert limited >= 2
     labels = {"operation": "StartWebRTCContact", "result": "capacity"}
     assert metrics.value("orchestrator_connect_calls_total", labels) == limited
@@ -299,7 +300,7 @@ async def test_snapshot_reports_connects_timestamps_as_epoch_seconds(
     client = await client_for(emulator)
     gateway = AioConnectGateway(client, RateBudget())
     started = await gateway.start_webrtc_contact(call_request("snap-1"), "token-snap")
-    control = ControlApi(emulator.url)
+    control = EmulatorControl(emulator.url)
     await control.connect_agent(started.contact_id)
 
     snapshot = await gateway.describe_contact(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.emulator import Emulator
+from orchestrator.emulator import Emulator, EmulatorControl
 from orchestrator.errors import RetryableConnectError, RetryLater
 from orchestrator.events import EventType
 from orchestrator.gateway import GatewayPolicies
@@ -15,7 +15,6 @@ from orchestrator.request import client_token
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import MemorySink
 from tests.engine._support import (
-    ControlApi,
     HookSink,
     call_request,
     finals,
@@ -49,7 +48,7 @@ async def test_happy_path_ends_with_screen_sharing_started_after_events_in_order
     contact_id = final.contact_id
     assert contact_id is not None
     assert [e.contact_id for e in sink.events] == [None, contact_id, contact_id, contact_id]
-    truth = await ControlApi(emulator.url).contact(contact_id)
+    truth = await EmulatorControl(emulator.url).contact(contact_id)
     assert truth["ScreenSharingStarts"] == 1
     assert truth["ClientToken"] == client_token("happy-1", "start")
     connected = sink.events[2]
@@ -97,7 +96,7 @@ async def test_screen_sharing_not_requested_is_skipped_without_calling_connect(
     assert final.type is EventType.SCREEN_SHARING_SKIPPED
     assert final.data == {"reason": "not_requested"}
     assert EventType.AGENT_CONNECTED in types_of(sink.events)
-    assert (await ControlApi(emulator.url).op_stats("StartScreenSharing"))["calls"] == 0
+    assert (await EmulatorControl(emulator.url).op_stats("StartScreenSharing"))["calls"] == 0
 
 
 @pytest.mark.parametrize(
@@ -122,7 +121,7 @@ async def test_screen_sharing_without_the_capability_is_skipped_naming_the_sides
 
     assert final.type is EventType.SCREEN_SHARING_SKIPPED
     assert final.data == {"reason": "capability_not_allowed", "sides": sides}
-    assert (await ControlApi(emulator.url).op_stats("StartScreenSharing"))["calls"] == 0
+    assert (await EmulatorControl(emulator.url).op_stats("StartScreenSharing"))["calls"] == 0
 
 
 async def test_customer_who_abandons_ends_with_contact_disconnected(
@@ -140,7 +139,7 @@ async def test_customer_who_abandons_ends_with_contact_disconnected(
     ]
     assert final.data["reason"] == "CUSTOMER_DISCONNECT"
     assert final.data["disconnected_at"].endswith("Z")
-    assert (await ControlApi(emulator.url).op_stats("StartScreenSharing"))["calls"] == 0
+    assert (await EmulatorControl(emulator.url).op_stats("StartScreenSharing"))["calls"] == 0
 
 
 @pytest.mark.parametrize("final_attempt", [True, False])
@@ -163,7 +162,7 @@ async def test_unknown_instance_fails_naming_the_aws_error_code(
         "transient": False,
     }
     assert final.contact_id is None
-    assert (await ControlApi(emulator.url).stats())["contacts"] == 0
+    assert (await EmulatorControl(emulator.url).stats())["contacts"] == 0
 
 
 async def test_unknown_contact_flow_fails_naming_the_aws_error_code(
@@ -193,9 +192,9 @@ def tiny_describe_policy() -> GatewayPolicies:
 
 async def break_connect_after_start(
     emulator: Emulator, sink: MemorySink
-) -> tuple[HookSink, ControlApi]:
+) -> tuple[HookSink, EmulatorControl]:
     """A sink that turns every Connect call into a 500 as soon as the contact has started."""
-    control = ControlApi(emulator.url)
+    control = EmulatorControl(emulator.url)
 
     async def fail_everything(_event: object) -> None:
         await control.patch_config(error_rate=1.0)
@@ -256,4 +255,4 @@ async def test_start_failing_transiently_leaves_no_contact_and_no_final_event(
 
     assert info.value.cause.operation == "StartWebRTCContact"
     assert types_of(sink.events) == [EventType.RECEIVED]
-    assert (await ControlApi(emulator.url).stats())["contacts"] == 0
+    assert (await EmulatorControl(emulator.url).stats())["contacts"] == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 
-from orchestrator.emulator import Emulator
+from orchestrator.emulator import Emulator, EmulatorControl
 from orchestrator.events import EventType, LifecycleEvent
 from orchestrator.frontier import QueueFrontier
 from orchestrator.sinks import MemorySink
@@ -12,7 +12,6 @@ from orchestrator.watch import WatchPolicy
 from tests.clock import VirtualClock
 from tests.conftest import emulator_config
 from tests.engine._support import (
-    ControlApi,
     SteppingClock,
     call_request,
     make_engine,
@@ -141,7 +140,7 @@ async def test_a_detected_connection_wakes_the_contacts_enqueued_before_it(
     sink = MemorySink()
     async with emulator:
         engine = make_engine(await client_for(emulator), sink, clock=clock, watch=policy)
-        control = ControlApi(emulator.url)
+        control = EmulatorControl(emulator.url)
         results: list[LifecycleEvent] = []
 
         async def run(request_id: str) -> None:

@@ -7,12 +7,11 @@ from typing import Any
 
 import anyio
 
-from orchestrator.emulator import Emulator
+from orchestrator.emulator import Emulator, EmulatorControl
 from orchestrator.events import EventType, LifecycleEvent
 from orchestrator.lifecycle import LifecycleEngine
 from orchestrator.sinks import MemorySink
 from tests.engine._support import (
-    ControlApi,
     call_request,
     eventually,
     finals,
@@ -43,7 +42,7 @@ async def test_redelivered_request_after_completion_resumes_the_same_contact(
     assert first.id == second.id == "again-1:screen_sharing.started"
     assert first.contact_id == second.contact_id is not None
     assert types_of(first_sink.events) == types_of(second_sink.events)
-    control = ControlApi(emulator.url)
+    control = EmulatorControl(emulator.url)
     (contact,) = await control.contacts()
     assert contact["ContactId"] == first.contact_id
     assert contact["ScreenSharingStarts"] == 1
@@ -57,7 +56,7 @@ async def test_redelivery_while_the_first_run_still_watches_resumes_the_same_con
     # Agents never answer by themselves: the test connects one once both runs watch.
     emulator: Emulator = await start_emulator(agent_delay_s=(60.0, 60.0))
     client = await client_for(emulator)
-    control = ControlApi(emulator.url)
+    control = EmulatorControl(emulator.url)
     sinks = [MemorySink(), MemorySink()]
     engines = [make_engine(client, sink, seed=index) for index, sink in enumerate(sinks)]
     request = call_request("twice-1")
@@ -112,7 +111,7 @@ async def test_cancellation_mid_watch_propagates_and_emits_no_final_event(
     assert len(engine.notifier) == 0  # the watch unsubscribed on its way out
     assert engine.metrics.value("orchestrator_requests_total", {"outcome": "request.failed"}) == 0
     assert started.contact_id is not None
-    contact = await ControlApi(emulator.url).contact(started.contact_id)
+    contact = await EmulatorControl(emulator.url).contact(started.contact_id)
     assert contact["State"] == "QUEUED"  # the call itself is left alone, for the redelivery
 
 
@@ -132,4 +131,4 @@ async def test_cancel_scope_deadline_around_run_cancels_cleanly(
 
 
 async def describe_calls(emulator: Emulator) -> int:
-    return (await ControlApi(emulator.url).op_stats("DescribeContact"))["calls"]
+    return (await EmulatorControl(emulator.url).op_stats("DescribeContact"))["calls"]

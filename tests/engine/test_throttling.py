@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.emulator import Emulator, Quota
+from orchestrator.emulator import Emulator, EmulatorControl, Quota
 from orchestrator.events import EventType, LifecycleEvent
 from orchestrator.gateway import DESCRIBE, SCREEN_SHARING, START
 from orchestrator.lifecycle import LifecycleEngine
@@ -21,7 +21,7 @@ from orchestrator.ratelimit import Quota as ClientQuota
 from orchestrator.ratelimit import RateBudget
 from orchestrator.sinks import MemorySink
 from orchestrator.watch import WatchPolicy
-from tests.engine._support import ControlApi, call_request, finals, make_engine
+from tests.engine._support import call_request, finals, make_engine
 from tests.engine.conftest import ClientFactory
 
 Starter = Callable[..., Any]
@@ -81,7 +81,7 @@ async def test_storm_with_default_budget_adapts_and_keeps_429s_rare(
 
     assert {r.type for r in results.values()} == GOOD_FINALS
     assert len(finals(sink.events)) == 20
-    operations = (await ControlApi(emulator.url).stats())["operations"]
+    operations = (await EmulatorControl(emulator.url).stats())["operations"]
     assert operations[START]["successes"] == operations[SCREEN_SHARING]["successes"] == 20
     # Measured: 8-9 429s in 75-76 calls (StartWebRTCContact 3, DescribeContact 5,
     # StartScreenSharing 0-1). The bound: the first instant can lose at most the difference of
@@ -109,7 +109,7 @@ async def test_storm_with_matching_budget_gets_almost_no_429s(
         results = await run_storm(engine, 10)
 
     assert {r.type for r in results.values()} == GOOD_FINALS
-    operations = (await ControlApi(emulator.url).stats())["operations"]
+    operations = (await EmulatorControl(emulator.url).stats())["operations"]
     # Measured: one 429, always on the third StartWebRTCContact. The budget grants the burst
     # of two at once, but they open new connections and reach the emulator 30 and 69 ms later;
     # the third arrives on time 0.69 s after the grant, when the emulator's bucket has refilled

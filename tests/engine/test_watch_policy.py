@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.emulator import Emulator
+from orchestrator.emulator import Emulator, EmulatorControl
 from orchestrator.events import EventType, LifecycleEvent
 from orchestrator.gateway import ContactSnapshot
 from orchestrator.request import client_token
@@ -22,7 +22,6 @@ from orchestrator.watch import ContactNotifier, Subscription, WatchOutcome, Watc
 from tests.clock import VirtualClock
 from tests.conftest import emulator_config
 from tests.engine._support import (
-    ControlApi,
     SteppingClock,
     call_request,
     eventually,
@@ -162,7 +161,7 @@ async def test_agent_that_never_comes_times_out_exactly_at_the_deadline(
     assert final.data["max_wait_s"] == 10
     assert final.data["deadline"] == iso(begin + 10)
     assert types_of(sink.events) == [EventType.RECEIVED, EventType.STARTED, EventType.TIMED_OUT]
-    stats = await ControlApi(emulator.url).op_stats("StartScreenSharing")
+    stats = await EmulatorControl(emulator.url).op_stats("StartScreenSharing")
     assert stats["calls"] == 0
 
 
@@ -207,7 +206,7 @@ async def test_redelivered_request_keeps_the_deadline_of_its_contact(
         assert final.data["polls"] == 1
     else:
         assert event(sink, EventType.AGENT_CONNECTED).data["waited_s"] == agent_delay_s
-    assert len(await ControlApi(emulator.url).contacts()) == 1
+    assert len(await EmulatorControl(emulator.url).contacts()) == 1
 
 
 async def test_call_that_ended_before_screen_sharing_is_skipped_as_contact_ended(
@@ -232,7 +231,7 @@ async def test_call_that_ended_before_screen_sharing_is_skipped_as_contact_ended
         EventType.SCREEN_SHARING_SKIPPED,
     ]
     assert final.data["reason"] == "contact_ended"
-    contact = (await ControlApi(emulator.url).contacts())[0]
+    contact = (await EmulatorControl(emulator.url).contacts())[0]
     assert final.data["disconnected_at"] == iso(contact["DisconnectedAt"])
     assert contact["ScreenSharingStarts"] == 0
 
@@ -315,7 +314,7 @@ async def test_notification_wakes_a_sleeping_watch_which_polls_at_once(
     sink = MemorySink()
     async with emulator:
         engine = make_engine(await client_for(emulator), sink, clock=clock, watch=policy)
-        control = ControlApi(emulator.url)
+        control = EmulatorControl(emulator.url)
         results: list[LifecycleEvent] = []
 
         async def run() -> None:

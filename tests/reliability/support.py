@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from aiobotocore.session import get_session
 
-from orchestrator.emulator import Emulator
+from orchestrator.emulator import Emulator, EmulatorControl
 from orchestrator.metrics import Metrics
 from orchestrator.runtime import open_worker
 from orchestrator.sinks import EventSink
@@ -20,7 +20,6 @@ from tests.reliability.logcapture import captured_logs, records
 from tests.support import (
     create_queue_with_dlq,
     drain_bodies,
-    emulator_contacts,
     queue_counts,
     settings_for,
 )
@@ -162,6 +161,6 @@ async def _run(
         logs=records(text),
         dead_letters=await drain_bodies(sqs, dlq),
         left_in_queue=await queue_counts(sqs, queue),
-        contacts=await emulator_contacts(emulator.url),
+        contacts=await EmulatorControl(emulator.url).contacts(),
         metrics=worker.metrics,
     )
