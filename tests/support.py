@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 
@@ -17,6 +18,8 @@ from tests.conftest import FLOW_ID, INSTANCE_ID, REGION
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
+
+T = TypeVar("T")
 
 
 def request_body(request_id: str, **extra: Any) -> str:
@@ -34,24 +37,62 @@ def request_body(request_id: str, **extra: Any) -> str:
     return json.dumps(body)
 
 
+@overload
 async def eventually(
-    predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    predicate: Callable[[], Awaitable[T | None]],
+    *,
+    within: float = ...,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    predicate: Callable[[], T | None],
+    *,
+    within: float = ...,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+async def eventually(
+    predicate: Callable[[], Any],
     *,
     within: float = 20.0,
-    interval: float = 0.05,
+    interval: float = 0.02,
     message: str = "condition",
-) -> None:
-    """Poll `predicate` until it holds; fail after `within` seconds."""
+) -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy and return that.
+
+    Fails after `within` seconds, naming `message` and the last answer. This is how tests wait:
+    never a fixed sleep.
+    """
     deadline = time.monotonic() + within
     while True:
         result = predicate()
-        if not isinstance(result, bool):
+        if inspect.isawaitable(result):
             result = await result
         if result:
-            return
+            return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {message}")
+            raise AssertionError(f"timed out after {within} s waiting for {message} ({result!r})")
         await anyio.sleep(interval)
+
+
+def eventually_sync(
+    predicate: Callable[[], T | None], *, within: float = 20.0, interval: float = 0.02
+) -> T:
+    """`eventually` for synchronous tests."""
+    deadline = time.monotonic() + within
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s (last: {result!r})")
+        time.sleep(interval)
 
 
 async def create_queue_with_dlq(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -53,34 +51,6 @@ def start_args(**overrides: Any) -> dict[str, Any]:
     }
     args.update(overrides)
     return args
-
-
-async def eventually(
-    predicate: Callable[[], Awaitable[T | None]], *, within_s: float = 5.0, interval_s: float = 0.02
-) -> T:
-    """Poll `predicate` until it returns something truthy and return that; fail after `within_s`."""
-    deadline = time.monotonic() + within_s
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {within_s} s (last: {result!r})")
-        await asyncio.sleep(interval_s)
-
-
-def eventually_sync(
-    predicate: Callable[[], T | None], *, within_s: float = 5.0, interval_s: float = 0.02
-) -> T:
-    """`eventually` for synchronous tests."""
-    deadline = time.monotonic() + within_s
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {within_s} s (last: {result!r})")
-        time.sleep(interval_s)
 
 
 class ManualClock:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import INSTANCE_ID
-from tests.emulator._helpers import ControlApi, ManualClock, eventually, start_args
+from tests.emulator._helpers import ControlApi, ManualClock, start_args
+from tests.support import eventually
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from tests.conftest import INSTANCE_ID
-from tests.emulator._helpers import ControlApi, eventually, start_args
+from tests.emulator._helpers import ControlApi, start_args
+from tests.support import eventually
 
 if TYPE_CHECKING:
     from collections.abc import Callable

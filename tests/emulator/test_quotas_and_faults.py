@@ -11,15 +11,8 @@ from botocore.exceptions import ClientError, ConnectionClosedError
 
 from orchestrator.emulator import Quota
 from tests.conftest import INSTANCE_ID
-from tests.emulator._helpers import (
-    ControlApi,
-    ManualClock,
-    SyncControlApi,
-    answer_of,
-    eventually,
-    eventually_sync,
-    start_args,
-)
+from tests.emulator._helpers import ControlApi, ManualClock, SyncControlApi, answer_of, start_args
+from tests.support import eventually, eventually_sync
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -319,7 +312,7 @@ async def test_new_contact_becomes_visible_once_the_consistency_window_passes(
     async def visible() -> bool:
         return await _describe_outcomes(client, contact_id, 1) == ["ok"]
 
-    await eventually(visible, within_s=window_s + 5)
+    await eventually(visible, within=window_s + 5)
 
     if first_elapsed < window_s:  # only ever assume a lower bound on elapsed time
         assert first == ["ResourceNotFoundException"]
@@ -459,7 +452,7 @@ def test_boto3_new_contact_becomes_visible_after_the_consistency_window(
 
     first = visible()
     first_elapsed = time.monotonic() - began
-    eventually_sync(visible, within_s=window_s + 5)
+    eventually_sync(visible, within=window_s + 5)
 
     if first_elapsed < window_s:
         assert first is False

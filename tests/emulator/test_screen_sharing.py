@@ -12,9 +12,9 @@ from tests.emulator._helpers import (
     ControlApi,
     SyncControlApi,
     answer_of,
-    eventually,
     start_args,
 )
+from tests.support import eventually
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -107,20 +107,6 @@ def finals(events: Sequence[LifecycleEvent]) -> list[LifecycleEvent]:
     return [e for e in events if e.final]
 
 
-async def eventually(
-    predicate: Callable[[], Awaitable[T | None]], *, within_s: float = 5.0, interval_s: float = 0.01
-) -> T:
-    """Poll `predicate` until it returns something truthy and return that; fail after `within_s`."""
-    deadline = time.monotonic() + within_s
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {within_s} s (last: {result!r})")
-        await anyio.sleep(interval_s)
-
-
 class SteppingClock:
     """A clock that moves only when the test calls `advance`; sleepers wait for it (or `wake`).
 

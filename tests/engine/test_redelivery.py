@@ -11,14 +11,9 @@ from orchestrator.emulator import Emulator, EmulatorControl
 from orchestrator.events import EventType, LifecycleEvent
 from orchestrator.lifecycle import LifecycleEngine
 from orchestrator.sinks import MemorySink
-from tests.engine._support import (
-    call_request,
-    eventually,
-    finals,
-    make_engine,
-    types_of,
-)
+from tests.engine._support import call_request, finals, make_engine, types_of
 from tests.engine.conftest import ClientFactory
+from tests.support import eventually
 
 Starter = Callable[..., Any]
 

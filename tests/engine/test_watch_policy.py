@@ -21,14 +21,9 @@ from orchestrator.sinks import MemorySink
 from orchestrator.watch import ContactNotifier, Subscription, WatchOutcome, WatchPolicy, verdict
 from tests.clock import VirtualClock
 from tests.conftest import emulator_config
-from tests.engine._support import (
-    SteppingClock,
-    call_request,
-    eventually,
-    make_engine,
-    types_of,
-)
+from tests.engine._support import SteppingClock, call_request, make_engine, types_of
 from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
+from tests.support import eventually
 
 
 def iso(epoch: float) -> str:
