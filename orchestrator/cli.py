@@ -19,6 +19,7 @@ from .emulator import serve
 from .errors import ConfigError
 from .logs import configure_logging
 from .metrics import Metrics
+from .observability import check_endpoint
 from .runtime import open_worker
 from .settings import Settings, load_settings, settings_json
 from .sqs import sqs_client_config
@@ -85,6 +86,22 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     print(settings_json(settings))
+    return 0
+
+
+# -- healthcheck --------------------------------------------------------------------------------
+
+
+def _cmd_healthcheck(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    problem = check_endpoint(settings.observability, args.path, args.timeout)
+    if problem is not None:
+        print(f"orchestrator healthcheck: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -228,6 +245,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", help=config_help)
     check.set_defaults(handler=_cmd_check_config)
+
+    health = sub.add_parser(
+        "healthcheck",
+        help="exit 0 when the running worker's /healthz answers 200 (for container healthchecks)",
+        description=(
+            "Ask the worker running with this configuration for its health on the observability "
+            "server ([observability] host and port; a wildcard host is reached on loopback). "
+            "Exit 0 on 200, 1 otherwise (the reason on stderr), 2 on a configuration error."
+        ),
+    )
+    health.add_argument("--config", help=config_help)
+    health.add_argument(
+        "--path",
+        default="/healthz",
+        choices=["/healthz", "/readyz"],
+        help="which endpoint (default /healthz, liveness)",
+    )
+    health.add_argument(
+        "--timeout", type=float, default=4.0, help="seconds to wait for an answer (default 4)"
+    )
+    health.set_defaults(handler=_cmd_healthcheck)
 
     emulator = sub.add_parser(
         "emulator",

@@ -16,6 +16,8 @@ import asyncio
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -203,3 +205,37 @@ async def serve_observability(
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(server.stop)
+
+
+#: Addresses that mean "every interface": a local check connects to loopback instead.
+_WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (not a bind)
+
+
+def local_url(settings: ObservabilitySettings, path: str) -> str:
+    """The URL a process on the same host uses to reach `path` on the observability server."""
+    host = _WILDCARDS.get(settings.host, settings.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}{path}"
+
+
+def check_endpoint(settings: ObservabilitySettings, path: str, timeout_s: float) -> str | None:
+    """Ask the running worker's `path` (e.g. `/healthz`); `None` when it answers 200, else why not.
+
+    Synchronous on purpose: it backs `orchestrator healthcheck`, a one-shot process that
+    container runtimes run next to the worker.
+    """
+    if not settings.enabled:
+        return "the observability server is disabled ([observability] enabled = false)"
+    if settings.port == 0:
+        return "[observability] port is 0 (a random port): there is no fixed port to check"
+    url = local_url(settings, path)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http only)
+            status = response.status
+            body = response.read(2048)
+    except urllib.error.HTTPError as exc:
+        return f"{url} answered {exc.code}: {exc.read(2048).decode(errors='replace')}"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"{url} did not answer: {exc}"
+    return None if status == 200 else f"{url} answered {status}: {body.decode(errors='replace')}"

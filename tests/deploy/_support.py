@@ -58,6 +58,13 @@ def setting_of_env(name: str) -> tuple[str, str]:
     return section, key
 
 
+def worker_env() -> dict[str, str]:
+    """The compose worker service's environment."""
+    env = compose_services()["worker"]["environment"]
+    assert isinstance(env, dict), "environment as a mapping"
+    return {str(k): str(v) for k, v in env.items()}
+
+
 def check_orchestrator_env(env: dict[str, str]) -> dict[str, str]:
     """Every `ORCHESTRATOR_*` variable names a real setting (or the config file); returns them."""
     ours = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}

@@ -32,6 +32,7 @@ from tests.deploy._support import (
     check_orchestrator_env,
     compose_services,
     duration_s,
+    worker_env,
 )
 
 if TYPE_CHECKING:
@@ -41,12 +42,6 @@ pytestmark = pytest.mark.timeout(60)
 
 #: The moto server's port inside its container (the image's default).
 MOTO_PORT = 5000
-
-
-def worker_env() -> dict[str, str]:
-    env = compose_services()["worker"]["environment"]
-    assert isinstance(env, dict), "environment as a mapping"
-    return {str(k): str(v) for k, v in env.items()}
 
 
 @pytest.fixture
@@ -137,7 +132,10 @@ def test_worker_runs_the_daemon_and_stops_after_its_grace_period(configured: Set
 
 def test_healthchecks_probe_paths_the_servers_serve(configured: Settings) -> None:
     port = configured.observability.port
-    assert healthcheck_url("worker") == (port, "/healthz")
+    test = compose_services()["worker"]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    assert build_parser().parse_args(test[2:]).command == "healthcheck"
+    assert test[1] == "orchestrator"
     assert compose_services()["worker"]["ports"] == [f"127.0.0.1:{port}:{port}"]
     emulator_get_routes = {
         route.resource.canonical

@@ -23,7 +23,7 @@ from orchestrator.observability import (
     serve_observability,
 )
 from orchestrator.runtime import open_worker
-from tests.deploy._support import compose_services, healthcheck, one
+from tests.deploy._support import compose_services, healthcheck, one, worker_env
 from tests.support import create_queue_with_dlq, eventually, settings_for
 
 if TYPE_CHECKING:
@@ -49,20 +49,29 @@ def free_port() -> int:
         return port
 
 
-async def docker_healthcheck(port: int) -> int:
-    """Runs the Dockerfile's HEALTHCHECK command with the observability port set to `port`."""
+async def run_healthcheck(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Runs an `orchestrator ...` healthcheck command here, as the container runtime would."""
+    assert command[0] == "orchestrator"
+    result = await anyio.run_process(
+        [sys.executable, "-m", "orchestrator", *command[1:]],
+        env={**os.environ, **env},
+        check=False,
+    )
+    return result.returncode, result.stderr.decode()
+
+
+async def docker_healthcheck(port: int, queue_url: str) -> tuple[int, str]:
+    """The Dockerfile's HEALTHCHECK, with the worker's configuration in the environment."""
     _, command = healthcheck(FINAL_STAGE)
-    env = {**os.environ, "ORCHESTRATOR_OBSERVABILITY__PORT": str(port)}
-    result = await anyio.run_process([sys.executable, *command[1:]], env=env, check=False)
-    return result.returncode
+    env = {"ORCHESTRATOR_QUEUE__URL": queue_url, "ORCHESTRATOR_OBSERVABILITY__PORT": str(port)}
+    return await run_healthcheck(command, env)
 
 
-async def compose_healthcheck(port: int) -> int:
-    code: str = compose_services()["worker"]["healthcheck"]["test"][3]
-    assert "127.0.0.1:9464/" in code
-    code = code.replace("127.0.0.1:9464/", f"127.0.0.1:{port}/")
-    result = await anyio.run_process([sys.executable, "-c", code], check=False)
-    return result.returncode
+async def compose_healthcheck(port: int) -> tuple[int, str]:
+    """The compose worker's healthcheck with its environment (host 0.0.0.0), on `port`."""
+    test: list[str] = compose_services()["worker"]["healthcheck"]["test"]
+    env = {**worker_env(), "ORCHESTRATOR_OBSERVABILITY__PORT": str(port)}
+    return await run_healthcheck(test[1:], env)
 
 
 async def status(http: aiohttp.ClientSession, url: str) -> int:
@@ -113,8 +122,8 @@ async def test_probes_and_healthchecks_pass_against_a_running_worker(
 
         port = urlsplit(base).port
         assert port is not None
-        assert await docker_healthcheck(port) == 0
-        assert await compose_healthcheck(port) == 0
+        assert await docker_healthcheck(port, queue) == (0, "")
+        assert await compose_healthcheck(port) == (0, "")
 
         worker.stop()  # stopping: readiness goes red at once, liveness stays green
 
@@ -126,7 +135,28 @@ async def test_probes_and_healthchecks_pass_against_a_running_worker(
         tg.cancel_scope.cancel()
 
 
-async def test_healthchecks_fail_when_nothing_listens() -> None:
+async def test_healthchecks_fail_with_the_reason_when_nothing_listens() -> None:
     port = free_port()
-    assert await docker_healthcheck(port) != 0
-    assert await compose_healthcheck(port) != 0
+    code, stderr = await docker_healthcheck(port, "http://127.0.0.1:1/000000000000/q")
+    assert code == 1
+    assert f"http://127.0.0.1:{port}/healthz did not answer" in stderr
+    code, stderr = await compose_healthcheck(port)
+    assert code == 1
+    assert f"http://127.0.0.1:{port}/healthz did not answer" in stderr
+
+
+async def test_healthcheck_says_so_when_there_is_no_server_to_ask() -> None:
+    env = {
+        "ORCHESTRATOR_QUEUE__URL": "http://127.0.0.1:1/000000000000/q",
+        "ORCHESTRATOR_OBSERVABILITY__ENABLED": "false",
+    }
+    code, stderr = await run_healthcheck(["orchestrator", "healthcheck"], env)
+    assert code == 1
+    assert "observability server is disabled" in stderr
+
+
+async def test_healthcheck_with_a_broken_configuration_exits_2() -> None:
+    env = {"ORCHESTRATOR_OBSERVABILITY__PORT": "not-a-port"}
+    code, stderr = await run_healthcheck(["orchestrator", "healthcheck"], env)
+    assert code == 2
+    assert "observability" in stderr
