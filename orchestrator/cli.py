@@ -66,11 +66,7 @@ async def run_daemon(settings: Settings) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    settings = load_settings(args.config)
     configure_logging(level=settings.logging.level, json_output=settings.logging.json_output)
     anyio.run(run_daemon, settings)
     return 0
@@ -80,11 +76,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    settings = load_settings(args.config)
     print(settings_json(settings))
     return 0
 
@@ -93,11 +85,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_healthcheck(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    settings = load_settings(args.config)
     problem = check_endpoint(settings.observability, args.path, args.timeout)
     if problem is not None:
         print(f"orchestrator healthcheck: {problem}", file=sys.stderr)
@@ -283,5 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.handler(args)
+    try:
+        result: int = args.handler(args)
+    except ConfigError as exc:  # a bad file or variable: say what is wrong, no traceback
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return result
