@@ -31,7 +31,9 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("command", ["", "run", "demo", "enqueue", "check-config", "emulator"])
+@pytest.mark.parametrize(
+    "command", ["", "run", "demo", "enqueue", "check-config", "healthcheck", "emulator"]
+)
 def test_every_command_explains_itself(command: str) -> None:
     args = [sys.executable, "-m", "orchestrator", *([command] if command else []), "--help"]
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
