@@ -24,7 +24,7 @@ from .config import OPERATIONS, EmulatorConfig
 from .contact_events import ContactEventPublisher
 from .quotas import QuotaTable
 from .validation import validate_request
-from .wire import ApiError, error_response, json_response
+from .wire import ApiError, error_response, json_response, unknown_routes_in_wire_format
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 _CAPACITY_MESSAGE = (
@@ -315,7 +315,7 @@ async def _simulation(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(state: EmulatorState) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[unknown_routes_in_wire_format])
     app[STATE] = state
     app.router.add_put(
         "/contact/webrtc", connect_operation("StartWebRTCContact", start_webrtc_contact)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +18,8 @@ ERROR_STATUS = {
     "ThrottlingException": 429,
     "LimitExceededException": 429,
     "InternalServiceException": 500,
+    #: No operation at this method and path (what AWS front ends answer for a wrong route).
+    "UnknownOperationException": 404,
 }
 
 
@@ -47,3 +50,14 @@ def error_response(error: ApiError) -> web.Response:
     response = json_response({"Message": error.message}, status=error.status)
     response.headers["x-amzn-ErrorType"] = error.code
     return response
+
+
+@web.middleware
+async def unknown_routes_in_wire_format(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A path or method no operation serves gets a wire-format error, with a request id too."""
+    if request.match_info.http_exception is None:  # routed: the endpoint answers for itself
+        return await handler(request)
+    message = f"No operation matches {request.method} {request.path}"
+    return error_response(ApiError("UnknownOperationException", message))

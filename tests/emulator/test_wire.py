@@ -182,6 +182,23 @@ async def test_error_answer_has_error_type_header_and_message_body(emulator: Emu
     assert "Contact not found" in answer.body["Message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/contact/webrtc/nothing-here"), ("DELETE", "/contact/webrtc"), ("GET", "/")],
+)
+async def test_a_route_no_operation_serves_still_answers_in_wire_format(
+    emulator: Emulator, method: str, path: str
+) -> None:
+    answer = await ControlApi(emulator.url).request(
+        method, path, headers={"Authorization": FAKE_SIGV4}
+    )
+
+    assert answer.status == 404
+    assert answer.headers["x-amzn-ErrorType"] == "UnknownOperationException"
+    assert answer.headers["x-amzn-RequestId"]
+    assert answer.body == {"Message": f"No operation matches {method} {path}"}
+
+
 @pytest.mark.parametrize(("method", "path", "body"), CONNECT_REQUESTS)
 async def test_request_without_authorization_is_access_denied(
     emulator: Emulator, method: str, path: str, body: dict[str, Any] | None
