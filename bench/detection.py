@@ -22,7 +22,6 @@ Detection delay = ScreenSharingStartedAt - ConnectedToAgentAt, per contact, from
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.ratelimit import Quota
 from orchestrator.settings import Settings
 
-from . import analysis, servers
+from . import analysis, naive, servers
 from .common import REGION, quota_args, request_body, span
 from .context import RunContext, say
 from .daemon import FinalCounter, aio_session, memory_worker, run_until, worker_logs
@@ -158,19 +157,7 @@ async def _naive(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
     async with servers.emulator(
         _emulator_args(opts, ctx.seed), ctx.log("detection-naive-emulator")
     ) as emulator:
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.naive",
-            "--endpoint-url",
-            emulator.url,
-            "--emulator-pid",
-            str(emulator.pid),
-            "--contacts",
-            str(opts.contacts),
-            "--deadline-s",
-            str(opts.deadline_s()),
-        ]
+        argv = naive.command(emulator.url, emulator.pid, opts.contacts, opts.deadline_s())
         process = await servers.run_child(
             argv, ctx.log("detection-naive-process"), timeout_s=opts.deadline_s() + 120
         )

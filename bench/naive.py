@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -111,6 +112,23 @@ class NaiveOrchestrator:
                 continue
             self.stop.set()
             thread.join()
+
+
+def command(endpoint_url: str, emulator_pid: int, contacts: int, deadline_s: float) -> list[str]:
+    """The argv that runs this baseline in its own process (the benchmarks' child)."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.naive",
+        "--endpoint-url",
+        endpoint_url,
+        "--emulator-pid",
+        str(emulator_pid),
+        "--contacts",
+        str(contacts),
+        "--deadline-s",
+        str(deadline_s),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

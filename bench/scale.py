@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrator.emulator import EmulatorControl
 
-from . import analysis, servers
+from . import analysis, naive, servers
 from .common import quota_args, span
 from .context import RunContext, say
 
@@ -136,19 +136,7 @@ async def _run_one(impl: str, opts: ScaleOptions, ctx: RunContext, n: int) -> di
                 str(ctx.log("scale-ours-worker")),
             ]
         else:
-            argv = [
-                sys.executable,
-                "-m",
-                "bench.naive",
-                "--endpoint-url",
-                emulator.url,
-                "--emulator-pid",
-                str(emulator.pid),
-                "--contacts",
-                str(n),
-                "--deadline-s",
-                str(deadline),
-            ]
+            argv = naive.command(emulator.url, emulator.pid, n, deadline)
         child = await servers.run_child(
             argv, ctx.log(f"scale-{impl}-process"), timeout_s=deadline + 120
         )
