@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.emulator.config import parse_range
+from orchestrator.testing.emulator.config import parse_range
 
 from . import detection, quota, report, scale
 from .common import isolate_environment

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from orchestrator.request import client_token
+from orchestrator.engine.request import client_token
 
 from .measure import distribution
 

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from aiobotocore.session import AioSession
 
-from orchestrator.events import LifecycleEvent
-from orchestrator.logs import configure_logging
+from orchestrator.daemon.assembly import open_worker
+from orchestrator.daemon.logs import configure_logging
+from orchestrator.daemon.settings import Settings
+from orchestrator.daemon.sqs import sqs_client_config
+from orchestrator.daemon.worker import Worker
+from orchestrator.engine.events import LifecycleEvent
 from orchestrator.metrics import Metrics
-from orchestrator.queue import MemoryQueue
-from orchestrator.runtime import open_worker
-from orchestrator.settings import Settings
 from orchestrator.sinks import EventSink
-from orchestrator.sqs import sqs_client_config
-from orchestrator.worker import Worker
+from orchestrator.testing.memory_queue import MemoryQueue
 
 from .common import REGION
 
@@ -128,8 +128,8 @@ async def memory_worker(
     extra_sinks: Sequence[EventSink],
     seed: int,
 ) -> AsyncIterator[tuple[Worker, MemoryQueue]]:
-    """The real `Worker` and `LifecycleEngine`, assembled by `orchestrator.runtime.open_worker`,
-    but fed by a `MemoryQueue` instead of SQS."""
+    """The real `Worker` and `LifecycleEngine`, assembled by
+    `orchestrator.daemon.assembly.open_worker`, but fed by a `MemoryQueue` instead of SQS."""
     queue = MemoryQueue()
     async with open_worker(
         settings,

@@ -28,10 +28,10 @@ from typing import Any
 
 import anyio
 
-from orchestrator.emulator import EmulatorControl
+from orchestrator.connect.operations import Operation, Quota
+from orchestrator.daemon.settings import Settings
 from orchestrator.metrics import Metrics
-from orchestrator.ratelimit import Quota
-from orchestrator.settings import Settings
+from orchestrator.testing.emulator import EmulatorControl
 
 from . import analysis, naive, servers
 from .common import REGION, quota_args, request_body, span
@@ -92,9 +92,9 @@ def _emulator_args(opts: DetectionOptions, seed: int) -> list[str]:
 
 def _client_quotas(opts: DetectionOptions) -> dict[str, Quota]:
     return {
-        "StartWebRTCContact": Quota(RAISED, RAISED),
-        "DescribeContact": Quota(opts.describe_rate, opts.describe_burst),
-        "StartScreenSharing": Quota(RAISED, RAISED),
+        Operation.START_WEBRTC_CONTACT: Quota(RAISED, RAISED),
+        Operation.DESCRIBE_CONTACT: Quota(opts.describe_rate, opts.describe_burst),
+        Operation.START_SCREEN_SHARING: Quota(RAISED, RAISED),
     }
 
 
@@ -173,11 +173,11 @@ def _common(
     return {
         **analysis.detection(contacts, wave_s=opts.handle_time_s[0]),
         "start_window_s": analysis.start_window(contacts)["spread_s"],
-        "describe_calls": ops["DescribeContact"]["calls"],
-        "describe_throttled": ops["DescribeContact"]["throttled"],
-        "describe_throttled_fraction": ops["DescribeContact"]["throttled_fraction"],
+        "describe_calls": ops[Operation.DESCRIBE_CONTACT]["calls"],
+        "describe_throttled": ops[Operation.DESCRIBE_CONTACT]["throttled"],
+        "describe_throttled_fraction": ops[Operation.DESCRIBE_CONTACT]["throttled_fraction"],
         "describe_attempts_per_contact": (
-            ops["DescribeContact"]["calls"] / len(contacts) if contacts else math.nan
+            ops[Operation.DESCRIBE_CONTACT]["calls"] / len(contacts) if contacts else math.nan
         ),
         "operations": ops,
     }

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.emulator import EmulatorControl
+from orchestrator.daemon.assembly import open_worker
+from orchestrator.daemon.settings import Settings
 from orchestrator.metrics import Metrics
-from orchestrator.runtime import open_worker
-from orchestrator.settings import Settings
+from orchestrator.testing.emulator import EmulatorControl
 
 from . import analysis, servers
 from .common import REGION, quota_args, request_body, request_id, span

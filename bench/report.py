@@ -188,8 +188,9 @@ def detection_section(d: Mapping[str, Any]) -> str:
         "and in every client budget. Each implementation runs against its own emulator "
         "(same seed, same model), the three at the same time. Ours is the real `Worker` and "
         "`LifecycleEngine` with every watch setting at its default (queue-aware polling "
-        "included), fed through `orchestrator.queue.MemoryQueue`: moto's SQS server hands out "
-        "1,000 messages too slowly (about a minute) for the contacts to start at once.",
+        "included), fed through `orchestrator.testing.memory_queue.MemoryQueue`: moto's SQS "
+        "server hands out 1,000 messages too slowly (about a minute) for the contacts to start "
+        "at once.",
         "Detection delay = `ScreenSharingStartedAt - ConnectedToAgentAt` per contact (emulator "
         "ground truth): the time from the agent connecting to screen sharing starting. "
         "*Answered* DescribeContact calls are the emulator's per-contact count; *attempted* "
@@ -319,8 +320,10 @@ def scale_section(s: Mapping[str, Any]) -> str:
             "## 3. Scale",
             f"{o['contacts']:,} contacts watched at once by ONE worker process: the real `Worker` "
             "and `LifecycleEngine` assembled as `open_worker` does, but fed through "
-            "`orchestrator.queue.MemoryQueue` instead of SQS (the local SQS server is too slow to "
-            "be the thing measured). Quotas raised in the emulator and in the client budget "
+            "`orchestrator.testing.memory_queue.MemoryQueue` instead of SQS (the local SQS server "
+            "is too slow to be the thing measured). Quotas raised in the emulator and in the "
+            "client "
+            "budget "
             f"(StartWebRTCContact {o['start_rate']:g}/s, "
             f"DescribeContact {o['describe_rate']:g}/s), "
             f"agents connect after uniform {o['agent_delay_s'][0]:g}-{o['agent_delay_s'][1]:g} s, "

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from botocore.exceptions import ClientError
 
-from orchestrator.gateway import connect_client_config
-from orchestrator.ratelimit import Quota, RateBudget
-from orchestrator.request import client_token
+from orchestrator.connect.gateway import connect_client_config
+from orchestrator.connect.operations import Operation, Quota
+from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.engine.request import client_token
 
 from .common import REGION, request_id, request_params
 from .daemon import aio_session
@@ -73,12 +74,12 @@ class RoundRobinPoller:
         }
         async with limiter:
             while True:
-                await self._budget["StartWebRTCContact"].acquire()
+                await self._budget[Operation.START_WEBRTC_CONTACT].acquire()
                 try:
                     response = await self._client.start_web_rtc_contact(**params)
                 except ClientError as exc:
                     if _code(exc) in _THROTTLED:
-                        self._budget["StartWebRTCContact"].on_throttle()
+                        self._budget[Operation.START_WEBRTC_CONTACT].on_throttle()
                         continue
                     self.stats.start_failures += 1
                     self._note(f"start {index}: {_code(exc)}")
@@ -91,7 +92,7 @@ class RoundRobinPoller:
     async def _share(self, index: int, contact_id: str) -> None:
         token = client_token(request_id(self._run, index), "screen-sharing")
         while True:
-            await self._budget["StartScreenSharing"].acquire()
+            await self._budget[Operation.START_SCREEN_SHARING].acquire()
             try:
                 await self._client.start_screen_sharing(
                     InstanceId=request_params(index)["InstanceId"],
@@ -100,7 +101,7 @@ class RoundRobinPoller:
                 )
             except ClientError as exc:
                 if _code(exc) in _THROTTLED:
-                    self._budget["StartScreenSharing"].on_throttle()
+                    self._budget[Operation.START_SCREEN_SHARING].on_throttle()
                     continue
                 self.stats.share_failures += 1
                 self._note(f"share {index}: {_code(exc)}")
@@ -120,7 +121,7 @@ class RoundRobinPoller:
             self.stats.gave_up = len(self._ring)
 
     async def _poll(self, tg: anyio.abc.TaskGroup, count: int, deadline: float) -> None:
-        describe = self._budget["DescribeContact"]
+        describe = self._budget[Operation.DESCRIBE_CONTACT]
         while time.monotonic() < deadline:
             finished = self.stats.started + self.stats.start_failures
             if not self._ring:

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.emulator import EmulatorControl
+from orchestrator.testing.emulator import EmulatorControl
 
 from . import analysis, naive, servers
 from .common import quota_args, span
@@ -149,7 +149,7 @@ async def _run_one(impl: str, opts: ScaleOptions, ctx: RunContext, n: int) -> di
 async def run(opts: ScaleOptions, ctx: RunContext) -> dict[str, Any]:
     say(
         f"\n[3/3] scale: {opts.contacts} contacts watched at once by one worker process "
-        "(requests fed through orchestrator.queue.MemoryQueue, not SQS)"
+        "(requests fed through orchestrator.testing.memory_queue.MemoryQueue, not SQS)"
     )
     ours = await _run_one("ours", opts, ctx, opts.contacts)
     say(

@@ -1,9 +1,10 @@
 """`python -m bench.scale_worker`: the orchestrator's side of scenario 3, in a process of its own.
 
 The real `Worker` and `LifecycleEngine` (`bench.daemon.memory_worker`: assembled as
-`orchestrator.runtime.open_worker` does) fed by an in-memory `MemoryQueue` instead of SQS, so that
-the local SQS server's cost is not measured (the worker still receives 10 messages per call, holds
-them in flight, extends their visibility and acknowledges them). Prints its own accounting as one
+`orchestrator.daemon.assembly.open_worker` does) fed by an in-memory `MemoryQueue` instead of
+SQS, so that the local SQS server's cost is not measured (the worker still receives 10 messages per
+call, holds them in flight, extends their visibility and acknowledges them). Prints its own
+accounting as one
 JSON line.
 """
 
@@ -18,8 +19,8 @@ from typing import Any
 import anyio
 from aiobotocore.session import AioSession
 
+from orchestrator.daemon.settings import Settings
 from orchestrator.metrics import Metrics
-from orchestrator.settings import Settings
 
 from .common import REGION, isolate_environment, parse_setting, request_body
 from .daemon import FinalCounter, memory_worker, run_until, worker_logs

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from orchestrator.emulator.config import parse_quota_value
+from orchestrator.testing.emulator.config import parse_quota_value
 from tests.chaos.harness import ChaosPlan, ChaosReport, run_chaos, sqs_server_process
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / ".runs" / "soak"

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from orchestrator.local_sqs import LocalSqsServer
+from orchestrator.testing.local_sqs import LocalSqsServer
 
 from .servers import SQS_READY
 

@@ -5,64 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-import structlog
 from aiobotocore.session import get_session
 
-from .emulator import cli as emulator_cli
-from .emulator import serve
-from .errors import ConfigError
-from .logs import configure_logging
-from .metrics import Metrics
-from .observability import check_endpoint
-from .runtime import open_worker
-from .settings import Settings, load_settings, settings_json
-from .sqs import sqs_client_config
-from .worker import Worker
+from orchestrator.daemon.assembly import run_daemon
+from orchestrator.daemon.logs import configure_logging
+from orchestrator.daemon.observability import check_endpoint
+from orchestrator.daemon.settings import load_settings, settings_json
+from orchestrator.daemon.sqs import sqs_client_config
+from orchestrator.errors import ConfigError
+from orchestrator.testing.emulator import cli as emulator_cli
+from orchestrator.testing.emulator import serve
 
 EXIT_CONFIG = 2
 
 
 # -- run ---------------------------------------------------------------------------------------
-
-
-async def _stop_on_signals(worker: Worker) -> None:
-    """Each SIGTERM/SIGINT only asks the worker to stop (the second one skips the grace period)."""
-    log = structlog.get_logger("orchestrator.cli")
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("worker.signal", signal=signal.Signals(signum).name)
-            worker.stop()
-
-
-async def run_daemon(settings: Settings) -> None:
-    metrics = Metrics()
-    async with (
-        open_worker(settings, metrics=metrics) as worker,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(_stop_on_signals, worker)
-        if settings.observability.enabled:
-            from .observability import serve_observability  # noqa: PLC0415
-
-            connect_url = settings.endpoint("connect") or (
-                f"https://connect.{settings.aws.region}.amazonaws.com"
-            )
-            await tg.start(
-                serve_observability, settings.observability, worker, metrics, connect_url
-            )
-        structlog.get_logger("orchestrator.cli").info(
-            "worker.started",
-            queue_url=settings.queue.url,
-            max_in_flight=settings.queue.max_in_flight,
-        )
-        await worker.run()
-        tg.cancel_scope.cancel()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -137,7 +99,7 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo  # noqa: PLC0415 (needs the optional moto dependency)
+    from orchestrator.testing.demo import run_demo  # noqa: PLC0415 (needs the optional moto dependency)
 
     if args.requests < 4:
         print("orchestrator demo: --requests must be at least 4", file=sys.stderr)

@@ -5,13 +5,11 @@ Names, units and labels are documented in the README ("Metrics"); keep them stab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from .ratelimit import RateBudget
 
 _WAIT_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1800)
 _DELAY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120)
@@ -19,9 +17,13 @@ _POLL_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144)
 _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
+#: (operation, (tokens, rate per second, waiters)) for each bucket of a rate budget, right now.
+BudgetSnapshots = Callable[[], Iterable[tuple[str, tuple[float, float, int]]]]
+
+
 class _BudgetCollector(Collector):
-    def __init__(self, budget: RateBudget) -> None:
-        self._budget = budget
+    def __init__(self, snapshots: BudgetSnapshots) -> None:
+        self._snapshots = snapshots
 
     def collect(self) -> Iterator[Metric]:
         tokens = GaugeMetricFamily(
@@ -39,8 +41,7 @@ class _BudgetCollector(Collector):
             "Calls waiting for a token, per Connect operation",
             labels=["operation"],
         )
-        for op, bucket in self._budget.buckets.items():
-            available, current, waiters = bucket.snapshot()
+        for op, (available, current, waiters) in self._snapshots():
             tokens.add_metric([op], available)
             rate.add_metric([op], current)
             waiting.add_metric([op], waiters)
@@ -130,9 +131,9 @@ class Metrics:
             registry=r,
         )
 
-    def watch_budget(self, budget: RateBudget) -> None:
-        """Export the rate budget's tokens, rates and waiters."""
-        self.registry.register(_BudgetCollector(budget))
+    def watch_budget(self, snapshots: BudgetSnapshots) -> None:
+        """Export a rate budget's tokens, rates and waiters (`RateBudget.snapshots`)."""
+        self.registry.register(_BudgetCollector(snapshots))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

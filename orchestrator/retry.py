@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from .clock import Clock, SystemClock
-from .errors import CapacityError, ThrottledError
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.errors import CapacityError, ThrottledError
 
 log = structlog.get_logger("orchestrator.retry")
 

@@ -11,8 +11,8 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from orchestrator.emulator import Emulator, EmulatorConfig
-from orchestrator.local_sqs import LocalSqsServer
+from orchestrator.testing.emulator import Emulator, EmulatorConfig
+from orchestrator.testing.local_sqs import LocalSqsServer
 
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 
-from orchestrator.queue import QueueMessage, QueueSource
-from orchestrator.settings import Settings, load_settings
+from orchestrator.daemon.settings import Settings, load_settings
+from orchestrator.daemon.source import QueueMessage, QueueSource
 from tests.conftest import FLOW_ID, INSTANCE_ID, REGION
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from botocore.session import get_session
 
-from orchestrator.settings import Settings, load_settings
+from orchestrator.daemon.settings import Settings, load_settings
 
 
 def _queue_name(url: str) -> str:

@@ -1,8 +1,15 @@
 """Where lifecycle events go: the log (always) plus any configured sinks."""
 
-from .aws import EventBridgeSink, SnsEventSink, SqsEventSink
-from .base import EventSink, FanoutSink, JsonlSink, LogSink, MemorySink, default_sink_policy
-from .batching import BatchingSink
+from orchestrator.engine.events import EventSink
+from orchestrator.sinks.aws import EventBridgeSink, SnsEventSink, SqsEventSink
+from orchestrator.sinks.base import (
+    FanoutSink,
+    JsonlSink,
+    LogSink,
+    MemorySink,
+    default_sink_policy,
+)
+from orchestrator.sinks.batching import BatchingSink
 
 __all__ = [
     "BatchingSink",

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SinkError
-from ..events import LifecycleEvent
+from orchestrator.engine.events import LifecycleEvent
+from orchestrator.errors import SinkError
 
 if TYPE_CHECKING:
     from types_aiobotocore_events import EventBridgeClient

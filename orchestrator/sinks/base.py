@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import aiohttp
 import anyio
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import SinkError
-from ..events import LifecycleEvent
-from ..metrics import Metrics
-from ..retry import RetryPolicy
-
-
-@runtime_checkable
-class EventSink(Protocol):
-    """Somewhere lifecycle events go. `publish` returns once every event is delivered, or raises."""
-
-    name: str
-
-    async def publish(self, events: Sequence[LifecycleEvent]) -> None: ...
+from orchestrator.engine.events import EventSink, LifecycleEvent
+from orchestrator.errors import SinkError
+from orchestrator.metrics import Metrics
+from orchestrator.retry import RetryPolicy
 
 
 class LogSink:
@@ -32,7 +22,7 @@ class LogSink:
     name = "log"
 
     def __init__(self, logger: structlog.stdlib.BoundLogger | None = None) -> None:
-        self._log = logger or structlog.get_logger("orchestrator.events")
+        self._log = logger or structlog.get_logger("orchestrator.engine.events")
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         for event in events:

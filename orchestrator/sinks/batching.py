@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from ..batcher import Batcher
-from ..events import LifecycleEvent
-from .base import EventSink
+from orchestrator.batcher import Batcher
+from orchestrator.engine.events import EventSink, LifecycleEvent
 
 
 class BatchingSink:

@@ -43,9 +43,9 @@ import anyio
 from aiobotocore.session import get_session
 from anyio.abc import Process
 
-from orchestrator.emulator import EmulatorControl
-from orchestrator.events import FINAL_TYPES
-from orchestrator.request import RequestRejected, client_token, parse_request
+from orchestrator.engine.events import FINAL_TYPES
+from orchestrator.engine.request import RequestRejected, client_token, parse_request
+from orchestrator.testing.emulator import EmulatorControl
 from tests.support import (
     create_queue_with_dlq,
     drain_bodies,
@@ -360,7 +360,7 @@ async def start_emulator(plan: ChaosPlan, workdir: Path) -> tuple[Child, str]:
 
 _SQS_SERVER = """
 import sys
-from orchestrator.local_sqs import LocalSqsServer
+from orchestrator.testing.local_sqs import LocalSqsServer
 with LocalSqsServer() as server:
     print(server.url, flush=True)
     sys.stdin.read()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.local_sqs import LocalSqsServer
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.chaos.harness import ChaosPlan, run_chaos
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.request import client_token
+from orchestrator.engine.request import client_token
 from tests.chaos.harness import ChaosPlan, ChaosReport, Planned, Poison, check
 
 SHARE, DECLINES, NOT_ALLOWED = "req-share", "req-declines", "req-not-allowed"

@@ -14,8 +14,8 @@ import anyio
 import pytest
 from anyio.abc import Process
 
-from orchestrator.emulator import Emulator
-from orchestrator.local_sqs import LocalSqsServer
+from orchestrator.testing.emulator import Emulator
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import ACCESS_KEY, SECRET_KEY
 from tests.support import create_queue_with_dlq, eventually, queue_counts, request_body
 

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from orchestrator.daemon.assembly import request_defaults
+from orchestrator.daemon.settings import Settings, load_settings
 from orchestrator.errors import ConfigError
-from orchestrator.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
@@ -180,4 +181,4 @@ def test_a_default_outside_its_allow_list_is_refused(monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError, match="instance_id 'i-default' is not in allowed_instance_ids"):
         load_settings()
     monkeypatch.setenv("ORCHESTRATOR_CONNECT__INSTANCE_ID", "i-2")
-    assert load_settings().connect.request_defaults().allowed_instance_ids == {"i-1", "i-2"}
+    assert request_defaults(load_settings().connect).allowed_instance_ids == {"i-1", "i-2"}

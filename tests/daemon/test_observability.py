@@ -15,14 +15,14 @@ import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.emulator import Emulator
-from orchestrator.local_sqs import LocalSqsServer
+from orchestrator.daemon.assembly import open_worker
+from orchestrator.daemon.observability import serve_observability
+from orchestrator.daemon.settings import ObservabilitySettings
+from orchestrator.daemon.source import QueueMessage
+from orchestrator.daemon.worker import Worker
 from orchestrator.metrics import Metrics
-from orchestrator.observability import serve_observability
-from orchestrator.queue import QueueMessage
-from orchestrator.runtime import open_worker
-from orchestrator.settings import ObservabilitySettings
-from orchestrator.worker import Worker
+from orchestrator.testing.emulator import Emulator
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.support import (
     create_queue_with_dlq,
     eventually,

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from orchestrator.local_sqs import LocalSqsServer
-from orchestrator.queue import MemoryQueue, QueueMessage, QueueSource
-from orchestrator.sqs import SqsQueueSource
+from orchestrator.daemon.source import QueueMessage, QueueSource
+from orchestrator.daemon.sqs import SqsQueueSource
+from orchestrator.testing.local_sqs import LocalSqsServer
+from orchestrator.testing.memory_queue import MemoryQueue
 from tests.support import eventually
 
 if TYPE_CHECKING:

@@ -10,12 +10,12 @@ import anyio
 import pytest
 from aiobotocore.session import get_session
 
-from orchestrator.emulator import Emulator, EmulatorControl
-from orchestrator.events import EventType
-from orchestrator.local_sqs import LocalSqsServer
-from orchestrator.request import client_token
-from orchestrator.runtime import open_worker
+from orchestrator.daemon.assembly import open_worker
+from orchestrator.engine.events import EventType
+from orchestrator.engine.request import client_token
 from orchestrator.sinks import MemorySink
+from orchestrator.testing.emulator import Emulator, EmulatorControl
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import INSTANCE_ID, REGION
 from tests.support import (
     create_queue_with_dlq,

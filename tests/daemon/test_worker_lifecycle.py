@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-from orchestrator.emulator import Emulator, EmulatorControl
-from orchestrator.events import EventType, LifecycleEvent
-from orchestrator.local_sqs import LocalSqsServer
-from orchestrator.request import client_token
-from orchestrator.runtime import open_worker
+from orchestrator.daemon.assembly import open_worker
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.request import client_token
 from orchestrator.sinks import MemorySink, SqsEventSink
+from orchestrator.testing.emulator import Emulator, EmulatorControl
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.support import (
     RecordingSource,
     create_queue_with_dlq,

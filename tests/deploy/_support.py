@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from orchestrator.settings import CONFIG_ENV, ENV_PREFIX, Settings
+from orchestrator.daemon.settings import CONFIG_ENV, ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -16,11 +16,11 @@ import pytest
 from aiobotocore.session import get_session
 
 from orchestrator.cli import build_parser
-from orchestrator.emulator import Emulator, EmulatorConfig
-from orchestrator.emulator import cli as emulator_cli
-from orchestrator.emulator.app import EmulatorState, create_app
-from orchestrator.local_sqs import LocalSqsServer
-from orchestrator.settings import Settings, load_settings
+from orchestrator.daemon.settings import Settings, load_settings
+from orchestrator.testing.emulator import Emulator, EmulatorConfig
+from orchestrator.testing.emulator import cli as emulator_cli
+from orchestrator.testing.emulator.app import EmulatorState, create_app
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import REGION
 from tests.deploy._support import (
     ALL_INTERFACES,

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiobotocore.session import AioSession, get_session
 
-from orchestrator.local_sqs import LocalSqsServer
-from orchestrator.runtime import open_worker
+from orchestrator.daemon.assembly import open_worker
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import FLOW_ID, INSTANCE_ID, REGION
 from tests.deploy._support import IAM_POLICY
 from tests.support import create_queue_with_dlq, queue_counts, request_body, send_all, settings_for

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.cli import build_parser
-from orchestrator.settings import CONFIG_ENV, Settings, load_settings
+from orchestrator.daemon.settings import CONFIG_ENV, Settings, load_settings
 from tests.deploy._support import (
     ALL_INTERFACES,
     KUBERNETES,

@@ -12,17 +12,17 @@ import aiohttp
 import anyio
 import pytest
 
-from orchestrator.emulator import Emulator
-from orchestrator.local_sqs import LocalSqsServer
-from orchestrator.metrics import Metrics
-from orchestrator.observability import (
+from orchestrator.daemon.assembly import open_worker
+from orchestrator.daemon.observability import (
     EndpointProbe,
     Health,
     LoopMonitor,
     create_app,
     serve_observability,
 )
-from orchestrator.runtime import open_worker
+from orchestrator.metrics import Metrics
+from orchestrator.testing.emulator import Emulator
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.deploy._support import compose_services, healthcheck, one, worker_env
 from tests.support import create_queue_with_dlq, eventually, settings_for
 

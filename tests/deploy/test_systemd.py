@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import EXIT_CONFIG, build_parser
-from orchestrator.settings import CONFIG_ENV
+from orchestrator.daemon.settings import CONFIG_ENV
 from tests.deploy._support import (
     EXAMPLE_CONFIG,
     SYSTEMD_UNIT,

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from botocore.exceptions import ClientError
 
-from orchestrator.emulator import Emulator, EmulatorControl, EmulatorThread
+from orchestrator.testing.emulator import Emulator, EmulatorControl, EmulatorThread
 from tests.conftest import ACCESS_KEY, FLOW_ID, INSTANCE_ID
 
 if TYPE_CHECKING:

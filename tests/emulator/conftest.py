@@ -12,7 +12,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.config import Config
 
-from orchestrator.emulator import Emulator, EmulatorThread
+from orchestrator.testing.emulator import Emulator, EmulatorThread
 from tests.conftest import REGION, emulator_config, no_retries
 from tests.emulator._helpers import (
     Boto3Factory,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient
     from types_aiobotocore_connect.type_defs import ContactTypeDef
 
-    from orchestrator.emulator import Emulator
+    from orchestrator.testing.emulator import Emulator
     from tests.emulator._helpers import ClientFactory, EmulatorStarter
 
 

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
     from types_aiobotocore_sqs import SQSClient
 
-    from orchestrator.emulator import Emulator
-    from orchestrator.local_sqs import LocalSqsServer
+    from orchestrator.testing.emulator import Emulator
+    from orchestrator.testing.local_sqs import LocalSqsServer
     from tests.emulator._helpers import ClientFactory
 
 LIFE = ["INITIATED", "QUEUED", "CONNECTED_TO_AGENT", "DISCONNECTED"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from orchestrator.emulator import OPERATIONS, ControlError, Quota
+from orchestrator.testing.emulator import OPERATIONS, ControlError, Quota
 from tests.conftest import INSTANCE_ID
 from tests.emulator._helpers import SCREEN_SHARE_BOTH, ControlApi, answer_of, start_args
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from types_aiobotocore_connect import ConnectClient
 
-    from orchestrator.emulator import Emulator
+    from orchestrator.testing.emulator import Emulator
     from tests.emulator._helpers import ClientFactory
 
 STAT_NAMES = {

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
-from orchestrator.emulator import Quota
+from orchestrator.testing.emulator import Quota
 from tests.conftest import FLOW_ID, INSTANCE_ID
 from tests.emulator._helpers import (
     SCREEN_SHARE_BOTH,
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from types_aiobotocore_connect import ConnectClient
 
-    from orchestrator.emulator import Emulator
+    from orchestrator.testing.emulator import Emulator
     from tests.emulator._helpers import (
         Boto3Factory,
         ClientFactory,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError
 
-from orchestrator.emulator import Quota
+from orchestrator.testing.emulator import Quota
 from tests.conftest import INSTANCE_ID
 from tests.emulator._helpers import ControlApi, ManualClock, SyncControlApi, answer_of, start_args
 from tests.support import eventually, eventually_sync
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from types_aiobotocore_connect import ConnectClient
 
-    from orchestrator.emulator import Emulator
+    from orchestrator.testing.emulator import Emulator
     from tests.emulator._helpers import (
         Boto3Factory,
         ClientFactory,

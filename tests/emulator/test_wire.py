@@ -10,7 +10,7 @@ import botocore
 import pytest
 from botocore.exceptions import ClientError
 
-from orchestrator.emulator import Emulator
+from orchestrator.testing.emulator import Emulator
 from tests.conftest import INSTANCE_ID
 from tests.emulator._helpers import (
     FAKE_SIGV4,

@@ -12,13 +12,13 @@ import anyio
 import anyio.lowlevel
 
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.events import EventType, LifecycleEvent
-from orchestrator.gateway import AioConnectGateway, GatewayPolicies
-from orchestrator.lifecycle import LifecycleEngine
-from orchestrator.ratelimit import RateBudget
-from orchestrator.request import CallRequest, parse_request
+from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies
+from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.lifecycle import LifecycleEngine
+from orchestrator.engine.request import CallRequest, parse_request
+from orchestrator.engine.watch import WatchPolicy
 from orchestrator.sinks import EventSink
-from orchestrator.watch import WatchPolicy
 from tests.conftest import FLOW_ID, INSTANCE_ID
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiobotocore.session import get_session
 
-from orchestrator.emulator import Emulator
-from orchestrator.gateway import connect_client_config
+from orchestrator.connect.gateway import connect_client_config
+from orchestrator.testing.emulator import Emulator
 from tests.clock import VirtualClock
 from tests.conftest import REGION, emulator_config
 

@@ -8,15 +8,15 @@ from typing import Any
 
 import anyio
 
-from orchestrator.emulator import Emulator, EmulatorControl
+from orchestrator.connect.gateway import GatewayPolicies
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.lifecycle import LifecycleEngine
+from orchestrator.engine.request import client_token
+from orchestrator.engine.watch import WatchPolicy
 from orchestrator.errors import CapacityError, RetryableConnectError
-from orchestrator.events import EventType, LifecycleEvent
-from orchestrator.gateway import GatewayPolicies
-from orchestrator.lifecycle import LifecycleEngine
-from orchestrator.request import client_token
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import MemorySink
-from orchestrator.watch import WatchPolicy
+from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.clock import VirtualClock
 from tests.engine._support import (
     call_request,

@@ -15,15 +15,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, ParamValidationError
 
-from orchestrator.emulator import Emulator, EmulatorControl
-from orchestrator.errors import (
-    CapacityError,
-    ConnectError,
-    RetryableConnectError,
-    TerminalConnectError,
-    ThrottledError,
-)
-from orchestrator.gateway import (
+from orchestrator.connect.gateway import (
     DESCRIBE,
     SCREEN_SHARING,
     START,
@@ -32,9 +24,18 @@ from orchestrator.gateway import (
     classify,
     connect_client_config,
 )
+from orchestrator.connect.operations import Operation, Quota
+from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.errors import (
+    CapacityError,
+    ConnectError,
+    RetryableConnectError,
+    TerminalConnectError,
+    ThrottledError,
+)
 from orchestrator.metrics import Metrics
-from orchestrator.ratelimit import Quota, RateBudget
 from orchestrator.retry import RetryPolicy
+from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.conftest import INSTANCE_ID, REGION, no_retries
 from tests.engine._support import call_request
 
@@ -82,7 +83,7 @@ def assert_class(error: ConnectError, kind: type[ConnectError], code: str) -> No
 async def test_describe_over_its_quota_is_a_throttle(
     start_emulator: Starter, raw_client_for: RawClientFactory
 ) -> None:
-    emulator: Emulator = await start_emulator(quotas={"DescribeContact": Quota(1.0, 1.0)})
+    emulator: Emulator = await start_emulator(quotas={Operation.DESCRIBE_CONTACT: Quota(1.0, 1.0)})
     client = await raw_client_for(emulator.url)
     with contextlib.suppress(ClientError):
         await client.describe_contact(InstanceId=INSTANCE_ID, ContactId="spends-the-token")
@@ -98,7 +99,9 @@ async def test_describe_over_its_quota_is_a_throttle(
 async def test_start_over_its_rate_is_a_throttle_not_a_capacity_problem(
     start_emulator: Starter, raw_client_for: RawClientFactory
 ) -> None:
-    emulator: Emulator = await start_emulator(quotas={"StartWebRTCContact": Quota(1.0, 1.0)})
+    emulator: Emulator = await start_emulator(
+        quotas={Operation.START_WEBRTC_CONTACT: Quota(1.0, 1.0)}
+    )
     client = await raw_client_for(emulator.url)
     await client.start_web_rtc_contact(**start_args())
 
@@ -241,7 +244,7 @@ def quick(name: str, *retry_on: type[BaseException], max_time_s: float = 60.0) -
 async def test_throttled_call_slows_the_operations_budget_and_is_counted(
     start_emulator: Starter, raw_client_for: RawClientFactory
 ) -> None:
-    emulator: Emulator = await start_emulator(quotas={"DescribeContact": Quota(1.0, 1.0)})
+    emulator: Emulator = await start_emulator(quotas={Operation.DESCRIBE_CONTACT: Quota(1.0, 1.0)})
     client = await raw_client_for(emulator.url)
     budget = RateBudget()
     metrics = Metrics()
@@ -253,10 +256,10 @@ async def test_throttled_call_slows_the_operations_budget_and_is_counted(
     with pytest.raises(ThrottledError):
         await gateway.describe_contact(INSTANCE_ID, "c-1", fresh_since=None, priority=0.0)
 
-    bucket = budget["DescribeContact"]
+    bucket = budget[Operation.DESCRIBE_CONTACT]
     assert bucket.throttles >= 1
     assert bucket.rate < bucket.target_rate
-    assert budget["StartWebRTCContact"].throttles == 0
+    assert budget[Operation.START_WEBRTC_CONTACT].throttles == 0
     throttled = metrics.value(
         "orchestrator_connect_calls_total", {"operation": DESCRIBE, "result": "throttled"}
     )
@@ -280,12 +283,16 @@ async def test_capacity_errors_do_not_slow_the_budget(
     gateway = AioConnectGateway(
         client, budget, policies=GatewayPolicies(start=start), metrics=metrics
     )
-    await gateway.start_webrtc_contact(call_request("first"), "token-first")
+    await gateway.start_webrtc_contact(
+        call_request("first").start_webrtc_contact_params("token-first"), request_id="first"
+    )
 
     with pytest.raises(CapacityError):
-        await gateway.start_webrtc_contact(call_request("second"), "token-second")
+        await gateway.start_webrtc_contact(
+            call_request("second").start_webrtc_contact_params("token-second"), request_id="second"
+        )
 
-    assert budget["StartWebRTCContact"].throttles == 0
+    assert budget[Operation.START_WEBRTC_CONTACT].throttles == 0
     start_stats = await EmulatorControl(emulator.url).op_stats("StartWebRTCContact")
     limited = start_stats["concurrency_limited"]
     assert limited >= 2
@@ -299,7 +306,9 @@ async def test_snapshot_reports_connects_timestamps_as_epoch_seconds(
     emulator: Emulator = await start_emulator(agent_delay_s=(60.0, 60.0))
     client = await client_for(emulator)
     gateway = AioConnectGateway(client, RateBudget())
-    started = await gateway.start_webrtc_contact(call_request("snap-1"), "token-snap")
+    started = await gateway.start_webrtc_contact(
+        call_request("snap-1").start_webrtc_contact_params("token-snap"), request_id="snap-1"
+    )
     control = EmulatorControl(emulator.url)
     await control.connect_agent(started.contact_id)
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator.emulator import Emulator, EmulatorControl
+from orchestrator.connect.gateway import GatewayPolicies
+from orchestrator.engine.events import EventType
+from orchestrator.engine.request import client_token
 from orchestrator.errors import RetryableConnectError, RetryLater
-from orchestrator.events import EventType
-from orchestrator.gateway import GatewayPolicies
-from orchestrator.request import client_token
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import MemorySink
+from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.engine._support import (
     HookSink,
     call_request,

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import structlog
 
-from orchestrator.emulator import Emulator
+from orchestrator.connect.gateway import GatewayPolicies
+from orchestrator.daemon.logs import REDACTED, configure_logging, redact
+from orchestrator.engine.events import EventType
 from orchestrator.errors import RetryableConnectError
-from orchestrator.events import EventType
-from orchestrator.gateway import GatewayPolicies
-from orchestrator.logs import REDACTED, configure_logging, redact
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import FanoutSink, LogSink, MemorySink
+from orchestrator.testing.emulator import Emulator
 from tests.conftest import INSTANCE_ID, SECRET_KEY
 from tests.engine._support import call_request, make_engine
 from tests.engine.conftest import ClientFactory

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import anyio
 
-from orchestrator.emulator import Emulator, EmulatorControl
-from orchestrator.events import EventType, LifecycleEvent
-from orchestrator.frontier import QueueFrontier
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.frontier import QueueFrontier
+from orchestrator.engine.watch import WatchPolicy
 from orchestrator.sinks import MemorySink
-from orchestrator.watch import WatchPolicy
+from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.clock import VirtualClock
 from tests.conftest import emulator_config
 from tests.engine._support import (

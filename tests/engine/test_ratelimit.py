@@ -5,7 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from orchestrator.ratelimit import CONNECT_DEFAULT_QUOTAS, AdaptiveTokenBucket, Quota, RateBudget
+from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
+from orchestrator.connect.ratelimit import AdaptiveTokenBucket, RateBudget
 from tests.clock import VirtualClock
 from tests.engine._support import SteppingClock, settle
 
@@ -158,24 +159,27 @@ def test_bucket_refuses_a_non_positive_rate_or_a_burst_below_one() -> None:
 
 def test_budget_spends_its_share_of_each_quota_with_headroom() -> None:
     budget = RateBudget(
-        {"DescribeContact": Quota(10.0, 15.0), "StartWebRTCContact": Quota(2.0, 1.0)},
+        {
+            Operation.DESCRIBE_CONTACT: Quota(10.0, 15.0),
+            Operation.START_WEBRTC_CONTACT: Quota(2.0, 1.0),
+        },
         share=0.5,
         headroom=0.1,
     )
 
-    assert budget["DescribeContact"].target_rate == pytest.approx(4.5)
+    assert budget[Operation.DESCRIBE_CONTACT].target_rate == pytest.approx(4.5)
     # The burst keeps one token back for latency skew, and never drops below one token.
-    assert budget["DescribeContact"].burst == 6.5
-    assert budget["StartWebRTCContact"].burst == 1.0
+    assert budget[Operation.DESCRIBE_CONTACT].burst == 6.5
+    assert budget[Operation.START_WEBRTC_CONTACT].burst == 1.0
 
 
 def test_budget_defaults_to_connects_quotas_for_the_three_operations() -> None:
     budget = RateBudget()
 
-    assert set(budget.buckets) == set(CONNECT_DEFAULT_QUOTAS)
-    assert budget["StartWebRTCContact"].target_rate == pytest.approx(2.0 * 0.97)
-    assert budget["DescribeContact"].burst == 14.0
-    assert budget["StartWebRTCContact"].burst == 4.0
+    assert set(budget.buckets) == set(DEFAULT_QUOTAS)
+    assert budget[Operation.START_WEBRTC_CONTACT].target_rate == pytest.approx(2.0 * 0.97)
+    assert budget[Operation.DESCRIBE_CONTACT].burst == 14.0
+    assert budget[Operation.START_WEBRTC_CONTACT].burst == 4.0
 
 
 @pytest.mark.parametrize(("share", "headroom"), [(0.0, 0.0), (1.5, 0.0), (1.0, 1.0), (1.0, -0.1)])

@@ -7,10 +7,10 @@ from typing import Any
 
 import anyio
 
-from orchestrator.emulator import Emulator, EmulatorControl
-from orchestrator.events import EventType, LifecycleEvent
-from orchestrator.lifecycle import LifecycleEngine
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.sinks import MemorySink
+from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.engine._support import call_request, finals, make_engine, types_of
 from tests.engine.conftest import ClientFactory
 from tests.support import eventually

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.request import (
+from orchestrator.engine.request import (
     ATTRIBUTES_MAX_BYTES,
     MAX_BODY_BYTES,
     REFERENCES_MAX_BYTES,
@@ -48,7 +48,6 @@ def test_valid_request_is_parsed_into_snake_case_fields() -> None:
     assert request.participant_details.display_name == "Jane"
     assert request.attributes == {"plan": "gold"}
     assert request.screen_sharing is False
-    assert request.wants_screen_sharing_capability
 
 
 def test_start_parameters_mirror_the_request_without_orchestrator_fields() -> None:

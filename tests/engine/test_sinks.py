@@ -12,9 +12,8 @@ import anyio
 import pytest
 from aiobotocore.session import get_session
 
+from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.errors import SinkError
-from orchestrator.events import EventType, LifecycleEvent
-from orchestrator.local_sqs import LocalSqsServer
 from orchestrator.metrics import Metrics
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import (
@@ -27,6 +26,7 @@ from orchestrator.sinks import (
     SqsEventSink,
 )
 from orchestrator.sinks.base import SINK_FAILURES
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import INSTANCE_ID, REGION
 
 if TYPE_CHECKING:

@@ -13,14 +13,14 @@ from typing import Any
 
 import anyio
 
-from orchestrator.emulator import Emulator, EmulatorControl, Quota
-from orchestrator.events import EventType, LifecycleEvent
-from orchestrator.gateway import DESCRIBE, SCREEN_SHARING, START
-from orchestrator.lifecycle import LifecycleEngine
-from orchestrator.ratelimit import Quota as ClientQuota
-from orchestrator.ratelimit import RateBudget
+from orchestrator.connect.gateway import DESCRIBE, SCREEN_SHARING, START
+from orchestrator.connect.operations import Quota as ClientQuota
+from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.lifecycle import LifecycleEngine
+from orchestrator.engine.watch import WatchPolicy
 from orchestrator.sinks import MemorySink
-from orchestrator.watch import WatchPolicy
+from orchestrator.testing.emulator import Emulator, EmulatorControl, Quota
 from tests.engine._support import call_request, finals, make_engine
 from tests.engine.conftest import ClientFactory
 

@@ -13,12 +13,18 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.emulator import Emulator, EmulatorControl
-from orchestrator.events import EventType, LifecycleEvent
-from orchestrator.gateway import ContactSnapshot
-from orchestrator.request import client_token
+from orchestrator.connect.gateway import ContactSnapshot
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.request import client_token
+from orchestrator.engine.watch import (
+    ContactNotifier,
+    Subscription,
+    WatchOutcome,
+    WatchPolicy,
+    verdict,
+)
 from orchestrator.sinks import MemorySink
-from orchestrator.watch import ContactNotifier, Subscription, WatchOutcome, WatchPolicy, verdict
+from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.clock import VirtualClock
 from tests.conftest import emulator_config
 from tests.engine._support import SteppingClock, call_request, make_engine, types_of

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from orchestrator.logs import configure_logging
+from orchestrator.daemon.logs import configure_logging
 
 #: The loggers `configure_logging` quietens, plus the ones a test may turn up.
 LIBRARY_LOGGERS = ("botocore", "aiobotocore", "urllib3", "aiohttp.access", "werkzeug")

@@ -32,7 +32,7 @@ from typing import Any, get_args
 
 from hypothesis import strategies as st
 
-from orchestrator.request import MAX_BODY_BYTES, ReferenceType
+from orchestrator.engine.request import MAX_BODY_BYTES, ReferenceType
 from tests.conftest import FLOW_ID, INSTANCE_ID
 
 #: SQS's own limit on a message (moto allows 1 MiB; real queues default to 256 KiB).

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from aiobotocore.session import get_session
 
-from orchestrator.emulator import Emulator, EmulatorControl
+from orchestrator.daemon.assembly import open_worker
 from orchestrator.metrics import Metrics
-from orchestrator.runtime import open_worker
 from orchestrator.sinks import EventSink
+from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.conftest import REGION, emulator_config
 from tests.reliability.logcapture import captured_logs, records
 from tests.support import (

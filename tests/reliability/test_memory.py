@@ -32,9 +32,9 @@ import anyio
 import pytest
 from aiobotocore.session import get_session
 
-from orchestrator.emulator import Emulator
-from orchestrator.events import EventType, LifecycleEvent
-from orchestrator.runtime import open_worker
+from orchestrator.daemon.assembly import open_worker
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.testing.emulator import Emulator
 from tests.conftest import REGION, emulator_config
 from tests.reliability.logcapture import captured_logs
 from tests.reliability.poison import many_unknown_fields, valid_document
@@ -57,7 +57,7 @@ BODY_CHARS = 250_000
 
 _SQS_SERVER = """
 import sys
-from orchestrator.local_sqs import LocalSqsServer
+from orchestrator.testing.local_sqs import LocalSqsServer
 with LocalSqsServer() as server:
     print(server.url, flush=True)
     sys.stdin.read()

@@ -14,7 +14,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from orchestrator.request import RequestRejected, parse_request
+from orchestrator.engine.request import RequestRejected, parse_request
 from tests.reliability.poison import (
     Poison,
     huge_key,

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.local_sqs import LocalSqsServer
-from orchestrator.request import ATTRIBUTES_MAX_BYTES, MAX_BODY_BYTES, client_token
+from orchestrator.engine.request import ATTRIBUTES_MAX_BYTES, MAX_BODY_BYTES, client_token
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.reliability.poison import (
     TOPIC_ARN,
     Poison,

@@ -25,14 +25,14 @@ import anyio
 import pytest
 from aiohttp import web
 
-from orchestrator.emulator import Emulator
-from orchestrator.emulator.server import is_loopback
-from orchestrator.local_sqs import LocalSqsServer
+from orchestrator.daemon.assembly import open_worker
+from orchestrator.daemon.observability import serve_observability
+from orchestrator.daemon.settings import ObservabilitySettings, load_settings
+from orchestrator.engine.request import client_token
 from orchestrator.metrics import Metrics
-from orchestrator.observability import serve_observability
-from orchestrator.request import client_token
-from orchestrator.runtime import open_worker
-from orchestrator.settings import ObservabilitySettings, load_settings
+from orchestrator.testing.emulator import Emulator
+from orchestrator.testing.emulator.server import is_loopback
+from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.reliability.poison import ROUTING_FIELDS, TOPIC_ARN, valid_document
 from tests.reliability.support import run_worker_on
 from tests.support import create_queue_with_dlq, eventually, queue_counts, settings_for

@@ -25,14 +25,14 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from .clock import Clock, SystemClock
-from .errors import RetryLater, SinkError
-from .lifecycle import LifecycleEngine
-from .metrics import Metrics
-from .queue import QueueMessage, QueueSource
-from .request import RequestDefaults, RequestRejected, parse_request
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.daemon.source import QueueMessage, QueueSource
+from orchestrator.engine.lifecycle import LifecycleEngine
+from orchestrator.engine.request import RequestDefaults, RequestRejected, parse_request
+from orchestrator.errors import RetryLater, SinkError
+from orchestrator.metrics import Metrics
 
-log = structlog.get_logger("orchestrator.worker")
+log = structlog.get_logger("orchestrator.daemon.worker")
 
 
 @dataclass(frozen=True)

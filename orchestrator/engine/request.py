@@ -159,17 +159,6 @@ class CallRequest(_Model):
         params["ClientToken"] = client_token
         return params
 
-    @property
-    def wants_screen_sharing_capability(self) -> bool:
-        caps = self.allowed_capabilities
-        return bool(
-            caps
-            and caps.customer
-            and caps.customer.screen_share == "SEND"
-            and caps.agent
-            and caps.agent.screen_share == "SEND"
-        )
-
 
 @dataclass(frozen=True)
 class RequestDefaults:

@@ -1,24 +1,32 @@
-"""Assembles a worker from `Settings`: the AWS clients, sinks, rate budget, engine and queue.
-
-The only place that creates clients. Everything below receives them.
+"""Assembles a worker from `Settings` and supervises it: the only place settings become engine
+values (quotas, request defaults, the watch policy) and the only place clients are created;
+everything below receives them. `run_daemon` is `orchestrator run`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+import signal
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import anyio
+import structlog
 from aiobotocore.session import AioSession, get_session
 
-from .gateway import AioConnectGateway, GatewayPolicies, connect_client_config
-from .lifecycle import LifecycleEngine
-from .metrics import Metrics
-from .queue import QueueSource
-from .ratelimit import RateBudget
-from .settings import Settings
-from .sinks import (
+from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
+from orchestrator.connect.operations import Operation, Quota
+from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.daemon.settings import ConnectSettings, Settings, WatchSettings
+from orchestrator.daemon.source import QueueSource
+from orchestrator.daemon.sqs import SqsQueueSource, sqs_client_config
+from orchestrator.daemon.worker import Worker, WorkerOptions
+from orchestrator.engine.lifecycle import LifecycleEngine
+from orchestrator.engine.request import RequestDefaults
+from orchestrator.engine.watch import ContactNotifier, WatchPolicy
+from orchestrator.metrics import Metrics
+from orchestrator.sinks import (
     BatchingSink,
     EventBridgeSink,
     EventSink,
@@ -28,9 +36,45 @@ from .sinks import (
     SnsEventSink,
     SqsEventSink,
 )
-from .sqs import SqsQueueSource, sqs_client_config
-from .watch import ContactNotifier
-from .worker import Worker, WorkerOptions
+
+
+def connect_quotas(connect: ConnectSettings) -> dict[Operation, Quota]:
+    """The account's quotas as configured in `[connect]`."""
+    return {
+        Operation.START_WEBRTC_CONTACT: Quota(
+            connect.start_webrtc_contact_rate, connect.start_webrtc_contact_burst
+        ),
+        Operation.DESCRIBE_CONTACT: Quota(
+            connect.describe_contact_rate, connect.describe_contact_burst
+        ),
+        Operation.START_SCREEN_SHARING: Quota(
+            connect.start_screen_sharing_rate, connect.start_screen_sharing_burst
+        ),
+    }
+
+
+def request_defaults(connect: ConnectSettings) -> RequestDefaults:
+    """What requests may leave out, and the instances and flows they may use."""
+    return RequestDefaults(
+        instance_id=connect.instance_id,
+        contact_flow_id=connect.contact_flow_id,
+        allowed_instance_ids=frozenset(connect.allowed_instance_ids),
+        allowed_contact_flow_ids=frozenset(connect.allowed_contact_flow_ids),
+    )
+
+
+def watch_policy(watch: WatchSettings) -> WatchPolicy:
+    """When to poll DescribeContact, from `[watch]`."""
+    return WatchPolicy(
+        first_delay_s=watch.first_delay_s,
+        multiplier=watch.multiplier,
+        max_interval_s=watch.max_interval_s,
+        max_wait_s=watch.max_wait_s,
+        jitter=watch.jitter,
+        queue_aware=watch.queue_aware,
+        head_contacts=watch.head_contacts,
+        head_interval_s=watch.head_interval_s,
+    )
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
@@ -44,7 +88,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         retry_base_delay_s=q.retry_base_delay_s,
         retry_max_delay_s=q.retry_max_delay_s,
         grace_period_s=settings.shutdown.grace_period_s,
-        request_defaults=settings.connect.request_defaults(),
+        request_defaults=request_defaults(settings.connect),
     )
 
 
@@ -112,11 +156,11 @@ async def open_worker(
         sink = FanoutSink([LogSink(), *extra_sinks, *batched], metrics=metrics)
 
         budget = RateBudget(
-            settings.connect.quotas(),
+            connect_quotas(settings.connect),
             share=settings.connect.quota_share,
             headroom=settings.connect.rate_headroom,
         )
-        metrics.watch_budget(budget)
+        metrics.watch_budget(budget.snapshots)
         gateway = AioConnectGateway(
             connect,
             budget,
@@ -127,7 +171,7 @@ async def open_worker(
         engine = LifecycleEngine(
             gateway=gateway,
             sink=sink,
-            watch=settings.watch.policy(),
+            watch=watch_policy(settings.watch),
             metrics=metrics,
             notifier=notifier if notifier is not None else ContactNotifier(),
             rng=rng or random.Random(),
@@ -136,3 +180,37 @@ async def open_worker(
             sqs = await client("sqs", settings.endpoint("queue"), sqs_client_config())
             source = await stack.enter_async_context(SqsQueueSource(sqs, settings.queue.url))
         yield Worker(source, engine, worker_options(settings), metrics=metrics, rng=rng)
+
+
+async def _stop_on_signals(worker: Worker) -> None:
+    """Each SIGTERM/SIGINT only asks the worker to stop (the second one skips the grace period)."""
+    log = structlog.get_logger("orchestrator.cli")
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("worker.signal", signal=signal.Signals(signum).name)
+            worker.stop()
+
+
+async def run_daemon(settings: Settings) -> None:
+    metrics = Metrics()
+    async with (
+        open_worker(settings, metrics=metrics) as worker,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_stop_on_signals, worker)
+        if settings.observability.enabled:
+            from orchestrator.daemon.observability import serve_observability  # noqa: PLC0415
+
+            connect_url = settings.endpoint("connect") or (
+                f"https://connect.{settings.aws.region}.amazonaws.com"
+            )
+            await tg.start(
+                serve_observability, settings.observability, worker, metrics, connect_url
+            )
+        structlog.get_logger("orchestrator.cli").info(
+            "worker.started",
+            queue_url=settings.queue.url,
+            max_in_flight=settings.queue.max_in_flight,
+        )
+        await worker.run()
+        tg.cancel_scope.cancel()

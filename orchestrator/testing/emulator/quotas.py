@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import Quota
+from orchestrator.connect.operations import Quota
 
 
 @dataclass

@@ -25,10 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .errors import ConfigError
-from .ratelimit import Quota
-from .request import RequestDefaults
-from .watch import WatchPolicy
+from orchestrator.errors import ConfigError
 
 ENV_PREFIX = "ORCHESTRATOR_"
 CONFIG_ENV = "ORCHESTRATOR_CONFIG"
@@ -87,17 +84,6 @@ class ConnectSettings(_Section):
     #: A 404 right after StartWebRTCContact is retried for this long (eventual consistency).
     consistency_window_s: float = Field(10.0, ge=0)
 
-    def quotas(self) -> dict[str, Quota]:
-        return {
-            "StartWebRTCContact": Quota(
-                self.start_webrtc_contact_rate, self.start_webrtc_contact_burst
-            ),
-            "DescribeContact": Quota(self.describe_contact_rate, self.describe_contact_burst),
-            "StartScreenSharing": Quota(
-                self.start_screen_sharing_rate, self.start_screen_sharing_burst
-            ),
-        }
-
     @model_validator(mode="after")
     def _defaults_allowed(self) -> ConnectSettings:
         for default, allowed, name in (
@@ -107,14 +93,6 @@ class ConnectSettings(_Section):
             if default and allowed and default not in allowed:
                 raise ValueError(f"{name} {default!r} is not in allowed_{name}s")
         return self
-
-    def request_defaults(self) -> RequestDefaults:
-        return RequestDefaults(
-            instance_id=self.instance_id,
-            contact_flow_id=self.contact_flow_id,
-            allowed_instance_ids=frozenset(self.allowed_instance_ids),
-            allowed_contact_flow_ids=frozenset(self.allowed_contact_flow_ids),
-        )
 
 
 class WatchSettings(_Section):
@@ -132,18 +110,6 @@ class WatchSettings(_Section):
         if self.max_interval_s < self.first_delay_s:
             raise ValueError("max_interval_s must be >= first_delay_s")
         return self
-
-    def policy(self) -> WatchPolicy:
-        return WatchPolicy(
-            first_delay_s=self.first_delay_s,
-            multiplier=self.multiplier,
-            max_interval_s=self.max_interval_s,
-            max_wait_s=self.max_wait_s,
-            jitter=self.jitter,
-            queue_aware=self.queue_aware,
-            head_contacts=self.head_contacts,
-            head_interval_s=self.head_interval_s,
-        )
 
 
 class EventsSettings(_Section):

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Literal, Self
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
-from .batcher import Batcher
-from .errors import QueueError
-from .queue import QueueMessage
+from orchestrator.batcher import Batcher
+from orchestrator.daemon.source import QueueMessage
+from orchestrator.errors import QueueError
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

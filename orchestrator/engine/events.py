@@ -12,9 +12,10 @@ they cannot reach a log by accident.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -45,9 +46,6 @@ FINAL_TYPES = frozenset(
         EventType.FAILED,
     }
 )
-
-#: Keys of `contact.started` that are secrets, carried only by sinks that opt in.
-SECRET_KEYS = ("ParticipantToken", "ConnectionData")
 
 
 class LifecycleEvent(BaseModel):
@@ -111,3 +109,14 @@ class LifecycleEvent(BaseModel):
 
     def __repr__(self) -> str:  # never shows secrets
         return f"LifecycleEvent(id={self.id!r}, contact_id={self.contact_id!r})"
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """The port where lifecycle events leave the engine (the implementations live in `sinks/`).
+
+    `publish` returns once every event is delivered, or raises `SinkError`."""
+
+    name: str
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None: ...

@@ -12,28 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.connect.operations import DEFAULT_QUOTAS as CONNECT_DEFAULT_QUOTAS
+from orchestrator.connect.operations import Operation, Quota
+
 #: The three Connect operations the emulator serves.
-OPERATIONS = ("StartWebRTCContact", "DescribeContact", "StartScreenSharing")
+OPERATIONS = tuple(op.value for op in Operation)
 
-
-@dataclass(frozen=True)
-class Quota:
-    """A token bucket: `rate` requests per second, up to `burst` at once."""
-
-    rate: float
-    burst: float
-
-    def __post_init__(self) -> None:
-        if self.rate <= 0 or self.burst < 1:
-            raise ValueError(f"a quota needs rate > 0 and burst >= 1, got {self.rate}/{self.burst}")
-
-
-#: Amazon Connect's default per-account quotas for the three operations.
-DEFAULT_QUOTAS: Mapping[str, Quota] = {
-    "DescribeContact": Quota(rate=10.0, burst=15.0),
-    "StartWebRTCContact": Quota(rate=2.0, burst=5.0),
-    "StartScreenSharing": Quota(rate=2.0, burst=5.0),
-}
+#: Connect's default quotas, keyed by operation name as the wire and the control API spell them.
+DEFAULT_QUOTAS: Mapping[str, Quota] = {op.value: q for op, q in CONNECT_DEFAULT_QUOTAS.items()}
 
 
 #: Settings fixed when the emulator starts (identity, randomness, event publishing).

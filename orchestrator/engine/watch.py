@@ -21,9 +21,9 @@ from enum import StrEnum
 
 import anyio
 
-from .clock import Clock
-from .frontier import QueueFrontier
-from .gateway import ConnectGateway, ContactSnapshot
+from orchestrator.clock import Clock
+from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot
+from orchestrator.engine.frontier import QueueFrontier
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ import structlog
 from aiohttp import web
 from anyio.abc import TaskStatus
 
-from .metrics import Metrics
-from .settings import ObservabilitySettings
-from .worker import Worker
+from orchestrator.daemon.settings import ObservabilitySettings
+from orchestrator.daemon.worker import Worker
+from orchestrator.metrics import Metrics
 
-log = structlog.get_logger("orchestrator.observability")
+log = structlog.get_logger("orchestrator.daemon.observability")
 
 
 class LoopMonitor:

@@ -5,7 +5,9 @@ behaves like a contact center (queue, agents, abandons, quotas, a concurrency ca
 and exposes its ground truth under `/_emulator/`. See the README's "Connect emulator" section.
 """
 
-from .config import DEFAULT_QUOTAS, OPERATIONS, EmulatorConfig, Quota
+from orchestrator.connect.operations import Quota
+
+from .config import DEFAULT_QUOTAS, OPERATIONS, EmulatorConfig
 from .control import ControlError, EmulatorControl
 from .server import Emulator, EmulatorThread, serve
 

@@ -18,23 +18,8 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from .clock import Clock, SystemClock
-
-
-@dataclass(frozen=True)
-class Quota:
-    """An account-level quota: `rate` requests per second, bursts of up to `burst`."""
-
-    rate: float
-    burst: float
-
-
-#: Amazon Connect's default quotas per account and Region.
-CONNECT_DEFAULT_QUOTAS: Mapping[str, Quota] = {
-    "StartWebRTCContact": Quota(2.0, 5.0),
-    "DescribeContact": Quota(10.0, 15.0),
-    "StartScreenSharing": Quota(2.0, 5.0),
-}
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
 
 
 @dataclass(order=True)
@@ -186,7 +171,7 @@ class RateBudget:
 
     def __init__(
         self,
-        quotas: Mapping[str, Quota] = CONNECT_DEFAULT_QUOTAS,
+        quotas: Mapping[Operation, Quota] | Mapping[str, Quota] = DEFAULT_QUOTAS,
         *,
         share: float = 1.0,
         headroom: float = 0.03,
@@ -198,8 +183,8 @@ class RateBudget:
         if not 0 <= headroom < 1:
             raise ValueError(f"headroom must be in [0, 1), got {headroom}")
         factor = share * (1.0 - headroom)
-        self.buckets = {
-            op: AdaptiveTokenBucket(
+        self.buckets: dict[str, AdaptiveTokenBucket] = {
+            Operation(op): AdaptiveTokenBucket(
                 op,
                 q.rate * factor,
                 max(1.0, q.burst * share - 1.0),
@@ -211,3 +196,7 @@ class RateBudget:
 
     def __getitem__(self, operation: str) -> AdaptiveTokenBucket:
         return self.buckets[operation]
+
+    def snapshots(self) -> list[tuple[str, tuple[float, float, int]]]:
+        """Every bucket's (tokens, rate, waiters), safe from another thread (for metrics)."""
+        return [(str(op), bucket.snapshot()) for op, bucket in self.buckets.items()]

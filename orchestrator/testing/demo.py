@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 from aiobotocore.session import AioSession
 
-from .emulator import Emulator, EmulatorConfig, EmulatorControl
-from .local_sqs import LocalSqsServer
-from .logs import configure_logging
-from .metrics import Metrics
-from .runtime import open_worker
-from .settings import Settings
-from .sqs import sqs_client_config
+from orchestrator.daemon.assembly import open_worker
+from orchestrator.daemon.logs import configure_logging
+from orchestrator.daemon.settings import Settings
+from orchestrator.daemon.sqs import sqs_client_config
+from orchestrator.metrics import Metrics
+from orchestrator.testing.emulator import Emulator, EmulatorConfig, EmulatorControl
+from orchestrator.testing.local_sqs import LocalSqsServer
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -22,7 +22,7 @@ from aiobotocore.session import get_session
 from .center import Contact
 from .config import EmulatorConfig
 
-log = structlog.get_logger("orchestrator.emulator")
+log = structlog.get_logger("orchestrator.testing.emulator")
 
 _BATCH = 10
 

@@ -27,16 +27,21 @@ from typing import Any
 
 import structlog
 
-from .clock import Clock, SystemClock
-from .errors import CapacityError, ConnectError, RetryableConnectError, RetryLater
-from .events import EventType, LifecycleEvent
-from .gateway import ConnectGateway, ContactSnapshot, StartedContact
-from .metrics import Metrics
-from .request import CallRequest, FieldError, client_token
-from .sinks import EventSink
-from .watch import ContactNotifier, WatchOutcome, WatchPolicy, WatchResult, watch_contact
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot, StartedContact
+from orchestrator.engine.events import EventSink, EventType, LifecycleEvent
+from orchestrator.engine.request import CallRequest, FieldError, client_token
+from orchestrator.engine.watch import (
+    ContactNotifier,
+    WatchOutcome,
+    WatchPolicy,
+    WatchResult,
+    watch_contact,
+)
+from orchestrator.errors import CapacityError, ConnectError, RetryableConnectError, RetryLater
+from orchestrator.metrics import Metrics
 
-log = structlog.get_logger("orchestrator.lifecycle")
+log = structlog.get_logger("orchestrator.engine.lifecycle")
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -128,7 +133,9 @@ class LifecycleEngine:
 
     async def _drive(self, request: CallRequest) -> LifecycleEvent:
         token = client_token(request.request_id, "start")
-        started = await self.gateway.start_webrtc_contact(request, token)
+        started = await self.gateway.start_webrtc_contact(
+            request.start_webrtc_contact_params(token), request_id=request.request_id
+        )
         # The consistency window opens once the contact exists: capacity and throttle waits
         # inside the start call can outlast it.
         started_mono = self.clock.monotonic()
@@ -278,22 +285,3 @@ def _sides_without_screen_share(request: CallRequest, snapshot: ContactSnapshot)
         if not allowed:
             sides.append(side)
     return sides
-
-
-async def run_lifecycle(
-    request: CallRequest,
-    *,
-    gateway: ConnectGateway,
-    sink: EventSink,
-    watch: WatchPolicy | None = None,
-    clock: Clock | None = None,
-    final_attempt: bool = True,
-) -> LifecycleEvent:
-    """One-off convenience around `LifecycleEngine(...).run(request)`."""
-    engine = LifecycleEngine(
-        gateway=gateway,
-        sink=sink,
-        watch=watch or WatchPolicy(),
-        clock=clock or SystemClock(),
-    )
-    return await engine.run(request, final_attempt=final_attempt)

@@ -17,29 +17,29 @@ import structlog
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from .clock import Clock, SystemClock
-from .errors import (
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.connect.operations import Operation
+from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.errors import (
     CapacityError,
     ConnectError,
     RetryableConnectError,
     TerminalConnectError,
     ThrottledError,
 )
-from .metrics import Metrics
-from .ratelimit import RateBudget
-from .request import CallRequest
-from .retry import RetryPolicy
+from orchestrator.metrics import Metrics
+from orchestrator.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient
 
-log = structlog.get_logger("orchestrator.gateway")
+log = structlog.get_logger("orchestrator.connect.gateway")
 
 T = TypeVar("T")
 
-START = "StartWebRTCContact"
-DESCRIBE = "DescribeContact"
-SCREEN_SHARING = "StartScreenSharing"
+START = Operation.START_WEBRTC_CONTACT
+DESCRIBE = Operation.DESCRIBE_CONTACT
+SCREEN_SHARING = Operation.START_SCREEN_SHARING
 
 _THROTTLE_CODES = frozenset(
     {"ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded"}
@@ -114,8 +114,10 @@ class ContactSnapshot:
 class ConnectGateway(Protocol):
     """The three Connect operations, as the lifecycle needs them."""
 
-    async def start_webrtc_contact(self, request: CallRequest, client_token: str) -> StartedContact:
-        """Start (or, with a known token, find) the request's contact."""
+    async def start_webrtc_contact(
+        self, params: Mapping[str, Any], *, request_id: str
+    ) -> StartedContact:
+        """Start (or, with the same `ClientToken` in `params`, find) the request's contact."""
         ...
 
     async def describe_contact(
@@ -237,7 +239,7 @@ class AioConnectGateway:
 
     async def _attempt(
         self,
-        operation: str,
+        operation: Operation,
         call: Callable[[], Awaitable[T]],
         *,
         priority: float,
@@ -263,8 +265,9 @@ class AioConnectGateway:
         self._metrics.connect_calls.labels(operation, "ok").inc()
         return result
 
-    async def start_webrtc_contact(self, request: CallRequest, client_token: str) -> StartedContact:
-        params = request.start_webrtc_contact_params(client_token)
+    async def start_webrtc_contact(
+        self, params: Mapping[str, Any], *, request_id: str
+    ) -> StartedContact:
 
         async def call() -> StartedContact:
             response = await self._attempt(
@@ -280,7 +283,7 @@ class AioConnectGateway:
             )
 
         return await self._policies.start.call(
-            call, clock=self._clock, context={"request_id": request.request_id}
+            call, clock=self._clock, context={"request_id": request_id}
         )
 
     async def describe_contact(

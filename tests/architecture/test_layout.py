@@ -1,0 +1,117 @@
+"""The folders draw the data path and imports point one way:
+`daemon -> engine -> connect -> shared`, `sinks -> engine.events`, `testing -> anything`;
+nothing in production imports `testing/`, and `bench/` never imports `tests/`."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "orchestrator"
+SHARED = {"errors", "clock", "metrics", "retry", "batcher"}
+
+#: What each layer may import from the package (beyond itself).
+ALLOWED: dict[str, set[str]] = {
+    "shared": {"shared"},
+    "connect": {"shared", "connect"},
+    "engine": {"shared", "connect", "engine"},
+    "sinks": {"shared", "sinks", "engine.events"},
+    "daemon": {"shared", "connect", "engine", "sinks", "daemon"},
+}
+
+
+def _layer(module: str) -> str:
+    """`orchestrator.engine.watch` -> `engine`; shared modules -> `shared`."""
+    parts = module.split(".")
+    if len(parts) < 2:
+        return "top"
+    if parts[1] in SHARED:
+        return "shared"
+    return parts[1]
+
+
+def _module_name(path: Path) -> str:
+    relative = path.relative_to(ROOT).with_suffix("")
+    parts = list(relative.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module `path` imports, at any depth (lazy imports inside functions included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = _module_name(path).rsplit(".", 1)[0]
+    if path.name == "__init__.py":
+        package = _module_name(path)
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            found.append(target)
+            found += [f"{target}.{alias.name}" for alias in node.names]
+    return found
+
+
+def _allowed(source_layer: str, target: str) -> bool:
+    target_layer = _layer(target)
+    if target_layer == "top":  # `orchestrator` itself (the version string)
+        return True
+    allowed = ALLOWED[source_layer]
+    if target_layer in allowed:
+        return True
+    dotted = [f"orchestrator.{rule}" for rule in allowed if "." in rule]
+    return any(target == rule or target.startswith(rule + ".") for rule in dotted)
+
+
+def _production_modules() -> list[Path]:
+    return [p for p in sorted(PACKAGE.rglob("*.py")) if _layer(_module_name(p)) in ALLOWED]
+
+
+@pytest.mark.parametrize("path", _production_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_production_imports_point_one_way(path: Path) -> None:
+    layer = _layer(_module_name(path))
+    wrong = [
+        target
+        for target in _imports(path)
+        if target.startswith("orchestrator.") and not _allowed(layer, target)
+    ]
+    assert not wrong, f"{layer} module imports {sorted(set(wrong))}"
+
+
+def test_every_production_module_belongs_to_a_layer() -> None:
+    loose = [
+        p.name
+        for p in PACKAGE.glob("*.py")
+        if p.stem not in SHARED | {"__init__", "__main__", "cli"}
+    ]
+    assert not loose, f"modules at the package root outside the shared set: {loose}"
+
+
+def test_benchmarks_never_import_the_tests() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): target
+        for path in sorted((ROOT / "bench").rglob("*.py"))
+        for target in _imports(path)
+        if target == "tests" or target.startswith("tests.")
+    }
+    assert not offenders, offenders
+
+
+def test_the_rule_catches_an_upward_import() -> None:
+    """The check itself: a connect module importing the engine is refused."""
+    assert not _allowed("connect", "orchestrator.engine.request")
+    assert not _allowed("daemon", "orchestrator.testing.emulator")
+    assert not _allowed("sinks", "orchestrator.engine.lifecycle")
+    assert _allowed("sinks", "orchestrator.engine.events")
+    assert _allowed("daemon", "orchestrator.connect.gateway")
