@@ -91,7 +91,9 @@ class Metrics:
         )
         self.detection_delay = Histogram(
             "orchestrator_agent_detection_delay_seconds",
-            "Agent connection (Connect's timestamp) to the orchestrator noticing it",
+            "Agent connection (Connect's timestamp) to the orchestrator noticing it, by how it "
+            "was noticed (event: a contact event woke the watch; poll: the polling schedule)",
+            ["via"],
             buckets=_DELAY_BUCKETS,
             registry=r,
         )
@@ -123,6 +125,52 @@ class Metrics:
             "orchestrator_event_loop_lag_seconds",
             "How late the event loop runs a timer scheduled on time",
             buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.waiting_to_start = Gauge(
+            "orchestrator_requests_waiting_to_start",
+            "Messages received but whose contact is not started yet (bounded by admission)",
+            registry=r,
+        )
+        self.capacity_blocked = Gauge(
+            "orchestrator_capacity_blocked",
+            "1 while the instance is at its concurrent-call cap and admission is paused",
+            registry=r,
+        )
+        self.deployment_faults = Counter(
+            "orchestrator_deployment_faults",
+            "Failures that are the deployment's, not the request's (access denied, not Connect, "
+            "unknown default instance or flow, sink down), by reason; the message goes back",
+            ["reason"],
+            registry=r,
+        )
+        self.messages_given_up = Counter(
+            "orchestrator_messages_given_up",
+            "Messages on their last allowed receive that the worker stopped retrying, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.contact_events = Counter(
+            "orchestrator_contact_events_received",
+            "Connect contact events read from the contact-events queue, by event type",
+            ["type"],
+            registry=r,
+        )
+        self.contact_event_outcomes = Counter(
+            "orchestrator_contact_events",
+            "What became of contact events: matched (woke a watch), early (kept for a watch "
+            "about to start), unmatched, duplicate, malformed",
+            ["outcome"],
+            registry=r,
+        )
+        self.fleet_degraded = Gauge(
+            "orchestrator_fleet_degraded",
+            "1 while Redis is unreachable and the worker runs on its conservative local share",
+            registry=r,
+        )
+        self.fleet_workers = Gauge(
+            "orchestrator_fleet_workers_seen",
+            "Live workers seen in the fleet's heartbeats (1 without fleet mode)",
             registry=r,
         )
         self.last_receive = Gauge(

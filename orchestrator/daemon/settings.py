@@ -56,6 +56,15 @@ class QueueSettings(_Section):
     #: Hand-back delay after a transient failure: base * 2^(receives-1), capped.
     retry_base_delay_s: int = Field(10, ge=0, le=43_200)
     retry_max_delay_s: int = Field(900, ge=0, le=43_200)
+    #: A request not started within this many seconds of its SentTimestamp ends with
+    #: `request.expired` instead of reaching Connect (0: never). A redelivery whose contact
+    #: may exist is never expired.
+    request_ttl_s: float = Field(300.0, ge=0)
+    #: Admission: receive only what StartWebRTCContact can start within this many seconds at
+    #: the rate this worker may use (the backlog stays in the queue) ...
+    admission_window_s: float = Field(5.0, gt=0, le=60)
+    #: ... and never hold more than this many received-but-unstarted messages.
+    max_waiting_to_start: int = Field(10, ge=1, le=1000)
 
 
 class ConnectSettings(_Section):
@@ -122,6 +131,21 @@ class EventsSettings(_Section):
     endpoint_url: str | None = None
 
 
+class ContactEventsSettings(_Section):
+    """Connect contact events (EventBridge -> SQS) that wake watches at once; polling stays the
+    fallback. Off unless `queue_url` is set."""
+
+    queue_url: str | None = None
+    endpoint_url: str | None = None
+
+
+class FleetSettings(_Section):
+    """Fleet mode: replicas share the account's Connect quotas and contact events through Redis.
+    Off unless `redis_url` is set (`redis://` or `rediss://`, AUTH in the URL's user info)."""
+
+    redis_url: str | None = None
+
+
 class ShutdownSettings(_Section):
     #: After SIGTERM: how long in-flight lifecycles may finish before being handed back.
     grace_period_s: float = Field(30.0, ge=0)
@@ -156,6 +180,8 @@ class Settings(BaseSettings):
     connect: ConnectSettings = ConnectSettings()
     watch: WatchSettings = WatchSettings()
     events: EventsSettings = EventsSettings()
+    contact_events: ContactEventsSettings = ContactEventsSettings()
+    fleet: FleetSettings = FleetSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     logging: LoggingSettings = LoggingSettings()
@@ -177,7 +203,9 @@ class Settings(BaseSettings):
 
     # -- derived values --------------------------------------------------------------------------
 
-    def endpoint(self, section: Literal["queue", "connect", "events"]) -> str | None:
+    def endpoint(
+        self, section: Literal["queue", "connect", "events", "contact_events"]
+    ) -> str | None:
         """The endpoint for one client: the section's own, else `[aws] endpoint_url`."""
         own: str | None = getattr(self, section).endpoint_url
         return own or self.aws.endpoint_url

@@ -207,7 +207,9 @@ class LifecycleEngine:
         connected = snap.agent_connected_at
         waited = None
         if connected is not None:
-            self.metrics.detection_delay.observe(max(0.0, result.observed_at - connected))
+            self.metrics.detection_delay.labels(result.noticed_via).observe(
+                max(0.0, result.observed_at - connected)
+            )
             if snap.initiated_at is not None:
                 waited = round(connected - snap.initiated_at, 3)
                 self.metrics.time_to_agent.observe(max(0.0, waited))

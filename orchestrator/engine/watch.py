@@ -80,6 +80,8 @@ class WatchResult:
     observed_at: float
     #: Monotonic time of the observation, for consistency windows.
     observed_mono: float
+    #: How the outcome was noticed: "event" when a notification woke the watch, else "poll".
+    noticed_via: str = "poll"
 
 
 def verdict(snapshot: ContactSnapshot, deadline: float) -> WatchOutcome | None:

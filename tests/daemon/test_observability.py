@@ -101,7 +101,7 @@ async def test_metrics_move_as_requests_complete(
     assert moved("orchestrator_connect_calls_total", operation="DescribeContact", result="ok") >= 3
     assert moved("orchestrator_polls_per_contact_count") == 3
     assert moved("orchestrator_time_to_agent_seconds_count") == 3
-    assert moved("orchestrator_agent_detection_delay_seconds_count") == 3
+    assert moved("orchestrator_agent_detection_delay_seconds_count", via="poll") == 3
     assert moved("orchestrator_event_publishes_total", sink="log") >= 12
     assert after[("orchestrator_lifecycles_in_flight", ())] == 0
     assert (
