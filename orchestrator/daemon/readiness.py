@@ -1,0 +1,49 @@
+"""What each part of the daemon says about its readiness, read by `/readyz`.
+
+Parts that can make the worker unable to do its job without crashing it (a deployment fault
+seen by the lifecycle, the contact-events queue, the fleet's Redis) report here instead of
+ending requests. A report is an immutable value replaced whole, so the observability thread
+reads a consistent one without a lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class Report:
+    """One part's state. `ok=False` makes `/readyz` fail with `reason`; `degraded` only says
+    that the part runs on a fallback (the worker still works, `/readyz` stays ready)."""
+
+    ok: bool = True
+    reason: str | None = None
+    degraded: bool = False
+
+
+class ReadinessBoard:
+    """The latest report of each named part (`queue`, `contact_events`, `fleet`, ...)."""
+
+    def __init__(self) -> None:
+        self._reports: Mapping[str, Report] = MappingProxyType({})
+
+    def report(self, part: str, report: Report) -> None:
+        self._reports = MappingProxyType({**self._reports, part: report})
+
+    def ok(self, part: str) -> None:
+        self.report(part, Report())
+
+    def fail(self, part: str, reason: str) -> None:
+        self.report(part, Report(ok=False, reason=reason))
+
+    def degrade(self, part: str, reason: str) -> None:
+        self.report(part, Report(ok=True, reason=reason, degraded=True))
+
+    def snapshot(self) -> Mapping[str, Report]:
+        return self._reports
+
+    @property
+    def ready(self) -> bool:
+        return all(report.ok for report in self._reports.values())
