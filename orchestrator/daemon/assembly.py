@@ -18,6 +18,7 @@ from aiobotocore.session import AioSession, get_session
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from orchestrator.connect.operations import Operation, Quota
 from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.daemon.settings import ConnectSettings, Settings, WatchSettings
 from orchestrator.daemon.source import QueueSource
 from orchestrator.daemon.sqs import SqsQueueSource, sqs_client_config
@@ -119,6 +120,7 @@ async def open_worker(
     """
     session = session or get_session()
     metrics = metrics or Metrics()
+    readiness = ReadinessBoard()
     region = settings.aws.region
     async with contextlib.AsyncExitStack() as stack:
 
@@ -179,7 +181,14 @@ async def open_worker(
         if source is None:
             sqs = await client("sqs", settings.endpoint("queue"), sqs_client_config())
             source = await stack.enter_async_context(SqsQueueSource(sqs, settings.queue.url))
-        yield Worker(source, engine, worker_options(settings), metrics=metrics, rng=rng)
+        yield Worker(
+            source,
+            engine,
+            worker_options(settings),
+            metrics=metrics,
+            rng=rng,
+            readiness=readiness,
+        )
 
 
 async def _stop_on_signals(worker: Worker) -> None:

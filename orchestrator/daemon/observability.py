@@ -107,18 +107,22 @@ class Health:
         return not (checks["event_loop_stalled"] or receive_stalled), checks
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        checks = {
+        checks: dict[str, Any] = {
             "running": self.worker.running,
             "stopping": self.worker.stopping,
             "queue_ok": self.worker.receive_failures == 0,
             "connect_reachable": self.connect.reachable is True,
             "connect_error": self.connect.error,
         }
+        board = self.worker.readiness
+        for part, report in board.snapshot().items():
+            checks[part] = {"ok": report.ok, "degraded": report.degraded, "reason": report.reason}
         ready = (
             checks["running"]
             and not checks["stopping"]
             and checks["queue_ok"]
             and checks["connect_reachable"]
+            and board.ready
         )
         return bool(ready), checks
 

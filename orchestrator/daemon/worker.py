@@ -26,6 +26,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from orchestrator.clock import Clock, SystemClock
+from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.daemon.source import QueueMessage, QueueSource
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import RequestDefaults, RequestRejected, parse_request
@@ -76,8 +77,11 @@ class Worker:
         metrics: Metrics | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        readiness: ReadinessBoard | None = None,
     ) -> None:
         self.source = source
+        #: Where this worker and the parts assembled with it report to `/readyz`.
+        self.readiness = readiness or ReadinessBoard()
         self.engine = engine
         self.options = options or WorkerOptions()
         self.metrics = metrics or engine.metrics
