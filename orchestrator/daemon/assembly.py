@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import random
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -181,6 +181,8 @@ async def open_worker(
         if source is None:
             sqs = await client("sqs", settings.endpoint("queue"), sqs_client_config())
             source = await stack.enter_async_context(SqsQueueSource(sqs, settings.queue.url))
+        #: Loops the worker owns beside its receive loop (contact events, fleet heartbeats).
+        services: list[Callable[[], Awaitable[None]]] = []
         yield Worker(
             source,
             engine,
@@ -188,6 +190,7 @@ async def open_worker(
             metrics=metrics,
             rng=rng,
             readiness=readiness,
+            services=services,
         )
 
 

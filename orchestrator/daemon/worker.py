@@ -19,6 +19,7 @@ Data flows one way: queue source -> request validation -> lifecycle engine -> si
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -78,10 +79,14 @@ class Worker:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         readiness: ReadinessBoard | None = None,
+        services: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.source = source
         #: Where this worker and the parts assembled with it report to `/readyz`.
         self.readiness = readiness or ReadinessBoard()
+        #: Loops that live as long as the worker (contact-events consumer, fleet heartbeats):
+        #: started in its task group, cancelled once the last lifecycle is done or handed back.
+        self._services = tuple(services)
         self.engine = engine
         self.options = options or WorkerOptions()
         self.metrics = metrics or engine.metrics
@@ -133,6 +138,8 @@ class Worker:
             await self._read_redrive_policy()
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._heartbeat)
+                for service in self._services:
+                    outer.start_soon(service)
                 async with anyio.create_task_group() as lifecycles:
                     await self._receive_loop(lifecycles, drain=drain)
                     await self._drain_in_flight()
