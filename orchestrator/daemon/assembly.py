@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import random
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 import anyio
@@ -182,7 +182,7 @@ async def open_worker(
             sqs = await client("sqs", settings.endpoint("queue"), sqs_client_config())
             source = await stack.enter_async_context(SqsQueueSource(sqs, settings.queue.url))
         #: Loops the worker owns beside its receive loop (contact events, fleet heartbeats).
-        services: list[Callable[[], Awaitable[None]]] = []
+        services: list[Callable[[], Coroutine[Any, Any, None]]] = []
         yield Worker(
             source,
             engine,

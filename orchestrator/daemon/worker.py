@@ -19,8 +19,9 @@ Data flows one way: queue source -> request validation -> lifecycle engine -> si
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import structlog
@@ -79,7 +80,7 @@ class Worker:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         readiness: ReadinessBoard | None = None,
-        services: Sequence[Callable[[], Awaitable[None]]] = (),
+        services: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.source = source
         #: Where this worker and the parts assembled with it report to `/readyz`.
