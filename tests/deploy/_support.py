@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import fnmatch
 import json
 import re
 import shlex
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from aiobotocore.session import AioSession
 from pydantic import BaseModel
 
 from orchestrator.daemon.settings import CONFIG_ENV, ENV_PREFIX, Settings
@@ -23,7 +25,9 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = DEPLOY / "docker-compose.yml"
 KUBERNETES = DEPLOY / "kubernetes"
 IAM_POLICY = DEPLOY / "iam-policy.json"
+CLOUDFORMATION = DEPLOY / "cloudformation" / "contact-orchestrator.yaml"
 SYSTEMD_UNIT = DEPLOY / "systemd" / "contact-orchestrator.service"
+SYSTEMD_TEMPLATE = DEPLOY / "systemd" / "contact-orchestrator@.service"
 INIT_SCRIPT = DEPLOY / "compose" / "init_local_aws.py"
 EXAMPLE_CONFIG = ROOT / "config.example.toml"
 
@@ -243,8 +247,102 @@ def dockerignore_patterns() -> list[str]:
 # -- systemd ------------------------------------------------------------------------------------
 
 
-def systemd_unit() -> configparser.RawConfigParser:
+def systemd_unit(path: Path = SYSTEMD_UNIT) -> configparser.RawConfigParser:
     parser = configparser.RawConfigParser(strict=False, interpolation=None, delimiters=("=",))
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
-    parser.read_string(SYSTEMD_UNIT.read_text())
+    parser.read_string(path.read_text())
     return parser
+
+
+# -- IAM: what a real worker calls, and what a policy allows --------------------------------------
+
+#: API operation -> the IAM action that authorizes it (batch calls use the single-entry action).
+IAM_ACTIONS = {
+    ("sqs", "ReceiveMessage"): "sqs:ReceiveMessage",
+    ("sqs", "GetQueueAttributes"): "sqs:GetQueueAttributes",
+    ("sqs", "DeleteMessage"): "sqs:DeleteMessage",
+    ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage",
+    ("sqs", "ChangeMessageVisibility"): "sqs:ChangeMessageVisibility",
+    ("sqs", "ChangeMessageVisibilityBatch"): "sqs:ChangeMessageVisibility",
+    ("sqs", "SendMessage"): "sqs:SendMessage",
+    ("sqs", "SendMessageBatch"): "sqs:SendMessage",
+    ("sns", "Publish"): "sns:Publish",
+    ("sns", "PublishBatch"): "sns:Publish",
+    ("events", "PutEvents"): "events:PutEvents",
+    ("connect", "StartWebRTCContact"): "connect:StartWebRTCContact",
+    ("connect", "DescribeContact"): "connect:DescribeContact",
+    ("connect", "StartScreenSharing"): "connect:StartScreenSharing",
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    service: str  # the signing name, which is the IAM service prefix for these four services
+    operation: str
+    params: dict[str, Any]
+
+    @property
+    def action(self) -> str:
+        key = (self.service, self.operation)
+        assert key in IAM_ACTIONS, f"the worker makes a call the policy knows nothing of: {key}"
+        return IAM_ACTIONS[key]
+
+    def resources(self, region: str, account: str) -> list[str]:
+        """The ARNs AWS authorizes this call against (Service Authorization Reference)."""
+        p = self.params
+        connect = f"arn:aws:connect:{region}:{account}:instance/{p.get('InstanceId')}"
+        match self.service:
+            case "sqs":
+                return [f"arn:aws:sqs:{region}:{account}:{p['QueueUrl'].rsplit('/', 1)[-1]}"]
+            case "sns":
+                return [p["TopicArn"]]
+            case "events":
+                buses = {e["EventBusName"] for e in p["Entries"]}
+                return [f"arn:aws:events:{region}:{account}:event-bus/{bus}" for bus in buses]
+            case "connect" if self.operation == "StartWebRTCContact":
+                return [f"{connect}/contact-flow/{p['ContactFlowId']}"]
+            case "connect" if self.operation == "DescribeContact":
+                return [f"{connect}/contact/{p['ContactId']}"]
+            case "connect" if self.operation == "StartScreenSharing":
+                return [f"{connect}/contact/{p['ContactId']}", connect]
+        raise AssertionError(f"no resource mapping for {self.service}:{self.operation}")
+
+
+class Recorder:
+    """Records every call a session's clients send, with the parameters they were given."""
+
+    def __init__(self, session: AioSession) -> None:
+        self.calls: list[Call] = []
+        session.register("before-parameter-build", self._params)
+        session.register("before-call", self._call)
+
+    def _params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["deploy_test_params"] = json.loads(json.dumps(params, default=str))
+
+    def _call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        params = context.get("deploy_test_params", {})
+        self.calls.append(Call(model.service_model.signing_name, model.name, params))
+
+
+def as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def statements_allow(
+    statements: list[dict[str, Any]],
+    action: str,
+    arn: str,
+    placeholders: dict[str, str] | None = None,
+) -> bool:
+    """Whether Allow statements (Action/Resource, `*` wildcards) grant `action` on `arn`."""
+    for statement in statements:
+        if statement["Effect"] != "Allow" or action not in as_list(statement["Action"]):
+            continue
+        for resource in as_list(statement["Resource"]):
+            pattern = resource
+            # Longest first: EVENTS_QUEUE_NAME is part of CONTACT_EVENTS_QUEUE_NAME.
+            for placeholder in sorted(placeholders or {}, key=len, reverse=True):
+                pattern = pattern.replace(placeholder, (placeholders or {})[placeholder])
+            if fnmatch.fnmatchcase(arn, pattern):
+                return True
+    return False

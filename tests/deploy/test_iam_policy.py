@@ -9,10 +9,8 @@ with its placeholders filled in for this run, must allow every one of them and g
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,7 +19,7 @@ from aiobotocore.session import AioSession, get_session
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import FLOW_ID, INSTANCE_ID, REGION
-from tests.deploy._support import IAM_POLICY
+from tests.deploy._support import IAM_ACTIONS, IAM_POLICY, Recorder, as_list, statements_allow
 from tests.support import create_queue_with_dlq, queue_counts, request_body, send_all, settings_for
 
 if TYPE_CHECKING:
@@ -35,73 +33,6 @@ VISIBILITY_TIMEOUT_S = 4
 #: The lifecycle outlives half the visibility timeout, so the heartbeat must extend its message.
 AGENT_DELAY_S = 3.5
 
-#: API operation -> the IAM action that authorizes it (batch calls use the single-entry action).
-IAM_ACTIONS = {
-    ("sqs", "ReceiveMessage"): "sqs:ReceiveMessage",
-    ("sqs", "GetQueueAttributes"): "sqs:GetQueueAttributes",
-    ("sqs", "DeleteMessage"): "sqs:DeleteMessage",
-    ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage",
-    ("sqs", "ChangeMessageVisibility"): "sqs:ChangeMessageVisibility",
-    ("sqs", "ChangeMessageVisibilityBatch"): "sqs:ChangeMessageVisibility",
-    ("sqs", "SendMessage"): "sqs:SendMessage",
-    ("sqs", "SendMessageBatch"): "sqs:SendMessage",
-    ("sns", "Publish"): "sns:Publish",
-    ("sns", "PublishBatch"): "sns:Publish",
-    ("events", "PutEvents"): "events:PutEvents",
-    ("connect", "StartWebRTCContact"): "connect:StartWebRTCContact",
-    ("connect", "DescribeContact"): "connect:DescribeContact",
-    ("connect", "StartScreenSharing"): "connect:StartScreenSharing",
-}
-
-
-@dataclass(frozen=True)
-class Call:
-    service: str  # the signing name, which is the IAM service prefix for these four services
-    operation: str
-    params: dict[str, Any]
-
-    @property
-    def action(self) -> str:
-        key = (self.service, self.operation)
-        assert key in IAM_ACTIONS, f"the worker makes a call the policy knows nothing of: {key}"
-        return IAM_ACTIONS[key]
-
-    def resources(self) -> list[str]:
-        """The ARNs AWS authorizes this call against (Service Authorization Reference)."""
-        p = self.params
-        connect = f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{p.get('InstanceId')}"
-        match self.service:
-            case "sqs":
-                return [f"arn:aws:sqs:{REGION}:{ACCOUNT}:{p['QueueUrl'].rsplit('/', 1)[-1]}"]
-            case "sns":
-                return [p["TopicArn"]]
-            case "events":
-                buses = {e["EventBusName"] for e in p["Entries"]}
-                return [f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{bus}" for bus in buses]
-            case "connect" if self.operation == "StartWebRTCContact":
-                return [f"{connect}/contact-flow/{p['ContactFlowId']}"]
-            case "connect" if self.operation == "DescribeContact":
-                return [f"{connect}/contact/{p['ContactId']}"]
-            case "connect" if self.operation == "StartScreenSharing":
-                return [f"{connect}/contact/{p['ContactId']}", connect]
-        raise AssertionError(f"no resource mapping for {self.service}:{self.operation}")
-
-
-class Recorder:
-    """Records every call a session's clients send, with the parameters they were given."""
-
-    def __init__(self, session: AioSession) -> None:
-        self.calls: list[Call] = []
-        session.register("before-parameter-build", self._params)
-        session.register("before-call", self._call)
-
-    def _params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context["deploy_test_params"] = json.loads(json.dumps(params, default=str))
-
-    def _call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
-        params = context.get("deploy_test_params", {})
-        self.calls.append(Call(model.service_model.signing_name, model.name, params))
-
 
 def policy_statements() -> list[dict[str, Any]]:
     policy = json.loads(IAM_POLICY.read_text())
@@ -113,25 +44,12 @@ def policy_statements() -> list[dict[str, Any]]:
     return statements
 
 
-def as_list(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else value
-
-
 def policy_actions() -> set[str]:
     return {action for s in policy_statements() for action in as_list(s["Action"])}
 
 
 def allowed(action: str, arn: str, placeholders: dict[str, str]) -> bool:
-    for statement in policy_statements():
-        if action not in as_list(statement["Action"]):
-            continue
-        for resource in as_list(statement["Resource"]):
-            pattern = resource
-            for placeholder, value in placeholders.items():
-                pattern = pattern.replace(placeholder, value)
-            if fnmatch.fnmatchcase(arn, pattern):
-                return True
-    return False
+    return statements_allow(policy_statements(), action, arn, placeholders)
 
 
 def test_policy_is_least_privilege_in_form() -> None:
@@ -148,12 +66,19 @@ def test_policy_is_least_privilege_in_form() -> None:
 async def test_policy_allows_every_call_a_worker_makes_and_nothing_more(
     start_emulator: Any, sqs_server: LocalSqsServer, sqs_client: SQSClient
 ) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    # Connect's contact events reach the worker through their own queue (the emulator publishes
+    # what an EventBridge rule would deliver).
+    contact_events = (await sqs_client.create_queue(QueueName=f"contact-events-{suffix}"))[
+        "QueueUrl"
+    ]
     emulator = await start_emulator(
         agent_delay_s=(AGENT_DELAY_S, AGENT_DELAY_S),
         instance_ids=frozenset({INSTANCE_ID}),
         contact_flow_ids=frozenset({FLOW_ID}),
+        events_queue_url=contact_events,
+        events_endpoint_url=sqs_server.url,
     )
-    suffix = uuid.uuid4().hex[:8]
     queue, dlq = await create_queue_with_dlq(sqs_client)
     events_queue = (await sqs_client.create_queue(QueueName=f"events-{suffix}"))["QueueUrl"]
     setup = get_session()
@@ -176,6 +101,7 @@ async def test_policy_allows_every_call_a_worker_makes_and_nothing_more(
             "sns_topic_arn": topic,
             "eventbridge_bus": f"events-{suffix}",
         },
+        contact_events={"queue_url": contact_events},
     )
     session = AioSession()
     recorder = Recorder(session)
@@ -211,19 +137,27 @@ async def test_policy_allows_every_call_a_worker_makes_and_nothing_more(
         "ACCOUNT_ID": ACCOUNT,
         "REQUEST_QUEUE_NAME": queue.rsplit("/", 1)[-1],
         "EVENTS_QUEUE_NAME": events_queue.rsplit("/", 1)[-1],
+        "CONTACT_EVENTS_QUEUE_NAME": contact_events.rsplit("/", 1)[-1],
         "EVENTS_TOPIC_NAME": topic.rsplit(":", 1)[-1],
         "EVENT_BUS_NAME": f"events-{suffix}",
         "CONTACT_FLOW_ID": FLOW_ID,
         "INSTANCE_ID": INSTANCE_ID,
     }
     for call in calls:
-        for arn in call.resources():
+        for arn in call.resources(REGION, ACCOUNT):
             assert allowed(call.action, arn, placeholders), (call.action, arn)
     # ...and only on its own resource: the events queue cannot be consumed, nor requests sent.
     events_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{placeholders['EVENTS_QUEUE_NAME']}"
     request_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{placeholders['REQUEST_QUEUE_NAME']}"
     assert not allowed("sqs:ReceiveMessage", events_arn, placeholders)
     assert not allowed("sqs:SendMessage", request_arn, placeholders)
+    # The contact-events queue is read and emptied, never written (EventBridge writes it).
+    contact_events_arn = (
+        f"arn:aws:sqs:{REGION}:{ACCOUNT}:{placeholders['CONTACT_EVENTS_QUEUE_NAME']}"
+    )
+    assert allowed("sqs:ReceiveMessage", contact_events_arn, placeholders)
+    assert allowed("sqs:DeleteMessage", contact_events_arn, placeholders)
+    assert not allowed("sqs:SendMessage", contact_events_arn, placeholders)
 
     # sqs:ChangeMessageVisibility covers both paths that change visibility: the hand-back of the
     # invalid message (visibility 0) and the heartbeat that kept the long lifecycle's message
