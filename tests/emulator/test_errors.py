@@ -266,19 +266,42 @@ async def test_throttled_describe_and_screen_sharing_are_throttling_exception(
         assert answer.message == "Rate exceeded"
 
 
-async def test_throttled_start_is_limit_exceeded_exception(
+async def test_start_over_its_rate_is_too_many_requests_exception(
     start_emulator: Callable[..., Any], client_for: ClientFactory
 ) -> None:
     emulator = await start_emulator(quotas={"StartWebRTCContact": Quota(rate=0.01, burst=1.0)})
     client = await client_for(emulator)
     await client.start_web_rtc_contact(**start_args())
 
-    with pytest.raises(client.exceptions.LimitExceededException) as raised:
+    with pytest.raises(client.exceptions.TooManyRequestsException) as raised:
         await client.start_web_rtc_contact(**start_args())
 
     answer = answer_of(raised.value)
-    assert (answer.code, answer.status) == ("LimitExceededException", 429)
+    assert (answer.code, answer.status) == ("TooManyRequestsException", 429)
     assert answer.message == "Rate exceeded"
+    assert "concurren" not in answer.message.lower()
+
+
+async def test_start_at_the_concurrent_call_cap_is_limit_exceeded_not_too_many_requests(
+    start_emulator: Callable[..., Any], client_for: ClientFactory
+) -> None:
+    emulator = await start_emulator(
+        max_concurrent_calls=1, quotas={"StartWebRTCContact": Quota(rate=0.01, burst=2.0)}
+    )
+    client = await client_for(emulator)
+    await client.start_web_rtc_contact(**start_args())
+
+    with pytest.raises(client.exceptions.LimitExceededException) as capped:
+        await client.start_web_rtc_contact(**start_args())
+    with pytest.raises(client.exceptions.TooManyRequestsException) as rate_limited:
+        await client.start_web_rtc_contact(**start_args())
+
+    cap, rate = answer_of(capped.value), answer_of(rate_limited.value)
+    assert (cap.code, cap.status) == ("LimitExceededException", 429)
+    assert "concurrent" in cap.message
+    assert (rate.code, rate.status) == ("TooManyRequestsException", 429)
+    stats = await ControlApi(emulator.url).op_stats("StartWebRTCContact")
+    assert (stats["concurrency_limited"], stats["throttled"]) == (1, 1)
 
 
 async def test_screen_sharing_on_waiting_contact_is_invalid_request(
@@ -364,7 +387,7 @@ def test_boto3_sees_not_found_for_unknown_instance_flow_and_contact(
     assert "Contact not found" in messages[2]
 
 
-def test_boto3_sees_throttling_limit_exceeded_invalid_request_and_internal_error(
+def test_boto3_sees_too_many_requests_throttling_invalid_request_and_internal_error(
     start_emulator_thread: ThreadStarter, boto3_client_for: Boto3Factory
 ) -> None:
     one_call = Quota(rate=0.01, burst=1.0)
@@ -377,7 +400,7 @@ def test_boto3_sees_throttling_limit_exceeded_invalid_request_and_internal_error
     contact = {"InstanceId": INSTANCE_ID, "ContactId": started["ContactId"]}
     client.describe_contact(**contact)
 
-    with pytest.raises(client.exceptions.LimitExceededException) as start_limited:
+    with pytest.raises(client.exceptions.TooManyRequestsException) as start_limited:
         client.start_web_rtc_contact(**start_args())
     with pytest.raises(client.exceptions.ThrottlingException) as describe_throttled:
         client.describe_contact(**contact)

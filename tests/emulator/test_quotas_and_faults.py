@@ -81,7 +81,7 @@ async def test_default_start_quota_allows_a_burst_of_five(
     for _ in range(5):
         await client.start_web_rtc_contact(**start_args())
 
-    with pytest.raises(client.exceptions.LimitExceededException) as raised:
+    with pytest.raises(client.exceptions.TooManyRequestsException) as raised:
         await client.start_web_rtc_contact(**start_args())
 
     assert answer_of(raised.value).message == "Rate exceeded"
@@ -95,7 +95,7 @@ async def test_throttled_start_creates_no_contact(
     control = ControlApi(emulator.url)
     await client.start_web_rtc_contact(**start_args())
 
-    with pytest.raises(client.exceptions.LimitExceededException):
+    with pytest.raises(client.exceptions.TooManyRequestsException):
         await client.start_web_rtc_contact(**start_args())
 
     assert len(await control.contacts()) == 1

@@ -83,17 +83,23 @@ async def test_screen_sharing_is_refused_after_the_contact_ended(
 
 
 async def test_refused_screen_sharing_does_not_use_up_its_client_token(
-    connect_client: ConnectClient, control: ControlApi
+    start_emulator: Callable[..., Any], client_for: ClientFactory
 ) -> None:
-    contact_id = await _start(connect_client, SCREEN_SHARE_BOTH)
+    # No agent ever answers on its own: only the control API connects one, so the first call
+    # is refused whatever the machine's load.
+    emulator = await start_emulator(agent_delay_s=(3600.0, 3600.0))
+    client, control = await client_for(emulator), ControlApi(emulator.url)
+    contact_id = await _start(client, SCREEN_SHARE_BOTH)
     request = {"InstanceId": INSTANCE_ID, "ContactId": contact_id, "ClientToken": "share-1"}
-    with pytest.raises(connect_client.exceptions.InvalidRequestException):
-        await connect_client.start_screen_sharing(**request)
+    with pytest.raises(client.exceptions.InvalidRequestException):
+        await client.start_screen_sharing(**request)
 
-    await control.connect_agent(contact_id)
-    await connect_client.start_screen_sharing(**request)
+    assert (await control.connect_agent(contact_id))["changed"] is True
+    await client.start_screen_sharing(**request)
 
-    assert (await control.contact(contact_id))["ScreenSharingStarts"] == 1
+    truth = await control.contact(contact_id)
+    assert truth["ScreenSharingStarts"] == 1
+    assert truth["ScreenSharingStartedAt"] >= truth["ConnectedToAgentAt"]
 
 
 @pytest.mark.parametrize(

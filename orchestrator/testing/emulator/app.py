@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from .center import Contact, ContactCenter
@@ -25,6 +26,8 @@ from .contact_events import ContactEventPublisher
 from .quotas import QuotaTable
 from .validation import validate_request
 from .wire import ApiError, error_response, json_response, unknown_routes_in_wire_format
+
+log = structlog.get_logger("orchestrator.testing.emulator")
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 _CAPACITY_MESSAGE = (
@@ -58,11 +61,16 @@ class EmulatorState:
     )
 
     def __post_init__(self) -> None:
-        self.rng = random.Random(self.config.seed)
-        self.fault_rng = random.Random(None if self.config.seed is None else self.config.seed + 1)
-        self.publisher = ContactEventPublisher(self.config)
+        seed = self.config.seed
+        self.rng = random.Random(seed)
+        self.fault_rng = random.Random(None if seed is None else seed + 1)
+        self.publisher = ContactEventPublisher(lambda: self.config, seed=seed)
         self.center = ContactCenter(
-            lambda: self.config, clock=self.clock, rng=self.rng, on_transition=self.publisher.submit
+            lambda: self.config,
+            clock=self.clock,
+            rng=self.rng,
+            on_transition=self.publisher.submit,
+            wrap_up_rng=random.Random(None if seed is None else seed + 2),
         )
         self.quotas = QuotaTable(self.clock)
         self.wakeup = asyncio.Event()
@@ -116,8 +124,12 @@ async def _front_door(request: web.Request, state: EmulatorState, operation: str
     # Quotas belong to the account, whichever of its keys or roles signed the call.
     if not state.quotas.allow(cfg.account_id, operation, quota):
         stats.throttled += 1
+        # Connect's Start* APIs report their request rate as TooManyRequests (their concurrency
+        # caps as LimitExceeded); the read APIs as Throttling.
         code = (
-            "LimitExceededException" if operation == "StartWebRTCContact" else "ThrottlingException"
+            "TooManyRequestsException"
+            if operation == "StartWebRTCContact"
+            else "ThrottlingException"
         )
         raise ApiError(code, "Rate exceeded")
 
@@ -238,8 +250,7 @@ async def stats_endpoint(request: web.Request) -> web.Response:
         {
             "operations": {op: s.as_dict() for op, s in state.stats.items()},
             "contacts": len(state.center.contacts),
-            "contact_events_published": state.publisher.published,
-            "contact_events_failed": state.publisher.failures,
+            **state.publisher.stats(),
         }
     )
 
@@ -307,11 +318,22 @@ async def _simulation(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.wakeup.wait(), timeout)
 
-    tasks = [asyncio.create_task(tick()), asyncio.create_task(state.publisher.run())]
+    tasks = [
+        asyncio.create_task(tick(), name="emulator.simulation"),
+        asyncio.create_task(state.publisher.run(), name="emulator.contact_events"),
+    ]
+    for task in tasks:
+        task.add_done_callback(_report_crash)
     yield
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """The background tasks run until shutdown; one that ends early is a bug worth a loud log."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("emulator.task_crashed", task=task.get_name(), error=repr(task.exception()))
 
 
 def create_app(state: EmulatorState) -> web.Application:

@@ -12,6 +12,10 @@ Two queue models:
 * contact center (`agents` set): contacts wait in one FIFO queue served by `agents` agents; an agent
   stays busy for uniform(`handle_time_s`) per call; a customer hangs up when uniform(`patience_s`)
   runs out. Time to agent emerges from the load, and the oldest waiting contact is always next.
+
+A contact's life, as contact events name it: INITIATED, CONTACT_DATA_UPDATED (the flow stores the
+request's data), QUEUED, CONNECTED_TO_AGENT, DISCONNECTED, then COMPLETED once the agent's
+after-contact work ends (at once when no agent took the call).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Action(StrEnum):
     CONNECT = "connect"
     ABANDON = "abandon"
     HANG_UP = "hang_up"
+    COMPLETE = "complete"
 
 
 @dataclass
@@ -67,12 +72,16 @@ class Contact:
     connected_at: float | None = None
     disconnected_at: float | None = None
     disconnect_reason: str | None = None
+    #: When after-contact work ended (COMPLETED); None while the contact or its wrap-up goes on.
+    completed_at: float | None = None
     agent_id: str | None = None
     pool_agent: bool = False
     screen_sharing_started_at: float | None = None
     screen_sharing_count: int = 0
     screen_sharing_tokens: set[str] = field(default_factory=set)
     describe_calls: int = 0
+    #: Contact-event types of this contact that were never delivered (`events_drop_rate`).
+    events_dropped: list[str] = field(default_factory=list)
     #: Bumped by a forced transition so that transitions scheduled before it no longer apply.
     version: int = 0
 
@@ -108,11 +117,17 @@ class Contact:
         if self.enqueued_at is not None:
             contact["QueueInfo"] = {"Id": self.queue_id, "EnqueueTimestamp": self.enqueued_at}
         if self.connected_at is not None:
-            contact["AgentInfo"] = {
+            agent: dict[str, Any] = {
                 "Id": self.agent_id,
                 "ConnectedToAgentTimestamp": self.connected_at,
                 "Capabilities": self.capabilities["Agent"],
             }
+            if self.disconnected_at is not None:
+                agent["AfterContactWorkStartTimestamp"] = self.disconnected_at
+            if self.disconnected_at is not None and self.completed_at is not None:
+                agent["AfterContactWorkEndTimestamp"] = self.completed_at
+                agent["AfterContactWorkDuration"] = round(self.completed_at - self.disconnected_at)
+            contact["AgentInfo"] = agent
         if self.disconnected_at is not None:
             contact["DisconnectTimestamp"] = self.disconnected_at
             contact["DisconnectReason"] = self.disconnect_reason
@@ -135,15 +150,17 @@ class Contact:
             "ConnectedToAgentAt": self.connected_at,
             "DisconnectedAt": self.disconnected_at,
             "DisconnectReason": self.disconnect_reason,
+            "CompletedAt": self.completed_at,
+            "ContactEventsDropped": list(self.events_dropped),
             "ScreenSharingStartedAt": self.screen_sharing_started_at,
             "ScreenSharingStarts": self.screen_sharing_count,
             "DescribeContactCalls": self.describe_calls,
         }
 
 
-#: Called for every transition with the contact and the contact-event type
-#: (INITIATED, QUEUED, CONNECTED_TO_AGENT, DISCONNECTED).
-TransitionListener = Callable[[Contact, str], None]
+#: Called for every transition with the contact, the contact-event type (INITIATED,
+#: CONTACT_DATA_UPDATED, QUEUED, CONNECTED_TO_AGENT, DISCONNECTED, COMPLETED) and when it happened.
+TransitionListener = Callable[[Contact, str, float], None]
 
 
 class ContactCenter:
@@ -156,10 +173,14 @@ class ContactCenter:
         clock: Callable[[], float],
         rng: random.Random,
         on_transition: TransitionListener | None = None,
+        wrap_up_rng: random.Random | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
         self._rng = rng
+        #: After-contact work draws from its own generator, so that adding it left the sequence
+        #: of the other draws (delays, abandons) under a seed as it was.
+        self._wrap_up_rng = wrap_up_rng or random.Random()
         #: Contact ids and secrets come from their own generator, so that with a seed the n-th
         #: contact gets the same ids whatever the simulation drew (delays, agents) in between.
         self._id_rng = random.Random(rng.getrandbits(64))
@@ -245,7 +266,8 @@ class ContactCenter:
         if contact.client_token:
             self._by_token[(instance_id, contact.client_token)] = contact_id
         self._active[instance_id] = self._active.get(instance_id, 0) + 1
-        self._notify(contact, "INITIATED")
+        self._notify(contact, "INITIATED", now)
+        self._notify(contact, "CONTACT_DATA_UPDATED", now)
         self._schedule(now + cfg.flow_delay_s, contact, Action.ENQUEUE)
         return contact
 
@@ -258,7 +280,7 @@ class ContactCenter:
         if contact.enqueued_at is None:
             contact.enqueued_at = now
             contact.state = ContactState.QUEUED
-            self._notify(contact, "QUEUED")
+            self._notify(contact, "QUEUED", now)
         self._connect(contact, now, agent_id=self._uuid(), pool_agent=False)
         return True
 
@@ -291,7 +313,7 @@ class ContactCenter:
         if action is Action.ENQUEUE and contact.state is ContactState.INITIATED:
             contact.state = ContactState.QUEUED
             contact.enqueued_at = at
-            self._notify(contact, "QUEUED")
+            self._notify(contact, "QUEUED", at)
             if cfg.contact_center_model:
                 self._waiting.append(contact.id)
                 self._schedule(at + self._rng.uniform(*cfg.patience_s), contact, Action.ABANDON)
@@ -308,6 +330,9 @@ class ContactCenter:
             action is Action.HANG_UP and contact.state is ContactState.CONNECTED_TO_AGENT
         ):
             self._disconnect(contact, at, "CUSTOMER_DISCONNECT")
+        elif action is Action.COMPLETE and contact.state is ContactState.DISCONNECTED:
+            contact.completed_at = at
+            self._notify(contact, "COMPLETED", at)
 
     def _connect(self, contact: Contact, at: float, *, agent_id: str, pool_agent: bool) -> None:
         cfg = self._config()
@@ -315,7 +340,7 @@ class ContactCenter:
         contact.connected_at = at
         contact.agent_id = agent_id
         contact.pool_agent = pool_agent
-        self._notify(contact, "CONNECTED_TO_AGENT")
+        self._notify(contact, "CONNECTED_TO_AGENT", at)
         talk = cfg.handle_time_s if pool_agent else cfg.talk_time_s
         self._schedule(at + self._rng.uniform(*talk), contact, Action.HANG_UP)
 
@@ -324,7 +349,11 @@ class ContactCenter:
         contact.disconnected_at = at
         contact.disconnect_reason = reason
         self._active[contact.instance_id] -= 1
-        self._notify(contact, "DISCONNECTED")
+        self._notify(contact, "DISCONNECTED", at)
+        wrap_up = 0.0
+        if contact.connected_at is not None:
+            wrap_up = self._wrap_up_rng.uniform(*self._config().after_contact_work_s)
+        self._schedule(at + wrap_up, contact, Action.COMPLETE)
         if contact.pool_agent and contact.agent_id is not None:
             self._free_agents.append(contact.agent_id)
             self._dispatch(at)
@@ -344,9 +373,9 @@ class ContactCenter:
                 continue
             self._connect(contact, at, agent_id=self._free_agents.popleft(), pool_agent=True)
 
-    def _notify(self, contact: Contact, event_type: str) -> None:
+    def _notify(self, contact: Contact, event_type: str, at: float) -> None:
         if self._on_transition is not None:
-            self._on_transition(contact, event_type)
+            self._on_transition(contact, event_type, at)
 
     # -- screen sharing ----------------------------------------------------------------------
 

@@ -56,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simple model: seconds a connected call lasts (default 30:120)",
     )
     sim.add_argument(
+        "--after-contact-work",
+        type=parse_range,
+        default=(5.0, 30.0),
+        metavar="MIN:MAX",
+        help="seconds of agent wrap-up between DISCONNECTED and COMPLETED (default 5:30)",
+    )
+    sim.add_argument(
         "--agents",
         type=int,
         default=None,
@@ -122,6 +129,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     events.add_argument("--events-queue-url", help="SQS queue to publish contact events to")
     events.add_argument("--events-endpoint-url", help="endpoint of that SQS service")
     events.add_argument("--events-jsonl", help="file to append contact events to")
+    events.add_argument(
+        "--events-drop-rate",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="share of contact events never delivered, 0-1 (default 0; listed in /_emulator/stats)",
+    )
+    events.add_argument(
+        "--events-duplicate-rate",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="share of contact events delivered twice with the same id, 0-1 (default 0)",
+    )
+    events.add_argument(
+        "--events-delay",
+        type=parse_range,
+        default=(0.0, 0.0),
+        metavar="MIN:MAX",
+        help=(
+            "seconds each delivered event waits, drawn per copy, so events arrive out of order "
+            "(e.g. 0.05:0.6 or 0.05-0.6; default 0)"
+        ),
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -134,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         agent_delay_s=args.agent_delay,
         abandon_rate=args.abandon_rate,
         talk_time_s=args.talk_time,
+        after_contact_work_s=args.after_contact_work,
         agents=args.agents,
         handle_time_s=args.handle_time,
         patience_s=args.patience,
@@ -148,4 +180,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         events_queue_url=args.events_queue_url,
         events_endpoint_url=args.events_endpoint_url,
         events_jsonl_path=args.events_jsonl,
+        events_drop_rate=args.events_drop_rate,
+        events_duplicate_rate=args.events_duplicate_rate,
+        events_delay_s=args.events_delay,
     )

@@ -51,6 +51,8 @@ class EmulatorConfig:
     talk_time_s: tuple[float, float] = (30.0, 120.0)
     #: Time the contact flow takes to put a new contact in the queue.
     flow_delay_s: float = 0.05
+    #: After-contact work of the agent: seconds from DISCONNECTED to COMPLETED (no agent: none).
+    after_contact_work_s: tuple[float, float] = (5.0, 30.0)
 
     # Contact-center model (used when `agents` is set): a FIFO queue served by `agents` agents.
     agents: int | None = None
@@ -75,6 +77,11 @@ class EmulatorConfig:
     events_queue_url: str | None = None
     events_endpoint_url: str | None = None
     events_jsonl_path: str | None = None
+    #: Best-effort delivery, like EventBridge's: share of events never delivered, share delivered
+    #: twice (same `id`), and a random delay per delivered copy (so events arrive out of order).
+    events_drop_rate: float = 0.0
+    events_duplicate_rate: float = 0.0
+    events_delay_s: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -83,11 +90,25 @@ class EmulatorConfig:
         for name in ("flow_delay_s", "consistency_delay_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("agent_delay_s", "talk_time_s", "handle_time_s", "patience_s", "latency_ms"):
+        for name in (
+            "agent_delay_s",
+            "talk_time_s",
+            "handle_time_s",
+            "patience_s",
+            "latency_ms",
+            "after_contact_work_s",
+            "events_delay_s",
+        ):
             low, high = getattr(self, name)
             if low < 0 or high < low:
                 raise ValueError(f"{name} must satisfy 0 <= MIN <= MAX, got {low}:{high}")
-        for name in ("abandon_rate", "error_rate", "drop_rate"):
+        for name in (
+            "abandon_rate",
+            "error_rate",
+            "drop_rate",
+            "events_drop_rate",
+            "events_duplicate_rate",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -152,11 +173,11 @@ class EmulatorConfig:
 
 
 def parse_range(text: str) -> tuple[float, float]:
-    """`"2:10"` -> (2.0, 10.0); a single number means a fixed value."""
-    parts = text.split(":")
-    if len(parts) == 1:
-        value = float(parts[0])
+    """`"2:10"` (or `"2-10"`) -> (2.0, 10.0); a single number means a fixed value."""
+    if ":" not in text and text.count("-") != 1:
+        value = float(text)
         return (value, value)
+    parts = text.split(":") if ":" in text else text.split("-")
     if len(parts) != 2:
         raise ValueError(f"expected MIN:MAX, got {text!r}")
     low, high = float(parts[0]), float(parts[1])

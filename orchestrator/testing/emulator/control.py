@@ -44,6 +44,11 @@ class EmulatorControl:
         result: dict[str, int] = (await self.stats())["operations"][operation]
         return result
 
+    async def dropped_events(self) -> list[dict[str, str]]:
+        """Contact events never delivered (`events_drop_rate`): `id`, `contactId`, `eventType`."""
+        result: list[dict[str, str]] = (await self.stats())["events_dropped"]
+        return result
+
     async def contacts(self) -> list[dict[str, Any]]:
         """Every contact the emulator holds, with its ground-truth timestamps."""
         result: list[dict[str, Any]] = (await self._call("GET", "contacts"))["Contacts"]

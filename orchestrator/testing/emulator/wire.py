@@ -17,6 +17,7 @@ ERROR_STATUS = {
     "ResourceNotFoundException": 404,
     "ThrottlingException": 429,
     "LimitExceededException": 429,
+    "TooManyRequestsException": 429,
     "InternalServiceException": 500,
     #: No operation at this method and path (what AWS front ends answer for a wrong route).
     "UnknownOperationException": 404,
