@@ -10,8 +10,18 @@ the single source of every verdict.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import structlog
+
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.engine.watch import ContactNotifier
+from orchestrator.metrics import Metrics
+
+log = structlog.get_logger("orchestrator.engine.contact_events")
 
 
 @dataclass(frozen=True)
@@ -50,3 +60,175 @@ class ContactEventSink(Protocol):
     every worker's local watches)."""
 
     async def deliver(self, event: ContactEvent) -> None: ...
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+#: The envelope's `detail-type` of Connect's contact events (the docs are being rebranded).
+DETAIL_TYPES = frozenset({"Amazon Connect Contact Event", "Connect Customer Contact Event"})
+
+
+class NotAContactEvent(ValueError):
+    """A body that is not a Connect contact event (junk, another event type, a test message)."""
+
+
+def _get(data: Mapping[str, Any], name: str) -> Any:
+    """`data[name]` in camelCase or PascalCase (AWS's own samples mix both)."""
+    if name in data:
+        return data[name]
+    return data.get(name[:1].upper() + name[1:])
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_contact_event(body: str | bytes) -> ContactEvent:
+    """Read one queue body: the EventBridge envelope as an EventBridge -> SQS rule sends it, or
+    the same envelope wrapped by SNS (`Type: Notification`, the envelope as `Message` string).
+
+    Only `detail.eventType` says what happened; unknown event types and fields are kept or
+    ignored, never refused. Raises `NotAContactEvent` for anything else.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise NotAContactEvent(f"not JSON: {error}") from None
+    if isinstance(data, dict) and data.get("Type") == "Notification" and "Message" in data:
+        message = data["Message"]
+        try:
+            data = json.loads(message) if isinstance(message, str) else message
+        except ValueError as error:
+            raise NotAContactEvent(f"SNS Message is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise NotAContactEvent(f"not a JSON object: {type(data).__name__}")
+    detail_type = _get(data, "detail-type") or data.get("DetailType")
+    if detail_type not in DETAIL_TYPES:
+        raise NotAContactEvent(f"detail-type {str(detail_type)[:80]!r} is not a contact event")
+    detail = _get(data, "detail")
+    if not isinstance(detail, dict):
+        raise NotAContactEvent("no detail object")
+    event_id = _text(_get(data, "id"))
+    contact_id = _text(_get(detail, "contactId"))
+    event_type = _text(_get(detail, "eventType"))
+    missing = [
+        name
+        for name, value in (("id", event_id), ("contactId", contact_id), ("eventType", event_type))
+        if value is None
+    ]
+    if event_id is None or contact_id is None or event_type is None:
+        raise NotAContactEvent(f"missing {', '.join(missing)}")
+    return ContactEvent(
+        event_id=event_id,
+        contact_id=contact_id,
+        event_type=event_type.upper(),
+        time=_text(_get(data, "time")),
+        instance_arn=_text(_get(detail, "instanceArn")),
+    )
+
+
+# -- local delivery --------------------------------------------------------------------------
+
+#: Event types that wake a watch: the two that can end it (COMPLETED follows DISCONNECTED, so it
+#: stands in for a lost DISCONNECTED). The others (INITIATED, QUEUED, CONTACT_DATA_UPDATED, ...,
+#: and types Connect adds later) are counted and dropped: a poll would only find "still waiting".
+WAKING_TYPES = frozenset({"CONNECTED_TO_AGENT", "DISCONNECTED", "COMPLETED"})
+
+
+class _Expiring:
+    """Keys remembered for `ttl_s`, at most `limit` of them (the oldest go first)."""
+
+    def __init__(self, ttl_s: float, limit: int) -> None:
+        self._ttl_s = ttl_s
+        self._limit = limit
+        self._until: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def expire(self, now: float) -> list[str]:
+        """Drop and return the keys whose time is up (and the oldest beyond the limit)."""
+        gone: list[str] = []
+        while self._until and (
+            len(self._until) > self._limit or next(iter(self._until.values())) <= now
+        ):
+            gone.append(self._until.popitem(last=False)[0])
+        return gone
+
+    def add(self, key: str, now: float) -> None:
+        self._until[key] = now + self._ttl_s
+        self._until.move_to_end(key)
+
+    def pop(self, key: str, now: float) -> bool:
+        until = self._until.pop(key, None)
+        return until is not None and until > now
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._until
+
+
+class LocalContactEvents:
+    """Delivers contact events to the watches of this process (a `ContactEventSink`).
+
+    * Duplicates (the same EventBridge `id` within `dedup_ttl_s`) are dropped.
+    * CONNECTED_TO_AGENT, DISCONNECTED and COMPLETED ring the doorbell of the contact's watch,
+      marked as an event: the watch confirms with ONE DescribeContact at top priority. The event
+      itself decides nothing; if that poll finds the contact still waiting, the schedule goes on.
+    * An event for a contact nobody watches yet (it can beat StartWebRTCContact's answer, or the
+      watch's subscription) is kept `early_ttl_s`; a watch that subscribes meanwhile polls at once.
+      Kept events nobody claims are counted unmatched (foreign contacts: another worker's, or
+      another application's on the same instance).
+    """
+
+    def __init__(
+        self,
+        notifier: ContactNotifier,
+        *,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+        dedup_ttl_s: float = 900.0,
+        dedup_limit: int = 100_000,
+        early_ttl_s: float = 30.0,
+        early_limit: int = 10_000,
+    ) -> None:
+        self._notifier = notifier
+        self._metrics = metrics or Metrics()
+        self._clock = clock or SystemClock()
+        self._seen = _Expiring(dedup_ttl_s, dedup_limit)
+        self._early = _Expiring(early_ttl_s, early_limit)
+        notifier.early_events = self._claim
+
+    async def deliver(self, event: ContactEvent) -> None:
+        now = self._clock.monotonic()
+        self._expire(now)
+        self._metrics.contact_events.labels(event.event_type).inc()
+        if event.event_id in self._seen:
+            self._count("duplicate")
+            return
+        self._seen.add(event.event_id, now)
+        if event.event_type not in WAKING_TYPES:
+            return
+        if self._notifier.notify(event.contact_id, by_event=True):
+            self._count("matched")
+            log.debug(
+                "contact_event.matched", contact_id=event.contact_id, event_type=event.event_type
+            )
+        else:
+            self._early.add(event.contact_id, now)
+
+    def _claim(self, contact_id: str) -> bool:
+        """Asked by a subscribing watch: did an event for `contact_id` arrive before it?"""
+        now = self._clock.monotonic()
+        self._expire(now)
+        if self._early.pop(contact_id, now):
+            self._count("early")
+            return True
+        return False
+
+    def _expire(self, now: float) -> None:
+        self._seen.expire(now)
+        for _ in self._early.expire(now):
+            self._count("unmatched")
+
+    def _count(self, outcome: str) -> None:
+        self._metrics.contact_event_outcomes.labels(outcome).inc()

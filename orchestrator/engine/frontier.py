@@ -12,11 +12,17 @@ before T has most likely been connected (or has hung up) too. The watch uses bot
 
 Everything else keeps its exponential backoff, which stays the fallback when the FIFO assumption
 does not hold (priorities, several routing profiles): the policy then only spends a few extra polls.
+
+Each queue keeps a FIFO score, learned two ways: a contact woken as "passed" turns out served or
+not, and a head that is still waiting although a younger contact of its queue was connected
+earlier is a queue that does not serve oldest first. Below the threshold the queue gets neither
+inferences nor fast head polls (but for an occasional probe).
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from dataclasses import dataclass, field
 
 #: Weight of the newest observation in a queue's FIFO score (an exponential moving average).
@@ -26,12 +32,24 @@ _FIFO_THRESHOLD = 0.5
 #: While a queue is not treated as FIFO, every this many connections one inference is still
 #: tried, so that a queue that becomes FIFO again is noticed.
 _PROBE_EVERY = 20
+#: Connections remembered per queue to judge the heads against.
+_RECENT_CONNECTIONS = 64
+#: Clock skew allowed between this worker and Connect's timestamps when a head is judged.
+_SKEW_S = 1.0
 
 
 @dataclass
 class _Queue:
     #: (enqueued_at, contact_id), sorted: index 0 is the oldest waiting contact.
     waiting: list[tuple[float, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Connections:
+    #: (connected_at, enqueued_at) of the latest contacts seen connected, Connect's timestamps.
+    recent: deque[tuple[float, float]] = field(
+        default_factory=lambda: deque(maxlen=_RECENT_CONNECTIONS)
+    )
 
 
 class QueueFrontier:
@@ -47,6 +65,9 @@ class QueueFrontier:
         #: another order), and how many connections were seen. Kept while the queue is empty.
         self._scores: dict[str, float] = {}
         self._connections: dict[str, int] = {}
+        self._recent: dict[str, _Connections] = {}
+        #: Per head: connections up to this time (Connect's clock) were already judged against it.
+        self._judged_until: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._where)
@@ -63,6 +84,7 @@ class QueueFrontier:
     def forget(self, contact_id: str) -> None:
         """`contact_id` no longer waits (connected, gone, or no longer watched here)."""
         self._suspects.pop(contact_id, None)
+        self._judged_until.pop(contact_id, None)
         place = self._where.pop(contact_id, None)
         if place is None:
             return
@@ -116,3 +138,47 @@ class QueueFrontier:
 
     def fifo_score(self, queue_id: str) -> float:
         return self._scores.get(queue_id, 1.0)
+
+    def fifo(self, queue_id: str) -> bool:
+        """Whether `queue_id` is treated as serving its oldest contact first."""
+        return self.fifo_score(queue_id) >= _FIFO_THRESHOLD
+
+    def is_head(self, contact_id: str, count: int) -> bool:
+        """Whether `contact_id` is among the `count` oldest waiting contacts of a FIFO queue."""
+        place = self._where.get(contact_id)
+        if place is None or not self.fifo(place[0]):
+            return False
+        position = self.position(contact_id)
+        return position is not None and position < count
+
+    def head_total(self, count: int) -> int:
+        """How many contacts poll as heads now: up to `count` per FIFO queue."""
+        return sum(
+            min(count, len(queue.waiting))
+            for queue_id, queue in self._queues.items()
+            if self.fifo(queue_id)
+        )
+
+    def connected(self, queue_id: str, enqueued_at: float, connected_at: float) -> None:
+        """A contact of `queue_id` enqueued at `enqueued_at` got an agent at `connected_at`."""
+        self._recent.setdefault(queue_id, _Connections()).recent.append((connected_at, enqueued_at))
+
+    def still_waiting(self, contact_id: str, asked_at: float) -> None:
+        """A head's poll, asked at `asked_at` (epoch seconds), found it still waiting. If a younger
+        contact of its queue was connected before that (and after the head's last such check),
+        the queue did not serve its oldest contact first: one strike against its FIFO score."""
+        place = self._where.get(contact_id)
+        if place is None:
+            return
+        queue_id, enqueued_at = place
+        since = self._judged_until.get(contact_id, float("-inf"))
+        until = asked_at - _SKEW_S
+        if until <= since:
+            return
+        self._judged_until[contact_id] = until
+        recent = self._recent.get(queue_id)
+        if recent is None:
+            return
+        if any(since < c <= until and e > enqueued_at for c, e in recent.recent):
+            score = self.fifo_score(queue_id)
+            self._scores[queue_id] = (1 - _FIFO_WEIGHT) * score

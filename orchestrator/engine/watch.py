@@ -6,15 +6,17 @@ request does not restart the clock, and outcomes are decided from Connect's time
 that deadline, so every attempt at the same request reaches the same verdict.
 
 A `ContactNotifier` lets something outside (Connect contact events, for instance) wake a watch
-early; the watch then polls at once. Polling stays the fallback: a lost notification costs at most
-one backoff interval. Queue-aware polling (`frontier.py`) uses the same doorbells: the contacts
-next in line for an agent poll often, and a detected connection wakes the ones it implies.
+early; the watch then polls at once, and a watch woken by a contact event polls at top priority
+(the budget goes to confirmations first). Polling stays the fallback: a lost notification costs at
+most one backoff interval. Queue-aware polling (`frontier.py`) uses the same doorbells: the contacts
+next in line for an agent poll often, and a detected connection wakes the ones it implies. The
+heads are paid from a bounded share of the DescribeContact budget (`WatchPolicy.head_interval`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,6 +45,14 @@ class WatchPolicy:
     queue_aware: bool = True
     head_contacts: int = 2
     head_interval_s: float = 1.0
+    #: The DescribeContact rate this watch may spend (the worker's budget, requests per second;
+    #: None: unknown, heads poll every `head_interval_s`), and the share of it all heads together
+    #: may use: heads poll at most every `head_contacts_total / (head_budget_share * rate)` s.
+    describe_rate: float | None = None
+    head_budget_share: float = 0.25
+    #: Priority of a poll woken by a contact event (lower is served first; other polls use the
+    #: contact's enqueue or initiation time, epoch seconds).
+    confirm_priority: float = 0.0
 
     def __post_init__(self) -> None:
         if self.first_delay_s <= 0 or self.max_interval_s < self.first_delay_s:
@@ -55,6 +65,19 @@ class WatchPolicy:
             raise ValueError("jitter must be in [0, 1)")
         if self.head_contacts < 0 or self.head_interval_s <= 0:
             raise ValueError("need head_contacts >= 0 and head_interval_s > 0")
+        if self.describe_rate is not None and self.describe_rate <= 0:
+            raise ValueError("describe_rate must be > 0")
+        if not 0 < self.head_budget_share <= 1:
+            raise ValueError("head_budget_share must be in (0, 1]")
+
+    def head_interval(self, heads_total: int) -> float:
+        """How often each head polls when `heads_total` contacts poll as heads: never more
+        often than `head_interval_s`, and all heads together within their share of the budget."""
+        if self.describe_rate is None:
+            return self.head_interval_s
+        return max(
+            self.head_interval_s, heads_total / (self.head_budget_share * self.describe_rate)
+        )
 
     def delays(self, rng: random.Random) -> Iterator[float]:
         """The pause before each poll: first_delay, then times multiplier, capped."""
@@ -80,7 +103,8 @@ class WatchResult:
     observed_at: float
     #: Monotonic time of the observation, for consistency windows.
     observed_mono: float
-    #: How the outcome was noticed: "event" when a notification woke the watch, else "poll".
+    #: How the outcome was noticed: "event" when a contact event woke the deciding poll, else
+    #: "poll" (the schedule, or queue-aware polling).
     noticed_via: str = "poll"
 
 
@@ -96,17 +120,21 @@ def verdict(snapshot: ContactSnapshot, deadline: float) -> WatchOutcome | None:
 
 
 class Subscription:
-    """A watch's doorbell: `event` is set when someone rings."""
+    """A watch's doorbell: `event` is set when someone rings; `by_event` when a contact event
+    rang it since the last `rearm`."""
 
     def __init__(self) -> None:
         self.event = anyio.Event()
+        self.by_event = False
 
-    def ring(self) -> None:
+    def ring(self, *, by_event: bool = False) -> None:
+        self.by_event = self.by_event or by_event
         self.event.set()
 
     def rearm(self) -> None:
         if self.event.is_set():
             self.event = anyio.Event()
+        self.by_event = False
 
 
 class ContactNotifier:
@@ -116,10 +144,15 @@ class ContactNotifier:
     def __init__(self) -> None:
         self._subscriptions: dict[str, list[Subscription]] = {}
         self.frontier = QueueFrontier()
+        #: Asked when a watch subscribes: did a contact event for this contact arrive before
+        #: anyone watched it? (Set by `LocalContactEvents`.) If so, the watch polls at once.
+        self.early_events: Callable[[str], bool] | None = None
 
     @contextmanager
     def subscribe(self, contact_id: str) -> Iterator[Subscription]:
         subscription = Subscription()
+        if self.early_events is not None and self.early_events(contact_id):
+            subscription.ring(by_event=True)
         self._subscriptions.setdefault(contact_id, []).append(subscription)
         try:
             yield subscription
@@ -130,13 +163,14 @@ class ContactNotifier:
                 del self._subscriptions[contact_id]
                 self.frontier.forget(contact_id)
 
-    def notify(self, contact_id: str) -> bool:
-        """Wake every watch of `contact_id`; False if nobody watches it here."""
+    def notify(self, contact_id: str, *, by_event: bool = False) -> bool:
+        """Wake every watch of `contact_id` (`by_event`: a contact event says something happened
+        to it); False if nobody watches it here."""
         subscriptions = self._subscriptions.get(contact_id)
         if not subscriptions:
             return False
         for subscription in subscriptions:
-            subscription.ring()
+            subscription.ring(by_event=by_event)
         return True
 
     def __len__(self) -> int:
@@ -148,8 +182,10 @@ def _track(
     snapshot: ContactSnapshot,
     outcome: WatchOutcome | None,
     head_contacts: int,
+    asked_at: float,
 ) -> None:
-    """Keep the queue frontier up to date after a poll, and wake the contacts it says are due."""
+    """Keep the queue frontier up to date after a poll (asked at `asked_at`, epoch seconds), and
+    wake the contacts it says are due."""
     frontier = notifier.frontier
     contact_id = snapshot.contact_id
     frontier.judge(contact_id, served=outcome is not None)
@@ -158,7 +194,11 @@ def _track(
         return
     if outcome is None:
         frontier.waiting(contact_id, queue_id, enqueued_at)
+        if frontier.is_head(contact_id, head_contacts):
+            frontier.still_waiting(contact_id, asked_at)
         return
+    if snapshot.agent_connected_at is not None:
+        frontier.connected(queue_id, enqueued_at, snapshot.agent_connected_at)
     place = frontier.position(contact_id)
     frontier.forget(contact_id)
     due: list[str] = []
@@ -192,18 +232,23 @@ async def watch_contact(
     polls = 0
     # `is None`, not `or`: an empty notifier has len() 0, so it is falsy.
     doorbells = notifier if notifier is not None else ContactNotifier()
+    frontier = doorbells.frontier
     with doorbells.subscribe(contact_id) as doorbell:
         while True:
             pause = next(delays)
-            if policy.queue_aware:
-                place = doorbells.frontier.position(contact_id)
-                if place is not None and place < policy.head_contacts:
-                    pause = min(pause, policy.head_interval_s)
+            if policy.queue_aware and frontier.is_head(contact_id, policy.head_contacts):
+                heads = frontier.head_total(policy.head_contacts)
+                pause = min(pause, policy.head_interval(heads))
             pause = min(pause, max(0.0, deadline - clock.time()))
             await clock.sleep(pause, doorbell.event)
+            by_event = doorbell.by_event
             doorbell.rearm()
+            asked_at = clock.time()
             snapshot = await gateway.describe_contact(
-                instance_id, contact_id, fresh_since=started_mono, priority=priority
+                instance_id,
+                contact_id,
+                fresh_since=started_mono,
+                priority=policy.confirm_priority if by_event else priority,
             )
             polls += 1
             if snapshot.initiated_at is not None:
@@ -214,6 +259,14 @@ async def watch_contact(
             if outcome is None and now >= deadline:
                 outcome = WatchOutcome.TIMED_OUT
             if policy.queue_aware:
-                _track(doorbells, snapshot, outcome, policy.head_contacts)
+                _track(doorbells, snapshot, outcome, policy.head_contacts, asked_at)
             if outcome is not None:
-                return WatchResult(outcome, snapshot, polls, deadline, now, clock.monotonic())
+                return WatchResult(
+                    outcome,
+                    snapshot,
+                    polls,
+                    deadline,
+                    now,
+                    clock.monotonic(),
+                    noticed_via="event" if by_event else "poll",
+                )
