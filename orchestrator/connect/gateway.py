@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.operations import Operation
-from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.connect.ratelimit import Budget
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
@@ -220,7 +220,7 @@ class AioConnectGateway:
     def __init__(
         self,
         client: ConnectClient,
-        budget: RateBudget,
+        budget: Budget,
         *,
         policies: GatewayPolicies | None = None,
         metrics: Metrics | None = None,

@@ -15,6 +15,7 @@ import heapq
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
@@ -159,6 +160,27 @@ class AdaptiveTokenBucket:
     def _wake(waiter: _Waiter | None) -> None:
         if waiter is not None:
             waiter.wakeup.set()
+
+
+class Bucket(Protocol):
+    """What the gateway needs of one operation's budget."""
+
+    @property
+    def target_rate(self) -> float:
+        """Calls per second this worker may make while nothing is throttled."""
+        ...
+
+    async def acquire(self, priority: float = 0.0) -> None: ...
+
+    def on_throttle(self) -> None: ...
+
+
+class Budget(Protocol):
+    """A bucket per Connect operation: `RateBudget` here, the fleet's shared one in Redis."""
+
+    def __getitem__(self, operation: str) -> Bucket: ...
+
+    def snapshots(self) -> list[tuple[str, tuple[float, float, int]]]: ...
 
 
 class RateBudget:

@@ -144,6 +144,26 @@ class FleetSettings(_Section):
     Off unless `redis_url` is set (`redis://` or `rediss://`, AUTH in the URL's user info)."""
 
     redis_url: str | None = None
+    #: Keys and channels start with `<key_prefix>:<region>`; workers spending one account's
+    #: quotas share it, another account needs another prefix (or another Redis).
+    key_prefix: str = Field("orchestrator", min_length=1)
+    #: Connect and read timeout of each Redis call (one quick retry after a connection error).
+    timeout_s: float = Field(0.5, gt=0, le=10)
+    #: Each worker renews its heartbeat this often; one not renewed for `heartbeat_ttl_s` is gone.
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    heartbeat_ttl_s: float = Field(10.0, gt=0)
+    #: Consecutive Redis failures before the worker switches to its local share, and how long
+    #: it waits before probing Redis again.
+    breaker_failures: int = Field(3, ge=1, le=100)
+    breaker_reset_s: float = Field(3.0, gt=0)
+    #: While Redis is unreachable each worker spends quota / max(workers last seen, this).
+    min_workers: int = Field(1, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _heartbeat_outlives_interval(self) -> FleetSettings:
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat_ttl_s must be longer than heartbeat_interval_s")
+        return self
 
 
 class ShutdownSettings(_Section):
