@@ -163,7 +163,12 @@ async def test_redrive_by_age_moves_older_or_newer_messages(sqs_client: SQSClien
     await send_all(sqs_client, dlq, [request_body("early")])
     [early], _ = await dlq_of(sqs_client, dlq).inspect()
     assert early.sent_at is not None
-    await eventually(lambda: time.time() > early.sent_at + 0.05, message="the clock to move on")  # type: ignore[operator]
+    first_sent = early.sent_at
+
+    def clock_moved_on() -> bool:
+        return time.time() > first_sent + 0.05
+
+    await eventually(clock_moved_on, message="the clock to move on")
     await send_all(sqs_client, dlq, [request_body("late")])
     letters, _ = await dlq_of(sqs_client, dlq).inspect()
     late = next(d for d in letters if d.request_id == "late")
