@@ -1,4 +1,5 @@
-"""What every scenario shares: ids, fake credentials, request bodies, emulator options."""
+"""What every scenario shares: fake credentials, request bodies (the testing kit's), emulator
+options."""
 
 from __future__ import annotations
 
@@ -7,9 +8,19 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-REGION = "us-east-1"
-INSTANCE_ID = "b3c1e0a2-7d4f-4c1e-9a55-0d6e5f4a3b21"
-FLOW_ID = "5e7d9c1b-2a4f-4b6e-8c0d-1f2e3a4b5c6d"
+from orchestrator.testing.requests import REGION, customer_document
+
+__all__ = [
+    "FAKE_AWS_ENV",
+    "REGION",
+    "isolate_environment",
+    "parse_setting",
+    "quota_args",
+    "request_body",
+    "request_id",
+    "request_params",
+    "span",
+]
 
 #: Fake credentials for the local servers, which accept any signature. Set in this process and its
 #: children so that nothing can reach a real AWS account.
@@ -36,22 +47,16 @@ def request_id(run: str, index: int) -> str:
 
 
 def request_params(index: int) -> dict[str, Any]:
-    """StartWebRTCContact parameters of the `index`-th call (no ClientToken)."""
-    return {
-        "InstanceId": INSTANCE_ID,
-        "ContactFlowId": FLOW_ID,
-        "ParticipantDetails": {"DisplayName": f"Customer {index}"},
-        "Attributes": {"order": str(100_000 + index), "channel": "mobile-app"},
-        "AllowedCapabilities": {
-            "Customer": {"Video": "SEND", "ScreenShare": "SEND"},
-            "Agent": {"Video": "SEND", "ScreenShare": "SEND"},
-        },
-    }
+    """StartWebRTCContact parameters of the `index`-th call (no ClientToken): the kit's request
+    without its RequestId."""
+    params = customer_document(None, index)
+    del params["RequestId"]
+    return params
 
 
 def request_body(run: str, index: int) -> str:
     """The SQS message body of one call request, as a requester's backend would send it."""
-    return json.dumps({"RequestId": request_id(run, index), **request_params(index)})
+    return json.dumps(customer_document(request_id(run, index), index))
 
 
 def quota_args(quotas: Mapping[str, tuple[float, float]]) -> list[str]:

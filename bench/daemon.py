@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import anyio
 from aiobotocore.session import AioSession
@@ -19,17 +16,15 @@ from aiobotocore.session import AioSession
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.settings import Settings
-from orchestrator.daemon.sqs import sqs_client_config
+from orchestrator.daemon.sqs import aws_client_config
 from orchestrator.daemon.worker import Worker
 from orchestrator.engine.events import LifecycleEvent
 from orchestrator.metrics import Metrics
 from orchestrator.sinks import EventSink
 from orchestrator.testing.memory_queue import MemoryQueue
+from orchestrator.testing.queues import create_queue_with_dlq, send_all
 
 from .common import REGION
-
-if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
 
 
 @dataclass
@@ -73,33 +68,14 @@ def aio_session() -> AioSession:
     return AioSession()
 
 
-async def create_request_queue(sqs: SQSClient, name: str) -> str:
-    """A request queue with a dead-letter queue (maxReceiveCount 5), as deployed."""
-    dlq = (await sqs.create_queue(QueueName=f"{name}-dlq"))["QueueUrl"]
-    attrs = await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])
-    arn = attrs["Attributes"]["QueueArn"]
-    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 5})
-    created = await sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy})
-    return created["QueueUrl"]
-
-
-async def enqueue(sqs: SQSClient, queue_url: str, bodies: Sequence[str]) -> None:
-    for start in range(0, len(bodies), 10):
-        entries: list[Any] = [
-            {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])
-        ]
-        response = await sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        if response.get("Failed"):
-            raise RuntimeError(f"SendMessageBatch failed: {response['Failed']}")
-
-
 async def sqs_queue_with(session: AioSession, sqs_url: str, bodies: Sequence[str]) -> str:
     """A fresh request queue on the SQS server holding `bodies`."""
     async with session.create_client(
-        "sqs", region_name=REGION, endpoint_url=sqs_url, config=sqs_client_config()
+        "sqs", region_name=REGION, endpoint_url=sqs_url, config=aws_client_config()
     ) as sqs:
-        queue_url = await create_request_queue(sqs, f"bench-{uuid.uuid4().hex[:10]}")
-        await enqueue(sqs, queue_url, bodies)
+        # A dead-letter queue after 5 receives, as deployed.
+        queue_url, _ = await create_queue_with_dlq(sqs, max_receive_count=5, prefix="bench")
+        await send_all(sqs, queue_url, bodies)
     return queue_url
 
 

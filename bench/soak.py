@@ -1,6 +1,6 @@
 """`python -m bench.soak` (`make soak`): the long chaos soak, on demand.
 
-The same harness as the short soak in `make test` (tests/chaos/harness.py), with thousands of
+The same harness as the short soak in `make test` (`orchestrator.testing.chaos`), with thousands of
 requests, more worker processes and more kills: worker processes on one SQS queue (moto, started
 here on loopback), the Connect emulator in its own process with 5xx faults, dropped connections,
 latency, quotas low enough to throttle, abandons and a concurrency cap; workers SIGKILLed and
@@ -11,7 +11,6 @@ promise; exits 1 if there was one. Worker and emulator logs go to `--workdir`.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from dataclasses import replace
@@ -19,20 +18,13 @@ from pathlib import Path
 
 import anyio
 
+from orchestrator.testing.chaos import ChaosPlan, ChaosReport, run_chaos
 from orchestrator.testing.emulator.config import parse_quota_value
-from tests.chaos.harness import ChaosPlan, ChaosReport, run_chaos, sqs_server_process
+from orchestrator.testing.processes import sqs_server_process
+
+from .common import isolate_environment
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / ".runs" / "soak"
-
-#: Fake credentials only: the local servers accept any signature, and nothing may reach AWS.
-FAKE_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "AKIASOAK000000000000",
-    "AWS_SECRET_ACCESS_KEY": "soak-secret-not-a-real-key",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,18 +94,15 @@ def plan_from(args: argparse.Namespace) -> ChaosPlan:
 
 
 async def soak(plan: ChaosPlan, workdir: Path) -> ChaosReport:
-    async with sqs_server_process(workdir) as sqs_url:
-        return await run_chaos(plan, sqs_url=sqs_url, workdir=workdir)
+    async with sqs_server_process(workdir / "sqs-server.log") as sqs:
+        return await run_chaos(plan, sqs_url=sqs.url, workdir=workdir)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the emulator and the workers are stopped on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    for key in list(os.environ):
-        if key.startswith("ORCHESTRATOR_") or key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            del os.environ[key]
-    os.environ.update(FAKE_AWS_ENV)
+    isolate_environment()  # fake credentials only: nothing may reach AWS
     plan = plan_from(args)
     args.workdir.mkdir(parents=True, exist_ok=True)
     for pattern in ("worker-*.log", "emulator.log", "sqs-server.log", "soak.txt"):

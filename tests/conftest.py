@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from orchestrator.testing.emulator import Emulator, EmulatorConfig
+from orchestrator.testing.emulator import Emulator
 from orchestrator.testing.local_sqs import LocalSqsServer
+from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, REGION
+from tests.support.peers import EmulatorFactory, emulator_config, no_retries
 
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient
     from types_aiobotocore_sqs import SQSClient
 
-REGION = "us-east-1"
-INSTANCE_ID = "11111111-2222-3333-4444-555555555555"
-FLOW_ID = "66666666-7777-8888-9999-000000000000"
+#: Re-exported: the emulator tests import these from here.
+__all__ = ["FLOW_ID", "INSTANCE_ID", "REGION", "emulator_config", "no_retries"]
+
 ACCESS_KEY = "AKIATESTEXAMPLE00001"
 SECRET_KEY = "testsecretkey/EXAMPLE+0000000000000000"
 
@@ -41,24 +42,8 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
 
 
-def emulator_config(**overrides: Any) -> EmulatorConfig:
-    """A fast, deterministic emulator: short waits, no abandons, quotas on."""
-    settings: dict[str, Any] = {
-        "agent_delay_s": (0.05, 0.15),
-        "abandon_rate": 0.0,
-        "talk_time_s": (30.0, 30.0),
-        "flow_delay_s": 0.0,
-        "seed": 7,
-    }
-    settings.update(overrides)
-    return EmulatorConfig(**settings)
-
-
-EmulatorFactory = Callable[..., Any]
-
-
 @pytest.fixture
-async def start_emulator() -> AsyncIterator[Callable[..., Any]]:
+async def start_emulator() -> AsyncIterator[EmulatorFactory]:
     """Start emulators in this test's event loop: `await start_emulator(agent_delay_s=(1, 1))`."""
     running: list[Emulator] = []
 
@@ -74,14 +59,8 @@ async def start_emulator() -> AsyncIterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-async def emulator(start_emulator: Callable[..., Any]) -> Emulator:
-    result: Emulator = await start_emulator()
-    return result
-
-
-def no_retries() -> AioConfig:
-    """botocore's own retries off: tests see every answer the emulator gives."""
-    return AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
+async def emulator(start_emulator: EmulatorFactory) -> Emulator:
+    return await start_emulator()
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.testing.chaos import ChaosPlan, run_chaos
 from orchestrator.testing.local_sqs import LocalSqsServer
-from tests.chaos.harness import ChaosPlan, run_chaos
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

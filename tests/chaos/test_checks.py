@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.engine.request import client_token
-from tests.chaos.harness import ChaosPlan, ChaosReport, Planned, Poison, check
+from orchestrator.testing.chaos import ChaosPlan, ChaosReport, Planned, Poison, check
 
 SHARE, DECLINES, NOT_ALLOWED = "req-share", "req-declines", "req-not-allowed"
 TOKEN = "AbCdEf0123456789GhIjKl0123456789MnOpQr"

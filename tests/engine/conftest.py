@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,14 +11,15 @@ from aiobotocore.session import get_session
 
 from orchestrator.connect.gateway import connect_client_config
 from orchestrator.testing.emulator import Emulator
-from tests.clock import VirtualClock
-from tests.conftest import REGION, emulator_config
+from orchestrator.testing.requests import REGION
+from tests.support.clock import VirtualClock
+from tests.support.peers import ClientFactory, VirtualEmulatorFactory, emulator_config
 
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient
 
-ClientFactory = Callable[[Emulator], Awaitable["ConnectClient"]]
-VirtualEmulatorFactory = Callable[..., Awaitable[Emulator]]
+#: The factory types, importable from here too.
+__all__ = ["ClientFactory", "VirtualEmulatorFactory"]
 
 
 @pytest.fixture

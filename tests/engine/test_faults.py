@@ -17,14 +17,9 @@ from orchestrator.errors import CapacityError, RetryableConnectError
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
-from tests.clock import VirtualClock
-from tests.engine._support import (
-    call_request,
-    finals,
-    make_engine,
-    types_of,
-)
 from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
+from tests.support.clock import VirtualClock
+from tests.support.engine import call_request, finals, make_engine, types_of
 
 Starter = Callable[..., Any]
 

@@ -37,7 +37,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.retry import RetryPolicy
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.conftest import INSTANCE_ID, REGION, no_retries
-from tests.engine._support import call_request
+from tests.support.engine import call_request
 
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient

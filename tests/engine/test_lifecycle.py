@@ -14,14 +14,14 @@ from orchestrator.errors import RetryableConnectError, RetryLater
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
-from tests.engine._support import (
+from tests.engine.conftest import ClientFactory
+from tests.support.engine import (
     HookSink,
     call_request,
     finals,
     make_engine,
     types_of,
 )
-from tests.engine.conftest import ClientFactory
 
 Starter = Callable[..., Any]
 

@@ -9,15 +9,10 @@ from orchestrator.engine.frontier import QueueFrontier
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
-from tests.clock import VirtualClock
 from tests.conftest import emulator_config
-from tests.engine._support import (
-    SteppingClock,
-    call_request,
-    make_engine,
-    settle,
-)
 from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
+from tests.support.clock import SteppingClock, VirtualClock
+from tests.support.engine import call_request, make_engine, settle
 
 # -- the frontier ----------------------------------------------------------------------------
 

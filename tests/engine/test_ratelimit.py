@@ -7,8 +7,8 @@ import pytest
 
 from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
 from orchestrator.connect.ratelimit import AdaptiveTokenBucket, RateBudget
-from tests.clock import VirtualClock
-from tests.engine._support import SteppingClock, settle
+from tests.support.clock import SteppingClock, VirtualClock
+from tests.support.engine import settle
 
 
 async def test_bucket_grants_its_burst_at_once_then_paces_at_its_rate() -> None:

@@ -17,7 +17,7 @@ from orchestrator.engine.request import (
     parse_request,
 )
 from tests.conftest import FLOW_ID, INSTANCE_ID
-from tests.engine._support import request_body
+from tests.support import request_document as request_body
 
 
 def rejection(body: str | bytes, defaults: RequestDefaults | None = None) -> RequestRejected:

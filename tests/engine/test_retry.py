@@ -15,7 +15,7 @@ from orchestrator.errors import (
     ThrottledError,
 )
 from orchestrator.retry import RetryPolicy
-from tests.clock import VirtualClock
+from tests.support.clock import VirtualClock
 
 OP = "DescribeContact"
 

@@ -25,11 +25,11 @@ from orchestrator.engine.watch import (
 )
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
-from tests.clock import VirtualClock
 from tests.conftest import emulator_config
-from tests.engine._support import SteppingClock, call_request, make_engine, types_of
 from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
 from tests.support import eventually
+from tests.support.clock import SteppingClock, VirtualClock
+from tests.support.engine import call_request, make_engine, types_of
 
 
 def iso(epoch: float) -> str:

@@ -33,7 +33,7 @@ from typing import Any, get_args
 from hypothesis import strategies as st
 
 from orchestrator.engine.request import MAX_BODY_BYTES, ReferenceType
-from tests.conftest import FLOW_ID, INSTANCE_ID
+from orchestrator.testing.requests import request_document
 
 #: SQS's own limit on a message (moto allows 1 MiB; real queues default to 256 KiB).
 SQS_BODY_LIMIT = 256 * 1024
@@ -78,21 +78,15 @@ valid_request_ids = st.from_regex(r"[A-Za-z0-9_.:-]{1,128}", fullmatch=True)
 
 def valid_document(request_id: str) -> dict[str, Any]:
     """A valid request using every optional field."""
-    return {
-        "RequestId": request_id,
-        "InstanceId": INSTANCE_ID,
-        "ContactFlowId": FLOW_ID,
-        "ParticipantDetails": {"DisplayName": "Jane Doe"},
-        "Attributes": {"order": "1234", "channel-name": "app"},
-        "AllowedCapabilities": {
-            "Customer": {"Video": "SEND", "ScreenShare": "SEND"},
-            "Agent": {"Video": "SEND", "ScreenShare": "SEND"},
-        },
-        "References": {"ticket": {"Value": "https://tickets.example/1234", "Type": "URL"}},
-        "Description": "Billing question",
-        "RelatedContactId": "e619cfeb-55fd-4cdd-9eaa-14e2a0791b22",
-        "ScreenSharing": True,
-    }
+    return request_document(
+        request_id,
+        ParticipantDetails={"DisplayName": "Jane Doe"},
+        Attributes={"order": "1234", "channel-name": "app"},
+        References={"ticket": {"Value": "https://tickets.example/1234", "Type": "URL"}},
+        Description="Billing question",
+        RelatedContactId="e619cfeb-55fd-4cdd-9eaa-14e2a0791b22",
+        ScreenSharing=True,
+    )
 
 
 @dataclass(frozen=True)

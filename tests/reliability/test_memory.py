@@ -38,7 +38,6 @@ from orchestrator.testing.emulator import Emulator
 from tests.conftest import REGION, emulator_config
 from tests.reliability.logcapture import captured_logs
 from tests.reliability.poison import many_unknown_fields, valid_document
-from tests.reliability.support import RunOptions, run_worker_on, send_recording_ids
 from tests.support import (
     create_queue_with_dlq,
     eventually,
@@ -46,6 +45,8 @@ from tests.support import (
     request_body,
     settings_for,
 )
+from tests.support import send_all as send_recording_ids
+from tests.support.runs import RunOptions, run_worker_on
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -27,8 +27,8 @@ from tests.reliability.poison import (
     sqs_poison,
     valid_document,
 )
-from tests.reliability.support import WorkerRun, run_worker_on
 from tests.support import request_body
+from tests.support.runs import WorkerRun, run_worker_on
 
 pytestmark = pytest.mark.timeout(300)
 

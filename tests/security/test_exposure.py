@@ -34,8 +34,8 @@ from orchestrator.testing.emulator import Emulator
 from orchestrator.testing.emulator.server import is_loopback
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.reliability.poison import ROUTING_FIELDS, TOPIC_ARN, valid_document
-from tests.reliability.support import run_worker_on
 from tests.support import create_queue_with_dlq, eventually, queue_counts, settings_for
+from tests.support.runs import run_worker_on
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

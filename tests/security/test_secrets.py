@@ -19,8 +19,8 @@ from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import ACCESS_KEY, INSTANCE_ID, SECRET_KEY
-from tests.reliability.support import RunOptions, run_worker_on
 from tests.support import request_body
+from tests.support.runs import RunOptions, run_worker_on
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
@@ -15,19 +14,22 @@ from orchestrator.daemon.assembly import open_worker
 from orchestrator.metrics import Metrics
 from orchestrator.sinks import EventSink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
-from tests.conftest import REGION, emulator_config
-from tests.reliability.logcapture import captured_logs, records
-from tests.support import (
+from orchestrator.testing.queues import (
+    create_queue,
     create_queue_with_dlq,
     drain_bodies,
+    drain_messages,
+    final_types,
     queue_counts,
-    settings_for,
+    send_all,
 )
+from orchestrator.testing.requests import REGION
+from tests.reliability.logcapture import captured_logs, records
+from tests.support.peers import emulator_config
+from tests.support.worker import settings_for
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-
-BATCH_BYTES = 600_000
 
 
 @dataclass
@@ -46,40 +48,13 @@ class WorkerRun:
     metrics: Metrics
 
     def final_types(self) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        for event in self.events:
-            if event["final"]:
-                out.setdefault(event["request_id"], set()).add(event["type"])
-        return out
+        return final_types(self.events)
 
     def types_of(self, request_id: str) -> set[str]:
         return {e["type"] for e in self.events if e["request_id"] == request_id}
 
     def logged(self, name: str) -> list[dict[str, Any]]:
         return [r for r in self.logs if r.get("event") == name]
-
-
-async def send_recording_ids(sqs: SQSClient, queue_url: str, bodies: list[str]) -> list[str]:
-    """Send `bodies` in order, in batches of up to 10 and ~600 KB (a batch request stays under
-    SQS's 1 MiB once JSON-escaped); the SQS MessageId of each."""
-    ids: list[str] = []
-    batches: list[list[str]] = [[]]
-    for body in bodies:
-        batch = batches[-1]
-        if batch and (len(batch) == 10 or sum(map(len, batch)) + len(body) > BATCH_BYTES):
-            batches.append(batch := [])
-        batch.append(body)
-    for chunk in batches:
-        if not chunk:
-            continue
-        response = await sqs.send_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)],
-        )
-        assert not response.get("Failed"), response.get("Failed")
-        by_entry = {entry["Id"]: entry["MessageId"] for entry in response["Successful"]}
-        ids.extend(by_entry[str(i)] for i in range(len(chunk)))
-    return ids
 
 
 @dataclass(frozen=True)
@@ -115,34 +90,12 @@ async def run_worker_on(
         return await _run(sqs, sqs_url, emulator, bodies, opts)
 
 
-async def read_messages(sqs: SQSClient, queue_url: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every visible message of a queue with its message attributes (received and deleted)."""
-    out: list[tuple[str, dict[str, Any]]] = []
-    while True:
-        got = await sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=0,
-            MessageAttributeNames=["All"],
-        )
-        messages = got.get("Messages", [])
-        if not messages:
-            return out
-        out.extend((m.get("Body", ""), dict(m.get("MessageAttributes", {}))) for m in messages)
-        await sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-            ],
-        )
-
-
 async def _run(
     sqs: SQSClient, sqs_url: str, emulator: Emulator, bodies: list[str], opts: RunOptions
 ) -> WorkerRun:
     queue, dlq = await create_queue_with_dlq(sqs, max_receive_count=opts.max_receive_count)
-    events_queue = (await sqs.create_queue(QueueName=f"events-{uuid.uuid4().hex[:10]}"))["QueueUrl"]
-    message_ids = await send_recording_ids(sqs, queue, bodies)
+    events_queue = await create_queue(sqs, "events")
+    message_ids = await send_all(sqs, queue, bodies)
     sections = {name: dict(values) for name, values in opts.sections.items()}
     sections["events"] = {"sqs_queue_url": events_queue, **sections.get("events", {})}
     settings = settings_for(emulator.url, sqs_url, queue, **sections)
@@ -151,7 +104,7 @@ async def _run(
     with captured_logs(stream=stream, level=opts.log_level, library_debug=opts.library_debug):
         async with open_worker(settings, extra_sinks=opts.extra_sinks) as worker:
             await worker.run(drain=True)
-    messages = await read_messages(sqs, events_queue)
+    messages = await drain_messages(sqs, events_queue)
     text = captured.getvalue()
     return WorkerRun(
         message_ids=message_ids,

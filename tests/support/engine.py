@@ -1,0 +1,90 @@
+"""Helpers of the engine tests: an engine wired as the daemon wires it, a hook in the event
+stream, parsed requests, and what the events say."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies
+from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.lifecycle import LifecycleEngine
+from orchestrator.engine.request import CallRequest, parse_request
+from orchestrator.engine.watch import WatchPolicy
+from orchestrator.sinks import EventSink
+from orchestrator.testing.requests import request_document
+from orchestrator.testing.waiting import eventually
+
+if TYPE_CHECKING:
+    from types_aiobotocore_connect import ConnectClient
+
+#: A watch for real-time tests against the fast emulator (agents answer within ~0.15 s).
+FAST_WATCH = WatchPolicy(
+    first_delay_s=0.05, multiplier=1.5, max_interval_s=0.25, max_wait_s=30.0, jitter=0.25
+)
+
+
+def make_engine(
+    client: ConnectClient,
+    sink: EventSink,
+    *,
+    clock: Clock | None = None,
+    watch: WatchPolicy = FAST_WATCH,
+    policies: GatewayPolicies | None = None,
+    budget: RateBudget | None = None,
+    seed: int = 0,
+) -> LifecycleEngine:
+    """An engine wired as the daemon wires it, on `clock` (real time by default)."""
+    clk = clock or SystemClock()
+    gateway = AioConnectGateway(
+        client, budget or RateBudget(clock=clk), policies=policies, clock=clk
+    )
+    return LifecycleEngine(
+        gateway=gateway, sink=sink, watch=watch, clock=clk, rng=random.Random(seed)
+    )
+
+
+class HookSink:
+    """Delivers to `inner`, then runs `action` once an event of type `on` went out.
+
+    Lets a test change the world at an exact point of the lifecycle (say, right after
+    `contact.started`) without reaching into the engine.
+    """
+
+    name = "hook"
+
+    def __init__(
+        self, inner: EventSink, on: EventType, action: Callable[[LifecycleEvent], Awaitable[Any]]
+    ) -> None:
+        self.inner = inner
+        self.on = on
+        self.action = action
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None:
+        await self.inner.publish(events)
+        for event in events:
+            if event.type is self.on:
+                await self.action(event)
+
+
+def call_request(request_id: str, **overrides: Any) -> CallRequest:
+    """`request_document` parsed, as the worker hands it to the engine."""
+    return parse_request(json.dumps(request_document(request_id, **overrides)))
+
+
+def types_of(events: Sequence[LifecycleEvent], request_id: str | None = None) -> list[EventType]:
+    return [e.type for e in events if request_id is None or e.request_id == request_id]
+
+
+def finals(events: Sequence[LifecycleEvent]) -> list[LifecycleEvent]:
+    """The final events, in order (see `orchestrator.testing.final_types` for them by request)."""
+    return [e for e in events if e.final]
+
+
+async def settle(condition: Callable[[], bool], *, within_s: float = 5.0) -> None:
+    """`eventually`, checked every millisecond: for conditions a few checkpoints away."""
+    await eventually(condition, within=within_s, interval=0.001)
