@@ -59,6 +59,8 @@ def test_every_manifest_parses_and_the_kustomization_lists_them_all() -> None:
         "ConfigMap",
         "Deployment",
         "PodDisruptionBudget",
+        "PodMonitor",
+        "PrometheusRule",
         "ScaledObject",
         "ServiceAccount",
         "TriggerAuthentication",
@@ -83,7 +85,7 @@ def test_configmap_is_a_valid_configuration_listening_beyond_loopback(
 
 def test_config_file_is_mounted_where_orchestrator_config_points() -> None:
     container = worker()
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", "<from a secret>") for e in container["env"]}
     check_orchestrator_env(env)
     config_path = Path(env[CONFIG_ENV])
     name, key, _ = configmap_toml()
@@ -199,16 +201,47 @@ def test_keda_scales_the_worker_on_the_configured_request_queue(configured: Sett
     assert auth["spec"]["podIdentity"]["provider"] == "aws"
 
 
-def test_keda_adds_a_pod_before_the_workers_are_full(configured: Settings) -> None:
-    """KEDA divides visible plus in-flight messages by queueLength; a pod holds at most
-    max_in_flight in flight, so the target must sit below that (and not far below)."""
+def test_keda_scales_on_work_waiting_to_start_a_minute_of_starts_per_pod(
+    configured: Settings,
+) -> None:
+    """KEDA divides visible messages by queueLength. Started lifecycles (in flight) are not work
+    another pod could do; a backlog of one minute of starts at the account's start quota is."""
     (trigger,) = one("ScaledObject")["spec"]["triggers"]
-    assert trigger["metadata"].get("scaleOnInFlight", "true") == "true"
+    assert trigger["metadata"]["scaleOnInFlight"] == "false"
     target = int(trigger["metadata"]["queueLength"])
-    assert 0.5 * configured.queue.max_in_flight <= target <= configured.queue.max_in_flight
-
-
-def test_scaled_out_workers_stay_within_the_account_connect_quota(configured: Settings) -> None:
+    connect = configured.connect
+    starts_per_minute = 60 * connect.start_webrtc_contact_rate * (1 - connect.rate_headroom)
+    assert 0.9 * starts_per_minute <= target <= 1.25 * starts_per_minute
+    # A backlog of a few hundred scales out (the old 800 per pod never did).
     scaled = one("ScaledObject")["spec"]
-    assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
-    assert scaled["maxReplicaCount"] * configured.connect.quota_share <= 1.0 + 1e-9
+    assert -(-300 // target) > scaled["minReplicaCount"]
+
+
+def test_replicas_share_the_account_quota_through_the_fleet(configured: Settings) -> None:
+    """Fleet mode: one budget per operation in Redis, so no static per-pod share that would
+    leave the quota half used at the usual size."""
+    _, _, raw = configmap_toml()
+    assert "quota_share" not in raw["connect"]
+    assert configured.connect.quota_share == 1.0
+    # The Redis URL carries the AUTH password: from a Secret, never in the ConfigMap.
+    assert raw.get("fleet", {}).get("redis_url") is None
+    (variable,) = [e for e in worker()["env"] if e["name"] == "ORCHESTRATOR_FLEET__REDIS_URL"]
+    assert set(variable["valueFrom"]) == {"secretKeyRef"}
+    scaled = one("ScaledObject")["spec"]
+    assert 2 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
+
+
+def test_contact_events_queue_is_configured(configured: Settings) -> None:
+    assert configured.contact_events.queue_url is not None
+    assert configured.contact_events.queue_url != configured.queue.url
+
+
+def test_pod_monitor_scrapes_the_workers_metrics_port() -> None:
+    monitor = one("PodMonitor")["spec"]
+    deployment = one("Deployment")["spec"]
+    assert monitor["selector"]["matchLabels"] == deployment["selector"]["matchLabels"]
+    (endpoint,) = monitor["podMetricsEndpoints"]
+    ports = {p["name"] for p in worker()["ports"]}
+    assert endpoint["port"] in ports
+    annotations = deployment["template"]["metadata"]["annotations"]
+    assert endpoint["path"] == annotations["prometheus.io/path"]
