@@ -17,7 +17,8 @@ from aiobotocore.session import AioSession, get_session
 
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from orchestrator.connect.operations import Operation, Quota
-from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.connect.ratelimit import Budget, RateBudget
+from orchestrator.daemon.fleet import Fleet, redis_client
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.daemon.settings import ConnectSettings, Settings, WatchSettings
 from orchestrator.daemon.source import QueueSource
@@ -157,11 +158,28 @@ async def open_worker(
         batched = [await stack.enter_async_context(BatchingSink(sink)) for sink in remote]
         sink = FanoutSink([LogSink(), *extra_sinks, *batched], metrics=metrics)
 
-        budget = RateBudget(
-            connect_quotas(settings.connect),
-            share=settings.connect.quota_share,
-            headroom=settings.connect.rate_headroom,
-        )
+        budget: Budget
+        fleet: Fleet | None = None
+        if settings.fleet.redis_url:
+            # Fleet mode: one budget per operation for the whole account, in Redis (no share).
+            fleet = Fleet.build(
+                await stack.enter_async_context(
+                    redis_client(settings.fleet.redis_url, timeout_s=settings.fleet.timeout_s)
+                ),
+                settings.fleet,
+                region=region,
+                quotas=connect_quotas(settings.connect),
+                headroom=settings.connect.rate_headroom,
+                metrics=metrics,
+                readiness=readiness,
+            )
+            budget = fleet.budget
+        else:
+            budget = RateBudget(
+                connect_quotas(settings.connect),
+                share=settings.connect.quota_share,
+                headroom=settings.connect.rate_headroom,
+            )
         metrics.watch_budget(budget.snapshots)
         gateway = AioConnectGateway(
             connect,
@@ -183,6 +201,8 @@ async def open_worker(
             source = await stack.enter_async_context(SqsQueueSource(sqs, settings.queue.url))
         #: Loops the worker owns beside its receive loop (contact events, fleet heartbeats).
         services: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        if fleet is not None:
+            services.extend(fleet.services)
         yield Worker(
             source,
             engine,
