@@ -10,6 +10,7 @@ standard AWS chain (environment, shared files, IAM roles for service accounts, E
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
@@ -17,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -65,6 +73,17 @@ class QueueSettings(_Section):
     admission_window_s: float = Field(5.0, gt=0, le=60)
     #: ... and never hold more than this many received-but-unstarted messages.
     max_waiting_to_start: int = Field(10, ge=1, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(
+                f"not an http(s) URL: {_mask_urls(value)!r}; a queue URL looks like "
+                "https://sqs.us-east-1.amazonaws.com/123456789012/call-requests"
+            )
+        return value
 
 
 class ConnectSettings(_Section):
@@ -248,6 +267,45 @@ def _mask_urls(value: Any) -> Any:
     return value
 
 
+def _section_keys() -> dict[str, list[str]]:
+    """Every section of `Settings` and the keys it takes."""
+    out: dict[str, list[str]] = {}
+    for name, field in Settings.model_fields.items():
+        out[name] = list(getattr(field.annotation, "model_fields", {}))
+    return out
+
+
+def _closest(word: str, candidates: list[str]) -> str | None:
+    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _unknown_environment() -> list[str]:
+    """`ORCHESTRATOR_*` variables naming no section (misspelled, or one `_` instead of `__`).
+
+    pydantic-settings ignores those silently; an unknown key inside a known section is caught by
+    the section's `extra="forbid"` instead.
+    """
+    sections = _section_keys()
+    known = [CONFIG_ENV] + [
+        f"{ENV_PREFIX}{section}__{key}".upper()
+        for section, keys in sections.items()
+        for key in keys
+    ]
+    problems = []
+    for name in sorted(os.environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
+            continue
+        section = upper.removeprefix(ENV_PREFIX).split("__", 1)[0].lower()
+        if section in sections:
+            continue
+        guess = _closest(upper, known)
+        hint = f", did you mean {guess}?" if guess else ""
+        problems.append(f"{name}: not a setting{hint}")
+    return problems
+
+
 def _explain(loc: list[str], err: Any) -> str:
     if err["type"] == "missing":
         return "required"
@@ -257,13 +315,48 @@ def _explain(loc: list[str], err: Any) -> str:
                 "not a setting: credentials come only from the standard AWS chain "
                 "(environment, shared config, instance or task role), never from this file"
             )
-        return "unknown setting"
+        sections = _section_keys()
+        candidates = list(sections) if len(loc) == 1 else sections.get(loc[0], [])
+        guess = _closest(loc[-1].lower(), candidates) if len(loc) <= 2 else None
+        return "unknown setting" + (f", did you mean {guess}?" if guess else "")
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for err in error.errors():
+def _lookup(data: Any, key: str) -> str | None:
+    """`key` as spelled in `data` (TOML keys match case-insensitively), or None."""
+    if isinstance(data, dict):
+        for written in data:
+            if str(written).lower() == key.lower():
+                return str(written)
+    return None
+
+
+def _where(loc: list[str], file: Path | None, document: dict[str, Any]) -> str:
+    """Where the value at `loc` was set, as the user wrote it: a variable or the file's key."""
+    env = ENV_PREFIX + "__".join(p.upper() for p in loc)
+    set_names = {name.upper(): name for name in os.environ}
+    for depth in range(len(loc), 0, -1):  # a whole section may come as one JSON variable
+        name = ENV_PREFIX + "__".join(p.upper() for p in loc[:depth])
+        if name in set_names:
+            return f"environment variable {set_names[name]}"
+    if file is not None:
+        section = _lookup(document, loc[0])
+        key = _lookup(document[section], loc[1]) if section is not None and len(loc) > 1 else None
+        if section is not None and (len(loc) == 1 or key is not None):
+            return f"in {file}: [{section}]" + (f" {key}" if key else "")
+        if len(loc) > 1:
+            return f"set {loc[1]} under [{loc[0]}] in {file}, or environment variable {env}"
+    return f"environment variable {env}"
+
+
+def _describe(
+    error: ValidationError | None,
+    file: Path | None = None,
+    document: dict[str, Any] | None = None,
+    unknown: list[str] | None = None,
+) -> str:
+    lines = list(unknown or [])
+    for err in error.errors() if error is not None else []:
         loc = [str(p) for p in err["loc"]]
         if err["type"] == "missing" and len(loc) == 1 and loc[0] in Settings.model_fields:
             # A whole section is missing: name the keys it needs.
@@ -271,30 +364,39 @@ def _describe(error: ValidationError) -> str:
             fields = getattr(section, "model_fields", {})
             loc += [next((k for k, f in fields.items() if f.is_required()), "")]
         key = ".".join(loc) or "settings"
-        env = ENV_PREFIX + "__".join(p.upper() for p in loc)
-        lines.append(f"{key}: {_explain(loc, err)} (environment variable {env})")
+        lines.append(f"{key}: {_explain(loc, err)} ({_where(loc, file, document or {})})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read the file (`path`, else $ORCHESTRATOR_CONFIG, else none) and the environment.
 
-    Raises `ConfigError` with a message naming every bad key.
+    Raises `ConfigError` with a message naming every bad key where it was written: the file and
+    its `[section] key`, or the environment variable. `ORCHESTRATOR_*` variables that name no
+    setting are errors too.
     """
     chosen = path or os.environ.get(CONFIG_ENV) or None
     cls: type[Settings] = Settings
+    file: Path | None = None
+    document: dict[str, Any] = {}
     if chosen:
         file = Path(chosen)
         if not file.is_file():
             raise ConfigError(f"configuration file not found: {file}")
+        try:
+            document = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
         config = SettingsConfigDict(**{**Settings.model_config, "toml_file": file})
         cls = type("FileSettings", (Settings,), {"model_config": config})
+    unknown = _unknown_environment()
     try:
-        return cls(**overrides)
+        settings = cls(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
+        raise ConfigError(_describe(exc, file, document, unknown)) from None
+    if unknown:
+        raise ConfigError(_describe(None, unknown=unknown))
+    return settings
 
 
 def settings_json(settings: Settings) -> str:
