@@ -95,6 +95,10 @@ async def test_emulator_command_turns_options_into_settings() -> None:
         "--error-rate", "0.25",
         "--latency", "1:3",
         "--consistency-delay", "0.5",
+        "--after-contact-work", "1:2",
+        "--events-drop-rate", "0.1",
+        "--events-duplicate-rate", "0.2",
+        "--events-delay", "0.05-0.6",
     ]  # fmt: skip
     async with _running(*options) as (process, url):
         config = await ControlApi(url).config()
@@ -114,6 +118,9 @@ async def test_emulator_command_turns_options_into_settings() -> None:
     assert config["error_rate"] == 0.25
     assert config["latency_ms"] == [1.0, 3.0]
     assert config["consistency_delay_s"] == 0.5
+    assert config["after_contact_work_s"] == [1.0, 2.0]
+    assert (config["events_drop_rate"], config["events_duplicate_rate"]) == (0.1, 0.2)
+    assert config["events_delay_s"] == [0.05, 0.6]
     assert process.returncode == 0
 
 
@@ -135,8 +142,19 @@ async def test_emulator_command_refuses_a_non_loopback_host() -> None:
         (["--port", "not-a-port"], "--port"),
         (["--error-rate", "2"], "error_rate must be between 0 and 1"),
         (["--abandon-rate", "-0.5"], "abandon_rate must be between 0 and 1"),
+        (["--events-drop-rate", "1.5"], "events_drop_rate must be between 0 and 1"),
+        (["--events-delay", "0.6-0.05"], "--events-delay"),
     ],
-    ids=["inverted range", "three numbers", "unknown operation", "port", "rate", "negative"],
+    ids=[
+        "inverted range",
+        "three numbers",
+        "unknown operation",
+        "port",
+        "rate",
+        "negative",
+        "event drop rate",
+        "inverted event delay",
+    ],
 )
 async def test_emulator_command_rejects_invalid_option_values(
     args: list[str], complaint: str

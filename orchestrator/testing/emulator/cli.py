@@ -125,7 +125,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults.add_argument("--seed", type=int, default=None, help="seed for reproducible runs")
 
-    events = parser.add_argument_group("contact events")
+    events = parser.add_argument_group(
+        "contact events",
+        "EventBridge 'Amazon Connect Contact Event' records for every transition (INITIATED, "
+        "CONTACT_DATA_UPDATED, QUEUED, CONNECTED_TO_AGENT, DISCONNECTED, COMPLETED), delivered "
+        "best effort like EventBridge: the three knobs below change at run time through "
+        "POST /_emulator/config (events_drop_rate, events_duplicate_rate, events_delay_s)",
+    )
     events.add_argument("--events-queue-url", help="SQS queue to publish contact events to")
     events.add_argument("--events-endpoint-url", help="endpoint of that SQS service")
     events.add_argument("--events-jsonl", help="file to append contact events to")

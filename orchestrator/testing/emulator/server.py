@@ -85,7 +85,12 @@ class Emulator:
 
 
 class EmulatorThread:
-    """The emulator on its own event loop in a daemon thread, for synchronous callers (boto3)."""
+    """The emulator on its own event loop in a daemon thread, for synchronous callers (boto3).
+
+    Any number of threads may call it over HTTP at once: every request, the simulation and the
+    event delivery run on the emulator's one loop, so its state has a single writer. Reach the
+    state through the HTTP control API (`EmulatorControl`), not through `emulator.state`.
+    """
 
     def __init__(
         self, config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
@@ -115,8 +120,19 @@ class EmulatorThread:
             await emulator.start()
             return emulator
 
-        self._emulator = asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout=30)
+        try:
+            self._emulator = asyncio.run_coroutine_threadsafe(start(), self._loop).result(
+                timeout=30
+            )
+        except BaseException:
+            self._stop_loop()
+            raise
         return self
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
 
     def __exit__(
         self,
@@ -126,9 +142,7 @@ class EmulatorThread:
     ) -> None:
         if self._emulator is not None:
             asyncio.run_coroutine_threadsafe(self._emulator.stop(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        self._loop.close()
+        self._stop_loop()
 
 
 async def serve(
