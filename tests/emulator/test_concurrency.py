@@ -15,7 +15,7 @@ from tests.conftest import INSTANCE_ID
 from tests.emulator._helpers import ControlApi, SyncControlApi, start_args
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
     from types_aiobotocore_connect import ConnectClient
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 OUTCOME_FIELDS = ("successes", "throttled", "concurrency_limited", "client_errors", "faults")
 
 
-async def _outcome(call: Awaitable[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+async def _outcome(call: Awaitable[Mapping[str, Any]]) -> tuple[str, Mapping[str, Any]]:
     try:
         return "ok", await call
     except ClientError as error:
