@@ -1,0 +1,312 @@
+"""Contact events in the engine: parsing queue bodies, and delivering events to local watches."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+
+from orchestrator.engine.contact_events import (
+    ContactEvent,
+    LocalContactEvents,
+    NotAContactEvent,
+    parse_contact_event,
+)
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.watch import ContactNotifier, Subscription, WatchPolicy
+from orchestrator.metrics import Metrics
+from orchestrator.sinks import MemorySink
+from orchestrator.testing.emulator import Emulator, EmulatorControl
+from tests.engine.conftest import ClientFactory
+from tests.support import eventually
+from tests.support.clock import SteppingClock, VirtualClock
+from tests.support.engine import call_request, make_engine
+from tests.support.peers import emulator_config
+
+CONTACT = "11111111-1111-1111-1111-111111111111"
+INSTANCE_ARN = (
+    "arn:aws:connect:us-east-1:111122223333:instance/12345678-aaaa-bbbb-cccc-123456789012"
+)
+
+#: AWS's documented sample (voice call connected to an agent).
+SAMPLE: dict[str, Any] = {
+    "version": "0",
+    "id": "abcabcab-abca-abca-abca-abcabcabcabc",
+    "detail-type": "Amazon Connect Contact Event",
+    "source": "aws.connect",
+    "account": "111122223333",
+    "time": "2021-08-04T17:43:48Z",
+    "region": "us-east-1",
+    "resources": ["contactArn", "instanceArn"],
+    "detail": {
+        "initiationTimestamp": "2021-08-04T17:17:53.000Z",
+        "contactId": CONTACT,
+        "channel": "VOICE",
+        "instanceArn": INSTANCE_ARN,
+        "initiationMethod": "INBOUND",
+        "eventType": "CONNECTED_TO_AGENT",
+        "agentInfo": {
+            "agentArn": f"{INSTANCE_ARN}/agent/a",
+            "connectedToAgentTimestamp": "2021-08-04T17:29:09.000Z",
+        },
+        "queueInfo": {
+            "queueType": "STANDARD",
+            "queueArn": f"{INSTANCE_ARN}/queue/q",
+            "enqueueTimestamp": "2021-08-04T17:29:04.000Z",
+        },
+        "tags": {"aws:connect:instanceId": "12345678-aaaa-bbbb-cccc-123456789012"},
+    },
+}
+
+
+def envelope(event_type: str = "CONNECTED_TO_AGENT", **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(json.dumps(SAMPLE))
+    body["detail"]["eventType"] = event_type
+    body.update(changes)
+    return body
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def test_documented_sample_parses_to_a_contact_event() -> None:
+    event = parse_contact_event(json.dumps(SAMPLE))
+
+    assert event == ContactEvent(
+        event_id="abcabcab-abca-abca-abca-abcabcabcabc",
+        contact_id=CONTACT,
+        event_type="CONNECTED_TO_AGENT",
+        time="2021-08-04T17:43:48Z",
+        instance_arn=INSTANCE_ARN,
+    )
+    assert ContactEvent.from_json(event.to_json()) == event
+
+
+def test_rebranded_detail_type_and_sns_wrapped_envelopes_parse() -> None:
+    rebranded = envelope(**{"detail-type": "Connect Customer Contact Event"})
+    wrapped = {"Type": "Notification", "MessageId": "m-1", "Message": json.dumps(SAMPLE)}
+
+    assert parse_contact_event(json.dumps(rebranded)).event_type == "CONNECTED_TO_AGENT"
+    assert parse_contact_event(json.dumps(wrapped)).contact_id == CONTACT
+    assert parse_contact_event(json.dumps(SAMPLE).encode()).contact_id == CONTACT
+
+
+def test_pascal_case_keys_unknown_types_and_fields_are_accepted() -> None:
+    pascal = {
+        "Id": "e-1",
+        "detail-type": "Amazon Connect Contact Event",
+        "Detail": {"ContactId": CONTACT, "EventType": "Disconnected", "Whatever": {"x": 1}},
+        "NewTopLevelField": True,
+    }
+    future = envelope("SOMETHING_CONNECT_ADDS_LATER", extra=[1, 2])
+
+    assert parse_contact_event(json.dumps(pascal)).event_type == "DISCONNECTED"
+    assert parse_contact_event(json.dumps(future)).event_type == "SOMETHING_CONNECT_ADDS_LATER"
+
+
+def test_the_event_type_decides_never_an_agent_or_a_placeholder_timestamp() -> None:
+    update = envelope("CONTACT_DATA_UPDATED")
+    update["detail"]["agentInfo"]["connectedToAgentTimestamp"] = "1970-01-01T00:00:00.001Z"
+
+    assert parse_contact_event(json.dumps(update)).event_type == "CONTACT_DATA_UPDATED"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json at all",
+        "",
+        "[1, 2]",
+        '"a string"',
+        json.dumps({"RequestId": "r-1", "InstanceId": "i"}),  # a call request, wrong queue
+        json.dumps(envelope(**{"detail-type": "EC2 Instance State-change Notification"})),
+        json.dumps({"Type": "Notification", "Message": "{not json"}),
+        json.dumps({**SAMPLE, "detail": "nope"}),
+        json.dumps({**SAMPLE, "detail": {**SAMPLE["detail"], "contactId": None}}),
+        json.dumps({k: v for k, v in SAMPLE.items() if k != "id"}),
+        json.dumps({**SAMPLE, "detail": {**SAMPLE["detail"], "eventType": ""}}),
+    ],
+)
+def test_bodies_that_are_not_contact_events_raise(body: str) -> None:
+    with pytest.raises(NotAContactEvent):
+        parse_contact_event(body)
+
+
+# -- local delivery --------------------------------------------------------------------------
+
+
+def event(event_type: str, event_id: str = "e-1", contact_id: str = CONTACT) -> ContactEvent:
+    return ContactEvent(event_id=event_id, contact_id=contact_id, event_type=event_type)
+
+
+def rung_by_event(doorbell: Subscription) -> bool:
+    return doorbell.event.is_set() or doorbell.by_event
+
+
+def outcomes(metrics: Metrics) -> dict[str, float]:
+    return {
+        labels["outcome"]: value
+        for labels, value in metrics.samples("orchestrator_contact_events_total")
+    }
+
+
+async def test_connected_and_disconnected_events_ring_the_watch_as_events() -> None:
+    notifier, metrics = ContactNotifier(), Metrics()
+    local = LocalContactEvents(notifier, metrics=metrics, clock=VirtualClock())
+    with notifier.subscribe(CONTACT) as doorbell:
+        await local.deliver(event("QUEUED", "e-0"))
+        assert not doorbell.event.is_set()  # nothing a poll could decide
+
+        await local.deliver(event("CONNECTED_TO_AGENT", "e-1"))
+        assert doorbell.event.is_set() and doorbell.by_event
+        doorbell.rearm()
+        assert not rung_by_event(doorbell)
+
+        await local.deliver(event("DISCONNECTED", "e-2"))
+        assert doorbell.event.is_set() and doorbell.by_event
+
+    assert outcomes(metrics) == {"matched": 2}
+    assert metrics.value("orchestrator_contact_events_received_total", {"type": "QUEUED"}) == 1
+
+
+async def test_a_duplicate_event_id_is_counted_and_rings_nothing() -> None:
+    notifier, metrics = ContactNotifier(), Metrics()
+    local = LocalContactEvents(notifier, metrics=metrics, clock=VirtualClock())
+    with notifier.subscribe(CONTACT) as doorbell:
+        await local.deliver(event("CONNECTED_TO_AGENT"))
+        doorbell.rearm()
+        await local.deliver(event("CONNECTED_TO_AGENT"))
+        assert not doorbell.event.is_set()
+
+    assert outcomes(metrics) == {"matched": 1, "duplicate": 1}
+
+
+async def test_an_event_before_the_watch_subscribes_rings_it_on_arrival() -> None:
+    notifier, metrics, clock = ContactNotifier(), Metrics(), VirtualClock()
+    local = LocalContactEvents(notifier, metrics=metrics, clock=clock, early_ttl_s=30)
+    await local.deliver(event("CONNECTED_TO_AGENT"))
+    clock.advance(10)
+
+    with notifier.subscribe(CONTACT) as doorbell:
+        assert doorbell.event.is_set() and doorbell.by_event
+    with notifier.subscribe(CONTACT) as again:
+        assert not again.event.is_set()  # claimed once
+
+    assert outcomes(metrics) == {"early": 1}
+
+
+async def test_events_nobody_claims_expire_as_unmatched() -> None:
+    notifier, metrics, clock = ContactNotifier(), Metrics(), VirtualClock()
+    local = LocalContactEvents(notifier, metrics=metrics, clock=clock, early_ttl_s=30)
+    await local.deliver(event("CONNECTED_TO_AGENT", "e-1", contact_id="foreign"))
+    clock.advance(31)
+
+    with notifier.subscribe("foreign") as doorbell:
+        assert not doorbell.event.is_set()  # too old to mean anything
+    assert outcomes(metrics) == {"unmatched": 1}
+
+
+async def test_memory_stays_bounded_under_a_flood_of_foreign_events() -> None:
+    notifier, metrics = ContactNotifier(), Metrics()
+    local = LocalContactEvents(
+        notifier, metrics=metrics, clock=VirtualClock(), dedup_limit=100, early_limit=10
+    )
+    for i in range(1000):
+        await local.deliver(event("DISCONNECTED", f"e-{i}", contact_id=f"c-{i}"))
+
+    assert len(local._seen) <= 101 and len(local._early) <= 11
+    assert outcomes(metrics)["unmatched"] >= 980
+
+
+# -- the watch woken by an event ---------------------------------------------------------------
+
+SLOW = WatchPolicy(queue_aware=False, first_delay_s=100, max_interval_s=100, max_wait_s=900)
+
+
+async def _started_and_sleeping(
+    sink: MemorySink, clock: SteppingClock, notifier: ContactNotifier
+) -> LifecycleEvent | None:
+    started = next((e for e in sink.events if e.type is EventType.STARTED), None)
+    if started is None or clock.sleeping != 1 or len(notifier) != 1:
+        return None
+    return started
+
+
+async def test_an_event_wakes_a_slow_watch_which_confirms_with_one_poll(
+    client_for: ClientFactory,
+) -> None:
+    clock = SteppingClock()
+    emulator = Emulator(emulator_config(agent_delay_s=(500.0, 500.0)), clock=clock.time)
+    sink = MemorySink()
+    async with emulator:
+        engine = make_engine(await client_for(emulator), sink, clock=clock, watch=SLOW)
+        local = LocalContactEvents(engine.notifier, metrics=engine.metrics, clock=clock)
+        control = EmulatorControl(emulator.url)
+        results: list[LifecycleEvent] = []
+
+        async def run() -> None:
+            results.append(await engine.run(call_request("event-1")))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                started = await eventually(
+                    lambda: _started_and_sleeping(sink, clock, engine.notifier)
+                )
+                assert started.contact_id is not None
+                # A lying (or early) event first: the confirming poll finds the contact waiting.
+                await local.deliver(event("CONNECTED_TO_AGENT", "lie", started.contact_id))
+                await eventually(lambda: _started_and_sleeping(sink, clock, engine.notifier))
+                assert not results
+                await control.connect_agent(started.contact_id)
+                await local.deliver(event("CONNECTED_TO_AGENT", "true", started.contact_id))
+
+        (final,) = results
+        assert final.type is EventType.SCREEN_SHARING_STARTED
+        connected = next(e for e in sink.events if e.type is EventType.AGENT_CONNECTED)
+        assert connected.data["polls"] == 2  # one confirmation per event, nothing else
+        assert clock.monotonic() == 0.0  # nobody waited for the 100 s pause
+        assert (await control.op_stats("DescribeContact"))["calls"] == 2
+        assert (
+            engine.metrics.value(
+                "orchestrator_agent_detection_delay_seconds_count", {"via": "event"}
+            )
+            == 1
+        )
+
+
+async def test_an_event_that_arrived_before_the_watch_makes_it_poll_at_once(
+    client_for: ClientFactory,
+) -> None:
+    clock = SteppingClock()
+    emulator = Emulator(emulator_config(agent_delay_s=(0.0, 0.0)), clock=clock.time)
+    sink = MemorySink()
+    async with emulator:
+        engine = make_engine(await client_for(emulator), sink, clock=clock, watch=SLOW)
+        local = LocalContactEvents(engine.notifier, metrics=engine.metrics, clock=clock)
+
+        class EventFirst(MemorySink):
+            """Delivers the contact's CONNECTED_TO_AGENT event as soon as it exists, before
+            the watch subscribes (as Connect may, before StartWebRTCContact answers)."""
+
+            async def publish(self, events: Any) -> None:
+                for e in events:
+                    if e.type is EventType.STARTED:
+                        await local.deliver(event("CONNECTED_TO_AGENT", "e", e.contact_id))
+                await sink.publish(events)
+
+        engine.sink = EventFirst()
+        with anyio.fail_after(10):
+            final = await engine.run(call_request("early-1"))
+
+        assert final.type is EventType.SCREEN_SHARING_STARTED
+        assert clock.monotonic() == 0.0
+        assert outcomes(engine.metrics) == {"early": 1}
+        assert (
+            engine.metrics.value(
+                "orchestrator_agent_detection_delay_seconds_count", {"via": "event"}
+            )
+            == 1
+        )
