@@ -9,12 +9,13 @@ worker's metrics and the emulator's ground truth.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import tempfile
 import time
-import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -25,43 +26,53 @@ from aiobotocore.session import AioSession
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.settings import Settings
-from orchestrator.daemon.sqs import sqs_client_config
+from orchestrator.daemon.sqs import aws_client_config
+from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.metrics import Metrics
-from orchestrator.testing.emulator import Emulator, EmulatorConfig, EmulatorControl
+from orchestrator.testing.emulator import ControlError, Emulator, EmulatorConfig, EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer
+from orchestrator.testing.queues import (
+    EventFollower,
+    create_queue,
+    create_queue_with_dlq,
+    queue_counts,
+    send_all,
+)
+from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, REGION, request_document
 
 if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
+    pass
 
-REGION = "us-east-1"
-INSTANCE_ID = "8f3a1c2e-0d4b-4e6f-9a7c-1b2d3e4f5a6b"
-FLOW_ID = "c0ffee00-1234-4abc-8def-0123456789ab"
+#: The requests whose outcome the demo announces: an agent picks them up at once (see
+#: `_AgentPicksUp`), so that the emulator's seeded abandons cannot hide their outcome.
+NOT_ALLOWED = "demo-001"
+NOT_REQUESTED = "demo-002"
+INVALID = "demo-003-invalid"
+_ANNOUNCED = {
+    NOT_ALLOWED: "agent may not share a screen",
+    NOT_REQUESTED: "does not ask for sharing",
+    INVALID: "invalid",
+}
 _NAMES = ["Ana", "Ben", "Chloé", "Dmitri", "Emeka", "Fatima", "Goro", "Hana", "Ines", "José"]
 
 
 def sample_requests(count: int) -> list[str]:
-    """`count` message bodies: mostly ordinary calls, one refusing screen sharing capability, one
+    """`count` message bodies: mostly ordinary calls, one whose agent may not share a screen, one
     that does not ask for screen sharing, and one invalid message."""
     bodies: list[str] = []
     for i in range(count):
-        body: dict[str, Any] = {
-            "RequestId": f"demo-{i:03d}",
-            "InstanceId": INSTANCE_ID,
-            "ContactFlowId": FLOW_ID,
-            "ParticipantDetails": {"DisplayName": _NAMES[i % len(_NAMES)]},
-            "Attributes": {"order": f"{10_000 + i}", "channel": "mobile-app"},
-            "AllowedCapabilities": {
-                "Customer": {"Video": "SEND", "ScreenShare": "SEND"},
-                "Agent": {"Video": "SEND", "ScreenShare": "SEND"},
-            },
-        }
-        if i == 1:
-            body["AllowedCapabilities"]["Agent"] = {"Video": "SEND"}  # screen sharing not allowed
-        elif i == 2:
+        body = request_document(
+            f"demo-{i:03d}",
+            ParticipantDetails={"DisplayName": _NAMES[i % len(_NAMES)]},
+            Attributes={"order": f"{10_000 + i}", "channel": "mobile-app"},
+        )
+        if body["RequestId"] == NOT_ALLOWED:
+            body["AllowedCapabilities"]["Agent"] = {"Video": "SEND"}
+        elif body["RequestId"] == NOT_REQUESTED:
             body["ScreenSharing"] = False
         elif i == 3:
             body = {  # invalid: empty name, bad attribute key
-                "RequestId": "demo-003-invalid",
+                "RequestId": INVALID,
                 "ParticipantDetails": {"DisplayName": ""},
                 "Attributes": {"order id": "10003"},
             }
@@ -69,32 +80,38 @@ def sample_requests(count: int) -> list[str]:
     return bodies
 
 
+class _AgentPicksUp:
+    """An event sink that has an agent pick up the given requests' contacts as soon as they
+    start (through the emulator's control API), before the customer could hang up."""
+
+    name = "demo-agent"
+
+    def __init__(self, control: EmulatorControl, request_ids: set[str]) -> None:
+        self.control = control
+        self.request_ids = request_ids
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None:
+        for event in events:
+            if (
+                event.type is EventType.STARTED
+                and event.request_id in self.request_ids
+                and event.contact_id is not None
+            ):
+                with contextlib.suppress(ControlError):  # already answered (a redelivery)
+                    await self.control.connect_agent(event.contact_id)
+
+
 @dataclass
 class DemoResult:
     requests: int
+    #: Each request's outcome: its final event type, with the reason when screen sharing was
+    #: skipped.
     finals: dict[str, str] = field(default_factory=dict)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     dead_letters: int = 0
     elapsed_s: float = 0.0
     emulator_stats: dict[str, Any] = field(default_factory=dict)
     completed: bool = False
-
-
-async def _create_queues(sqs: SQSClient, run_id: str) -> tuple[str, str, str]:
-    dlq = (await sqs.create_queue(QueueName=f"demo-{run_id}-requests-dlq"))["QueueUrl"]
-    dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))[
-        "Attributes"
-    ]["QueueArn"]
-    requests = (
-        await sqs.create_queue(
-            QueueName=f"demo-{run_id}-requests",
-            Attributes={
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})
-            },
-        )
-    )["QueueUrl"]
-    events = (await sqs.create_queue(QueueName=f"demo-{run_id}-events"))["QueueUrl"]
-    return requests, dlq, events
 
 
 class _Printer:
@@ -130,37 +147,10 @@ class _Printer:
         self.out.flush()
 
 
-async def _follow_events(
-    sqs: SQSClient, events_url: str, result: DemoResult, printer: _Printer
-) -> None:
-    """Read the events queue like the requester's backend would."""
-    while True:
-        got = await sqs.receive_message(
-            QueueUrl=events_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        )
-        messages = got.get("Messages", [])
-        for message in messages:
-            record = json.loads(message["Body"])
-            if record["id"] not in result.events:
-                result.events[record["id"]] = record
-                printer.event(record)
-                if record["final"]:
-                    result.finals[record["request_id"]] = record["type"]
-        if messages:
-            await sqs.delete_message_batch(
-                QueueUrl=events_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)
-                ],
-            )
-
-
-async def _dead_letters(sqs: SQSClient, dlq_url: str) -> int:
-    attrs = await sqs.get_queue_attributes(
-        QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
-    )
-    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+def _outcome(record: dict[str, Any]) -> str:
+    if record["type"] == "screen_sharing.skipped":
+        return f"screen_sharing.skipped ({record['data'].get('reason')})"
+    return str(record["type"])
 
 
 async def run_demo(
@@ -171,13 +161,32 @@ async def run_demo(
     timeout_s: float = 120.0,
     log_path: Path | None = None,
 ) -> DemoResult:
-    """Run the demo; returns what happened (`completed` is False on timeout)."""
-    log_file = log_path or Path(tempfile.mkdtemp(prefix="orchestrator-demo-")) / "worker.log"
-    with log_file.open("w", encoding="utf-8") as log_stream:
-        configure_logging(level="INFO", json_output=True, stream=log_stream)
-        result = await _run(requests, out=out, seed=seed, timeout_s=timeout_s)
-    out.write(f"\nStructured worker logs: {log_file}\n")
+    """Run the demo; returns what happened (`completed` is False on timeout).
+
+    The worker's JSON logs go to `log_path`, or to a temporary file removed at the end (the demo
+    then prints what they held); nothing is left behind.
+    """
+    with contextlib.ExitStack() as stack:
+        if log_path is None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="orchestrator-demo-"))
+            log_file = Path(workdir) / "worker.log"
+        else:
+            log_file = log_path
+        with log_file.open("w", encoding="utf-8") as log_stream:
+            configure_logging(level="INFO", json_output=True, stream=log_stream)
+            result = await _run(requests, out=out, seed=seed, timeout_s=timeout_s)
+        out.write(_log_digest(log_file, keep=log_path is not None))
     return result
+
+
+def _log_digest(log_file: Path, *, keep: bool) -> str:
+    names: Counter[str] = Counter()
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            names[str(json.loads(line).get("event"))] += 1
+    top = ", ".join(f"{name} {n}" for name, n in names.most_common(5))
+    where = f" in {log_file}" if keep else ""
+    return f"\nStructured worker logs: {names.total()} JSON lines{where} ({top}, ...)\n"
 
 
 async def _run(requests: int, *, out: TextIO, seed: int, timeout_s: float) -> DemoResult:
@@ -199,11 +208,13 @@ async def _run(requests: int, *, out: TextIO, seed: int, timeout_s: float) -> De
         async with (
             Emulator(emulator_config) as emulator,
             session.create_client(
-                "sqs", region_name=REGION, endpoint_url=sqs_server.url, config=sqs_client_config()
+                "sqs", region_name=REGION, endpoint_url=sqs_server.url, config=aws_client_config()
             ) as sqs,
         ):
-            run_id = uuid.uuid4().hex[:8]
-            requests_url, dlq_url, events_url = await _create_queues(sqs, run_id)
+            requests_url, dlq_url = await create_queue_with_dlq(
+                sqs, max_receive_count=2, prefix="demo-requests"
+            )
+            events_url = await create_queue(sqs, "demo-events")
             settings = Settings(
                 aws={"region": REGION, "endpoint_url": sqs_server.url},
                 queue={
@@ -231,41 +242,50 @@ async def _run(requests: int, *, out: TextIO, seed: int, timeout_s: float) -> De
             )
             out.write(
                 f"Connect emulator {emulator.url}, SQS {sqs_server.url}\n"
-                f"Enqueuing {requests} call requests (one invalid, one without the "
-                "screen-sharing capability, one not asking for it)\n\n"
+                f"Enqueuing {requests} call requests: one invalid ({INVALID}), one whose agent may "
+                f"not share a screen ({NOT_ALLOWED}), one not asking for screen sharing "
+                f"({NOT_REQUESTED}); an agent picks up those two at once\n\n"
             )
-            for start in range(0, len(bodies), 10):
-                await sqs.send_message_batch(
-                    QueueUrl=requests_url,
-                    Entries=[
-                        {"Id": str(i), "MessageBody": b}
-                        for i, b in enumerate(bodies[start : start + 10])
-                    ],
-                )
+            await send_all(sqs, requests_url, bodies)
             started = time.monotonic()
             printer = _Printer(out, started, requests)
+
+            def on_event(record: dict[str, Any]) -> None:
+                result.events[record["id"]] = record
+                printer.event(record)
+                if record["final"]:
+                    result.finals[record["request_id"]] = _outcome(record)
+
+            follower = EventFollower(on_new=on_event)
             metrics = Metrics()
+            control = EmulatorControl(emulator.url)
             async with (
-                open_worker(settings, session=session, metrics=metrics) as worker,
+                open_worker(
+                    settings,
+                    session=session,
+                    metrics=metrics,
+                    extra_sinks=[_AgentPicksUp(control, {NOT_ALLOWED, NOT_REQUESTED})],
+                ) as worker,
                 anyio.create_task_group() as tg,
             ):
-                tg.start_soon(_follow_events, sqs, events_url, result, printer)
+                tg.start_soon(follower.follow, sqs, events_url)
+
+                async def done() -> bool:
+                    result.dead_letters = (await queue_counts(sqs, dlq_url))[0]
+                    return len(result.finals) >= requests and result.dead_letters >= 1
 
                 async def supervise() -> None:
                     deadline = time.monotonic() + timeout_s
-                    while time.monotonic() < deadline:
-                        result.dead_letters = await _dead_letters(sqs, dlq_url)
-                        if len(result.finals) >= requests and result.dead_letters >= 1:
-                            result.completed = True
-                            break
-                        await anyio.sleep(0.2)
+                    while not await done() and time.monotonic() < deadline:
+                        await follower.next_arrival(within_s=0.5)
+                    result.completed = await done()
                     worker.stop()
 
                 tg.start_soon(supervise)
                 await worker.run()
                 tg.cancel_scope.cancel()
             result.elapsed_s = time.monotonic() - started
-            result.emulator_stats = await EmulatorControl(emulator.url).stats()
+            result.emulator_stats = await control.stats()
             _summary(out, result, metrics)
     return result
 
@@ -305,7 +325,12 @@ def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
         "",
         f"Summary{status}",
         f"  requests                  {result.requests} in {result.elapsed_s:.1f} s",
-        *(f"    {outcome:<24}{count}" for outcome, count in sorted(outcomes.items())),
+        *(f"    {outcome:<48}{count}" for outcome, count in sorted(outcomes.items())),
+        "  announced cases",
+        *(
+            f"    {rid:<18}{case:<30}{result.finals.get(rid, 'NO OUTCOME')}"
+            for rid, case in _ANNOUNCED.items()
+        ),
         f"  time to agent             median {median_wait:.1f} s, "
         f"p95 {_percentile(waits, 0.95):.1f} s (Connect's timestamps)",
         f"  polls per contact         mean {mean_polls:.1f}, max {max(polls, default=0)}",

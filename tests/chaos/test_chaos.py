@@ -1,6 +1,8 @@
-"""The short chaos soak: a few hundred requests, two worker processes, kills and a drain.
+"""The short chaos soak: a hundred requests and a poison set, two worker processes, three
+SIGKILLs and a SIGTERM while the queue drains (about 30 s on an idle 2-core machine).
 
-See `harness.py` for what runs and what is checked; `python -m bench.soak` is the long version.
+See `orchestrator.testing.chaos` for what runs and what is checked; `python -m bench.soak` is the
+long version.
 """
 
 from __future__ import annotations
