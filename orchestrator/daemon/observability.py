@@ -13,6 +13,7 @@ loop publishes (the loop monitor's last tick, the receive loop's progress, the C
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import threading
 import time
@@ -29,6 +30,7 @@ from anyio.abc import TaskStatus
 
 from orchestrator.daemon.settings import ObservabilitySettings
 from orchestrator.daemon.worker import Worker
+from orchestrator.errors import ConfigError
 from orchestrator.metrics import Metrics
 
 log = structlog.get_logger("orchestrator.daemon.observability")
@@ -199,7 +201,18 @@ async def serve_observability(
     probe = EndpointProbe(connect_endpoint)
     health = Health(worker, monitor, probe, settings.stall_threshold_s)
     server = ThreadedServer(create_app(metrics, health), settings.host, settings.port)
-    url = await anyio.to_thread.run_sync(server.start)
+    try:
+        url = await anyio.to_thread.run_sync(server.start)
+    except OSError as exc:
+        await anyio.to_thread.run_sync(server.stop)
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Another process (often a second worker on this host) holds the port.
+        raise ConfigError(
+            f"observability.port: {settings.host}:{settings.port} is already in use (environment "
+            "variable ORCHESTRATOR_OBSERVABILITY__PORT; give each worker its own port, or 0 for "
+            "a free one)"
+        ) from None
     log.info("observability.listening", url=url)
     try:
         async with anyio.create_task_group() as tg:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,18 @@ import anyio
 import pytest
 from anyio.abc import Process
 
+from orchestrator import __version__
+from orchestrator.cli import region_of
 from orchestrator.testing.emulator import Emulator
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import ACCESS_KEY, SECRET_KEY
-from tests.support import create_queue_with_dlq, eventually, queue_counts, request_body
+from tests.support import (
+    create_queue_with_dlq,
+    drain_bodies,
+    eventually,
+    queue_counts,
+    request_body,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -32,10 +41,22 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "command", ["", "run", "demo", "enqueue", "check-config", "healthcheck", "emulator"]
+    "command",
+    [
+        "",
+        "run",
+        "demo",
+        "enqueue",
+        "check-config",
+        "healthcheck",
+        "emulator",
+        "dlq",
+        "dlq inspect",
+        "dlq redrive",
+    ],
 )
 def test_every_command_explains_itself(command: str) -> None:
-    args = [sys.executable, "-m", "orchestrator", *([command] if command else []), "--help"]
+    args = [sys.executable, "-m", "orchestrator", *command.split(), "--help"]
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0
     assert "usage: orchestrator" in result.stdout
@@ -66,6 +87,139 @@ async def test_enqueue_sends_json_lines_from_a_file(
     assert result.returncode == 0, result.stderr
     assert b"sent 12 of 12" in result.stdout
     assert await queue_counts(sqs_client, queue) == (12, 0)
+
+
+def test_version_prints_the_package_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"orchestrator {__version__}"
+
+
+async def run_cli(*args: str, env: dict[str, str], stdin: bytes | None = None) -> tuple[int, str]:
+    """Run `orchestrator ARGS`; (exit status, stdout and stderr together)."""
+    result = await anyio.run_process(
+        [sys.executable, "-m", "orchestrator", *args],
+        input=stdin,
+        env=cli_env(**env),
+        check=False,
+    )
+    return result.returncode, (result.stdout + result.stderr).decode()
+
+
+async def test_enqueue_takes_queue_and_endpoint_from_the_configuration(
+    sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> None:
+    queue, _ = await create_queue_with_dlq(sqs_client)
+    env = {"ORCHESTRATOR_QUEUE__URL": queue, "ORCHESTRATOR_AWS__ENDPOINT_URL": sqs_server.url}
+    stdin = "\n".join(request_body(f"conf-{i}") for i in range(3)).encode()
+    code, output = await run_cli("enqueue", env=env, stdin=stdin)
+    assert code == 0, output
+    assert f"sent 3 of 3 request(s) to {queue}" in output
+    assert await queue_counts(sqs_client, queue) == (3, 0)
+
+
+async def test_enqueue_splits_batches_at_the_size_limit_and_skips_a_line_over_it(
+    tmp_path: Path, sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> None:
+    queue = (
+        await sqs_client.create_queue(
+            QueueName=f"big-{os.urandom(4).hex()}", Attributes={"MaximumMessageSize": "262144"}
+        )
+    )["QueueUrl"]
+    # Ten lines of 100 KB: one batch of 10 entries would be 1 MB, over SQS's limits.
+    bodies = [request_body(f"big-{i}", Padding="x" * 100_000) for i in range(10)]
+    too_long = request_body("too-long", Padding="y" * 300_000)
+    lines = tmp_path / "big.jsonl"
+    lines.write_text("\n".join([*bodies[:4], too_long, *bodies[4:]]) + "\n")
+    code, output = await run_cli(
+        "enqueue", "--queue-url", queue, "--endpoint-url", sqs_server.url, str(lines), env={}
+    )
+    assert code == 1, output
+    assert "skipped: line 5: " in output and "over the queue's 262144-byte limit" in output
+    assert "sent 10 of 11 request(s)" in output
+    assert "Traceback" not in output
+    received = {json.loads(b)["RequestId"] for b in await drain_bodies(sqs_client, queue)}
+    assert received == {f"big-{i}" for i in range(10)}
+
+
+async def test_enqueue_reports_a_missing_queue_in_one_line(sqs_server: LocalSqsServer) -> None:
+    missing = f"{sqs_server.url}/123456789012/no-such-queue"
+    code, output = await run_cli(
+        "enqueue",
+        "--queue-url",
+        missing,
+        "--endpoint-url",
+        sqs_server.url,
+        env={},
+        stdin=request_body("lost").encode(),
+    )
+    assert code == 1
+    assert sorted(output.splitlines()) == [
+        f"orchestrator enqueue: queue does not exist: {missing}",
+        f"sent 0 of 1 request(s) to {missing}",
+    ]
+
+
+async def test_enqueue_reports_an_unreachable_endpoint_in_one_line() -> None:
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    code, output = await run_cli(
+        "enqueue",
+        "--queue-url",
+        f"{endpoint}/123456789012/q",
+        "--endpoint-url",
+        endpoint,
+        env={},
+        stdin=request_body("lost").encode(),
+    )
+    assert code == 1
+    assert f"orchestrator enqueue: cannot reach the SQS endpoint {endpoint}" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("url", "region"),
+    [
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/q", "eu-west-1"),
+        ("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q", "cn-north-1"),
+        ("https://ap-south-1.queue.amazonaws.com/123456789012/q", "ap-south-1"),
+        ("http://localhost:4566/000000000000/q", None),
+    ],
+)
+def test_the_region_comes_from_an_aws_queue_url(url: str, region: str | None) -> None:
+    assert region_of(url) == region
+
+
+async def test_a_busy_metrics_port_stops_start_up_with_one_line(
+    sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> None:
+    queue, _ = await create_queue_with_dlq(sqs_client)
+    with socket.socket() as busy:  # another worker on this host holds the port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = await anyio.run_process(
+            [str(Path(sys.executable).parent / "orchestrator"), "run"],
+            env=cli_env(
+                ORCHESTRATOR_QUEUE__URL=queue,
+                ORCHESTRATOR_AWS__ENDPOINT_URL=sqs_server.url,
+                ORCHESTRATOR_OBSERVABILITY__PORT=str(port),
+            ),
+            check=False,
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert "Traceback" not in stderr + result.stdout.decode()
+    [line] = [text for text in stderr.splitlines() if text.strip()]
+    assert line.startswith(f"orchestrator: observability.port: 127.0.0.1:{port} is already in use")
+    assert "ORCHESTRATOR_OBSERVABILITY__PORT" in line
 
 
 async def read_lines(process: Process, into: list[str]) -> None:
