@@ -254,6 +254,24 @@ def systemd_unit(path: Path = SYSTEMD_UNIT) -> configparser.RawConfigParser:
     return parser
 
 
+def systemd_directives(path: Path) -> dict[str, dict[str, list[str]]]:
+    """Every directive of a unit file, by section, with repeated directives kept in order."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] | None = None
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        assert current is not None, f"{path}: directive outside a section: {line!r}"
+        key, sep, value = line.partition("=")
+        assert sep, f"{path}: not KEY=VALUE: {line!r}"
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
 # -- IAM: what a real worker calls, and what a policy allows --------------------------------------
 
 #: API operation -> the IAM action that authorizes it (batch calls use the single-entry action).
