@@ -105,7 +105,12 @@ async def _ours(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
     ) as emulator:
         settings = Settings(
             aws={"region": REGION},
-            queue={"url": "memory://detection", "wait_time_s": 1, "max_in_flight": max(1000, n)},
+            # A MemoryQueue feeds the worker: the URL (a reserved .invalid name) is never called.
+            queue={
+                "url": "http://memory.invalid/detection",
+                "wait_time_s": 1,
+                "max_in_flight": max(1000, n),
+            },
             connect={
                 "endpoint_url": emulator.url,
                 "start_webrtc_contact_rate": RAISED,
