@@ -116,6 +116,26 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {value}")
+    return number
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0: {value}")
+    return int(value)
+
+
 def _tool_settings(config: str | None, queue_url: str | None) -> Settings:
     """The configuration, with `queue_url` (a flag) in place of `[queue] url` when given."""
     overrides: dict[str, Any] = {"queue": {"url": queue_url}} if queue_url else {}
@@ -451,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_sqs_arguments(inspect, config_help, queue_help=dlq_queue_help)
     inspect.add_argument(
-        "--limit", type=int, default=100, help="list at most this many (default 100)"
+        "--limit", type=_positive_int, default=100, help="list at most this many (default 100)"
     )
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(handler=_cmd_dlq_inspect)
@@ -479,18 +499,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     age = redrive.add_mutually_exclusive_group()
     age.add_argument(
-        "--older-than", type=float, metavar="SECONDS", help="move only messages sent before"
+        "--older-than",
+        type=_non_negative,
+        metavar="SECONDS",
+        help="move only messages sent at least SECONDS ago (SQS SentTimestamp)",
     )
     age.add_argument(
-        "--newer-than", type=float, metavar="SECONDS", help="move only messages sent since"
+        "--newer-than",
+        type=_non_negative,
+        metavar="SECONDS",
+        help="move only messages sent less than SECONDS ago",
     )
     redrive.add_argument(
         "--rate",
-        type=float,
+        type=_positive,
         metavar="PER_SECOND",
         help="messages per second (default: [connect] start_webrtc_contact_rate, 2)",
     )
-    redrive.add_argument("--limit", type=int, help="move at most this many")
+    redrive.add_argument("--limit", type=_positive_int, help="move at most this many")
     redrive.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
     redrive.set_defaults(handler=_cmd_dlq_redrive)
 
