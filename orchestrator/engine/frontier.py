@@ -128,13 +128,16 @@ class QueueFrontier:
             self._suspects[contact_id] = queue_id
         return found
 
-    def judge(self, contact_id: str, *, served: bool) -> None:
+    def judge(self, contact_id: str, *, served: bool) -> bool:
         """A poll of `contact_id` found it served (connected or gone) or still waiting; if it was
-        woken as passed, that confirms or refutes the FIFO inference for its queue."""
+        woken as passed, that confirms or refutes the FIFO inference for its queue (True: it
+        did)."""
         queue_id = self._suspects.pop(contact_id, None)
-        if queue_id is not None:
-            score = self.fifo_score(queue_id)
-            self._scores[queue_id] = (1 - _FIFO_WEIGHT) * score + _FIFO_WEIGHT * served
+        if queue_id is None:
+            return False
+        score = self.fifo_score(queue_id)
+        self._scores[queue_id] = (1 - _FIFO_WEIGHT) * score + _FIFO_WEIGHT * served
+        return True
 
     def fifo_score(self, queue_id: str) -> float:
         return self._scores.get(queue_id, 1.0)
@@ -163,10 +166,11 @@ class QueueFrontier:
         """A contact of `queue_id` enqueued at `enqueued_at` got an agent at `connected_at`."""
         self._recent.setdefault(queue_id, _Connections()).recent.append((connected_at, enqueued_at))
 
-    def still_waiting(self, contact_id: str, asked_at: float) -> None:
+    def still_waiting(self, contact_id: str, asked_at: float, *, strike: bool = True) -> None:
         """A head's poll, asked at `asked_at` (epoch seconds), found it still waiting. If a younger
         contact of its queue was connected before that (and after the head's last such check),
-        the queue did not serve its oldest contact first: one strike against its FIFO score."""
+        the queue did not serve its oldest contact first: one strike against its FIFO score
+        (`strike=False`: the same poll already counted, as a refuted "passed" inference)."""
         place = self._where.get(contact_id)
         if place is None:
             return
@@ -179,6 +183,6 @@ class QueueFrontier:
         recent = self._recent.get(queue_id)
         if recent is None:
             return
-        if any(since < c <= until and e > enqueued_at for c, e in recent.recent):
+        if strike and any(since < c <= until and e > enqueued_at for c, e in recent.recent):
             score = self.fifo_score(queue_id)
             self._scores[queue_id] = (1 - _FIFO_WEIGHT) * score

@@ -188,14 +188,14 @@ def _track(
     wake the contacts it says are due."""
     frontier = notifier.frontier
     contact_id = snapshot.contact_id
-    frontier.judge(contact_id, served=outcome is not None)
+    judged = frontier.judge(contact_id, served=outcome is not None)
     queue_id, enqueued_at = snapshot.queue_id, snapshot.enqueued_at
     if queue_id is None or enqueued_at is None:
         return
     if outcome is None:
         frontier.waiting(contact_id, queue_id, enqueued_at)
         if frontier.is_head(contact_id, head_contacts):
-            frontier.still_waiting(contact_id, asked_at)
+            frontier.still_waiting(contact_id, asked_at, strike=not judged)
         return
     if snapshot.agent_connected_at is not None:
         frontier.connected(queue_id, enqueued_at, snapshot.agent_connected_at)

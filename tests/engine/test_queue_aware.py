@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import anyio
+import pytest
 
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.frontier import QueueFrontier
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
-from tests.conftest import emulator_config
+from tests.conftest import INSTANCE_ID, emulator_config
 from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
 from tests.support.clock import SteppingClock, VirtualClock
 from tests.support.engine import call_request, make_engine, settle
@@ -178,3 +179,140 @@ async def test_a_detected_connection_wakes_the_contacts_enqueued_before_it(
         }
         assert polls == {"older": 2, "younger": 2}
         assert clock.monotonic() == 6.0  # nobody waited for a backoff pause to end
+
+
+# -- the heads' share of the budget ------------------------------------------------------------
+
+
+def test_heads_poll_within_their_share_of_the_describe_budget() -> None:
+    unbounded = WatchPolicy(head_interval_s=1)
+    bounded = WatchPolicy(head_interval_s=1, describe_rate=10, head_budget_share=0.25)
+
+    assert unbounded.head_interval(500) == 1
+    assert bounded.head_interval(2) == 1  # 2 heads need 2 polls/s of the 2.5 they may use
+    assert bounded.head_interval(20) == 8  # 20 heads share 2.5 polls/s
+    for heads in (1, 7, 40, 1000):  # all heads together never exceed their share
+        assert heads / bounded.head_interval(heads) <= 0.25 * 10 + 1e-9
+
+
+def test_head_total_counts_only_the_heads_of_fifo_queues() -> None:
+    frontier = QueueFrontier()
+    for i in range(5):
+        frontier.waiting(f"a{i}", "qa", float(i))
+    frontier.waiting("b0", "qb", 0.0)
+    assert frontier.head_total(2) == 3
+    assert frontier.is_head("a1", 2) and not frontier.is_head("a2", 2)
+
+    for _ in range(7):  # qa turns out not to be FIFO
+        (suspect,) = frontier.passed("qa", 100.0, limit=1)
+        frontier.judge(suspect, served=False)
+    assert not frontier.fifo("qa")
+    assert frontier.head_total(2) == 1
+    assert not frontier.is_head("a0", 2)  # back to plain backoff
+
+
+@pytest.mark.timeout(10)
+def test_a_head_still_waiting_after_a_younger_contact_was_served_counts_against_fifo() -> None:
+    frontier = QueueFrontier()
+    frontier.waiting("old", "q", 10.0)
+    frontier.waiting("young", "q", 20.0)
+    frontier.forget("young")
+    frontier.connected("q", enqueued_at=20.0, connected_at=100.0)
+
+    frontier.still_waiting("old", asked_at=100.5)  # within the skew: not yet evidence
+    assert frontier.fifo_score("q") == 1.0
+    frontier.still_waiting("old", asked_at=105.0)
+    assert frontier.fifo_score("q") == 0.9
+    frontier.still_waiting("old", asked_at=106.0)  # the same connection counts once
+    assert frontier.fifo_score("q") == 0.9
+    frontier.connected("q", enqueued_at=5.0, connected_at=107.0)  # an older one: FIFO-consistent
+    frontier.still_waiting("old", asked_at=110.0)
+    assert frontier.fifo_score("q") == 0.9
+
+    strikes = 1
+    while frontier.fifo("q"):  # younger contacts keep being served before the head
+        frontier.connected("q", enqueued_at=30.0 + strikes, connected_at=200.0 + 10 * strikes)
+        frontier.still_waiting("old", asked_at=205.0 + 10 * strikes)
+        strikes += 1
+    assert strikes == 7
+    assert not frontier.is_head("old", 2)
+
+
+async def test_many_heads_stretch_the_head_interval_to_their_budget_share(
+    start_virtual_emulator: VirtualEmulatorFactory,
+    client_for: ClientFactory,
+    vclock: VirtualClock,
+) -> None:
+    emulator = await start_virtual_emulator(agent_delay_s=(40.0, 40.0), flow_delay_s=0.0)
+    # 4 polls/s of DescribeContact, heads may use half: 19 heads poll every 9.5 s at most.
+    policy = WatchPolicy(
+        first_delay_s=2,
+        multiplier=2,
+        max_interval_s=30,
+        head_interval_s=1,
+        jitter=0,
+        describe_rate=4,
+        head_budget_share=0.5,
+    )
+    engine = make_engine(await client_for(emulator), MemorySink(), clock=vclock, watch=policy)
+    for queue in range(9):  # contacts other engines' watches keep at the head of 9 queues
+        for place in range(2):
+            engine.notifier.frontier.waiting(f"other-{queue}-{place}", f"q{queue}", 0.0)
+
+    await engine.run(call_request("crowded-1"))
+
+    # Alone it would poll every second; with 18 other heads it keeps to the share (and never
+    # polls less often than plain backoff would: 2, 4, 8, 16, 30).
+    assert vclock.slept == [2, 4, 8, 9.5, 9.5, 9.5]
+
+
+async def test_a_head_passed_over_by_a_younger_contact_lowers_the_fifo_score_once(
+    client_for: ClientFactory,
+) -> None:
+    clock = SteppingClock()
+    emulator = Emulator(
+        emulator_config(agent_delay_s=(500.0, 500.0), flow_delay_s=0.0), clock=clock.time
+    )
+    policy = WatchPolicy(first_delay_s=5, max_interval_s=100, max_wait_s=900, jitter=0)
+    sink = MemorySink()
+    async with emulator:
+        connect = await client_for(emulator)
+        engine = make_engine(connect, sink, clock=clock, watch=policy)
+        control = EmulatorControl(emulator.url)
+        frontier = engine.notifier.frontier
+
+        def started(request_id: str) -> str | None:
+            return next(
+                (
+                    e.contact_id
+                    for e in sink.events
+                    if e.type is EventType.STARTED and e.request_id == request_id
+                ),
+                None,
+            )
+
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(engine.run, call_request("older"))
+                await settle(lambda: started("older") is not None and clock.sleeping == 1)
+                clock.advance(1)
+                tg.start_soon(engine.run, call_request("younger"))
+                await settle(lambda: started("younger") is not None and clock.sleeping == 2)
+                clock.advance(5)  # both poll once and learn their places
+                await settle(lambda: len(frontier) == 2 and clock.sleeping == 2)
+                older, younger = started("older"), started("younger")
+                assert older is not None and younger is not None
+                queue = (await connect.describe_contact(InstanceId=INSTANCE_ID, ContactId=older))[
+                    "Contact"
+                ]["QueueInfo"]["Id"]
+                # Not FIFO: the agent takes the younger contact while the older one waits.
+                await control.connect_agent(younger)
+                assert engine.notifier.notify(younger)
+                await settle(lambda: len(frontier) == 1 and clock.sleeping == 1)
+                clock.advance(2)  # the older head polls (every second): still waiting
+                await settle(lambda: frontier.fifo_score(queue) < 1.0 and clock.sleeping == 1)
+                await control.connect_agent(older)
+                clock.advance(100)
+
+        assert frontier.fifo_score(queue) == 0.9
+        assert len(frontier) == 0
