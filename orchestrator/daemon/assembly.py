@@ -18,12 +18,19 @@ from aiobotocore.session import AioSession, get_session
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from orchestrator.connect.operations import Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
+from orchestrator.daemon.contact_events import ContactEventsConsumer
 from orchestrator.daemon.fleet import Fleet, redis_client
 from orchestrator.daemon.readiness import ReadinessBoard
-from orchestrator.daemon.settings import ConnectSettings, Settings, WatchSettings
+from orchestrator.daemon.settings import (
+    ConnectSettings,
+    ContactEventsSettings,
+    Settings,
+    WatchSettings,
+)
 from orchestrator.daemon.source import QueueSource
 from orchestrator.daemon.sqs import SqsQueueSource, sqs_client_config
 from orchestrator.daemon.worker import Worker, WorkerOptions
+from orchestrator.engine.contact_events import ContactEventSink, LocalContactEvents
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import RequestDefaults
 from orchestrator.engine.watch import ContactNotifier, WatchPolicy
@@ -65,17 +72,27 @@ def request_defaults(connect: ConnectSettings) -> RequestDefaults:
     )
 
 
-def watch_policy(watch: WatchSettings) -> WatchPolicy:
-    """When to poll DescribeContact, from `[watch]`."""
+def watch_policy(
+    watch: WatchSettings,
+    contact_events: ContactEventsSettings | None = None,
+    *,
+    describe_rate: float | None = None,
+) -> WatchPolicy:
+    """When to poll DescribeContact, from `[watch]`; with contact events on, the slower safety-net
+    schedule of `[contact_events]`. `describe_rate` is the DescribeContact budget the heads of
+    queue-aware polling share."""
+    events = contact_events if contact_events and contact_events.queue_url else None
     return WatchPolicy(
-        first_delay_s=watch.first_delay_s,
-        multiplier=watch.multiplier,
-        max_interval_s=watch.max_interval_s,
+        first_delay_s=events.first_delay_s if events else watch.first_delay_s,
+        multiplier=events.multiplier if events else watch.multiplier,
+        max_interval_s=events.max_interval_s if events else watch.max_interval_s,
         max_wait_s=watch.max_wait_s,
         jitter=watch.jitter,
-        queue_aware=watch.queue_aware,
+        queue_aware=events.queue_aware if events else watch.queue_aware,
         head_contacts=watch.head_contacts,
         head_interval_s=watch.head_interval_s,
+        describe_rate=describe_rate,
+        head_budget_share=watch.head_budget_share,
     )
 
 
@@ -191,7 +208,11 @@ async def open_worker(
         engine = LifecycleEngine(
             gateway=gateway,
             sink=sink,
-            watch=watch_policy(settings.watch),
+            watch=watch_policy(
+                settings.watch,
+                settings.contact_events,
+                describe_rate=budget[Operation.DESCRIBE_CONTACT].target_rate,
+            ),
             metrics=metrics,
             notifier=notifier if notifier is not None else ContactNotifier(),
             rng=rng or random.Random(),
@@ -203,6 +224,25 @@ async def open_worker(
         services: list[Callable[[], Coroutine[Any, Any, None]]] = []
         if fleet is not None:
             services.extend(fleet.services)
+        ce = settings.contact_events
+        if ce.queue_url:
+            # Its own client: a slow or failing events queue never delays the request queue.
+            events_in = await client(
+                "sqs", settings.endpoint("contact_events"), sqs_client_config()
+            )
+            events_to: ContactEventSink = LocalContactEvents(
+                engine.notifier, metrics=metrics, clock=engine.clock
+            )
+            consumer = ContactEventsConsumer(
+                events_in,
+                ce.queue_url,
+                events_to,
+                metrics=metrics,
+                readiness=readiness,
+                wait_time_s=ce.wait_time_s,
+                rng=rng,
+            )
+            services.append(consumer.run)
         yield Worker(
             source,
             engine,

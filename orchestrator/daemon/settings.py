@@ -132,6 +132,8 @@ class WatchSettings(_Section):
     queue_aware: bool = True
     head_contacts: int = Field(2, ge=0, le=100)
     head_interval_s: float = Field(1.0, gt=0)
+    #: Share of the DescribeContact budget all heads together may use.
+    head_budget_share: float = Field(0.25, gt=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> WatchSettings:
@@ -156,6 +158,21 @@ class ContactEventsSettings(_Section):
 
     queue_url: str | None = None
     endpoint_url: str | None = None
+    #: Long-poll wait of each receive.
+    wait_time_s: int = Field(20, ge=0, le=20)
+    #: The polling schedule while events are on (replaces [watch]'s): the safety net for lost
+    #: events. A lost event costs at most max_interval_s of detection delay.
+    first_delay_s: float = Field(10.0, gt=0)
+    multiplier: float = Field(2.0, ge=1)
+    max_interval_s: float = Field(60.0, gt=0)
+    #: Queue-aware head polling while events are on (events already notice connections).
+    queue_aware: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ContactEventsSettings:
+        if self.max_interval_s < self.first_delay_s:
+            raise ValueError("max_interval_s must be >= first_delay_s")
+        return self
 
 
 class FleetSettings(_Section):
