@@ -37,3 +37,18 @@ class SystemClock:
             return
         with anyio.move_on_after(max(0.0, seconds)):
             await wake.wait()
+
+
+async def wait_first(*events: anyio.Event | None) -> None:
+    """Return as soon as any of `events` is set (None entries are ignored)."""
+    waiting = [event for event in events if event is not None]
+    if any(event.is_set() for event in waiting):
+        return
+    async with anyio.create_task_group() as tg:
+
+        async def one(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in waiting:
+            tg.start_soon(one, event)

@@ -43,6 +43,26 @@ class TerminalConnectError(ConnectError):
     """Retrying cannot help: access denied, invalid parameter, unknown instance or flow."""
 
 
+class DeploymentError(ConnectError):
+    """The deployment is wrong, not the request: access denied, credentials missing, an endpoint
+    that is not Connect, the configured default instance or flow unknown. Every request would
+    fail the same way, so none is ended: the message goes back and `/readyz` fails."""
+
+
+class StartExpired(OrchestratorError):
+    """The request's shelf life ended before any StartWebRTCContact attempt was sent for it."""
+
+
+class DeploymentFault(OrchestratorError):
+    """A lifecycle stopped on a fault of the deployment (`reason`: connect, sink); the request
+    was not ended and its message must not be spent."""
+
+    def __init__(self, reason: str, cause: Exception) -> None:
+        super().__init__(f"{reason}: {cause}")
+        self.reason = reason
+        self.cause = cause
+
+
 class RetryLater(OrchestratorError):
     """A transient failure outlived its retry budget; the request should be redelivered later."""
 

@@ -13,17 +13,27 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiohttp
+import anyio
 import structlog
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
 
 from orchestrator.clock import Clock, SystemClock
+from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.operations import Operation
 from orchestrator.connect.ratelimit import Budget
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
+    DeploymentError,
     RetryableConnectError,
+    StartExpired,
     TerminalConnectError,
     ThrottledError,
 )
@@ -43,6 +53,19 @@ SCREEN_SHARING = Operation.START_SCREEN_SHARING
 
 _THROTTLE_CODES = frozenset(
     {"ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded"}
+)
+#: Answers that say the deployment is wrong (permissions, credentials), not the request.
+_DEPLOYMENT_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "InvalidClientTokenId",
+        "ExpiredTokenException",
+    }
 )
 
 
@@ -115,9 +138,15 @@ class ConnectGateway(Protocol):
     """The three Connect operations, as the lifecycle needs them."""
 
     async def start_webrtc_contact(
-        self, params: Mapping[str, Any], *, request_id: str
+        self,
+        params: Mapping[str, Any],
+        *,
+        request_id: str,
+        priority: float = 0.0,
+        not_after: float | None = None,
     ) -> StartedContact:
-        """Start (or, with the same `ClientToken` in `params`, find) the request's contact."""
+        """Start (or, with the same `ClientToken` in `params`, find) the request's contact;
+        `StartExpired` if no attempt could be sent by `not_after` (epoch seconds)."""
         ...
 
     async def describe_contact(
@@ -150,10 +179,10 @@ class GatewayPolicies:
     """How each Connect call is retried. `bounded(...)` builds them from the settings."""
 
     start: RetryPolicy = field(
-        default_factory=lambda: _default_policy(
-            "connect.start_webrtc_contact", retry_on=(RetryableConnectError, CapacityError)
-        )
+        default_factory=lambda: _default_policy("connect.start_webrtc_contact")
     )
+    #: How long one start may wait at the instance's concurrent-call cap (`CapacityGate`).
+    capacity_max_wait_s: float = 600.0
     describe: RetryPolicy = field(default_factory=lambda: _default_policy("connect.describe"))
     screen_sharing: RetryPolicy = field(
         default_factory=lambda: _default_policy("connect.start_screen_sharing")
@@ -163,15 +192,11 @@ class GatewayPolicies:
     def bounded(
         cls, *, max_attempts: int, max_time_s: float, capacity_max_time_s: float
     ) -> GatewayPolicies:
-        """Policies with the given retry bounds (capacity waits apply to the start call)."""
+        """Policies with the given retry bounds (the capacity wait applies to the start call)."""
         bounds: dict[str, Any] = {"max_attempts": max_attempts, "max_time_s": max_time_s}
         return cls(
-            start=_default_policy(
-                "connect.start_webrtc_contact",
-                retry_on=(RetryableConnectError, CapacityError),
-                capacity_max_time_s=capacity_max_time_s,
-                **bounds,
-            ),
+            start=_default_policy("connect.start_webrtc_contact", **bounds),
+            capacity_max_wait_s=capacity_max_time_s,
             describe=_default_policy("connect.describe", **bounds),
             screen_sharing=_default_policy("connect.start_screen_sharing", **bounds),
         )
@@ -187,6 +212,10 @@ _EVENTUALLY_CONSISTENT = frozenset({"ResourceNotFoundException", "InvalidRequest
 def _client_error_class(
     operation: str, code: str, message: str, status: int, fresh: bool
 ) -> type[ConnectError]:
+    if code in _DEPLOYMENT_CODES or (code.isdigit() and status < 500 and status != 429):
+        # A bare status as the code: the answer had no AWS error shape (an HTML page from a
+        # proxy or a wrong endpoint), so whatever answered is not Connect.
+        return DeploymentError
     if code == "LimitExceededException" and operation == START:
         # Connect answers both "too many calls per second" and "instance at its concurrent
         # call cap" with this code; only the message tells them apart.
@@ -201,6 +230,8 @@ def _client_error_class(
 def classify(operation: str, error: BaseException, *, fresh: bool = False) -> ConnectError:
     """Map any failure of a Connect call to one of the orchestrator's error classes."""
     if not isinstance(error, ClientError):
+        if isinstance(error, NoCredentialsError | PartialCredentialsError):
+            return DeploymentError(operation, type(error).__name__, str(error))
         # botocore refused the parameters before sending anything: the same call fails again.
         transport = isinstance(error, TRANSPORT_ERRORS) and not isinstance(
             error, ParamValidationError
@@ -226,9 +257,12 @@ class AioConnectGateway:
         metrics: Metrics | None = None,
         clock: Clock | None = None,
         consistency_window_s: float = 10.0,
+        capacity: CapacityGate | None = None,
     ) -> None:
         self._client = client
         self._budget = budget
+        #: The instance's concurrent-call cap as this worker sees it (the worker reads it too).
+        self.capacity = capacity or CapacityGate(clock=clock)
         self._policies = policies or GatewayPolicies()
         self._metrics = metrics or Metrics()
         self._clock = clock or SystemClock()
@@ -266,15 +300,36 @@ class AioConnectGateway:
         return result
 
     async def start_webrtc_contact(
-        self, params: Mapping[str, Any], *, request_id: str
+        self,
+        params: Mapping[str, Any],
+        *,
+        request_id: str,
+        priority: float = 0.0,
+        not_after: float | None = None,
     ) -> StartedContact:
+        """Start (or, with the same `ClientToken`, find) the contact.
+
+        Waits at the `CapacityGate` while the instance is at its concurrent-call cap (one probe
+        at a time, oldest `priority` first), for at most `capacity_max_wait_s`. With `not_after`
+        (epoch seconds), raises `StartExpired` instead of sending an attempt past it, unless an
+        earlier attempt may have created the contact (a transport error or a 5xx): then the
+        request goes on, and resumes that contact.
+        """
+        sent = False
 
         async def call() -> StartedContact:
-            response = await self._attempt(
-                START,
-                lambda: self._client.start_web_rtc_contact(**params),
-                priority=0.0,
-            )
+            nonlocal sent
+            if not_after is not None and not sent and self._clock.time() > not_after:
+                raise StartExpired(f"not started by {not_after:.3f}")
+            try:
+                response = await self._attempt(
+                    START,
+                    lambda: self._client.start_web_rtc_contact(**params),
+                    priority=priority,
+                )
+            except RetryableConnectError as error:
+                sent = sent or not isinstance(error, ThrottledError)
+                raise
             return StartedContact(
                 contact_id=response["ContactId"],
                 participant_id=response.get("ParticipantId", ""),
@@ -282,9 +337,30 @@ class AioConnectGateway:
                 connection_data=dict(response.get("ConnectionData") or {}),
             )
 
-        return await self._policies.start.call(
-            call, clock=self._clock, context={"request_id": request_id}
-        )
+        gate = self.capacity
+        refused: CapacityError | None = None
+        with anyio.move_on_after(self._policies.capacity_max_wait_s) as waited:
+            while True:
+                limit = None if not_after is None or sent else not_after - self._clock.time()
+                with anyio.move_on_after(limit) as admission:
+                    await gate.admit(priority)
+                if admission.cancelled_caught:
+                    raise StartExpired(f"not started by {not_after}: waiting for capacity")
+                try:
+                    started = await self._policies.start.call(
+                        call, clock=self._clock, context={"request_id": request_id}
+                    )
+                except CapacityError as error:
+                    refused = error
+                    gate.refused()
+                    continue
+                except BaseException:
+                    gate.released()
+                    raise
+                gate.succeeded()
+                return started
+        assert waited.cancel_called  # noqa: S101 (the loop only ends by returning or timing out)
+        raise refused or CapacityError(START, "LimitExceededException", "capacity wait over")
 
     async def describe_contact(
         self, instance_id: str, contact_id: str, *, fresh_since: float | None, priority: float

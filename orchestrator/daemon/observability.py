@@ -93,12 +93,11 @@ class Health:
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         now = time.monotonic()
+        status = self.worker.status
         loop_silent = now - self.monitor.last_tick
-        receive_silent = now - self.worker.last_progress
+        receive_silent = now - status.last_progress
         receive_stalled = (
-            self.worker.receiving
-            and not self.worker.waiting_for_slot
-            and receive_silent > self.stall_threshold_s
+            status.receiving and not status.paused and receive_silent > self.stall_threshold_s
         )
         checks = {
             "event_loop_silent_s": round(loop_silent, 3),
@@ -109,10 +108,11 @@ class Health:
         return not (checks["event_loop_stalled"] or receive_stalled), checks
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        status = self.worker.status
         checks: dict[str, Any] = {
-            "running": self.worker.running,
-            "stopping": self.worker.stopping,
-            "queue_ok": self.worker.receive_failures == 0,
+            "running": status.running,
+            "stopping": status.stopping,
+            "queue_ok": status.receive_failures == 0,
             "connect_reachable": self.connect.reachable is True,
             "connect_error": self.connect.error,
         }

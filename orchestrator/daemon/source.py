@@ -20,6 +20,8 @@ class QueueMessage:
     receipt: str = field(repr=False)
     receive_count: int = 1
     group_id: str | None = None
+    #: When the message was sent to the queue (epoch seconds; SQS's SentTimestamp).
+    sent_at: float | None = None
 
 
 class QueueSource(Protocol):

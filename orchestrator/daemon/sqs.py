@@ -18,21 +18,30 @@ from orchestrator.errors import QueueError
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-_SYSTEM_ATTRIBUTES: list[Literal["ApproximateReceiveCount", "MessageGroupId"]] = [
+_SYSTEM_ATTRIBUTES: list[Literal["ApproximateReceiveCount", "MessageGroupId", "SentTimestamp"]] = [
     "ApproximateReceiveCount",
     "MessageGroupId",
+    "SentTimestamp",
 ]
 
 
-def sqs_client_config(max_pool_connections: int = 20) -> AioConfig:
-    """SQS client settings: botocore's standard retries (3 attempts) for connection blips, and a
-    read timeout longer than the 20 s long poll."""
+def aws_client_config(max_pool_connections: int = 20) -> AioConfig:
+    """Settings of every AWS client but Connect's (SQS, SNS, EventBridge): botocore's standard
+    retries (3 attempts) for connection blips, and a read timeout longer than the 20 s long
+    poll."""
     return AioConfig(
         retries={"total_max_attempts": 3, "mode": "standard"},
         connect_timeout=5,
         read_timeout=40,
         max_pool_connections=max_pool_connections,
     )
+
+
+def _epoch_ms(value: str | None) -> float | None:
+    try:
+        return int(value) / 1000.0 if value else None
+    except ValueError:
+        return None
 
 
 def _failures(response: dict[str, object]) -> dict[str, QueueError]:
@@ -88,6 +97,7 @@ class SqsQueueSource:
                     receipt=raw["ReceiptHandle"],
                     receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
                     group_id=attributes.get("MessageGroupId"),
+                    sent_at=_epoch_ms(attributes.get("SentTimestamp")),
                 )
             )
         return messages

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     DISCONNECTED = "contact.disconnected"
     TIMED_OUT = "contact.timed_out"
     FAILED = "request.failed"
+    EXPIRED = "request.expired"
 
     @property
     def final(self) -> bool:
@@ -44,6 +45,7 @@ FINAL_TYPES = frozenset(
         EventType.DISCONNECTED,
         EventType.TIMED_OUT,
         EventType.FAILED,
+        EventType.EXPIRED,
     }
 )
 

@@ -21,6 +21,7 @@ The engine knows nothing about SQS; clients, sinks, settings and the clock are p
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ import structlog
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot, StartedContact
+from orchestrator.connect.operations import Operation
 from orchestrator.engine.events import EventSink, EventType, LifecycleEvent
 from orchestrator.engine.request import CallRequest, FieldError, client_token
 from orchestrator.engine.watch import (
@@ -38,7 +40,16 @@ from orchestrator.engine.watch import (
     WatchResult,
     watch_contact,
 )
-from orchestrator.errors import CapacityError, ConnectError, RetryableConnectError, RetryLater
+from orchestrator.errors import (
+    CapacityError,
+    ConnectError,
+    DeploymentError,
+    DeploymentFault,
+    RetryableConnectError,
+    RetryLater,
+    StartExpired,
+    TerminalConnectError,
+)
 from orchestrator.metrics import Metrics
 
 log = structlog.get_logger("orchestrator.engine.lifecycle")
@@ -52,6 +63,17 @@ def _iso(epoch: float | None) -> str | None:
     )
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """A request's shelf life: not started by `not_after` (epoch seconds), it expires.
+
+    `limit` names the limit that applied (`request_ttl_s=300`, `ExpiresAt=...`)."""
+
+    not_after: float
+    limit: str
+    sent_at: float | None = None
+
+
 @dataclass
 class LifecycleEngine:
     """Runs lifecycles; one per worker, shared by all of them."""
@@ -63,6 +85,9 @@ class LifecycleEngine:
     notifier: ContactNotifier = field(default_factory=ContactNotifier)
     metrics: Metrics = field(default_factory=Metrics)
     rng: random.Random = field(default_factory=random.Random)
+    #: The configured default instance and flow ids: Connect not knowing one of them is the
+    #: deployment's fault, not the request's.
+    deployment_ids: frozenset[str] = frozenset()
 
     # -- events --------------------------------------------------------------------------------
 
@@ -103,14 +128,57 @@ class LifecycleEngine:
 
     # -- the lifecycle -------------------------------------------------------------------------
 
-    async def run(self, request: CallRequest, *, final_attempt: bool = True) -> LifecycleEvent:
-        """Drive `request` to its final event, which is returned (and already delivered)."""
+    async def expire(self, request: CallRequest, expiry: Expiry) -> LifecycleEvent:
+        """Emit the final `request.expired`: the request outlived its shelf life unstarted."""
+        age = None if expiry.sent_at is None else round(self.clock.time() - expiry.sent_at, 3)
+        log.info("request.expired", request_id=request.request_id, limit=expiry.limit, age_s=age)
+        return await self._emit(
+            EventType.EXPIRED,
+            request.request_id,
+            instance_id=request.instance_id,
+            data={"age_s": age, "limit": expiry.limit, "not_after": _iso(expiry.not_after)},
+        )
+
+    async def run(
+        self,
+        request: CallRequest,
+        *,
+        final_attempt: bool = True,
+        priority: float = 0.0,
+        expiry: Expiry | None = None,
+        announce: bool = True,
+        on_started: Callable[[], None] | None = None,
+    ) -> LifecycleEvent:
+        """Drive `request` to its final event, which is returned (and already delivered).
+
+        `priority` orders starts (lower first: the daemon passes the message's SentTimestamp,
+        so the oldest request starts first). With `expiry`, a request not started by
+        `expiry.not_after` ends with `request.expired` and never reaches Connect. `on_started`
+        is called once the start call is over (the contact exists, or the lifecycle ends
+        before). `announce=False` skips `request.received` (a retry in the same delivery).
+        Raises `DeploymentFault` (no final event) when the deployment, not the request, is at
+        fault; `RetryLater` for a transient failure before the final attempt.
+        """
         with structlog.contextvars.bound_contextvars(request_id=request.request_id):
-            await self._emit(
-                EventType.RECEIVED, request.request_id, instance_id=request.instance_id
-            )
+            if announce:
+                await self._emit(
+                    EventType.RECEIVED, request.request_id, instance_id=request.instance_id
+                )
+            if expiry is not None and self.clock.time() > expiry.not_after:
+                if on_started is not None:
+                    on_started()
+                return await self.expire(request, expiry)
             try:
-                return await self._drive(request)
+                return await self._drive(request, priority, expiry, on_started)
+            except StartExpired:
+                assert expiry is not None  # noqa: S101 (only raised when an expiry was given)
+                return await self.expire(request, expiry)
+            except DeploymentError as error:
+                raise DeploymentFault("connect", error) from error
+            except TerminalConnectError as error:
+                if self._configuration_at_fault(request, error):
+                    raise DeploymentFault("connect", error) from error
+                return await self._failed(request, error, transient=False)
             except ConnectError as error:
                 transient = isinstance(error, RetryableConnectError | CapacityError)
                 if transient and not final_attempt:
@@ -118,24 +186,51 @@ class LifecycleEngine:
                         "lifecycle.retry_later", operation=error.operation, error=error.code
                     )
                     raise RetryLater(error) from error
-                return await self._emit(
-                    EventType.FAILED,
-                    request.request_id,
-                    instance_id=request.instance_id,
-                    contact_id=error.contact_id,
-                    data={
-                        "operation": error.operation,
-                        "error_code": error.code,
-                        "message": error.message,
-                        "transient": transient,
-                    },
-                )
+                return await self._failed(request, error, transient=transient)
 
-    async def _drive(self, request: CallRequest) -> LifecycleEvent:
-        token = client_token(request.request_id, "start")
-        started = await self.gateway.start_webrtc_contact(
-            request.start_webrtc_contact_params(token), request_id=request.request_id
+    def _configuration_at_fault(self, request: CallRequest, error: ConnectError) -> bool:
+        """An unknown instance or flow that is the configured default is the deployment's
+        fault: every request using it would fail the same way."""
+        return (
+            error.code == "ResourceNotFoundException"
+            and error.operation == Operation.START_WEBRTC_CONTACT
+            and bool(self.deployment_ids & {request.instance_id, request.contact_flow_id})
         )
+
+    async def _failed(
+        self, request: CallRequest, error: ConnectError, *, transient: bool
+    ) -> LifecycleEvent:
+        return await self._emit(
+            EventType.FAILED,
+            request.request_id,
+            instance_id=request.instance_id,
+            contact_id=error.contact_id,
+            data={
+                "operation": error.operation,
+                "error_code": error.code,
+                "message": error.message,
+                "transient": transient,
+            },
+        )
+
+    async def _drive(
+        self,
+        request: CallRequest,
+        priority: float,
+        expiry: Expiry | None,
+        on_started: Callable[[], None] | None,
+    ) -> LifecycleEvent:
+        token = client_token(request.request_id, "start")
+        try:
+            started = await self.gateway.start_webrtc_contact(
+                request.start_webrtc_contact_params(token),
+                request_id=request.request_id,
+                priority=priority,
+                not_after=None if expiry is None else expiry.not_after,
+            )
+        finally:
+            if on_started is not None:
+                on_started()
         # The consistency window opens once the contact exists: capacity and throttle waits
         # inside the start call can outlast it.
         started_mono = self.clock.monotonic()

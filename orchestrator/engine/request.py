@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -125,6 +126,16 @@ class CallRequest(_Model):
         Annotated[str, StringConstraints(min_length=1, max_length=256), Utf8] | None
     ) = None
     screen_sharing: bool = True
+    #: The producer's own shelf life for the request (ISO-8601 with a time zone, e.g. UTC "Z"):
+    #: past it, a request not yet started ends with `request.expired`.
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("must be an ISO-8601 time with a time zone, e.g. 2026-01-01T12:00:00Z")
+        return value
 
     @field_validator("attributes")
     @classmethod
@@ -154,7 +165,7 @@ class CallRequest(_Model):
         params = self.model_dump(
             by_alias=True,
             exclude_none=True,
-            exclude={"request_id", "screen_sharing"},
+            exclude={"request_id", "screen_sharing", "expires_at"},
         )
         params["ClientToken"] = client_token
         return params

@@ -21,6 +21,7 @@ class _Stored:
     message_id: str
     body: str
     group_id: str | None
+    sent_at: float
     receive_count: int = 0
     #: Bumped whenever the message's visibility changes: older index entries are stale.
     generation: int = 0
@@ -52,7 +53,7 @@ class MemoryQueue:
 
     def send(self, body: str, *, group_id: str | None = None) -> str:
         message_id = str(uuid.uuid4())
-        self._messages[message_id] = _Stored(message_id, body, group_id)
+        self._messages[message_id] = _Stored(message_id, body, group_id, time.time())
         self._visible.append((message_id, 0))
         self._arrived.set()
         return message_id
@@ -102,6 +103,7 @@ class MemoryQueue:
                     stored.receipt,
                     stored.receive_count,
                     stored.group_id,
+                    stored.sent_at,
                 )
             )
         return batch

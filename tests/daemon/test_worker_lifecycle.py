@@ -204,7 +204,7 @@ async def test_worker_never_holds_more_messages_than_it_can_start(
     assert worker.metrics.value("orchestrator_messages_acknowledged_total") == 7
 
 
-async def test_receive_loop_survives_a_missing_queue_and_recovers_when_it_appears(
+async def test_worker_is_not_ready_until_the_queue_answers_and_recovers_when_it_appears(
     emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
 ) -> None:
     name = f"late-{uuid.uuid4().hex[:8]}"
@@ -215,15 +215,22 @@ async def test_receive_loop_survives_a_missing_queue_and_recovers_when_it_appear
         worker.options = dataclasses.replace(worker.options, receive_backoff_s=(0.05, 0.2))
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
+            # The redrive policy is read before the first receive: unreadable, the worker waits
+            # and says why on /readyz instead of guessing that there is no dead-letter queue.
             await eventually(
-                lambda: worker.metrics.value("orchestrator_receive_errors_total") >= 3,
-                message="failed receives",
+                lambda: (
+                    not worker.readiness.ready
+                    and "redrive policy unreadable"
+                    in (worker.readiness.snapshot()["queue"].reason or "")
+                ),
+                message="the queue part to fail readiness",
             )
-            assert worker.receiving  # still alive and trying
+            assert worker.status.running
             created = (await sqs_client.create_queue(QueueName=name))["QueueUrl"]
             await send_all(sqs_client, created, [request_body("late-1")])
             await eventually(
                 lambda: any(e.final for e in sink.events), message="the request to complete"
             )
+            assert worker.readiness.ready
             worker.stop()
     assert final_types(sink.events) == {"late-1": {EventType.SCREEN_SHARING_STARTED}}
