@@ -312,6 +312,7 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
         request_ids=frozenset(args.request_id or ()),
         older_than_s=args.older_than,
         newer_than_s=args.newer_than,
+        valid_only=args.valid_only,
     )
 
     async def redrive() -> tuple[str, str, dlq.RedriveReport]:
@@ -515,6 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         metavar="PER_SECOND",
         help="messages per second (default: [connect] start_webrtc_contact_rate, 2)",
+    )
+    redrive.add_argument(
+        "--valid-only",
+        action="store_true",
+        help="leave messages the worker's validation refuses (they would only come back)",
     )
     redrive.add_argument("--limit", type=_positive_int, help="move at most this many")
     redrive.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")

@@ -130,13 +130,17 @@ def _dead_letter(raw: Any, defaults: RequestDefaults) -> DeadLetter:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which dead letters to move: by RequestId and/or by age (seconds since sent)."""
+    """Which dead letters to move: by RequestId, by age (seconds since sent), valid ones only."""
 
     request_ids: frozenset[str] = frozenset()
     older_than_s: float | None = None
     newer_than_s: float | None = None
+    #: Leave messages the worker's validation refuses (they would only come back).
+    valid_only: bool = False
 
     def matches(self, letter: DeadLetter, now: float) -> bool:
+        if self.valid_only and letter.problem is not None:
+            return False
         if self.request_ids and letter.request_id not in self.request_ids:
             return False
         age = letter.age_s(now)

@@ -158,6 +158,18 @@ async def test_redrive_by_request_id_moves_only_those(sqs_client: SQSClient) -> 
     assert await queue_counts(sqs_client, dlq) == (6, 0)
 
 
+async def test_redrive_of_valid_requests_only_leaves_poison_behind(sqs_client: SQSClient) -> None:
+    queue, dlq = await create_queue_with_dlq(sqs_client)
+    await send_all(sqs_client, dlq, [request_body("fine-1"), *POISON, request_body("fine-2")])
+
+    report = await dlq_of(sqs_client, dlq).redrive(
+        queue, Selection(valid_only=True), rate_per_s=FAST
+    )
+
+    assert sorted(d.request_id or "" for d in report.moved) == ["fine-1", "fine-2"]
+    assert sorted(await drain_bodies(sqs_client, dlq)) == sorted(POISON)
+
+
 async def test_redrive_by_age_moves_older_or_newer_messages(sqs_client: SQSClient) -> None:
     queue, dlq = await create_queue_with_dlq(sqs_client)
     await send_all(sqs_client, dlq, [request_body("early")])
