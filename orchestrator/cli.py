@@ -24,7 +24,7 @@ from orchestrator.daemon.assembly import request_defaults, run_daemon
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.observability import check_endpoint
 from orchestrator.daemon.settings import Settings, load_settings, settings_json
-from orchestrator.daemon.sqs import sqs_client_config
+from orchestrator.daemon.sqs import aws_client_config
 from orchestrator.errors import ConfigError
 from orchestrator.testing.emulator import cli as emulator_cli
 from orchestrator.testing.emulator import serve
@@ -148,7 +148,7 @@ async def _sqs(settings: Settings, args: argparse.Namespace, url: str) -> AsyncI
     region = args.region or region_of(url) or settings.aws.region
     endpoint = args.endpoint_url or settings.endpoint("queue")
     async with get_session().create_client(
-        "sqs", region_name=region, endpoint_url=endpoint, config=sqs_client_config()
+        "sqs", region_name=region, endpoint_url=endpoint, config=aws_client_config()
     ) as client:
         yield client
 
