@@ -28,7 +28,7 @@ from orchestrator.daemon.settings import (
     WatchSettings,
 )
 from orchestrator.daemon.source import QueueSource
-from orchestrator.daemon.sqs import SqsQueueSource, sqs_client_config
+from orchestrator.daemon.sqs import SqsQueueSource, aws_client_config
 from orchestrator.daemon.worker import Worker, WorkerOptions
 from orchestrator.engine.contact_events import ContactEventSink, LocalContactEvents
 from orchestrator.engine.lifecycle import LifecycleEngine
@@ -96,10 +96,24 @@ def watch_policy(
     )
 
 
+def admission_bound(settings: Settings) -> int:
+    """Messages a worker may hold before their contact starts: what the StartWebRTCContact rate
+    it may use serves within `admission_window_s` (plus the burst), at most
+    `max_waiting_to_start`. In fleet mode the worker may use the whole account rate when the
+    others are idle, so the bound is taken on the full quota."""
+    q, c = settings.queue, settings.connect
+    share = 1.0 if settings.fleet.redis_url else c.quota_share
+    rate = c.start_webrtc_contact_rate * share * (1.0 - c.rate_headroom)
+    burst = max(1.0, c.start_webrtc_contact_burst * share - 1.0)
+    return max(1, min(q.max_waiting_to_start, int(rate * q.admission_window_s + burst)))
+
+
 def worker_options(settings: Settings) -> WorkerOptions:
     q = settings.queue
     return WorkerOptions(
         max_in_flight=q.max_in_flight,
+        max_waiting_to_start=admission_bound(settings),
+        request_ttl_s=q.request_ttl_s,
         wait_time_s=q.wait_time_s,
         visibility_timeout_s=q.visibility_timeout_s,
         max_receive_count=q.max_receive_count,
@@ -162,15 +176,15 @@ async def open_worker(
         if ev.jsonl_path:
             remote.append(JsonlSink(ev.jsonl_path, include_connection_data=include))
         if ev.sqs_queue_url:
-            events_sqs = await client("sqs", settings.endpoint("events"), sqs_client_config())
+            events_sqs = await client("sqs", settings.endpoint("events"), aws_client_config())
             remote.append(
                 SqsEventSink(events_sqs, ev.sqs_queue_url, include_connection_data=include)
             )
         if ev.sns_topic_arn:
-            sns = await client("sns", settings.endpoint("events"), sqs_client_config())
+            sns = await client("sns", settings.endpoint("events"), aws_client_config())
             remote.append(SnsEventSink(sns, ev.sns_topic_arn, include_connection_data=include))
         if ev.eventbridge_bus:
-            bus = await client("events", settings.endpoint("events"), sqs_client_config())
+            bus = await client("events", settings.endpoint("events"), aws_client_config())
             remote.append(EventBridgeSink(bus, ev.eventbridge_bus, include_connection_data=include))
         batched = [await stack.enter_async_context(BatchingSink(sink)) for sink in remote]
         sink = FanoutSink([LogSink(), *extra_sinks, *batched], metrics=metrics)
@@ -216,23 +230,26 @@ async def open_worker(
             metrics=metrics,
             notifier=notifier if notifier is not None else ContactNotifier(),
             rng=rng or random.Random(),
+            deployment_ids=frozenset(
+                filter(None, (settings.connect.instance_id, settings.connect.contact_flow_id))
+            ),
         )
         if source is None:
-            sqs = await client("sqs", settings.endpoint("queue"), sqs_client_config())
+            sqs = await client("sqs", settings.endpoint("queue"), aws_client_config())
             source = await stack.enter_async_context(SqsQueueSource(sqs, settings.queue.url))
         #: Loops the worker owns beside its receive loop (contact events, fleet heartbeats).
         services: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        if fleet is not None:
-            services.extend(fleet.services)
         ce = settings.contact_events
         if ce.queue_url:
             # Its own client: a slow or failing events queue never delays the request queue.
             events_in = await client(
-                "sqs", settings.endpoint("contact_events"), sqs_client_config()
+                "sqs", settings.endpoint("contact_events"), aws_client_config()
             )
             events_to: ContactEventSink = LocalContactEvents(
                 engine.notifier, metrics=metrics, clock=engine.clock
             )
+            if fleet is not None:  # every worker's watches hear what any worker reads
+                events_to = fleet.contact_events(events_to)
             consumer = ContactEventsConsumer(
                 events_in,
                 ce.queue_url,
@@ -243,6 +260,8 @@ async def open_worker(
                 rng=rng,
             )
             services.append(consumer.run)
+        if fleet is not None:  # heartbeats, and the contact-events subscriber if events are on
+            services.extend(fleet.services)
         yield Worker(
             source,
             engine,
@@ -250,6 +269,7 @@ async def open_worker(
             metrics=metrics,
             rng=rng,
             readiness=readiness,
+            capacity=gateway.capacity,
             services=services,
         )
 

@@ -20,6 +20,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Field,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -128,7 +129,14 @@ class CallRequest(_Model):
     screen_sharing: bool = True
     #: The producer's own shelf life for the request (ISO-8601 with a time zone, e.g. UTC "Z"):
     #: past it, a request not yet started ends with `request.expired`.
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(default=None, strict=False)
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an ISO-8601 time string, e.g. 2026-01-01T12:00:00Z")
+        return value
 
     @field_validator("expires_at")
     @classmethod
