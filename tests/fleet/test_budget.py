@@ -251,3 +251,17 @@ async def test_the_redis_password_never_reaches_the_logs(
     assert "fleet.degraded" in written
     assert "***@127.0.0.1" in written
     assert password not in written
+
+
+async def test_the_fallback_divides_by_the_largest_fleet_seen_within_a_heartbeat_ttl(
+    redis_server: RedisServer,
+) -> None:
+    async with members(redis_server.url, 3, heartbeat_ttl_s=10.0) as fleet:
+        for member in fleet:
+            await member.fleet.membership.beat()
+        worker = fleet[0]
+        assert await worker.fleet.membership.beat() == 3
+        redis_server.restart()  # back empty: this worker's next beat sees only itself
+        assert await worker.fleet.membership.beat() == 1
+        assert worker.fleet.budget.workers == 3
+        assert worker.fleet.budget[START].fallback.target_rate == pytest.approx(RATE / 3)

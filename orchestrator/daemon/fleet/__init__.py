@@ -62,6 +62,7 @@ class Fleet:
     breaker: Breaker
     budget: FleetBudget
     membership: Membership
+    events: FleetContactEvents | None = None
 
     @classmethod
     def build(
@@ -108,16 +109,21 @@ class Fleet:
         return cls(redis, prefix, worker_id, breaker, budget, membership)
 
     def contact_events(self, local: ContactEventSink) -> FleetContactEvents:
-        """The sink the contact-events consumer delivers to; add its `run` to the services."""
-        return FleetContactEvents(
+        """The sink the contact-events consumer delivers to (its subscriber joins `services`)."""
+        self.events = FleetContactEvents(
             self.redis,
             local,
             channel=f"{self.prefix}:contact-events",
             worker_id=self.worker_id,
             breaker=self.breaker,
         )
+        return self.events
 
     @property
     def services(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-        """Loops the worker runs for its whole life (the heartbeat)."""
-        return [self.membership.run]
+        """Loops the worker runs for its whole life: the heartbeat, and the contact-events
+        subscriber once `contact_events` was called."""
+        loops: list[Callable[[], Coroutine[Any, Any, None]]] = [self.membership.run]
+        if self.events is not None:
+            loops.append(self.events.run)
+        return loops

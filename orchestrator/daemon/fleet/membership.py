@@ -77,6 +77,10 @@ class Membership:
         self._metrics = metrics or Metrics()
         self._clock = clock or SystemClock()
         self.workers = 1
+        #: (when, live count) of recent heartbeats: the fallback divides by the largest count
+        #: seen within one TTL, so a Redis that restarts empty does not make a worker think it
+        #: is alone while the others have not beaten yet.
+        self._recent: list[tuple[float, int]] = []
         self._metrics.fleet_workers.set(1)
 
     async def beat(self) -> int | None:
@@ -93,7 +97,11 @@ class Membership:
         if workers != self.workers:
             log.info("fleet.workers_changed", workers=workers, previous=self.workers)
         self.workers = workers
-        self._listener.set_workers(max(workers, self._min_workers))
+        now = self._clock.monotonic()
+        self._recent = [(t, n) for t, n in self._recent if now - t < self._ttl_ms / 1000]
+        self._recent.append((now, workers))
+        largest = max(n for _, n in self._recent)
+        self._listener.set_workers(max(largest, self._min_workers))
         self._metrics.fleet_workers.set(workers)
         return workers
 
