@@ -15,6 +15,7 @@ import anyio
 import structlog
 from aiobotocore.session import AioSession, get_session
 
+from orchestrator import __version__
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from orchestrator.connect.operations import Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
@@ -283,6 +284,41 @@ async def _stop_on_signals(worker: Worker) -> None:
             worker.stop()
 
 
+def startup_summary(settings: Settings) -> dict[str, Any]:
+    """What an operator checks first, in one log line (secrets masked; the redrive policy
+    follows in its own line once read from the queue)."""
+    masked = settings.masked()
+    c = settings.connect
+    ev = settings.events
+    sinks = ["log"] + [
+        name
+        for name, on in (
+            ("sqs", ev.sqs_queue_url),
+            ("sns", ev.sns_topic_arn),
+            ("eventbridge", ev.eventbridge_bus),
+            ("jsonl", ev.jsonl_path),
+        )
+        if on
+    ]
+    return {
+        "version": __version__,
+        "queue_url": settings.queue.url,
+        "region": settings.aws.region,
+        "connect_endpoint": settings.endpoint("connect")
+        or f"https://connect.{settings.aws.region}.amazonaws.com",
+        "quotas": {
+            op.value: f"{q.rate:g}/s burst {q.burst:g}" for op, q in connect_quotas(c).items()
+        },
+        "quota_share": None if settings.fleet.redis_url else c.quota_share,
+        "max_in_flight": settings.queue.max_in_flight,
+        "max_waiting_to_start": admission_bound(settings),
+        "request_ttl_s": settings.queue.request_ttl_s,
+        "sinks": sinks,
+        "contact_events": settings.contact_events.queue_url or "off (polling only)",
+        "fleet": masked["fleet"]["redis_url"] or "off (local rate budget)",
+    }
+
+
 async def run_daemon(settings: Settings) -> None:
     metrics = Metrics()
     async with (
@@ -299,10 +335,6 @@ async def run_daemon(settings: Settings) -> None:
             await tg.start(
                 serve_observability, settings.observability, worker, metrics, connect_url
             )
-        structlog.get_logger("orchestrator.cli").info(
-            "worker.started",
-            queue_url=settings.queue.url,
-            max_in_flight=settings.queue.max_in_flight,
-        )
+        structlog.get_logger("orchestrator.cli").info("worker.started", **startup_summary(settings))
         await worker.run()
         tg.cancel_scope.cancel()
