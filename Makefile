@@ -14,14 +14,24 @@ help:
 	@echo "make bench  benchmark suite (writes bench/RESULTS.md and bench/results.json)"
 	@echo "make soak   long chaos soak (several workers, faults, kills)"
 
+DEMO_STAMP := $(VENV)/.installed-demo
+
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24.2"
+
+# Everything: the daemon, the demo's SQS server, fleet mode, the dev and bench tools.
+$(STAMP): pyproject.toml constraints.txt $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,demo]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(DEMO_STAMP)
+
+# Only what `make demo` runs: the daemon and the embedded SQS server (no dev toolchain).
+$(DEMO_STAMP): pyproject.toml constraints.txt $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[demo]'
+	@touch $(DEMO_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,7 +46,7 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/orchestrator demo
 
 bench: $(STAMP)

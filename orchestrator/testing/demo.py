@@ -195,99 +195,133 @@ async def _run(requests: int, *, out: TextIO, seed: int, timeout_s: float) -> De
     session.set_credentials("AKIADEMO000000000000", "demo-secret-not-a-real-key")
     result = DemoResult(requests=requests)
     bodies = sample_requests(requests)
-    emulator_config = EmulatorConfig(
-        instance_ids=frozenset({INSTANCE_ID}),
-        contact_flow_ids=frozenset({FLOW_ID}),
-        agent_delay_s=(1.0, 6.0),
-        abandon_rate=0.1,
-        talk_time_s=(2.0, 6.0),
-        max_concurrent_calls=10,
-        seed=seed,
-    )
     with LocalSqsServer() as sqs_server:
-        async with (
-            Emulator(emulator_config) as emulator,
-            session.create_client(
-                "sqs", region_name=REGION, endpoint_url=sqs_server.url, config=aws_client_config()
-            ) as sqs,
-        ):
+        async with session.create_client(
+            "sqs", region_name=REGION, endpoint_url=sqs_server.url, config=aws_client_config()
+        ) as sqs:
             requests_url, dlq_url = await create_queue_with_dlq(
                 sqs, max_receive_count=2, prefix="demo-requests"
             )
             events_url = await create_queue(sqs, "demo-events")
-            settings = Settings(
-                aws={"region": REGION, "endpoint_url": sqs_server.url},
-                queue={
-                    "url": requests_url,
-                    "wait_time_s": 1,
-                    "visibility_timeout_s": 30,
-                    "max_in_flight": 100,
-                    "retry_base_delay_s": 1,
-                },
-                connect={
-                    "endpoint_url": emulator.url,
-                    "instance_id": INSTANCE_ID,
-                    "contact_flow_id": FLOW_ID,
-                    "capacity_max_wait_s": 90,
-                },
-                watch={
-                    "first_delay_s": 0.5,
-                    "multiplier": 1.5,
-                    "max_interval_s": 2,
-                    "max_wait_s": 45,
-                },
-                events={"sqs_queue_url": events_url, "include_connection_data": True},
-                shutdown={"grace_period_s": 5},
-                observability={"enabled": False},
+            # Connect's contact events (EventBridge -> SQS in AWS): the emulator publishes them,
+            # losing one in ten on purpose, so the summary shows both ways of noticing an agent.
+            contact_events_url = await create_queue(sqs, "demo-contact-events")
+            emulator_config = EmulatorConfig(
+                instance_ids=frozenset({INSTANCE_ID}),
+                contact_flow_ids=frozenset({FLOW_ID}),
+                agent_delay_s=(1.0, 6.0),
+                abandon_rate=0.1,
+                talk_time_s=(6.0, 12.0),
+                max_concurrent_calls=10,
+                seed=seed,
+                events_queue_url=contact_events_url,
+                events_endpoint_url=sqs_server.url,
+                events_drop_rate=0.1,
+                events_delay_s=(0.05, 0.3),
             )
-            out.write(
-                f"Connect emulator {emulator.url}, SQS {sqs_server.url}\n"
-                f"Enqueuing {requests} call requests: one invalid ({INVALID}), one whose agent may "
-                f"not share a screen ({NOT_ALLOWED}), one not asking for screen sharing "
-                f"({NOT_REQUESTED}); an agent picks up those two at once\n\n"
-            )
-            await send_all(sqs, requests_url, bodies)
-            started = time.monotonic()
-            printer = _Printer(out, started, requests)
-
-            def on_event(record: dict[str, Any]) -> None:
-                result.events[record["id"]] = record
-                printer.event(record)
-                if record["final"]:
-                    result.finals[record["request_id"]] = _outcome(record)
-
-            follower = EventFollower(on_new=on_event)
-            metrics = Metrics()
-            control = EmulatorControl(emulator.url)
-            async with (
-                open_worker(
-                    settings,
+            async with Emulator(emulator_config) as emulator:
+                await _demo(
+                    requests,
+                    result,
                     session=session,
-                    metrics=metrics,
-                    extra_sinks=[_AgentPicksUp(control, {NOT_ALLOWED, NOT_REQUESTED})],
-                ) as worker,
-                anyio.create_task_group() as tg,
-            ):
-                tg.start_soon(follower.follow, sqs, events_url)
-
-                async def done() -> bool:
-                    result.dead_letters = (await queue_counts(sqs, dlq_url))[0]
-                    return len(result.finals) >= requests and result.dead_letters >= 1
-
-                async def supervise() -> None:
-                    deadline = time.monotonic() + timeout_s
-                    while not await done() and time.monotonic() < deadline:
-                        await follower.next_arrival(within_s=0.5)
-                    result.completed = await done()
-                    worker.stop()
-
-                tg.start_soon(supervise)
-                await worker.run()
-                tg.cancel_scope.cancel()
-            result.elapsed_s = time.monotonic() - started
-            result.emulator_stats = await control.stats()
-            _summary(out, result, metrics)
+                    sqs=sqs,
+                    sqs_url=sqs_server.url,
+                    emulator=emulator,
+                    queues=(requests_url, dlq_url, events_url, contact_events_url),
+                    bodies=bodies,
+                    out=out,
+                    timeout_s=timeout_s,
+                )
     return result
+
+
+async def _demo(
+    requests: int,
+    result: DemoResult,
+    *,
+    session: AioSession,
+    sqs: Any,
+    sqs_url: str,
+    emulator: Emulator,
+    queues: tuple[str, str, str, str],
+    bodies: list[str],
+    out: TextIO,
+    timeout_s: float,
+) -> None:
+    requests_url, dlq_url, events_url, contact_events_url = queues
+    settings = Settings(
+        aws={"region": REGION, "endpoint_url": sqs_url},
+        queue={
+            "url": requests_url,
+            "wait_time_s": 1,
+            "visibility_timeout_s": 30,
+            "max_in_flight": 100,
+            "retry_base_delay_s": 1,
+        },
+        connect={
+            "endpoint_url": emulator.url,
+            "instance_id": INSTANCE_ID,
+            "contact_flow_id": FLOW_ID,
+            "capacity_max_wait_s": 90,
+        },
+        watch={
+            "first_delay_s": 0.5,
+            "multiplier": 1.5,
+            "max_interval_s": 2,
+            "max_wait_s": 45,
+        },
+        events={"sqs_queue_url": events_url, "include_connection_data": True},
+        contact_events={"queue_url": contact_events_url},
+        shutdown={"grace_period_s": 5},
+        observability={"enabled": False},
+    )
+    out.write(
+        f"Connect emulator {emulator.url}, SQS {sqs_url}\n"
+        f"Enqueuing {requests} call requests: one invalid ({INVALID}), one whose agent may "
+        f"not share a screen ({NOT_ALLOWED}), one not asking for screen sharing "
+        f"({NOT_REQUESTED}); an agent picks up those two at once\n\n"
+    )
+    await send_all(sqs, requests_url, bodies)
+    started = time.monotonic()
+    printer = _Printer(out, started, requests)
+
+    def on_event(record: dict[str, Any]) -> None:
+        result.events[record["id"]] = record
+        printer.event(record)
+        if record["final"]:
+            result.finals[record["request_id"]] = _outcome(record)
+
+    follower = EventFollower(on_new=on_event)
+    metrics = Metrics()
+    control = EmulatorControl(emulator.url)
+    async with (
+        open_worker(
+            settings,
+            session=session,
+            metrics=metrics,
+            extra_sinks=[_AgentPicksUp(control, {NOT_ALLOWED, NOT_REQUESTED})],
+        ) as worker,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(follower.follow, sqs, events_url)
+
+        async def done() -> bool:
+            result.dead_letters = (await queue_counts(sqs, dlq_url))[0]
+            return len(result.finals) >= requests and result.dead_letters >= 1
+
+        async def supervise() -> None:
+            deadline = time.monotonic() + timeout_s
+            while not await done() and time.monotonic() < deadline:
+                await follower.next_arrival(within_s=0.5)
+            result.completed = await done()
+            worker.stop()
+
+        tg.start_soon(supervise)
+        await worker.run()
+        tg.cancel_scope.cancel()
+    result.elapsed_s = time.monotonic() - started
+    result.emulator_stats = await control.stats()
+    _summary(out, result, metrics)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -296,6 +330,17 @@ def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
+
+
+def _noticed(metrics: Metrics) -> str:
+    """How each agent connection was noticed: woken by a contact event, or by polling."""
+    parts = []
+    for labels, count in metrics.samples("orchestrator_agent_detection_delay_seconds_count"):
+        total = metrics.value("orchestrator_agent_detection_delay_seconds_sum", labels)
+        mean = total / count if count else 0.0
+        parts.append(f"by {labels['via']} {int(count)} (mean {mean:.2f} s after the agent)")
+    events = int(sum(v for _, v in metrics.samples("orchestrator_contact_events_received_total")))
+    return ", ".join(sorted(parts) or ["none"]) + f"; {events} contact events read"
 
 
 def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
@@ -344,5 +389,6 @@ def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
         f"handed back {int(handed_back)}",
         f"  dead-letter queue         {result.dead_letters} message(s) (the invalid request)",
         f"  distinct events received  {len(result.events)} on the events queue",
+        "  agent connection noticed  " + _noticed(metrics),
     ]
     out.write("\n".join(lines) + "\n")

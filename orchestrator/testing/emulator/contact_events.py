@@ -46,6 +46,9 @@ _SQS_BATCH = 10
 #: SQS batches sent at once by the delivery task.
 _PARALLEL_BATCHES = 8
 
+#: Credentials for a local SQS endpoint (it accepts any): the emulator runs without AWS keys.
+_LOCAL_KEY = "emulator"
+
 
 def iso_ms(ts: float) -> str:
     """Epoch seconds -> `2021-08-04T17:17:53.000Z`, the form of the timestamps in `detail`."""
@@ -197,7 +200,12 @@ class ContactEventPublisher:
             if cfg.events_queue_url:
                 sqs = await stack.enter_async_context(
                     get_session().create_client(
-                        "sqs", region_name=cfg.region, endpoint_url=cfg.events_endpoint_url
+                        "sqs",
+                        region_name=cfg.region,
+                        endpoint_url=cfg.events_endpoint_url,
+                        # A local SQS server takes any key; the emulator needs none of its own.
+                        aws_access_key_id=_LOCAL_KEY if cfg.events_endpoint_url else None,
+                        aws_secret_access_key=_LOCAL_KEY if cfg.events_endpoint_url else None,
                     )
                 )
             while True:
