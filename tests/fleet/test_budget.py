@@ -51,7 +51,7 @@ class Member:
 
 @contextlib.asynccontextmanager
 async def members(url: str, count: int, **settings: float) -> AsyncIterator[list[Member]]:
-    config = FleetSettings(redis_url=url, breaker_reset_s=0.3, **settings)
+    config = FleetSettings(redis_url=url, **{"breaker_reset_s": 0.3, **settings})
     async with contextlib.AsyncExitStack() as stack:
         out = []
         for index in range(count):
@@ -162,8 +162,8 @@ async def test_without_redis_each_worker_spends_its_share_and_comes_back_by_itse
         redis_server.kill()
         with capture_logs() as logs:
             stamps = await spend([worker], 2.0)
-        # Nothing refused; half the quota (two workers were seen), half the burst.
-        assert len(stamps) <= RATE / 2 * 2.0 + max(1.0, 5.0 / 2 - 1) + 1
+        # Nothing refused; half the quota (two workers were seen), no burst.
+        assert len(stamps) <= RATE / 2 * 2.0 + 1 + 1
         assert len(stamps) >= RATE / 2 * 2.0 * 0.8
         assert worker.degraded == 1
         report = worker.readiness.snapshot()["fleet"]
@@ -195,7 +195,7 @@ def silent_server() -> Iterator[str]:
 
 async def test_a_hung_redis_costs_a_call_at_most_a_second_then_nothing() -> None:
     with silent_server() as url:
-        async with members(url, 1, breaker_failures=2) as (member,):
+        async with members(url, 1, breaker_failures=2, breaker_reset_s=30) as (member,):
             bucket = member.fleet.budget[Operation.DESCRIBE_CONTACT]
             started = time.monotonic()
             await bucket.acquire()
@@ -203,10 +203,10 @@ async def test_a_hung_redis_costs_a_call_at_most_a_second_then_nothing() -> None
             await bucket.acquire()  # the second failure opens the breaker
             started = time.monotonic()
             for _ in range(5):
-                await bucket.acquire()  # the local share's burst: no Redis call at all
+                await bucket.acquire()  # the local share (9.7/s): no Redis call at all
             rest = time.monotonic() - started
     assert first < 1.2  # a 0.5 s read timeout, no retry after a timeout
-    assert rest < 0.1
+    assert rest < 5 / (10.0 * (1 - HEADROOM)) + 0.15
     assert member.degraded == 1
 
 

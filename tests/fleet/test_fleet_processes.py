@@ -136,9 +136,9 @@ async def run_fleet(tmp_path: Path, sqs_url: str, sqs_client: SQSClient) -> None
             await add_worker()  # a worker joins
             await reached(80)
             redis.kill()  # Redis dies: every worker falls back to a third of the quota
-            await reached(120)
+            await reached(140)
             redis.start()  # and comes back, empty, on the same port
-            await reached(150)
+            await reached(170)
             workers[0].signal(signal.SIGTERM)  # a worker leaves gracefully
             done = await follower.wait_until(
                 lambda: len(follower.finals) >= REQUESTS, time.monotonic() + 60

@@ -14,14 +14,19 @@ from tests.support import eventually
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_a_fresh_budget_grants_its_burst_then_answers_how_long_to_wait(redis: Redis) -> None:
-    gcra, limit = Gcra(redis), GcraLimit(rate=10.0, burst=3.0)
+async def test_a_budget_without_state_starts_with_one_call_then_builds_its_burst(
+    redis: Redis,
+) -> None:
+    gcra, limit = Gcra(redis), GcraLimit(rate=20.0, burst=3.0)
+    first, second = [await gcra.acquire("t:burst", limit) for _ in range(2)]
+    assert first.granted and not second.granted
+    assert 0 < second.wait_s <= 0.05
+    await anyio.sleep(0.2)  # more than a full burst's worth (3 / 20 s)
     decisions = [await gcra.acquire("t:burst", limit) for _ in range(4)]
     assert [d.granted for d in decisions] == [True, True, True, False]
     assert [round(d.tokens) for d in decisions[:3]] == [2, 1, 0]
-    refused = decisions[3]
-    assert 0 < refused.wait_s <= 0.1
-    assert refused.factor == 1.0
+    assert 0 < decisions[3].wait_s <= 0.05
+    assert decisions[3].factor == 1.0
 
 
 async def test_waiting_the_answered_time_is_enough(redis: Redis) -> None:

@@ -11,8 +11,8 @@
 * A 429 is noted at once and reported to Redis by the next acquire (the gateway retries through
   it), where the shared ceiling is lowered once per cooldown for the whole fleet.
 * While Redis is unreachable (the breaker is open, or a call just failed) each worker spends a
-  local budget at `1 / workers` of the quota, `workers` being the fleet size last seen in the
-  heartbeats. When Redis answers again the shared budget takes over by itself.
+  local budget at `1 / workers` of the quota without burst, `workers` being the fleet size last
+  seen in the heartbeats. When Redis answers again the shared budget takes over by itself.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.operations import Operation, Quota
-from orchestrator.connect.ratelimit import AdaptiveTokenBucket, RateBudget
+from orchestrator.connect.ratelimit import AdaptiveTokenBucket
 from orchestrator.daemon.fleet.breaker import REDIS_ERRORS, Breaker
 from orchestrator.daemon.fleet.gcra import Decision, Gcra, GcraLimit
 
@@ -199,14 +199,19 @@ class FleetBudget:
         for bucket in self.buckets.values():
             bucket.workers = self.workers
 
-    def _fallback(self, workers: int) -> RateBudget:
-        return RateBudget(
-            self._quotas,
-            share=1.0 / workers,
-            headroom=self._headroom,
-            clock=self._clock,
-            recovery_s=self._recovery_s,
-        )
+    def _fallback(self, workers: int) -> dict[str, AdaptiveTokenBucket]:
+        """Local buckets at quota / workers and no burst: when Redis goes away, Connect still
+        counts what the fleet spent a moment ago, so nobody starts with saved calls."""
+        return {
+            Operation(op): AdaptiveTokenBucket(
+                op,
+                q.rate * (1.0 - self._headroom) / workers,
+                1.0,
+                clock=self._clock,
+                recovery_s=self._recovery_s,
+            )
+            for op, q in self._quotas.items()
+        }
 
     def set_workers(self, workers: int) -> None:
         """The fleet's size as last seen: sizes the local fallback (quota / workers)."""

@@ -7,6 +7,8 @@ budget. Every decision is taken by a Lua script on the server, with the server's
 * GCRA (the generic cell rate algorithm): `tat` is the theoretical arrival time of the next call.
   A call may go now when `now >= tat - (burst - 1) * interval`; it then moves `tat` on by one
   interval. Otherwise the script answers how long to wait: callers wait, they are never refused.
+  A budget without state (Redis restarted empty) starts with one call, not a full burst: Connect
+  still counts what the fleet spent just before.
 * The ceiling: the effective rate is `rate * factor`. A 429 seen by any worker halves `factor`
   and forgets saved burst, but only once per cooldown (a key set with `SET NX PX`), however many
   workers saw a 429 meanwhile. `factor` then recovers linearly to 1 over `recovery_s`, so the fleet
@@ -30,7 +32,6 @@ local recovery_us = tonumber(ARGV[3]) * 1000000
 local min_factor = tonumber(ARGV[4])
 local ttl_ms = tonumber(ARGV[5])
 local state = redis.call('HMGET', KEYS[1], 'tat', 'factor', 'at')
-local tat = tonumber(state[1]) or now
 local factor = tonumber(state[2]) or 1
 local at = tonumber(state[3]) or now
 if factor < 1 then
@@ -41,6 +42,9 @@ if factor < 1 then
   end
 end
 local interval = 1000000 / (rate * factor)
+-- No state (a Redis that restarted empty, a key that expired): one call now, and the burst
+-- builds up at the rate, since what the fleet spent a moment ago is not known.
+local tat = tonumber(state[1]) or (now + (burst - 1) * interval)
 if tat < now then tat = now end
 """
 
