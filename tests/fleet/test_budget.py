@@ -14,6 +14,7 @@ import anyio
 import pytest
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection
 from structlog.testing import capture_logs
 
 from orchestrator.connect.operations import Operation, Quota
@@ -220,6 +221,18 @@ def test_the_client_fails_fast() -> None:
     assert kwargs["socket_connect_timeout"] == 0.5
     retry = kwargs["retry"]
     assert retry.get_retries() == 1  # type: ignore[attr-defined]
+
+
+def test_rediss_urls_connect_over_tls_with_the_password_from_the_url() -> None:
+    async def pool() -> tuple[type, dict[str, object]]:
+        url = "rediss://fleet:pa55@redis.example.internal:6380/2"
+        async with redis_client(url) as client:
+            p = client.connection_pool
+            return p.connection_class, dict(p.connection_kwargs)
+
+    connection_class, kwargs = anyio.run(pool)
+    assert connection_class is SSLConnection
+    assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("fleet", "pa55", 2)
 
 
 async def test_the_redis_password_never_reaches_the_logs(
