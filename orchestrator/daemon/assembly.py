@@ -9,13 +9,13 @@ import contextlib
 import random
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from importlib.metadata import version
 from typing import Any
 
 import anyio
 import structlog
 from aiobotocore.session import AioSession, get_session
 
-from orchestrator import __version__
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from orchestrator.connect.operations import Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
@@ -301,7 +301,7 @@ def startup_summary(settings: Settings) -> dict[str, Any]:
         if on
     ]
     return {
-        "version": __version__,
+        "version": version("contact-orchestrator"),
         "queue_url": settings.queue.url,
         "region": settings.aws.region,
         "connect_endpoint": settings.endpoint("connect")
