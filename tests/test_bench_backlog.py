@@ -1,0 +1,53 @@
+"""The backlog-under-restarts scenario runs end to end in its quick mode and prints every figure
+for both modes (their values mean nothing at that size: only that they exist is checked)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIGURES = [
+    "admission_bound",
+    "max_unstarted_held_by_a_worker",
+    "quota_efficiency",
+    "quota_efficiency_first_90pct",
+    "start_throttled",
+    "dead_letters",
+    "requests_without_final_event",
+    "duplicate_contacts",
+    "max_receive_count",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_backlog_scenario_prints_every_figure_for_both_modes() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.backlog", "--quick"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(figures) == {"capacity", "deep"}
+    for mode, values in figures.items():
+        for name in FIGURES:
+            value = values[name]
+            assert isinstance(value, int | float) and not isinstance(value, bool), (mode, name)
+            assert math.isfinite(value), (mode, name, value)
+        assert "drain_s" in values and isinstance(values["finals"], dict)
+    # Even this small run keeps admission within the bound it announces.
+    capacity = figures["capacity"]
+    assert capacity["max_unstarted_held_by_a_worker"] <= capacity["admission_bound"]
