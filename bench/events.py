@@ -39,6 +39,7 @@ import matplotlib
 from aiobotocore.session import AioSession
 from matplotlib.figure import Figure
 
+from orchestrator.connect.gateway import connect_client_config
 from orchestrator.connect.operations import Operation
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.settings import Settings
@@ -47,7 +48,15 @@ from orchestrator.metrics import Metrics
 from orchestrator.testing.emulator import EmulatorControl
 
 from . import analysis, servers
-from .common import REGION, isolate_environment, quota_args, request_body, span
+from .common import (
+    REGION,
+    isolate_environment,
+    quota_args,
+    request_body,
+    request_id,
+    request_params,
+    span,
+)
 from .context import RunContext, say
 from .daemon import FinalCounter, aio_session, memory_worker, run_until, worker_logs
 from .measure import distribution
@@ -55,6 +64,8 @@ from .record import BENCH_DIR, plot_path, record
 
 NAME = "events"
 RAISED = 1000.0
+#: Request index of the first filler contact (far from the worker's 0..contacts).
+FILLER_INDEX = 50_000
 #: Where quick runs write (never the committed results).
 RUNS_DIR = BENCH_DIR / ".runs"
 CONNECTED = "CONNECTED_TO_AGENT"
@@ -76,11 +87,20 @@ class Center:
     describe_rate: float
     describe_burst: float
     patience_s: float = 3600.0
+    #: Contacts started straight away by another client (not the worker) so that they take
+    #: the agents first: the worker's contacts then wait and connect one by one as agents free
+    #: up, instead of a first wave of `agents` connections at once.
+    fillers: int = 0
+
+    @property
+    def waiting_at_start(self) -> int:
+        """The worker's contacts that find no free agent."""
+        return min(self.contacts, max(0, self.contacts + self.fillers - self.agents))
 
     def drain_estimate_s(self) -> float:
         """When the last contact gets an agent: the first `agents` at once, then the rest as
         agents free up (mean handle time each), from the shortest handle time on."""
-        waiting = max(0, self.contacts - self.agents)
+        waiting = max(0, self.contacts + self.fillers - self.agents)
         if waiting == 0:
             return 0.0
         mean_handle = sum(self.handle_time_s) / 2
@@ -158,6 +178,8 @@ async def run_worker(
     )
     counter = FinalCounter(expected=n)
     metrics = Metrics()
+    if center.fillers:
+        await start_fillers(emulator_url, center.fillers)
     async with memory_worker(
         settings, session=aio_session(), metrics=metrics, extra_sinks=[counter], seed=seed
     ) as (worker, queue):
@@ -167,7 +189,12 @@ async def run_worker(
         completed = await run_until(worker, counter, center.deadline_s())
         wall = (counter.last_final or time.monotonic()) - started
     truth = EmulatorControl(emulator_url, timeout_s=120)
-    contacts, stats = await truth.contacts(), await truth.stats()
+    # The worker's contacts, by the ClientToken it derives from each request id (not fillers).
+    ours, _ = analysis.match_requests(
+        await truth.contacts(), [request_id(run, i) for i in range(n)]
+    )
+    contacts = list(ours.values())
+    stats = await truth.stats()
     via = "orchestrator_agent_detection_delay_seconds_count"
     outcomes = ("matched", "early", "unmatched", "duplicate", "malformed")
     return WorkerRun(
@@ -182,6 +209,24 @@ async def run_worker(
             for o in outcomes
         },
     )
+
+
+async def start_fillers(emulator_url: str, count: int) -> None:
+    """Start `count` contacts without the worker (never watched) and wait
+    until the emulator has given each an agent."""
+    async with aio_session().create_client(
+        "connect", region_name=REGION, endpoint_url=emulator_url, config=connect_client_config()
+    ) as client:
+        for i in range(count):
+            await client.start_web_rtc_contact(**request_params(FILLER_INDEX + i))
+    truth = EmulatorControl(emulator_url, timeout_s=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        connected = [c for c in await truth.contacts() if c.get("ConnectedToAgentAt")]
+        if len(connected) >= count:
+            return
+        await anyio.sleep(0.1)
+    raise RuntimeError(f"the emulator did not connect the {count} filler contacts within 30 s")
 
 
 def delay_s(contact: Mapping[str, Any]) -> float | None:
@@ -255,7 +300,12 @@ def fmt(value: float | None, digits: int = 2) -> str:
 @dataclass(frozen=True)
 class EventsOptions:
     center: Center = Center(
-        contacts=90, agents=30, handle_time_s=(60.0, 120.0), describe_rate=2.0, describe_burst=3.0
+        contacts=70,
+        agents=30,
+        fillers=30,
+        handle_time_s=(60.0, 120.0),
+        describe_rate=2.0,
+        describe_burst=3.0,
     )
     drop_rate: float = 0.10
     duplicate_rate: float = 0.10
@@ -264,7 +314,12 @@ class EventsOptions:
 
 QUICK = EventsOptions(
     center=Center(
-        contacts=12, agents=4, handle_time_s=(6.0, 8.0), describe_rate=2.0, describe_burst=3.0
+        contacts=10,
+        agents=3,
+        fillers=3,
+        handle_time_s=(5.0, 7.0),
+        describe_rate=2.0,
+        describe_burst=3.0,
     )
 )
 
@@ -309,7 +364,7 @@ def events_figures(on: WorkerRun, off: WorkerRun, opts: EventsOptions) -> dict[s
     return {
         "options": {
             **asdict(c),
-            "waiting_at_start": max(0, c.contacts - c.agents),
+            "waiting_at_start": c.waiting_at_start,
             "drain_estimate_s": c.drain_estimate_s(),
             "events_drop_rate": opts.drop_rate,
             "events_duplicate_rate": opts.duplicate_rate,
@@ -374,6 +429,10 @@ def plot(figures: Mapping[str, Any], path: Path) -> None:
 def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
     o, on, off = figures["options"], figures["events_on"], figures["events_off"]
     t = figures["targets"]
+    arrived, lost = on["arrived"], on["lost"]
+    p95_target, calls_target = t["arrived_detection_p95_s"], t["describe_calls_per_contact_mean"]
+    verdict = {True: "met", False: "missed"}
+    wait = on["time_to_agent_s"]
 
     def row(label: str, d: Mapping[str, Any], n: int, calls_d: Mapping[str, Any]) -> str:
         return (
@@ -381,61 +440,81 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
             f"{fmt(calls_d['mean'], 1)} | {fmt(calls_d['p95'], 0)} |"
         )
 
-    verdict = {True: "met", False: "missed"}
-    return f"""## Contact events: detection on a 2/s DescribeContact budget
-
-`python -m bench.events` (wall time {wall_s:.0f} s). Two emulators with the same seed: {
-        o["contacts"]
-    }
-contacts started at once into one FIFO queue served by {o["agents"]} agents (handle time
-{span(*o["handle_time_s"])} s), so {o["waiting_at_start"]} wait at the start and agents connect
-them over about {o["drain_estimate_s"]:.0f} s. DescribeContact {o["describe_rate"]:g}/s burst
-{o["describe_burst"]:g} in the emulators and in the workers' `[connect]`; StartWebRTCContact and
-StartScreenSharing raised so that only detection is measured. Events on: the emulator publishes
-contact events to an SQS queue (moto), {o["events_drop_rate"]:.0%} dropped,
-{o["events_duplicate_rate"]:.0%} duplicated, each copy {span(*o["events_delay_s"])} s late; the
-worker polls on the `[contact_events]` safety net (10 s, x2, up to 60 s). Events off: `[watch]`
-defaults (queue-aware). Detection delay = ScreenSharingStartedAt - ConnectedToAgentAt from the
-emulator's ground truth; "lost" = the emulator dropped the contact's CONNECTED_TO_AGENT event.
-
-| run | contacts | p50 (s) | p95 (s) | p99 (s) | DescribeContact/contact (mean) | (p95) |
-|---|---|---|---|---|---|---|
-{
-        row(
-            "events on, event arrived",
-            on["arrived"]["detection_delay_s"],
-            on["arrived"]["contacts"],
-            on["arrived"]["describe_calls_per_contact"],
-        )
-    }
-{
-        row(
-            "events on, event lost",
-            on["lost"]["detection_delay_s"],
-            on["lost"]["contacts"],
-            on["lost"]["describe_calls_per_contact"],
-        )
-    }
-{row("events on, all", on["detection_delay_s"], on["connected"], on["describe_calls_per_contact"])}
-{row("events off", off["detection_delay_s"], off["connected"], off["describe_calls_per_contact"])}
-
-DescribeContact calls (429s): events on {on["describe_calls"]} ({on["describe_throttled"]}),
-events off {off["describe_calls"]} ({off["describe_throttled"]}). Noticed via event / poll:
-{on["detected_via"]["event"]} / {on["detected_via"]["poll"]}. Contacts connected but never
-noticed: events on {on["undetected"]}, events off {off["undetected"]}. Events published
-{on["contact_events"]["published"]}, dropped {on["contact_events"]["dropped"]}, duplicated
-{on["contact_events"]["duplicated"]}.
-
-Targets: p95 <= {TARGET_ARRIVED_P95_S:g} s for contacts whose event arrived:
-**{verdict[t["arrived_detection_p95_s"]["pass"]]}** ({
-        fmt(t["arrived_detection_p95_s"]["value"])
-    } s);
-<= {TARGET_CALLS_PER_CONTACT:g} DescribeContact calls per contact (mean):
-**{verdict[t["describe_calls_per_contact_mean"]["pass"]]}**
-({fmt(t["describe_calls_per_contact_mean"]["value"])}).
-
-![detection delay, events on vs off](plots/events-detection.png)
-"""
+    setup = " ".join(
+        [
+            f"`python -m bench.events` (wall time {wall_s:.0f} s).",
+            f"Two emulators with the same seed, one FIFO queue served by {o['agents']} agents",
+            f"(handle time {span(*o['handle_time_s'])} s): {o['fillers']} contacts started",
+            "first by another client take every agent, then the worker starts",
+            f"{o['contacts']} contacts at once, so {o['waiting_at_start']} wait and agents",
+            f"connect them one by one over about {o['drain_estimate_s']:.0f} s",
+            f"(time to agent p50 {fmt(wait['p50'], 0)} s, max {fmt(wait['max'], 0)} s).",
+            f"DescribeContact {o['describe_rate']:g}/s burst {o['describe_burst']:g} in the",
+            "emulators and in the workers' `[connect]`; StartWebRTCContact and",
+            "StartScreenSharing raised so that only detection is measured.",
+            "Events on: the emulator publishes contact events to an SQS queue (moto),",
+            f"{o['events_drop_rate']:.0%} dropped, {o['events_duplicate_rate']:.0%} duplicated,",
+            f"each copy {span(*o['events_delay_s'])} s late; the worker polls on the",
+            "`[contact_events]` safety net (10 s, x2, up to 60 s).",
+            "Events off: `[watch]` defaults (queue-aware).",
+            "Detection delay = ScreenSharingStartedAt - ConnectedToAgentAt from the emulator's",
+            'ground truth; "lost" = the emulator dropped the contact\'s CONNECTED_TO_AGENT event.',
+        ]
+    )
+    table = "\n".join(
+        [
+            "| run | contacts | p50 (s) | p95 (s) | p99 (s) | DescribeContact/contact | (p95) |",
+            "|---|---|---|---|---|---|---|",
+            row(
+                "events on, event arrived",
+                arrived["detection_delay_s"],
+                arrived["contacts"],
+                arrived["describe_calls_per_contact"],
+            ),
+            row(
+                "events on, event lost",
+                lost["detection_delay_s"],
+                lost["contacts"],
+                lost["describe_calls_per_contact"],
+            ),
+            row(
+                "events on, all",
+                on["detection_delay_s"],
+                on["connected"],
+                on["describe_calls_per_contact"],
+            ),
+            row(
+                "events off",
+                off["detection_delay_s"],
+                off["connected"],
+                off["describe_calls_per_contact"],
+            ),
+        ]
+    )
+    counts = " ".join(
+        [
+            f"DescribeContact calls (429s): events on {on['describe_calls']}",
+            f"({on['describe_throttled']}), events off {off['describe_calls']}",
+            f"({off['describe_throttled']}). With events on, {on['detected_via']['event']}",
+            f"connections were confirmed after an event and {on['detected_via']['poll']} by a",
+            "safety-net poll; the other calls are safety-net polls of contacts still waiting.",
+            f"Connected but never noticed: events on {on['undetected']}, events off",
+            f"{off['undetected']}. Events published {on['contact_events']['published']},",
+            f"dropped {on['contact_events']['dropped']}, duplicated",
+            f"{on['contact_events']['duplicated']}.",
+        ]
+    )
+    targets = " ".join(
+        [
+            f"Targets: p95 <= {TARGET_ARRIVED_P95_S:g} s for contacts whose event arrived:",
+            f"**{verdict[p95_target['pass']]}** ({fmt(p95_target['value'])} s);",
+            f"<= {TARGET_CALLS_PER_CONTACT:g} DescribeContact calls per contact (mean):",
+            f"**{verdict[calls_target['pass']]}** ({fmt(calls_target['value'])}).",
+        ]
+    )
+    plot_line = "![detection delay, events on vs off](plots/events-detection.png)"
+    heading = "## Contact events: detection on a 2/s DescribeContact budget"
+    return "\n\n".join([heading, setup, table, counts, targets, plot_line]) + "\n"
 
 
 async def run(opts: EventsOptions, ctx: RunContext) -> dict[str, Any]:

@@ -57,7 +57,9 @@ POLICIES = {"queue_aware": True, "plain_backoff": False}
 @dataclass(frozen=True)
 class PollingOptions:
     contacts: int = 60
-    agents: int = 20
+    agents: int = 30
+    #: Contacts of another client that take the agents first (see `bench.events.Center`).
+    fillers: int = 30
     handle_time_s: tuple[float, float] = (40.0, 60.0)
     #: DescribeContact quotas (rate, burst) compared.
     budgets: tuple[tuple[float, float], ...] = ((10.0, 15.0), (2.0, 3.0))
@@ -69,10 +71,11 @@ class PollingOptions:
             handle_time_s=self.handle_time_s,
             describe_rate=rate,
             describe_burst=burst,
+            fillers=self.fillers,
         )
 
 
-QUICK = PollingOptions(contacts=12, agents=4, handle_time_s=(8.0, 10.0))
+QUICK = PollingOptions(contacts=10, agents=4, fillers=4, handle_time_s=(6.0, 8.0))
 
 
 def combination(order: str, rate: float, policy: str) -> str:
@@ -122,7 +125,8 @@ def polling_figures(
             "agents": opts.agents,
             "handle_time_s": list(opts.handle_time_s),
             "budgets": [list(b) for b in opts.budgets],
-            "waiting_at_start": max(0, opts.contacts - opts.agents),
+            "fillers": opts.fillers,
+            "waiting_at_start": opts.center(*opts.budgets[0]).waiting_at_start,
             "drain_estimate_s": opts.center(*opts.budgets[0]).drain_estimate_s(),
             "orders": list(ORDERS),
             "random_order": "not measured: the emulator's contact-center model serves one FIFO "
@@ -172,7 +176,11 @@ def plot(figures: Mapping[str, Any], path: Any) -> None:
 
 def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
     o, t = figures["options"], figures["targets"]
-    rows = []
+    rows = [
+        "| order | DescribeContact | policy | p50 (s) | p95 (s) | calls/contact | 429s | "
+        "never noticed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for c in figures["combinations"].values():
         d, calls = c["detection_delay_s"], c["describe_calls_per_contact"]
         rows.append(
@@ -180,40 +188,41 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
             f"{c['policy'].replace('_', ' ')} | {fmt(d['p50'])} | {fmt(d['p95'])} | "
             f"{fmt(calls['mean'], 1)} | {c['describe_throttled']} | {c['undetected']} |"
         )
-    comparisons = []
-    for name, c in figures["comparisons"].items():
-        comparisons.append(
-            f"- {name}: queue-aware / plain p50 {fmt(c['p50_ratio'])}, p95 {fmt(c['p95_ratio'])}, "
-            f"calls per contact {fmt(c['calls_per_contact_ratio'])}: "
-            f"{'not worse' if c['not_worse'] else '**worse**'}"
-        )
+    comparisons = [
+        f"- {name}: queue-aware / plain p50 {fmt(c['p50_ratio'])}, p95 {fmt(c['p95_ratio'])}, "
+        f"calls per contact {fmt(c['calls_per_contact_ratio'])}: "
+        f"{'not worse' if c['not_worse'] else '**worse**'}"
+        for name, c in figures["comparisons"].items()
+    ]
     verdict = {True: "met", False: "missed"}
     worse = ", ".join(t["never_worse"]["where_worse"]) or "nowhere"
-    table = "\n".join(rows)
-    bullet = "\n".join(comparisons)
-    return f"""## Polling policies: queue-aware vs plain backoff
-
-`python -m bench.polling` (wall time {wall_s:.0f} s, all combinations at the same time, each on
-its own emulator with the same seed). {o["contacts"]} contacts started at once into one queue
-served by {o["agents"]} agents (handle time {span(*o["handle_time_s"])} s): {o["waiting_at_start"]}
-wait at the start and agents free up over about {o["drain_estimate_s"]:.0f} s. Contact events off;
-`[watch]` defaults but for `queue_aware`; DescribeContact quota the same in emulator and worker.
-Only FIFO service is measured: the emulator's contact-center model has no other order (no random
-or skills-based routing), so the policy's behaviour on non-FIFO queues is not covered here.
-
-| order | DescribeContact | policy | p50 (s) | p95 (s) | calls/contact | 429s | never noticed |
-|---|---|---|---|---|---|---|---|
-{table}
-
-{bullet}
-
-Targets: queue-aware never worse than plain backoff (p50, p95, contacts never noticed):
-**{verdict[t["never_worse"]["pass"]]}** (worse: {worse}); keeps its FIFO gain (p50 lower and p95
-not higher at both budgets): **{verdict[t["keeps_fifo_gain"]["pass"]]}**. Random order: not
-measured (not supported by the emulator).
-
-![detection delay by policy and budget](plots/polling-policies.png)
-"""
+    setup = " ".join(
+        [
+            f"`python -m bench.polling` (wall time {wall_s:.0f} s, all combinations at the same",
+            "time, each on its own emulator with the same seed). One FIFO queue served by",
+            f"{o['agents']} agents (handle time {span(*o['handle_time_s'])} s): {o['fillers']}",
+            "contacts started first by another client take every agent, then the worker starts",
+            f"{o['contacts']} contacts at once, so {o['waiting_at_start']} wait and agents free",
+            f"up for them over about {o['drain_estimate_s']:.0f} s. Contact events off; `[watch]`",
+            "defaults but for `queue_aware`; the DescribeContact quota is the same in the",
+            "emulator and in the worker's `[connect]`. Only FIFO service is measured: the",
+            "emulator's contact-center model has no other order (no random or skills-based",
+            "routing), so the policy's behaviour on queues that are not FIFO is not covered.",
+        ]
+    )
+    targets = " ".join(
+        [
+            "Targets: queue-aware never worse than plain backoff (p50, p95, contacts never",
+            f"noticed): **{verdict[t['never_worse']['pass']]}** (worse: {worse}); keeps its FIFO",
+            "gain (p50 lower and p95 not higher at both budgets):",
+            f"**{verdict[t['keeps_fifo_gain']['pass']]}**. Random order: not measured (not",
+            "supported by the emulator).",
+        ]
+    )
+    heading = "## Polling policies: queue-aware vs plain backoff"
+    plot_line = "![detection delay by policy and budget](plots/polling-policies.png)"
+    parts = [heading, setup, "\n".join(rows), "\n".join(comparisons), targets, plot_line]
+    return "\n\n".join(parts) + "\n"
 
 
 async def run(opts: PollingOptions, ctx: RunContext) -> dict[str, Any]:
