@@ -508,14 +508,11 @@ class Worker:
             receive_count=message.receive_count,
             errors=[e.as_dict() for e in rejected.errors[:20]],
         )
-        if rejected.request_id is not None:
-            try:
-                await self.engine.reject(rejected.request_id, rejected.errors)
-            except SinkError as exc:
-                await self._retry_later(message, "sink", exc)
-                return
-        else:
-            self.metrics.requests.labels("request.rejected").inc()
+        try:
+            await self.engine.reject(rejected.request_id, rejected.errors)
+        except SinkError as exc:
+            await self._retry_later(message, "sink", exc)
+            return
         last_attempt = not self._has_redrive and self._final_attempt(message)
         if self.options.delete_rejected or last_attempt:
             await self.leases.ack(message)

@@ -175,7 +175,7 @@ class LocalContactEvents:
       marked as an event: the watch confirms with ONE DescribeContact at top priority. The event
       itself decides nothing; if that poll finds the contact still waiting, the schedule goes on.
     * An event for a contact nobody watches yet (it can beat StartWebRTCContact's answer, or the
-      watch's subscription) is kept `early_ttl_s`; a watch that subscribes meanwhile polls at once.
+      watch's doorbell) is kept `early_ttl_s`; a watch that subscribes meanwhile polls at once.
       Kept events nobody claims are counted unmatched (foreign contacts: another worker's, or
       another application's on the same instance).
     """
@@ -208,7 +208,7 @@ class LocalContactEvents:
         self._seen.add(event.event_id, now)
         if event.event_type not in WAKING_TYPES:
             return
-        if self._notifier.notify(event.contact_id, by_event=True):
+        if self._notifier.ring(event.contact_id, by_event=True):
             self._count("matched")
             log.debug(
                 "contact_event.matched", contact_id=event.contact_id, event_type=event.event_type

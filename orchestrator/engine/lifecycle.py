@@ -116,9 +116,13 @@ class LifecycleEngine:
         return event
 
     async def reject(
-        self, request_id: str, errors: list[FieldError], *, instance_id: str | None = None
-    ) -> LifecycleEvent:
-        """Emit the final `request.rejected` for a message that is not a valid request."""
+        self, request_id: str | None, errors: list[FieldError], *, instance_id: str | None = None
+    ) -> LifecycleEvent | None:
+        """Emit the final `request.rejected` for a message that is not a valid request, or, when
+        no RequestId could be read (nobody to tell), only count it."""
+        if request_id is None:
+            self.metrics.requests.labels(EventType.REJECTED.value).inc()
+            return None
         return await self._emit(
             EventType.REJECTED,
             request_id,

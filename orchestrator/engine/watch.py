@@ -5,8 +5,9 @@ rate budget. The deadline counts from the contact's own `InitiationTimestamp`, s
 request does not restart the clock, and outcomes are decided from Connect's timestamps against
 that deadline, so every attempt at the same request reaches the same verdict.
 
-A `ContactNotifier` lets something outside (Connect contact events, for instance) wake a watch
-early; the watch then polls at once, and a watch woken by a contact event polls at top priority
+One vocabulary for waking watches: each watch has a `Doorbell`; `ContactNotifier.ring(contact_id)`
+rings the doorbells of a contact (Connect contact events, queue-aware polling); a rung watch polls
+at once and `rearm`s its doorbell, and a watch woken by a contact event polls at top priority
 (the budget goes to confirmations first). Polling stays the fallback: a lost notification costs at
 most one backoff interval. Queue-aware polling (`frontier.py`) uses the same doorbells: the contacts
 next in line for an agent poll often, and a detected connection wakes the ones it implies. The
@@ -119,7 +120,7 @@ def verdict(snapshot: ContactSnapshot, deadline: float) -> WatchOutcome | None:
     return None
 
 
-class Subscription:
+class Doorbell:
     """A watch's doorbell: `event` is set when someone rings; `by_event` when a contact event
     rang it since the last `rearm`."""
 
@@ -142,39 +143,39 @@ class ContactNotifier:
     events) and keeps the queue frontier that queue-aware polling reads."""
 
     def __init__(self) -> None:
-        self._subscriptions: dict[str, list[Subscription]] = {}
+        self._doorbells: dict[str, list[Doorbell]] = {}
         self.frontier = QueueFrontier()
         #: Asked when a watch subscribes: did a contact event for this contact arrive before
         #: anyone watched it? (Set by `LocalContactEvents`.) If so, the watch polls at once.
         self.early_events: Callable[[str], bool] | None = None
 
     @contextmanager
-    def subscribe(self, contact_id: str) -> Iterator[Subscription]:
-        subscription = Subscription()
+    def subscribe(self, contact_id: str) -> Iterator[Doorbell]:
+        doorbell = Doorbell()
         if self.early_events is not None and self.early_events(contact_id):
-            subscription.ring(by_event=True)
-        self._subscriptions.setdefault(contact_id, []).append(subscription)
+            doorbell.ring(by_event=True)
+        self._doorbells.setdefault(contact_id, []).append(doorbell)
         try:
-            yield subscription
+            yield doorbell
         finally:
-            remaining = self._subscriptions[contact_id]
-            remaining.remove(subscription)
+            remaining = self._doorbells[contact_id]
+            remaining.remove(doorbell)
             if not remaining:
-                del self._subscriptions[contact_id]
+                del self._doorbells[contact_id]
                 self.frontier.forget(contact_id)
 
-    def notify(self, contact_id: str, *, by_event: bool = False) -> bool:
+    def ring(self, contact_id: str, *, by_event: bool = False) -> bool:
         """Wake every watch of `contact_id` (`by_event`: a contact event says something happened
         to it); False if nobody watches it here."""
-        subscriptions = self._subscriptions.get(contact_id)
-        if not subscriptions:
+        doorbells = self._doorbells.get(contact_id)
+        if not doorbells:
             return False
-        for subscription in subscriptions:
-            subscription.ring(by_event=by_event)
+        for doorbell in doorbells:
+            doorbell.ring(by_event=by_event)
         return True
 
     def __len__(self) -> int:
-        return len(self._subscriptions)
+        return len(self._doorbells)
 
 
 def _track(
@@ -211,7 +212,7 @@ def _track(
         # frontier stops inferring for a queue where this keeps being wrong.
         due += frontier.passed(queue_id, enqueued_at, max(1, head_contacts))
     for woken in dict.fromkeys(due):
-        notifier.notify(woken)
+        notifier.ring(woken)
 
 
 async def watch_contact(

@@ -15,7 +15,7 @@ from orchestrator.engine.contact_events import (
     parse_contact_event,
 )
 from orchestrator.engine.events import EventType, LifecycleEvent
-from orchestrator.engine.watch import ContactNotifier, Subscription, WatchPolicy
+from orchestrator.engine.watch import ContactNotifier, Doorbell, WatchPolicy
 from orchestrator.metrics import Metrics
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
@@ -141,7 +141,7 @@ def event(event_type: str, event_id: str = "e-1", contact_id: str = CONTACT) -> 
     return ContactEvent(event_id=event_id, contact_id=contact_id, event_type=event_type)
 
 
-def rung_by_event(doorbell: Subscription) -> bool:
+def rung_by_event(doorbell: Doorbell) -> bool:
     return doorbell.event.is_set() or doorbell.by_event
 
 

@@ -166,7 +166,7 @@ async def test_a_detected_connection_wakes_the_contacts_enqueued_before_it(
                 await control.connect_agent(older)
                 await control.connect_agent(younger)
                 # Something (a contact event, say) tells the younger contact's watch to look.
-                assert engine.notifier.notify(younger)
+                assert engine.notifier.ring(younger)
 
         assert {e.request_id: e.type for e in results} == {
             "older": EventType.SCREEN_SHARING_STARTED,
@@ -307,7 +307,7 @@ async def test_a_head_passed_over_by_a_younger_contact_lowers_the_fifo_score_onc
                 ]["QueueInfo"]["Id"]
                 # Not FIFO: the agent takes the younger contact while the older one waits.
                 await control.connect_agent(younger)
-                assert engine.notifier.notify(younger)
+                assert engine.notifier.ring(younger)
                 await settle(lambda: len(frontier) == 1 and clock.sleeping == 1)
                 clock.advance(2)  # the older head polls (every second): still waiting
                 await settle(lambda: frontier.fifo_score(queue) < 1.0 and clock.sleeping == 1)

@@ -18,7 +18,7 @@ from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.request import client_token
 from orchestrator.engine.watch import (
     ContactNotifier,
-    Subscription,
+    Doorbell,
     WatchOutcome,
     WatchPolicy,
     verdict,
@@ -267,24 +267,24 @@ def test_verdict_follows_connects_own_timestamps_against_the_deadline(
 def test_notifier_rings_only_the_current_subscriber_of_a_contact() -> None:
     notifier = ContactNotifier()
 
-    assert notifier.notify("c-1") is False
-    with notifier.subscribe("c-1") as subscription:
+    assert notifier.ring("c-1") is False
+    with notifier.subscribe("c-1") as doorbell:
         assert len(notifier) == 1
-        assert notifier.notify("c-2") is False
-        assert notifier.notify("c-1") is True
-        assert subscription.event.is_set()
+        assert notifier.ring("c-2") is False
+        assert notifier.ring("c-1") is True
+        assert doorbell.event.is_set()
     assert len(notifier) == 0
-    assert notifier.notify("c-1") is False
+    assert notifier.ring("c-1") is False
 
 
-def test_a_later_subscription_survives_the_exit_of_an_earlier_one() -> None:
+def test_a_later_doorbell_survives_the_exit_of_an_earlier_one() -> None:
     notifier = ContactNotifier()
 
     with notifier.subscribe("c-1") as first:
         second_context = notifier.subscribe("c-1")
         second = second_context.__enter__()
     # The first one left; the second still listens.
-    assert notifier.notify("c-1") is True
+    assert notifier.ring("c-1") is True
     assert second.event.is_set()
     assert not first.event.is_set()
     second_context.__exit__(None, None, None)
@@ -292,16 +292,16 @@ def test_a_later_subscription_survives_the_exit_of_an_earlier_one() -> None:
 
 
 def test_subscription_rearms_only_after_a_ring() -> None:
-    subscription = Subscription()
-    unrung = subscription.event
+    doorbell = Doorbell()
+    unrung = doorbell.event
 
-    subscription.rearm()
-    assert subscription.event is unrung
+    doorbell.rearm()
+    assert doorbell.event is unrung
 
-    subscription.ring()
-    subscription.rearm()
-    assert subscription.event is not unrung
-    assert not subscription.event.is_set()
+    doorbell.ring()
+    doorbell.rearm()
+    assert doorbell.event is not unrung
+    assert not doorbell.event.is_set()
 
 
 async def test_notification_wakes_a_sleeping_watch_which_polls_at_once(
@@ -329,7 +329,7 @@ async def test_notification_wakes_a_sleeping_watch_which_polls_at_once(
                 )
                 assert started.contact_id is not None
                 await control.connect_agent(started.contact_id)
-                assert engine.notifier.notify(started.contact_id)
+                assert engine.notifier.ring(started.contact_id)
 
         (final,) = results
         assert final.type is EventType.SCREEN_SHARING_STARTED
