@@ -17,6 +17,7 @@ from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import INSTANCE_ID, REGION
+from tests.daemon.conftest import DrainedWorker, final_events
 from tests.support import (
     create_queue_with_dlq,
     drain_bodies,
@@ -33,30 +34,18 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.timeout(90)
 
 
-def finals(sink: MemorySink) -> dict[str, EventType]:
-    out: dict[str, EventType] = {}
-    for event in sink.events:
-        if event.final:
-            assert out.get(event.request_id, event.type) == event.type, "conflicting finals"
-            out[event.request_id] = event.type
-    return out
+finals = final_events
 
 
 async def test_worker_completes_every_request_and_empties_the_queue(
-    emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
+    drained_worker: DrainedWorker,
 ) -> None:
-    queue, dlq = await create_queue_with_dlq(sqs_client)
-    await send_all(sqs_client, queue, [request_body(f"ok-{i}") for i in range(6)])
-    sink = MemorySink()
-    settings = settings_for(emulator.url, sqs_server.url, queue)
-    async with open_worker(settings, extra_sinks=[sink]) as worker:
-        await worker.run(drain=True)
+    run = await drained_worker([request_body(f"ok-{i}") for i in range(6)])
 
-    assert finals(sink) == {f"ok-{i}": EventType.SCREEN_SHARING_STARTED for i in range(6)}
-    assert await queue_counts(sqs_client, queue) == (0, 0)
-    assert await queue_counts(sqs_client, dlq) == (0, 0)
-    assert worker.metrics.value("orchestrator_messages_acknowledged_total") == 6
-    kinds = [e.type for e in sink.events if e.request_id == "ok-0"]
+    assert run.finals() == {f"ok-{i}": EventType.SCREEN_SHARING_STARTED for i in range(6)}
+    assert await run.left() == ((0, 0), (0, 0))
+    assert run.worker.metrics.value("orchestrator_messages_acknowledged_total") == 6
+    kinds = [e.type for e in run.sink.events if e.request_id == "ok-0"]
     assert kinds == [
         EventType.RECEIVED,
         EventType.STARTED,
@@ -121,9 +110,8 @@ async def test_mixed_outcomes_each_get_their_own_final_event(
 
 
 async def test_malformed_and_oversize_messages_land_in_the_dlq_without_blocking_good_ones(
-    emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
+    drained_worker: DrainedWorker, sqs_client: SQSClient
 ) -> None:
-    queue, dlq = await create_queue_with_dlq(sqs_client, max_receive_count=2)
     oversize_attributes = {f"k{i}": "x" * 1_000 for i in range(40)}  # 40 KB in total
     bad = [
         "this is not json",
@@ -134,13 +122,10 @@ async def test_malformed_and_oversize_messages_land_in_the_dlq_without_blocking_
     ]
     good = [request_body(f"good-{i}") for i in range(4)]
     interleaved = [m for pair in zip(bad, [*good, ""], strict=True) for m in pair if m]
-    await send_all(sqs_client, queue, interleaved)
-    sink = MemorySink()
-    settings = settings_for(emulator.url, sqs_server.url, queue)
-    async with open_worker(settings, extra_sinks=[sink]) as worker:
-        await worker.run(drain=True)
+    run = await drained_worker(interleaved, max_receive_count=2)
+    sink, queue, dlq = run.sink, run.queue, run.dlq
 
-    outcome = finals(sink)
+    outcome = run.finals()
     assert {rid: outcome[rid] for rid in (f"good-{i}" for i in range(4))} == {
         f"good-{i}": EventType.SCREEN_SHARING_STARTED for i in range(4)
     }
@@ -183,17 +168,10 @@ async def test_sns_wrapped_requests_are_processed(
     assert finals(sink) == {"via-sns": EventType.SCREEN_SHARING_STARTED}
 
 
-async def test_fifo_queue_requests_are_processed(
-    emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
-) -> None:
-    queue, _ = await create_queue_with_dlq(sqs_client, fifo=True)
-    await send_all(sqs_client, queue, [request_body(f"fifo-{i}") for i in range(3)])
-    sink = MemorySink()
-    async with open_worker(
-        settings_for(emulator.url, sqs_server.url, queue), extra_sinks=[sink]
-    ) as worker:
-        await worker.run(drain=True)
-    assert set(finals(sink)) == {"fifo-0", "fifo-1", "fifo-2"}
+async def test_fifo_queue_requests_are_processed(drained_worker: DrainedWorker) -> None:
+    run = await drained_worker([request_body(f"fifo-{i}") for i in range(3)], fifo=True)
+
+    assert set(run.finals()) == {"fifo-0", "fifo-1", "fifo-2"}
 
 
 async def test_transient_failure_hands_back_then_fails_on_the_last_attempt(
