@@ -5,6 +5,7 @@ contact, and nothing reaches the dead-letter queue."""
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -175,13 +176,20 @@ async def drain_under_restarts(tmp_path: Path, sqs_url: str, sqs: SQSClient) -> 
                 await add_worker()
             for count, which in RESTARTS:
                 await eventually(
-                    lambda c=count: starts_reached(c),  # type: ignore[misc]
+                    functools.partial(starts_reached, count),
                     within=60,
                     interval=0.05,
                     message=f"{count} contacts started",
                 )
                 visible_mid_drain.append((await queue_counts(sqs, queue))[0])
                 victim = alive.pop(0)
+                # A worker signalled before it handles signals just dies: wait until it is up.
+                await eventually(
+                    functools.partial(_ready, victim),
+                    within=30,
+                    interval=0.1,
+                    message=f"{victim.name} to receive",
+                )
                 victim.signal(which)
                 if which is signal.SIGTERM:
                     stopped.append(victim)
@@ -240,6 +248,10 @@ def check(
         held = most_waiting_to_start(records)
         print(f"{child.name}: held at most {held} unstarted messages (bound {bound})")
         assert held <= bound, f"{child.name} held {held} unstarted messages, bound {bound}"
+
+
+def _ready(child: LoggedChild) -> bool:
+    return '"queue.redrive_policy"' in child.log_path.read_text(errors="replace")
 
 
 async def _is_empty(sqs: SQSClient, queue: str) -> bool:
