@@ -38,6 +38,7 @@ import anyio
 import matplotlib
 from aiobotocore.session import AioSession
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from orchestrator.connect.gateway import connect_client_config
 from orchestrator.connect.operations import Operation
@@ -413,6 +414,9 @@ def plot(figures: Mapping[str, Any], path: Path) -> None:
     ax.axhline(0.95, linestyle=":", color="tab:red", linewidth=1)
     ax.text(TARGET_ARRIVED_P95_S, 0.02, " target p95 1.5 s", color="tab:red", fontsize=8)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("detection delay, agent connected -> screen sharing started (s, log)")
     ax.set_ylabel("share of contacts (cumulative)")
     c = figures["options"]
