@@ -1,0 +1,86 @@
+"""The fleet scenario runs end to end in its quick mode and prints every figure for its three
+modes (their values mean nothing at that size: only that they exist is checked); the detection
+plot is drawn from a results file alone."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.plots import detection_policies, plot_detection_policies
+
+REPO = Path(__file__).resolve().parent.parent
+MODES = {"static", "independent", "fleet"}
+FIGURES = [
+    "start_rate_share",
+    "start_throttled_share",
+    "connect_throttled_share",
+    "dead_letters",
+    "requests_without_final_event",
+    "duplicate_contacts",
+    "requests_with_a_contact",
+    "detection_p50_s",
+    "detection_p95_s",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_fleet_scenario_prints_every_figure_for_the_three_modes() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.fleet", "--quick"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(figures) >= MODES
+    for mode in MODES:
+        values = figures[mode]
+        for name in FIGURES:
+            value = values[name]
+            assert isinstance(value, int | float) and not isinstance(value, bool), (mode, name)
+            assert math.isfinite(value), (mode, name, value)
+        assert "drain_s" in values and values["phase_shares"]
+        # Even this small run loses nothing.
+        assert values["requests_with_a_contact"] == 18, (mode, values)
+        assert values["requests_without_final_event"] == 0, (mode, values)
+    latency = figures["acquire_latency"]
+    assert latency["fleet_redis"]["count"] == latency["local_bucket"]["count"] > 0
+    assert set(figures["targets"]) == {"start_rate_share", "start_throttled_share"}
+
+
+def _delays(p50: float, p95: float, p99: float, count: int) -> dict[str, float]:
+    return {"count": count, "mean": p50, "p50": p50, "p95": p95, "p99": p99, "max": p99}
+
+
+def test_detection_plot_is_drawn_from_the_recorded_figures_alone(tmp_path: Path) -> None:
+    results = {
+        "scenarios": {
+            "detection": {
+                "options": {"contacts": 10, "agents": 4},
+                "ours": {"contacts": 10, "detection_delay_s": _delays(1.0, 2.0, 3.0, 10)},
+                "round_robin": {"contacts": 10, "detection_delay_s": _delays(2.0, 4.0, 5.0, 10)},
+                "naive": {"contacts": 10, "detection_delay_s": _delays(3.0, 8.0, 9.0, 7)},
+            }
+        }
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results), encoding="utf-8")
+
+    figures = detection_policies(results)
+    out = plot_detection_policies(path, tmp_path / "detection.png")
+
+    assert figures["naive"] == {"p50": 3.0, "p95": 8.0, "p99": 9.0, "count": 7.0, "contacts": 10.0}
+    assert out.read_bytes().startswith(b"\x89PNG")
