@@ -1,5 +1,28 @@
-"""`python -m orchestrator` is the `orchestrator` command."""
+"""`python -m orchestrator` and the `orchestrator` command.
 
-from orchestrator.cli import main
+The entry point stays light: before anything heavy is imported it makes SIGTERM and SIGINT end
+the process quietly (exit status 0: nothing was received yet), so a pod stopped during start-up
+does not die by the signal. The running daemon replaces these handlers with its own, which only
+ask the worker to stop.
+"""
 
-raise SystemExit(main())
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+
+def _stopped_before_start(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _stopped_before_start)
+    signal.signal(signal.SIGINT, _stopped_before_start)
+    from orchestrator.cli import main as cli_main  # noqa: PLC0415 (after the handlers)
+
+    return cli_main()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,24 +10,13 @@ refusal doubles the backoff. The worker reads `blocked` to stop taking new work 
 
 from __future__ import annotations
 
-import heapq
-import itertools
-from dataclasses import dataclass, field
-
 import anyio
 import structlog
 
 from orchestrator.clock import Clock, SystemClock
+from orchestrator.waiters import Waiters
 
 log = structlog.get_logger("orchestrator.connect.capacity")
-
-
-@dataclass(order=True)
-class _Waiter:
-    priority: float
-    seq: int
-    wakeup: anyio.Event = field(compare=False, default_factory=anyio.Event)
-    gone: bool = field(compare=False, default=False)
 
 
 class CapacityGate:
@@ -47,8 +36,7 @@ class CapacityGate:
         self._blocked = False
         self._probing = False
         self._next_probe = 0.0
-        self._waiters: list[_Waiter] = []
-        self._seq = itertools.count()
+        self._waiters = Waiters()
         #: Set (and replaced) whenever the gate opens or closes, for whoever watches it.
         self.changed = anyio.Event()
         self.refusals = 0
@@ -59,7 +47,7 @@ class CapacityGate:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for w in self._waiters if not w.gone)
+        return len(self._waiters)
 
     def _flip(self, blocked: bool) -> None:
         if blocked != self._blocked:
@@ -67,27 +55,15 @@ class CapacityGate:
             self.changed.set()
             self.changed = anyio.Event()
 
-    def _head(self) -> _Waiter | None:
-        while self._waiters and self._waiters[0].gone:
-            heapq.heappop(self._waiters)
-        return self._waiters[0] if self._waiters else None
-
-    def _wake_head(self) -> None:
-        head = self._head()
-        if head is not None:
-            head.wakeup.set()
-
     async def admit(self, priority: float) -> None:
         """Return when this start may call Connect: at once while open; as the probe (lowest
         priority value first, one at a time, after the backoff) while blocked."""
         if not self._blocked:
             return
-        me = _Waiter(priority, next(self._seq))
-        heapq.heappush(self._waiters, me)
-        self._wake_head()
+        me = self._waiters.join(priority)
         try:
             while self._blocked:
-                if self._head() is me and not self._probing:
+                if self._waiters.head() is me and not self._probing:
                     wait = self._next_probe - self._clock.monotonic()
                     if wait <= 0:
                         self._probing = True
@@ -95,10 +71,9 @@ class CapacityGate:
                     await self._clock.sleep(wait, me.wakeup)
                 else:
                     await me.wakeup.wait()
-                me.wakeup = anyio.Event()
+                me.rearm()
         finally:
-            me.gone = True
-            self._wake_head()
+            self._waiters.leave(me)
 
     def succeeded(self) -> None:
         """A start went through: the cap has room, everyone may go."""
@@ -107,8 +82,7 @@ class CapacityGate:
         if self._blocked:
             log.info("connect.capacity_available", waiting=self.waiting)
         self._flip(False)
-        for waiter in self._waiters:
-            waiter.wakeup.set()
+        self._waiters.wake_all()
 
     def refused(self) -> None:
         """A start was refused for the concurrent-call cap: block, and probe again later."""
@@ -119,10 +93,10 @@ class CapacityGate:
         self._next_probe = self._clock.monotonic() + self._probe_s
         self._probe_s = min(self._max_probe_s, self._probe_s * 2)
         self._flip(True)
-        self._wake_head()
+        self._waiters.wake_head()
 
     def released(self) -> None:
         """The probe ended some other way (an error, cancellation): let the next one try."""
         if self._probing:
             self._probing = False
-            self._wake_head()
+            self._waiters.wake_head()

@@ -11,24 +11,12 @@ its saved tokens; it then recovers linearly to the configured rate over `recover
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
-
-import anyio
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
-
-
-@dataclass(order=True)
-class _Waiter:
-    priority: float
-    seq: int
-    wakeup: anyio.Event = field(compare=False, default_factory=anyio.Event)
-    gone: bool = field(compare=False, default=False)
+from orchestrator.waiters import Waiters
 
 
 class AdaptiveTokenBucket:
@@ -60,8 +48,7 @@ class AdaptiveTokenBucket:
         self._tokens = burst
         self._updated = self._clock.monotonic()
         self._last_decrease = float("-inf")
-        self._waiters: list[_Waiter] = []
-        self._seq = itertools.count()
+        self._waiters = Waiters()
         self.throttles = 0
         self.granted = 0
 
@@ -88,7 +75,7 @@ class AdaptiveTokenBucket:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for w in self._waiters if not w.gone)
+        return len(self._waiters)
 
     def snapshot(self) -> tuple[float, float, int]:
         """(tokens, rate, waiters) now, without touching the bucket: safe from another thread
@@ -121,45 +108,23 @@ class AdaptiveTokenBucket:
             return True
         return False
 
-    def _head(self) -> _Waiter | None:
-        while self._waiters and self._waiters[0].gone:
-            heapq.heappop(self._waiters)
-        return self._waiters[0] if self._waiters else None
-
     async def acquire(self, priority: float = 0.0) -> None:
         """Wait for one token. Lower `priority` values are served first."""
-        if self._head() is None and self._take():
+        if self._waiters.head() is None and self._take():
             return
-        me = _Waiter(priority, next(self._seq))
-        heapq.heappush(self._waiters, me)
-        head = self._head()
-        if head is not None and head is not me:
-            # A new head may have to wait less (or more) than the old one planned: re-plan.
-            self._wake(head)
+        me = self._waiters.join(priority)
         try:
             while True:
-                if self._head() is me:
+                if self._waiters.head() is me:
                     if self._take():
-                        me.gone = True
-                        heapq.heappop(self._waiters)
-                        self._wake(self._head())
                         return
                     wait = (1.0 - self._tokens) / self._rate
                     await self._clock.sleep(wait, me.wakeup)
                 else:
                     await me.wakeup.wait()
-                me.wakeup = anyio.Event()
-        except BaseException:
-            was_head = self._head() is me
-            me.gone = True
-            if was_head:
-                self._wake(self._head())
-            raise
-
-    @staticmethod
-    def _wake(waiter: _Waiter | None) -> None:
-        if waiter is not None:
-            waiter.wakeup.set()
+                me.rearm()
+        finally:
+            self._waiters.leave(me)
 
 
 class Bucket(Protocol):

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import structlog
 from aiobotocore.session import AioSession, get_session
+from anyio.abc import TaskStatus
 
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from orchestrator.connect.operations import Operation, Quota
@@ -122,6 +123,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         retry_base_delay_s=q.retry_base_delay_s,
         retry_max_delay_s=q.retry_max_delay_s,
         grace_period_s=settings.shutdown.grace_period_s,
+        progress_interval_s=settings.observability.progress_interval_s,
         request_defaults=request_defaults(settings.connect),
     )
 
@@ -275,10 +277,13 @@ async def open_worker(
         )
 
 
-async def _stop_on_signals(worker: Worker) -> None:
+async def _stop_on_signals(
+    worker: Worker, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     """Each SIGTERM/SIGINT only asks the worker to stop (the second one skips the grace period)."""
     log = structlog.get_logger("orchestrator.cli")
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             log.info("worker.signal", signal=signal.Signals(signum).name)
             worker.stop()
@@ -325,7 +330,7 @@ async def run_daemon(settings: Settings) -> None:
         open_worker(settings, metrics=metrics) as worker,
         anyio.create_task_group() as tg,
     ):
-        tg.start_soon(_stop_on_signals, worker)
+        await tg.start(_stop_on_signals, worker)
         if settings.observability.enabled:
             from orchestrator.daemon.observability import serve_observability  # noqa: PLC0415
 

@@ -51,6 +51,8 @@ class Leases:
         self._clock = clock
         self._held: dict[str, Lease] = {}
         self._waiting = 0
+        #: The most messages held unstarted at once since `most_waiting()` was last read.
+        self._most_waiting = 0
         #: Acks and hand-backs on their way to the queue (released, not yet settled).
         self.settling = 0
         #: Set (and replaced) whenever a lease is released or its contact starts.
@@ -62,6 +64,11 @@ class Leases:
     @property
     def waiting_to_start(self) -> int:
         return self._waiting
+
+    def most_waiting(self) -> int:
+        """The high-water mark of unstarted messages since the last call (then reset)."""
+        most, self._most_waiting = self._most_waiting, self._waiting
+        return most
 
     def holds(self, message: QueueMessage) -> bool:
         return message.receipt in self._held
@@ -77,6 +84,7 @@ class Leases:
         lease = Lease(message, self._clock.monotonic() + self._timeout)
         self._held[message.receipt] = lease
         self._waiting += 1
+        self._most_waiting = max(self._most_waiting, self._waiting)
         self._metrics.in_flight.inc()
         self._metrics.waiting_to_start.set(self._waiting)
         return lease

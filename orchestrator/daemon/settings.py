@@ -70,7 +70,7 @@ class QueueSettings(_Section):
     request_ttl_s: float = Field(300.0, ge=0)
     #: Admission: receive only what StartWebRTCContact can start within this many seconds at
     #: the rate this worker may use (the backlog stays in the queue) ...
-    admission_window_s: float = Field(5.0, gt=0, le=60)
+    admission_window_s: float = Field(5.0, gt=0, le=3600)
     #: ... and never hold more than this many received-but-unstarted messages.
     max_waiting_to_start: int = Field(10, ge=1, le=1000)
 
@@ -213,6 +213,8 @@ class ObservabilitySettings(_Section):
     port: int = Field(9464, ge=0, le=65535)
     #: /healthz fails when the receive loop or the event loop has not made progress for this long.
     stall_threshold_s: float = Field(60.0, gt=0)
+    #: A `worker.progress` log line this often while the numbers change.
+    progress_interval_s: float = Field(30.0, gt=0)
 
 
 class LoggingSettings(_Section):

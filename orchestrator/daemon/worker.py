@@ -353,11 +353,12 @@ class Worker:
         while True:
             await self._clock.sleep(self.options.progress_interval_s)
             now = (len(self.leases), self.leases.waiting_to_start, self._done)
-            if now != last and (self.leases or now != last):
+            if now != last:
                 log.info(
                     "worker.progress",
                     in_flight=now[0],
                     waiting_to_start=now[1],
+                    most_waiting_to_start=self.leases.most_waiting(),
                     waiting_for_capacity=self._capacity.blocked,
                     deployment_faults=sorted(self._faults),
                     done=now[2],
@@ -368,7 +369,9 @@ class Worker:
 
     async def _handle(self, lease: Lease) -> None:
         message = lease.message
-        with structlog.contextvars.bound_contextvars(message_id=message.message_id):
+        with structlog.contextvars.bound_contextvars(
+            message_id=message.message_id, receive_count=message.receive_count
+        ):
             try:
                 with lease.scope:
                     await self._process(lease)

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator"
-SHARED = {"errors", "clock", "metrics", "retry", "batcher"}
+SHARED = {"errors", "clock", "metrics", "retry", "batcher", "waiters"}
 
 #: What each layer may import from the package (beyond itself).
 ALLOWED: dict[str, set[str]] = {

@@ -24,6 +24,7 @@ from tests.support import (
     create_queue_with_dlq,
     drain_bodies,
     eventually,
+    eventually_sync,
     queue_counts,
     request_body,
 )
@@ -295,3 +296,37 @@ def test_demo_runs_the_whole_job_and_prints_a_summary() -> None:
     assert "Summary" in out and "TIMED OUT" not in out
     assert "request.rejected" in out
     assert "dead-letter queue         1 message(s)" in out
+
+
+def test_a_sigterm_during_start_up_ends_the_worker_quietly(sqs_server: LocalSqsServer) -> None:
+    """A pod stopped while the worker still imports and connects exits 0, not by the signal."""
+    env = {
+        **os.environ,
+        "ORCHESTRATOR_QUEUE__URL": f"{sqs_server.url}/123456789012/never-created",
+        "ORCHESTRATOR_AWS__ENDPOINT_URL": sqs_server.url,
+        "ORCHESTRATOR_CONNECT__ENDPOINT_URL": "http://127.0.0.1:9",
+        "ORCHESTRATOR_OBSERVABILITY__ENABLED": "false",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # As soon as the process handles SIGTERM at all (its first Python statements), whatever it
+    # is doing then: importing, loading settings, or waiting for a queue that does not exist.
+    # Each of them ends with status 0 and no traceback.
+    eventually_sync(lambda: _catches(process.pid, signal.SIGTERM), within=30, interval=0.005)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-2000:]
+    assert "Traceback" not in err + out
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler for `signum` (Linux: SigCgt in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
