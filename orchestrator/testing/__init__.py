@@ -7,6 +7,7 @@
 * `create_queue_with_dlq`, `send_all`, `drain_bodies`, `queue_counts`, `EventFollower`,
   `final_types`: SQS from the test side;
 * `eventually`: wait for a condition with a deadline;
+* `RedisServer`: a real redis-server on a free loopback port, to kill and restart (fleet mode);
 * `orchestrator.testing.processes`: child processes (servers that announce their URL);
   `orchestrator.testing.chaos`: the chaos soak.
 
@@ -27,6 +28,7 @@ from orchestrator.testing.queues import (
     queue_counts,
     send_all,
 )
+from orchestrator.testing.redis import RedisServer
 from orchestrator.testing.requests import (
     FLOW_ID,
     INSTANCE_ID,
@@ -50,6 +52,7 @@ __all__ = [
     "EventFollower",
     "LocalSqsServer",
     "MemoryQueue",
+    "RedisServer",
     "create_queue",
     "create_queue_with_dlq",
     "customer_document",

@@ -14,8 +14,8 @@ from orchestrator.metrics import Metrics
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.testing.queues import create_queue, create_queue_with_dlq, send_all
+from orchestrator.testing.redis import RedisServer
 from orchestrator.testing.requests import request_body
-from tests.fleet.conftest import RedisServer
 from tests.support import eventually, settings_for
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.daemon.settings import FleetSettings, Settings
 from orchestrator.metrics import Metrics
-from tests.fleet.conftest import RedisServer
+from orchestrator.testing.redis import RedisServer
 from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(60)

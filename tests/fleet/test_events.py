@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from orchestrator.daemon.fleet import FleetContactEvents, redis_client
 from orchestrator.daemon.fleet.breaker import Breaker
 from orchestrator.engine.contact_events import ContactEvent
-from tests.fleet.conftest import RedisServer
+from orchestrator.testing.redis import RedisServer
 from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(60)

@@ -22,8 +22,8 @@ from orchestrator.testing.processes import (
     sqs_server_process,
 )
 from orchestrator.testing.queues import EventFollower, create_queue, create_queue_with_dlq, send_all
+from orchestrator.testing.redis import RedisServer
 from orchestrator.testing.requests import REGION, request_body
-from tests.fleet.conftest import RedisServer
 from tests.support import eventually
 
 if TYPE_CHECKING:
