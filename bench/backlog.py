@@ -41,6 +41,7 @@ from orchestrator.testing.queues import (
     queue_counts,
     send_all,
 )
+from orchestrator.testing.redis import RedisServer
 
 from . import analysis, servers
 from .common import REGION, isolate_environment, quota_args, request_body, request_id
@@ -65,20 +66,22 @@ class Mode:
     label: str
     #: ORCHESTRATOR_* settings on top of the common ones.
     settings: Mapping[str, Any]
+    #: Fleet mode: the workers share one budget through a Redis started for this mode.
+    fleet: bool = False
 
 
 MODES = (
-    Mode("capacity", "admission by start capacity (defaults)", {}),
-    # Before admission by start capacity only max_in_flight bounded what a worker received.
-    # The rate-derived term of the bound cannot be switched off: its widest window (60 s) is
-    # the closest configuration (about 39 unstarted messages per worker at 2/3 contacts/s).
+    Mode("capacity", "admission by start capacity, static shares (quota_share 1/3)", {}),
+    Mode("fleet", "admission by start capacity, fleet mode (Redis)", {}, fleet=True),
+    # Before admission by start capacity only max_in_flight bounded what a worker received:
+    # a window of an hour at the start rate makes max_waiting_to_start (1000) the bound.
     Mode(
         "deep",
-        "deep admission (old behaviour, approximated)",
+        "max_in_flight-bound admission (the old behaviour)",
         {
             "QUEUE__MAX_WAITING_TO_START": 1000,
             "QUEUE__MAX_IN_FLIGHT": 1000,
-            "QUEUE__ADMISSION_WINDOW_S": 60,
+            "QUEUE__ADMISSION_WINDOW_S": 3600,
         },
     ),
 )
@@ -151,6 +154,7 @@ class ModeRun:
     #: worker -> seconds from SIGTERM to exit (None: did not exit), and exit code
     stops: dict[str, tuple[float | None, int | None]] = field(default_factory=dict)
     drained_s: float | None = None
+    redis_url: str | None = None
 
     def env(self) -> dict[str, str]:
         settings: dict[str, Any] = {
@@ -168,6 +172,8 @@ class ModeRun:
             **self.opts.worker_settings,
             **self.mode.settings,
         }
+        if self.redis_url is not None:
+            settings["FLEET__REDIS_URL"] = self.redis_url
         env = servers.child_env()
         env.update({f"ORCHESTRATOR_{k}": str(v) for k, v in settings.items()})
         return env
@@ -435,6 +441,13 @@ async def run_mode(
         servers.emulator(emulator_args, ctx.log(f"{mode.name}-emulator")) as emulator,
     ):
         run = ModeRun(mode, opts, sqs, sqs_url, emulator.url, ctx.logs)
+        redis: RedisServer | None = None
+        if mode.fleet:
+            workdir = ctx.logs / f"{mode.name}-redis"
+            workdir.mkdir(parents=True, exist_ok=True)
+            redis = RedisServer(workdir)
+            redis.start()
+            run.redis_url = redis.url
         ids = await run.set_up()
         done = anyio.Event()
         try:
@@ -448,6 +461,8 @@ async def run_mode(
         finally:
             for child in run.workers:
                 await child.close()
+            if redis is not None:
+                redis.kill()
         await run.follower.sweep(sqs, run.events)
         control = EmulatorControl(emulator.url, timeout_s=120)
         contacts = await control.contacts()
@@ -474,15 +489,17 @@ async def measure(opts: BacklogOptions, ctx: RunContext) -> dict[str, Any]:
         "restart_schedule": [{"at_s": at, "signal": f"SIG{w}"} for at, w in opts.restarts],
         **{mode.name: results[mode.name] for mode in MODES},
     }
-    ours = results["capacity"]
     figures["targets"] = {
-        name: {
-            "op": op,
-            "threshold": threshold,
-            "value": ours[name],
-            "pass": _passes(op, float(ours[name]), threshold),
+        mode: {
+            name: {
+                "op": op,
+                "threshold": threshold,
+                "value": results[mode][name],
+                "pass": _passes(op, float(results[mode][name]), threshold),
+            }
+            for name, (op, threshold) in TARGETS.items()
         }
-        for name, (op, threshold) in TARGETS.items()
+        for mode in ("capacity", "fleet")
     }
     return figures
 
@@ -503,7 +520,7 @@ def plot(figures: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True)
-    colours = {"capacity": "tab:blue", "deep": "tab:orange"}
+    colours = {"capacity": "tab:blue", "fleet": "tab:green", "deep": "tab:orange"}
     end, first = 0.0, math.inf
     for mode in MODES:
         data = figures[mode.name]
@@ -572,7 +589,7 @@ def _finals(mode: Mapping[str, Any]) -> str:
 
 
 def markdown(figures: Mapping[str, Any]) -> str:
-    ours, old = figures["capacity"], figures["deep"]
+    ours, fleet, old = figures["capacity"], figures["fleet"], figures["deep"]
     quota = figures["quota"]
     terms = sum(1 for r in figures["restart_schedule"] if r["signal"] == "SIGTERM")
     kills = len(figures["restart_schedule"]) - terms
@@ -582,35 +599,41 @@ def markdown(figures: Mapping[str, Any]) -> str:
     )
 
     def row(label: str, key: str, fmt: Any = str) -> str:
-        return f"| {label} | {fmt(ours[key])} | {fmt(old[key])} |"
+        return f"| {label} | {fmt(ours[key])} | {fmt(fleet[key])} | {fmt(old[key])} |"
 
     def secs(value: Any) -> str:
         return "did not drain" if value is None else f"{value:.0f} s"
 
     startup_row = (
         "| worker start-up, process start to first receive (mean) | "
-        f"{ours['worker_startup_s']['mean']:.1f} s | {old['worker_startup_s']['mean']:.1f} s |"
+        + " | ".join(f"{m['worker_startup_s']['mean']:.1f} s" for m in (ours, fleet, old))
+        + " |"
     )
-    t = figures["targets"]
-    verdict = (
-        f"Targets (admission by start capacity): >= 90 % of the quota: "
-        f"**{'met' if t['quota_efficiency']['pass'] else 'missed'}** "
-        f"({_pct(ours['quota_efficiency'])}); 0 in the DLQ: "
-        f"**{'met' if t['dead_letters']['pass'] else 'missed'}** ({ours['dead_letters']})."
-    )
+
+    def verdict_of(mode: str, label: str) -> str:
+        t = figures["targets"][mode]
+        m = figures[mode]
+        return (
+            f"Targets, {label}: >= 90 % of the quota: "
+            f"**{'met' if t['quota_efficiency']['pass'] else 'missed'}** "
+            f"({_pct(m['quota_efficiency'])}); 0 in the DLQ: "
+            f"**{'met' if t['dead_letters']['pass'] else 'missed'}** ({m['dead_letters']})."
+        )
+
+    verdict = verdict_of("capacity", "static shares") + "\n" + verdict_of("fleet", "fleet mode")
     return f"""## Backlog under restarts
 
 {figures["requests"]} call requests queued at once, three `orchestrator run` processes (each
 `quota_share` 1/3), Connect's real StartWebRTCContact quota in the emulator
 ({quota["rate"]:g}/s, burst {quota["burst"]:g}), a request queue with a DLQ after
 {MAX_RECEIVE_COUNT} receives, an SQS events queue. {len(figures["restart_schedule"])} restarts
-during the drain, the same schedule for both modes ({terms} rolling SIGTERMs, {kills} SIGKILLs,
-the oldest worker each time, replaced at once): {at}. Both modes ran at the same time, each on
-its own emulator and queue. Everything else at its default (visibility 60 s, grace 30 s,
-long poll 20 s, request TTL 300 s). `python -m bench.backlog`.
+during the drain, the same schedule for every mode ({terms} rolling SIGTERMs, {kills} SIGKILLs,
+the oldest worker each time, replaced at once): {at}. The three modes ran at the same time, each
+on its own emulator and queue (fleet mode with its own Redis). Everything else at its default
+(visibility 60 s, grace 30 s, long poll 20 s, request TTL 300 s). `python -m bench.backlog`.
 
-| | admission by start capacity | deep admission (old, approximated) |
-|---|---|---|
+| | start capacity, static shares | start capacity, fleet mode | `max_in_flight` (old) |
+|---|---|---|---|
 {row("unstarted messages a worker may hold (bound)", "admission_bound")}
 {row("most a worker held (from its logs)", "max_unstarted_held_by_a_worker")}
 {row("start rate, share of the quota (all starts)", "quota_efficiency", _pct)}
@@ -623,27 +646,27 @@ long poll 20 s, request TTL 300 s). `python -m bench.backlog`.
 {row("drain time (queue empty)", "drain_s", secs)}
 {startup_row}
 
-Final events: {_finals(ours)} (capacity); {_finals(old)} (deep). A `screen_sharing.skipped`
+Final events: {_finals(ours)} (static shares); {_finals(fleet)} (fleet mode); {_finals(old)}
+(old). A `screen_sharing.skipped`
 (`contact_ended`) is a contact started by a SIGKILLed worker whose call ended (talk time
 30-120 s) before its message came back, 60 s later: the right outcome, not a loss.
 
 {verdict}
 
-What limits the capacity mode: each worker may use a static third of the quota
-(`quota_share`), so while a stopped worker's replacement starts up (mean
-{ours["worker_startup_s"]["mean"]:.1f} s here) the fleet can start at two thirds of the quota
-at most; and a SIGKILLed worker's unstarted messages (at most its bound) wait for their
-visibility timeout (60 s) before another worker takes them.
+What limits static shares: each worker may use a fixed third of the quota (`quota_share`), so
+while a stopped worker's replacement starts up (mean {ours["worker_startup_s"]["mean"]:.1f} s
+here) the fleet can start at two thirds of the quota at most. Fleet mode removes that limit: the
+survivors spend the whole shared budget. In every mode a SIGKILLed worker's unstarted messages
+(at most its bound) wait for their visibility timeout (60 s) before another worker takes them.
 
-What the deep mode shows: a SIGTERM hands unstarted messages back at once in
-both modes (part of the same change), so the comparison isolates how much a worker takes in:
-deep admission receives more messages again after the restarts ({_again(old)} of
-{figures["requests"]} received more than once, against {_again(ours)}; max receive count
-{old["max_receive_count"]} against {ours["max_receive_count"]}, one receive from the last
-allowed attempt, {MAX_RECEIVE_COUNT}) and starts more slowly: from the first restarts on,
-the whole backlog sits in the workers' memory (after a SIGKILL, for 60 s in a dead
-worker's), not in the queue, so a replacement finds nothing to start while its share of
-the quota goes unused.
+What the old behaviour shows: a SIGTERM hands unstarted messages back at once in every mode
+(part of the same change), so the comparison isolates how much a worker takes in: it receives
+more messages again after the restarts ({_again(old)} of {figures["requests"]} received more
+than once, against {_again(ours)}; max receive count {old["max_receive_count"]} against
+{ours["max_receive_count"]}, the last allowed attempt being {MAX_RECEIVE_COUNT}) and starts
+more slowly: from the first restarts on, the backlog sits in the workers' memory (after a
+SIGKILL, for 60 s in a dead worker's), not in the queue, so a replacement finds nothing to
+start while its share of the quota goes unused.
 
 How measured: share of the quota = (starts - burst) / (rate x window), the window running from
 the first to the last contact's CreatedAt in the emulator (1.0 = every token used as it
@@ -653,10 +676,8 @@ the `request.received` lines per SQS message id in the workers' logs (a lower bo
 stopping worker's last long poll returned goes back unlogged) and the DLQ messages'
 ApproximateReceiveCount. "Most held" replays each worker's log (`request.received` until
 `contact.started` or another end, up to its SIGTERM). The old behaviour (admission bounded by
-`max_in_flight` only) cannot be configured exactly: the bound is the smaller of
-`max_waiting_to_start` and what the start rate serves in `admission_window_s` (at most 60 s),
-so the deep mode sets `max_waiting_to_start = max_in_flight = 1000` and
-`admission_window_s = 60`: {old["admission_bound"]} per worker, most of the backlog in memory.
+`max_in_flight` only) is configured as `max_waiting_to_start = max_in_flight = 1000` and
+`admission_window_s = 3600`: a bound of {old["admission_bound"]} per worker.
 
 ![backlog drain](plots/backlog-drain.png)
 """

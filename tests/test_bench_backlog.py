@@ -41,7 +41,7 @@ def test_quick_backlog_scenario_prints_every_figure_for_both_modes() -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(figures) == {"capacity", "deep"}
+    assert set(figures) == {"capacity", "fleet", "deep"}
     for mode, values in figures.items():
         for name in FIGURES:
             value = values[name]

@@ -95,6 +95,7 @@ def watch_policy(
         head_interval_s=watch.head_interval_s,
         describe_rate=describe_rate,
         head_budget_share=watch.head_budget_share,
+        poll_budget_share=events.poll_budget_share if events else None,
     )
 
 

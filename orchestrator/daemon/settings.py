@@ -167,6 +167,10 @@ class ContactEventsSettings(_Section):
     max_interval_s: float = Field(60.0, gt=0)
     #: Queue-aware head polling while events are on (events already notice connections).
     queue_aware: bool = False
+    #: The safety net's scheduled polls of all watched contacts together use at most this share
+    #: of the DescribeContact budget (each contact pauses at least watched / (share * rate) s);
+    #: confirmations of events keep the rest.
+    poll_budget_share: float = Field(0.25, gt=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> ContactEventsSettings:

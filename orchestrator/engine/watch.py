@@ -54,6 +54,11 @@ class WatchPolicy:
     #: Priority of a poll woken by a contact event (lower is served first; other polls use the
     #: contact's enqueue or initiation time, epoch seconds).
     confirm_priority: float = 0.0
+    #: With contact events on, the share of `describe_rate` that scheduled polls (the safety
+    #: net) of all watched contacts together may use: each pauses at least
+    #: `watched / (poll_budget_share * describe_rate)` s, so confirmations keep the rest of the
+    #: budget. None: no such floor (polling only).
+    poll_budget_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.first_delay_s <= 0 or self.max_interval_s < self.first_delay_s:
@@ -70,6 +75,14 @@ class WatchPolicy:
             raise ValueError("describe_rate must be > 0")
         if not 0 < self.head_budget_share <= 1:
             raise ValueError("head_budget_share must be in (0, 1]")
+        if self.poll_budget_share is not None and not 0 < self.poll_budget_share <= 1:
+            raise ValueError("poll_budget_share must be in (0, 1]")
+
+    def scheduled_floor(self, watched: int) -> float:
+        """The shortest pause of a scheduled poll while `watched` contacts are watched."""
+        if self.poll_budget_share is None or self.describe_rate is None:
+            return 0.0
+        return watched / (self.poll_budget_share * self.describe_rate)
 
     def head_interval(self, heads_total: int) -> float:
         """How often each head polls when `heads_total` contacts poll as heads: never more
@@ -227,7 +240,8 @@ async def watch_contact(
     rng: random.Random | None = None,
 ) -> WatchResult:
     """Poll until the contact reaches an outcome. Connect errors propagate (after retries)."""
-    delays = policy.delays(rng or random.Random())
+    rng = rng or random.Random()
+    delays = policy.delays(rng)
     deadline = clock.time() + policy.max_wait_s  # until Connect tells us InitiationTimestamp
     priority = clock.time()  # older contacts first when the budget is scarce
     polls = 0
@@ -237,6 +251,9 @@ async def watch_contact(
     with doorbells.subscribe(contact_id) as doorbell:
         while True:
             pause = next(delays)
+            floor = policy.scheduled_floor(len(doorbells))
+            if floor > pause:
+                pause = floor * rng.uniform(1.0 - policy.jitter, 1.0)
             if policy.queue_aware and frontier.is_head(contact_id, policy.head_contacts):
                 heads = frontier.head_total(policy.head_contacts)
                 pause = min(pause, policy.head_interval(heads))

@@ -345,3 +345,13 @@ async def _started_and_sleeping(
     if started is None or clock.sleeping != 1 or len(notifier) != 1:
         return None
     return started
+
+
+def test_with_events_on_scheduled_polls_stay_within_their_share_of_the_budget() -> None:
+    policy = WatchPolicy(describe_rate=2.0, poll_budget_share=0.25)
+
+    assert policy.scheduled_floor(70) == pytest.approx(140.0)  # 70 watched: one poll per 140 s
+    assert policy.scheduled_floor(1) == pytest.approx(2.0)
+    # Polling only (no share): the schedule alone decides.
+    assert WatchPolicy(describe_rate=2.0).scheduled_floor(70) == 0.0
+    assert WatchPolicy(poll_budget_share=0.25).scheduled_floor(70) == 0.0
