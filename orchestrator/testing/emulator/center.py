@@ -9,9 +9,11 @@ Two queue models:
 
 * simple (default): after the flow queues it, a contact waits uniform(`agent_delay_s`) for an
   agent, or (with probability `abandon_rate`) hangs up before that;
-* contact center (`agents` set): contacts wait in one FIFO queue served by `agents` agents; an agent
+* contact center (`agents` set): contacts wait in one queue served by `agents` agents; an agent
   stays busy for uniform(`handle_time_s`) per call; a customer hangs up when uniform(`patience_s`)
-  runs out. Time to agent emerges from the load, and the oldest waiting contact is always next.
+  runs out. Time to agent emerges from the load. A free agent takes the oldest waiting contact
+  (`service_order` "fifo") or, like skills-based routing seen from one queue, a uniformly random
+  one ("random", drawn from the seeded generator).
 
 A contact's life, as contact events name it: INITIATED, CONTACT_DATA_UPDATED (the flow stores the
 request's data), QUEUED, CONNECTED_TO_AGENT, DISCONNECTED, then COMPLETED once the agent's
@@ -359,7 +361,7 @@ class ContactCenter:
             self._dispatch(at)
 
     def _dispatch(self, at: float) -> None:
-        """Contact-center model: free agents take the oldest waiting contacts."""
+        """Contact-center model: free agents take waiting contacts, in `service_order`."""
         cfg = self._config()
         if not cfg.contact_center_model:
             return
@@ -368,7 +370,12 @@ class ContactCenter:
             self._agents.append(agent)
             self._free_agents.append(agent)
         while self._free_agents and self._waiting:
-            contact = self.contacts[self._waiting.popleft()]
+            if cfg.service_order == "random":
+                index = self._rng.randrange(len(self._waiting))
+                contact = self.contacts[self._waiting[index]]
+                del self._waiting[index]
+            else:
+                contact = self.contacts[self._waiting.popleft()]
             if contact.state is not ContactState.QUEUED:
                 continue
             self._connect(contact, at, agent_id=self._free_agents.popleft(), pool_agent=True)

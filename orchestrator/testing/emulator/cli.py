@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import DEFAULT_QUOTAS, EmulatorConfig, parse_quota, parse_range
+from .config import DEFAULT_QUOTAS, SERVICE_ORDERS, EmulatorConfig, parse_quota, parse_range
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--agents",
         type=int,
         default=None,
-        help="contact-center model: a FIFO queue served by this many agents",
+        help="contact-center model: a queue served by this many agents",
+    )
+    sim.add_argument(
+        "--service-order",
+        choices=SERVICE_ORDERS,
+        default="fifo",
+        help="contact-center model: a free agent takes the oldest waiting contact (fifo, "
+        "default) or a uniformly random one (random, seeded)",
     )
     sim.add_argument(
         "--handle-time",
@@ -175,6 +182,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         agents=args.agents,
         handle_time_s=args.handle_time,
         patience_s=args.patience,
+        service_order=args.service_order,
         quotas=quotas,
         quotas_enabled=not args.no_quotas,
         max_concurrent_calls=args.max_concurrent_calls or None,

@@ -22,6 +22,9 @@ OPERATIONS = tuple(op.value for op in Operation)
 DEFAULT_QUOTAS: Mapping[str, Quota] = {op.value: q for op, q in CONNECT_DEFAULT_QUOTAS.items()}
 
 
+#: Orders in which the contact-center model's agents take waiting contacts.
+SERVICE_ORDERS = ("fifo", "random")
+
 #: Settings fixed when the emulator starts (identity, randomness, event publishing).
 STARTUP_ONLY = frozenset(
     {
@@ -54,10 +57,13 @@ class EmulatorConfig:
     #: After-contact work of the agent: seconds from DISCONNECTED to COMPLETED (no agent: none).
     after_contact_work_s: tuple[float, float] = (5.0, 30.0)
 
-    # Contact-center model (used when `agents` is set): a FIFO queue served by `agents` agents.
+    # Contact-center model (used when `agents` is set): one queue served by `agents` agents.
     agents: int | None = None
     handle_time_s: tuple[float, float] = (60.0, 300.0)
     patience_s: tuple[float, float] = (60.0, 600.0)
+    #: Which waiting contact a free agent takes: "fifo" the oldest, "random" any one, uniformly
+    #: (skills-based routing seen from one queue; drawn from the seeded generator).
+    service_order: str = "fifo"
 
     # Quotas per operation per account; `quotas_enabled=False` switches them all off.
     quotas: dict[str, Quota] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
@@ -112,6 +118,11 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.service_order not in SERVICE_ORDERS:
+            raise ValueError(
+                f"service_order must be one of {', '.join(SERVICE_ORDERS)}, "
+                f"got {self.service_order!r}"
+            )
         if self.agents is not None and self.agents < 1:
             raise ValueError(f"agents must be at least 1, got {self.agents}")
         if self.max_concurrent_calls is not None and self.max_concurrent_calls < 1:
