@@ -663,7 +663,7 @@ schedule, run one after the other, each on a fresh emulator, queues (DLQ after
 Added latency of fleet mode per Connect call: `acquire()` on the fleet budget (one Lua script
 call to a local redis-server) p50 {lat["fleet_redis"]["p50"]:.0f} µs, p99
 {lat["fleet_redis"]["p99"]:.0f} µs, against the local bucket's p50
-{lat["local_bucket"]["p50"]:.0f} µs, p99 {lat["local_bucket"]["p99"]:.0f} µs
+{lat["local_bucket"]["p50"]:.1f} µs, p99 {lat["local_bucket"]["p99"]:.1f} µs
 ({lat["fleet_redis"]["count"]} calls each, quota far above the call rate so nothing waits).
 Across a network, add one round trip to Redis.
 
