@@ -1,16 +1,20 @@
 """Queue-aware polling vs plain backoff, contact events off, on a generous and a tight
 DescribeContact budget.
 
-`python -m bench.polling [--quick]`. Every combination of policy (`[watch] queue_aware` true or
-false, the other `[watch]` settings at their defaults) and DescribeContact quota (10/s burst 15,
-Connect's default, and 2/s burst 3; the same in the emulator and in the worker's `[connect]`)
-runs against its own fresh emulator with the same seed and contact-center model, all at the same
-time: `contacts` contacts started at once into one queue served by `agents` agents
-(uniform(`handle_time_s`) per call), so that agents free up over about two minutes.
+`python -m bench.polling [--quick]`. Every combination of service order, policy (`[watch]
+queue_aware` true or false, the other `[watch]` settings at their defaults) and DescribeContact
+quota (10/s burst 15, Connect's default, and 2/s burst 3; the same in the emulator and in the
+worker's `[connect]`) runs against its own fresh emulator with the same seed and contact-center
+model, all at the same time: `contacts` contacts started at once into one queue served by
+`agents` agents (uniform(`handle_time_s`) per call), so that agents free up over about two
+minutes.
 
-Service order: the emulator's contact-center model serves its one queue oldest first (FIFO) and
-has no other order (no skills-based routing, no random pick), so only FIFO is measured; the
-queue-aware policy's fallback for queues that are not FIFO is not exercised here.
+Service order (the emulator's `--service-order`): "fifo", a free agent takes the oldest waiting
+contact; "random", a uniformly random one (skills-based routing seen from one queue), where the
+queue-aware policy's FIFO inferences are wrong and it must fall back to plain backoff.
+
+`--only ORDER-RATE` (e.g. `random-2`, repeatable) runs those combinations alone, both policies,
+and writes under bench/.runs/ instead of recording: to see the run-to-run noise of a few.
 
 Detection delay = ScreenSharingStartedAt - ConnectedToAgentAt, per contact, from the emulator.
 """
@@ -49,8 +53,8 @@ from .measure import ratio
 from .record import record
 
 NAME = "polling"
-#: The service orders the emulator can model (its contact-center model is one FIFO queue).
-ORDERS = ("fifo",)
+#: The service orders of the emulator's contact-center model (`--service-order`).
+ORDERS = ("fifo", "random")
 POLICIES = {"queue_aware": True, "plain_backoff": False}
 
 
@@ -96,6 +100,8 @@ def polling_figures(
     comparisons: dict[str, Any] = {}
     for order in ORDERS:
         for rate, _ in opts.budgets:
+            if combination(order, rate, "queue_aware") not in combos:
+                continue  # not run (`--only`)
             qa = combos[combination(order, rate, "queue_aware")]
             plain = combos[combination(order, rate, "plain_backoff")]
             entry: dict[str, Any] = {}
@@ -114,11 +120,8 @@ def polling_figures(
                 and qa["undetected"] <= plain["undetected"]
             )
             comparisons[f"{order}-{rate:g}rps"] = entry
-    fifo_gain = all(
-        comparisons[f"fifo-{rate:g}rps"]["p50_ratio"] < 1.0
-        and comparisons[f"fifo-{rate:g}rps"]["p95_ratio"] <= 1.0
-        for rate, _ in opts.budgets
-    )
+    fifo = [c for name, c in comparisons.items() if name.startswith("fifo-")]
+    fifo_gain = bool(fifo) and all(c["p50_ratio"] < 1.0 and c["p95_ratio"] <= 1.0 for c in fifo)
     return {
         "options": {
             "contacts": opts.contacts,
@@ -128,9 +131,7 @@ def polling_figures(
             "fillers": opts.fillers,
             "waiting_at_start": opts.center(*opts.budgets[0]).waiting_at_start,
             "drain_estimate_s": opts.center(*opts.budgets[0]).drain_estimate_s(),
-            "orders": list(ORDERS),
-            "random_order": "not measured: the emulator's contact-center model serves one FIFO "
-            "queue and has no other service order",
+            "orders": sorted({c["order"] for c in combos.values()}, key=ORDERS.index),
         },
         "combinations": combos,
         "comparisons": comparisons,
@@ -199,15 +200,15 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
     setup = " ".join(
         [
             f"`python -m bench.polling` (wall time {wall_s:.0f} s, all combinations at the same",
-            "time, each on its own emulator with the same seed). One FIFO queue served by",
+            "time, each on its own emulator with the same seed). One queue served by",
             f"{o['agents']} agents (handle time {span(*o['handle_time_s'])} s): {o['fillers']}",
             "contacts started first by another client take every agent, then the worker starts",
             f"{o['contacts']} contacts at once, so {o['waiting_at_start']} wait and agents free",
             f"up for them over about {o['drain_estimate_s']:.0f} s. Contact events off; `[watch]`",
             "defaults but for `queue_aware`; the DescribeContact quota is the same in the",
-            "emulator and in the worker's `[connect]`. Only FIFO service is measured: the",
-            "emulator's contact-center model has no other order (no random or skills-based",
-            "routing), so the policy's behaviour on queues that are not FIFO is not covered.",
+            "emulator and in the worker's `[connect]`. Service order: FIFO (a free agent takes",
+            "the oldest waiting contact) or RANDOM (a uniformly random one, the emulator's",
+            "`--service-order random`: skills-based routing seen from one queue).",
         ]
     )
     targets = " ".join(
@@ -215,8 +216,8 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
             "Targets: queue-aware never worse than plain backoff (p50, p95, contacts never",
             f"noticed): **{verdict[t['never_worse']['pass']]}** (worse: {worse}); keeps its FIFO",
             "gain (p50 lower and p95 not higher at both budgets):",
-            f"**{verdict[t['keeps_fifo_gain']['pass']]}**. Random order: not measured (not",
-            "supported by the emulator).",
+            f"**{verdict[t['keeps_fifo_gain']['pass']]}**. One run: differences of a few",
+            "tenths of a second are within run-to-run noise.",
         ]
     )
     heading = "## Polling policies: queue-aware vs plain backoff"
@@ -225,11 +226,20 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-async def run(opts: PollingOptions, ctx: RunContext) -> dict[str, Any]:
+async def run(opts: PollingOptions, ctx: RunContext, only: Sequence[str] = ()) -> dict[str, Any]:
+    wanted = [
+        (order, budget)
+        for order in ORDERS
+        for budget in opts.budgets
+        if not only or f"{order}-{budget[0]:g}" in only
+    ]
+    if not wanted:
+        raise SystemExit(f"--only matches nothing: {', '.join(only)}")
     say(
         f"polling: {opts.contacts} contacts, {opts.agents} agents, handle "
         f"{span(*opts.handle_time_s)} s; queue-aware vs plain backoff at DescribeContact "
-        f"{', '.join(f'{r:g}/s' for r, _ in opts.budgets)}, FIFO, all at once "
+        f"{', '.join(f'{r:g}/s' for r, _ in opts.budgets)}, "
+        f"{'/'.join(dict.fromkeys(o.upper() for o, _ in wanted))}, all at once "
         f"(about {opts.center(*opts.budgets[0]).drain_estimate_s():.0f} s)"
     )
     runs: dict[tuple[str, float, str], WorkerRun] = {}
@@ -237,9 +247,8 @@ async def run(opts: PollingOptions, ctx: RunContext) -> dict[str, Any]:
     async def one(order: str, rate: float, burst: float, policy: str) -> None:
         center = opts.center(rate, burst)
         name = combination(order, rate, policy)
-        async with servers.emulator(
-            center.emulator_args(ctx.seed), ctx.log(f"polling-{name}-emulator")
-        ) as emulator:
+        args = [*center.emulator_args(ctx.seed), "--service-order", order]
+        async with servers.emulator(args, ctx.log(f"polling-{name}-emulator")) as emulator:
             runs[(order, rate, policy)] = await run_worker(
                 center,
                 emulator.url,
@@ -250,10 +259,9 @@ async def run(opts: PollingOptions, ctx: RunContext) -> dict[str, Any]:
 
     with worker_logs(ctx.log("polling-workers")):
         async with anyio.create_task_group() as tg:
-            for order in ORDERS:
-                for rate, burst in opts.budgets:
-                    for policy in POLICIES:
-                        tg.start_soon(one, order, rate, burst, policy)
+            for order, (rate, burst) in wanted:
+                for policy in POLICIES:
+                    tg.start_soon(one, order, rate, burst, policy)
     ordered = {
         key: runs[key]
         for key in sorted(runs, key=lambda k: (ORDERS.index(k[0]), -k[1], k[2] != "queue_aware"))
@@ -274,7 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny sizes; writes under bench/.runs/")
     p.add_argument("--seed", type=int, default=20261202)
     p.add_argument("--contacts", type=int, help="contacts started at once")
-    p.add_argument("--agents", type=int, help="agents of the FIFO queue")
+    p.add_argument("--agents", type=int, help="agents of the queue")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="ORDER-RATE",
+        help="run only these combinations (e.g. random-2; repeatable); writes under bench/.runs/",
+    )
     return p
 
 
@@ -283,16 +298,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     isolate_environment()
     opts = QUICK if args.quick else PollingOptions()
     opts = replace(opts, contacts=args.contacts or opts.contacts, agents=args.agents or opts.agents)
-    logs = RUNS_DIR / ("polling-quick-logs" if args.quick else "polling-logs")
+    scratch = args.quick or bool(args.only)
+    logs = RUNS_DIR / ("polling-quick-logs" if scratch else "polling-logs")
     ctx = RunContext(logs=logs, seed=args.seed)
     began = time.monotonic()
-    figures = anyio.run(run, opts, ctx)
+    figures = anyio.run(run, opts, ctx, args.only)
     wall = time.monotonic() - began
     restore_logging()
     figures["wall_s"] = wall
     figures["options"]["quick"] = args.quick
-    plot(figures, output_path("polling-policies", args.quick))
-    if args.quick:
+    figures["options"]["only"] = list(args.only)
+    plot(figures, output_path("polling-policies", scratch))
+    if scratch:
         write_quick(NAME, figures)
     else:
         record(NAME, figures, markdown(figures, wall))

@@ -1,5 +1,5 @@
 """`python -m bench.polling --quick` runs end to end and prints the figures of every combination
-of polling policy and DescribeContact budget.
+of service order, polling policy and DescribeContact budget.
 
 Only that the figures exist is checked, not their values: a quick run is far too small for them
 to mean anything. A quick run writes under bench/.runs/, never the committed results.
@@ -20,10 +20,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 COMBINATIONS = [
-    "fifo-10rps-queue_aware",
-    "fifo-10rps-plain_backoff",
-    "fifo-2rps-queue_aware",
-    "fifo-2rps-plain_backoff",
+    f"{order}-{rate}-{policy}"
+    for order in ("fifo", "random")
+    for rate in ("10rps", "2rps")
+    for policy in ("queue_aware", "plain_backoff")
 ]
 FIGURES = [
     "detection_delay_s.p50",
@@ -43,7 +43,7 @@ def _get(data: Any, dotted: str) -> Any:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_quick_polling_scenario_prints_every_policy_and_budget() -> None:
+def test_quick_polling_scenario_prints_every_order_policy_and_budget() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     done = subprocess.run(
         [sys.executable, "-m", "bench.polling", "--quick"],
@@ -64,10 +64,10 @@ def test_quick_polling_scenario_prints_every_policy_and_budget() -> None:
             assert isinstance(value, int | float) and not isinstance(value, bool), figure
             assert math.isfinite(value), f"{combination} {figure} is not finite"
         assert _get(figures, f"combinations.{combination}.completed") is True
-    for budget in ("fifo-10rps", "fifo-2rps"):
+    for budget in ("fifo-10rps", "fifo-2rps", "random-10rps", "random-2rps"):
         for figure in ("p50_ratio", "p95_ratio", "not_worse"):
             _get(figures, f"comparisons.{budget}.{figure}")
     assert isinstance(_get(figures, "targets.never_worse.pass"), bool)
     assert isinstance(_get(figures, "targets.keeps_fifo_gain.pass"), bool)
-    assert figures["options"]["orders"] == ["fifo"]
+    assert figures["options"]["orders"] == ["fifo", "random"]
     assert math.isfinite(figures["wall_s"])
