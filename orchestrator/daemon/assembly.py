@@ -119,6 +119,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         request_ttl_s=q.request_ttl_s,
         wait_time_s=q.wait_time_s,
         visibility_timeout_s=q.visibility_timeout_s,
+        unstarted_visibility_timeout_s=q.unstarted_visibility_timeout_s,
         max_receive_count=q.max_receive_count,
         delete_rejected=q.delete_rejected,
         retry_base_delay_s=q.retry_base_delay_s,

@@ -42,11 +42,22 @@ class Leases:
     """The in-flight table of one worker."""
 
     def __init__(
-        self, source: QueueSource, *, visibility_timeout_s: int, metrics: Metrics, clock: Clock
+        self,
+        source: QueueSource,
+        *,
+        visibility_timeout_s: int,
+        metrics: Metrics,
+        clock: Clock,
+        unstarted_visibility_timeout_s: int | None = None,
     ) -> None:
         #: The queue the messages came from (tests may wrap it to record calls).
         self.source = source
         self._timeout = visibility_timeout_s
+        #: Until its contact starts a message is hidden for less: a crash then hides the few
+        #: unstarted messages only briefly (they are what another worker can start at once).
+        self.unstarted_timeout = min(
+            visibility_timeout_s, unstarted_visibility_timeout_s or visibility_timeout_s
+        )
         self._metrics = metrics
         self._clock = clock
         self._held: dict[str, Lease] = {}
@@ -81,7 +92,7 @@ class Leases:
         self.changed = anyio.Event()
 
     def take(self, message: QueueMessage) -> Lease:
-        lease = Lease(message, self._clock.monotonic() + self._timeout)
+        lease = Lease(message, self._clock.monotonic() + self.unstarted_timeout)
         self._held[message.receipt] = lease
         self._waiting += 1
         self._most_waiting = max(self._most_waiting, self._waiting)
@@ -154,24 +165,30 @@ class Leases:
 
     # -- visibility heartbeat ------------------------------------------------------------------
 
+    def _timeout_of(self, lease: Lease) -> int:
+        return self._timeout if lease.started else self.unstarted_timeout
+
     async def heartbeat(self) -> None:
-        """Extend the visibility of messages whose lifecycle outlives half the timeout."""
-        timeout = self._timeout
-        interval = max(0.5, timeout / 12)
+        """Extend the visibility of messages whose lifecycle outlives half their timeout (the
+        short one until the contact starts, the full one after)."""
+        interval = max(0.5, self.unstarted_timeout / 12)
         while True:
             await self._clock.sleep(interval)
             now = self._clock.monotonic()
-            due = [t for t in self._held.values() if t.visible_until - now < timeout / 2]
+            due = [
+                t for t in self._held.values() if t.visible_until - now < self._timeout_of(t) / 2
+            ]
             if due:
                 async with anyio.create_task_group() as tg:
                     for lease in due:
                         tg.start_soon(self._extend, lease)
 
     async def _extend(self, lease: Lease) -> None:
+        timeout = self._timeout_of(lease)
         asked_at = self._clock.monotonic()
         lease.extending = anyio.Event()
         try:
-            await self.source.change_visibility(lease.message, self._timeout)
+            await self.source.change_visibility(lease.message, timeout)
         except Exception as exc:
             if lease.message.receipt in self._held:  # still ours: retried next beat
                 self._metrics.visibility_extensions.labels("error").inc()
@@ -184,5 +201,5 @@ class Leases:
         finally:
             lease.extending.set()
             lease.extending = None
-        lease.visible_until = asked_at + self._timeout
+        lease.visible_until = asked_at + timeout
         self._metrics.visibility_extensions.labels("ok").inc()

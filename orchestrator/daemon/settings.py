@@ -56,6 +56,9 @@ class QueueSettings(_Section):
     max_in_flight: int = Field(1000, ge=1, le=100_000)
     wait_time_s: int = Field(20, ge=0, le=20)
     visibility_timeout_s: int = Field(60, ge=1, le=43_200)
+    #: Visibility of a received message until its contact starts (then visibility_timeout_s):
+    #: a crashed worker's unstarted messages are hidden only this long.
+    unstarted_visibility_timeout_s: int = Field(15, ge=2, le=43_200)
     #: Deliveries before a request is treated as on its last attempt. Read from the queue's
     #: redrive policy when it has one; this value is used when it has none.
     max_receive_count: int = Field(5, ge=1, le=1000)

@@ -66,6 +66,8 @@ class WorkerOptions:
     max_waiting_to_start: int = 10
     wait_time_s: float = 20.0
     visibility_timeout_s: int = 60
+    #: Visibility of a received message until its contact starts (then `visibility_timeout_s`).
+    unstarted_visibility_timeout_s: int = 15
     #: Used when the queue has no redrive policy to read it from.
     max_receive_count: int = 5
     delete_rejected: bool = False
@@ -130,6 +132,7 @@ class Worker:
         self.leases = Leases(
             source,
             visibility_timeout_s=self.options.visibility_timeout_s,
+            unstarted_visibility_timeout_s=self.options.unstarted_visibility_timeout_s,
             metrics=self.metrics,
             clock=self._clock,
         )
@@ -288,7 +291,7 @@ class Worker:
                     messages = await self.source.receive(
                         min(10, room),
                         wait_time_s=opts.wait_time_s,
-                        visibility_timeout_s=opts.visibility_timeout_s,
+                        visibility_timeout_s=self.leases.unstarted_timeout,
                     )
                 if self._receive_scope.cancelled_caught:
                     log.error("queue.receive_abandoned", detail="no answer after the long poll")

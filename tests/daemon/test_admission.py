@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -386,3 +387,45 @@ async def test_a_stop_during_a_long_poll_hands_back_what_the_poll_returns(
     assert int(got["Messages"][0]["Attributes"]["ApproximateReceiveCount"]) <= 2
     assert await EmulatorControl(emulator.url).contacts() == []
     assert await queue_counts(sqs_client, dlq) == (0, 0)
+
+
+@dataclass
+class AskingSource(RecordingSource):
+    """Records the visibility timeout each receive asks for."""
+
+    asked: list[int] = field(default_factory=list)
+
+    async def receive(
+        self, max_messages: int, *, wait_time_s: float, visibility_timeout_s: int
+    ) -> list[QueueMessage]:
+        self.asked.append(visibility_timeout_s)
+        return await super().receive(
+            max_messages, wait_time_s=wait_time_s, visibility_timeout_s=visibility_timeout_s
+        )
+
+
+async def test_unstarted_messages_are_hidden_briefly_and_started_ones_for_the_full_timeout(
+    start_emulator: Any, sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> None:
+    """A crashed worker's unstarted messages come back after `unstarted_visibility_timeout_s`;
+    once a contact starts, the heartbeat keeps its message hidden for `visibility_timeout_s`."""
+    emulator: Emulator = await start_emulator(agent_delay_s=(5.0, 5.0))
+    queue, _ = await create_queue_with_dlq(sqs_client, max_receive_count=5)
+    await send_all(sqs_client, queue, [request_body("short-1")])
+    settings = settings_for(
+        emulator.url,
+        sqs_server.url,
+        queue,
+        queue={"visibility_timeout_s": 120, "unstarted_visibility_timeout_s": 4},
+    )
+    async with open_worker(settings) as worker:
+        probe = AskingSource(worker.source, extension_s=(120, 4))
+        worker.source = probe
+        await worker.run(drain=True)
+
+    assert probe.asked and set(probe.asked) == {4}
+    changes = [args[1] for _, kind, args in probe.calls if kind == "visibility"]
+    # The lifecycle outlived half the short timeout once its contact had started (the agent
+    # takes 5 s): its message was extended to the full timeout, and never handed back.
+    assert 120 in changes
+    assert set(changes) <= {120, 4}

@@ -48,8 +48,9 @@ class RecordingSource:
     """Wraps a real `QueueSource` and records what the worker asks of it, in order."""
 
     inner: QueueSource
-    #: The worker's visibility timeout: a change to it is an extension, anything else a hand-back.
-    extension_s: int = 30
+    #: The worker's visibility timeouts (started, unstarted): a change to one of them is an
+    #: extension, anything else a hand-back.
+    extension_s: tuple[int, ...] = (30, 15)
     calls: list[tuple[float, str, Any]] = field(default_factory=list)
     outstanding: int = 0
     max_outstanding: int = 0
@@ -72,7 +73,7 @@ class RecordingSource:
         self.calls.append((time.monotonic(), "delete", message))
 
     async def change_visibility(self, message: QueueMessage, timeout_s: int) -> None:
-        if timeout_s != self.extension_s:  # a hand-back, not a heartbeat extension
+        if timeout_s not in self.extension_s:  # a hand-back, not a heartbeat extension
             self.outstanding -= 1
         await self.inner.change_visibility(message, timeout_s)
         self.calls.append((time.monotonic(), "visibility", (message, timeout_s)))
