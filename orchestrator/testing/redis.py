@@ -58,7 +58,15 @@ class RedisServer:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.kill()
+
     def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         command = [
             redis_server_binary(),
             "--save",
