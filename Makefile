@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make demo   run the whole job on an embedded Connect emulator and SQS server"
 	@echo "make test   ruff, mypy --strict and the test suite"
-	@echo "make bench  benchmark suite (writes bench/RESULTS.md and bench/results.json)"
+	@echo "make bench  benchmark suite (writes bench/RESULTS.md, bench/results.json, bench/plots/)"
 	@echo "make soak   long chaos soak (several workers, faults, kills)"
 
 DEMO_STAMP := $(VENV)/.installed-demo
@@ -49,11 +49,18 @@ test: lint typecheck pytest
 demo: $(DEMO_STAMP)
 	$(BIN)/orchestrator demo
 
+# The first-round scenarios (quota, detection, scale) write bench/RESULTS.md and results.json
+# whole; each round-two scenario then records its own section, figures and plots.
+BENCH_SCENARIOS := backlog events polling fleet
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	for s in $(BENCH_SCENARIOS); do $(BIN)/python -m bench.$$s || exit 1; done
+	$(BIN)/python -m bench.plots
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+	for s in $(BENCH_SCENARIOS); do $(BIN)/python -m bench.$$s --quick || exit 1; done
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
