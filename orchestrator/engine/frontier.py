@@ -13,10 +13,13 @@ before T has most likely been connected (or has hung up) too. The watch uses bot
 Everything else keeps its exponential backoff, which stays the fallback when the FIFO assumption
 does not hold (priorities, several routing profiles): the policy then only spends a few extra polls.
 
-Each queue keeps a FIFO score, learned two ways: a contact woken as "passed" turns out served or
-not, and a head that is still waiting although a younger contact of its queue was connected
-earlier is a queue that does not serve oldest first. Below the threshold the queue gets neither
-inferences nor fast head polls (but for an occasional probe).
+Each queue keeps a FIFO score, learned three ways: a contact woken as "passed" turns out served or
+not; a head that is still waiting although a younger contact of its queue was connected earlier is
+a queue that does not serve oldest first; and every connection seen is checked against the recent
+ones by Connect's own timestamps (an older contact that got its agent after a younger one is a
+strike), so a queue whose agents pick contacts in another order is found out within a few
+connections, whether or not its heads poll. Below the threshold the queue gets neither inferences nor
+fast head polls (but for an occasional probe).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ _PROBE_EVERY = 20
 _RECENT_CONNECTIONS = 64
 #: Clock skew allowed between this worker and Connect's timestamps when a head is judged.
 _SKEW_S = 1.0
+#: Two connections count as out of order only if the older contact got its agent more than this
+#: much later than the younger one (Connect's timestamps; agents answering at nearly the same
+#: moment are no evidence).
+_ORDER_SLACK_S = 1.0
 
 
 @dataclass
@@ -135,8 +142,7 @@ class QueueFrontier:
         queue_id = self._suspects.pop(contact_id, None)
         if queue_id is None:
             return False
-        score = self.fifo_score(queue_id)
-        self._scores[queue_id] = (1 - _FIFO_WEIGHT) * score + _FIFO_WEIGHT * served
+        self._observe(queue_id, in_order=served)
         return True
 
     def fifo_score(self, queue_id: str) -> float:
@@ -163,8 +169,24 @@ class QueueFrontier:
         )
 
     def connected(self, queue_id: str, enqueued_at: float, connected_at: float) -> None:
-        """A contact of `queue_id` enqueued at `enqueued_at` got an agent at `connected_at`."""
-        self._recent.setdefault(queue_id, _Connections()).recent.append((connected_at, enqueued_at))
+        """A contact of `queue_id` enqueued at `enqueued_at` got an agent at `connected_at`.
+
+        Checked against the queue's recent connections (Connect's timestamps, so no clock skew):
+        if an older contact got its agent clearly later than a younger one, either way round,
+        the queue served out of order: one strike against its FIFO score.
+        """
+        recent = self._recent.setdefault(queue_id, _Connections()).recent
+        if any(
+            (c < connected_at - _ORDER_SLACK_S and e > enqueued_at)
+            or (c > connected_at + _ORDER_SLACK_S and e < enqueued_at)
+            for c, e in recent
+        ):
+            self._observe(queue_id, in_order=False)
+        recent.append((connected_at, enqueued_at))
+
+    def _observe(self, queue_id: str, *, in_order: bool) -> None:
+        score = self.fifo_score(queue_id)
+        self._scores[queue_id] = (1 - _FIFO_WEIGHT) * score + _FIFO_WEIGHT * in_order
 
     def still_waiting(self, contact_id: str, asked_at: float, *, strike: bool = True) -> None:
         """A head's poll, asked at `asked_at` (epoch seconds), found it still waiting. If a younger
@@ -184,5 +206,4 @@ class QueueFrontier:
         if recent is None:
             return
         if strike and any(since < c <= until and e > enqueued_at for c, e in recent.recent):
-            score = self.fifo_score(queue_id)
-            self._scores[queue_id] = (1 - _FIFO_WEIGHT) * score
+            self._observe(queue_id, in_order=False)

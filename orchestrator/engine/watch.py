@@ -11,7 +11,8 @@ at once and `rearm`s its doorbell, and a watch woken by a contact event polls at
 (the budget goes to confirmations first). Polling stays the fallback: a lost notification costs at
 most one backoff interval. Queue-aware polling (`frontier.py`) uses the same doorbells: the contacts
 next in line for an agent poll often, and a detected connection wakes the ones it implies. The
-heads are paid from a bounded share of the DescribeContact budget (`WatchPolicy.head_interval`).
+heads are paid from a bounded share of the DescribeContact budget, scaled to the number of watched
+contacts (`WatchPolicy.head_interval`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class WatchPolicy:
     #: may use: heads poll at most every `head_contacts_total / (head_budget_share * rate)` s.
     describe_rate: float | None = None
     head_budget_share: float = 0.25
+    #: And a head polls at most this many times as often as each watched contact could if
+    #: `describe_rate` were shared evenly among them: every `watched / (head_boost * rate)` s.
+    head_boost: float = 4.0
     #: Priority of a poll woken by a contact event (lower is served first; other polls use the
     #: contact's enqueue or initiation time, epoch seconds).
     confirm_priority: float = 0.0
@@ -75,6 +79,8 @@ class WatchPolicy:
             raise ValueError("describe_rate must be > 0")
         if not 0 < self.head_budget_share <= 1:
             raise ValueError("head_budget_share must be in (0, 1]")
+        if self.head_boost < 1:
+            raise ValueError("head_boost must be >= 1")
         if self.poll_budget_share is not None and not 0 < self.poll_budget_share <= 1:
             raise ValueError("poll_budget_share must be in (0, 1]")
 
@@ -84,13 +90,17 @@ class WatchPolicy:
             return 0.0
         return watched / (self.poll_budget_share * self.describe_rate)
 
-    def head_interval(self, heads_total: int) -> float:
-        """How often each head polls when `heads_total` contacts poll as heads: never more
-        often than `head_interval_s`, and all heads together within their share of the budget."""
+    def head_interval(self, heads_total: int, watched: int = 0) -> float:
+        """How often each head polls when `heads_total` contacts poll as heads among `watched`
+        watched contacts: never more often than `head_interval_s`, all heads together within
+        their share of the budget, and each at most `head_boost` times as often as the average
+        watched contact could at the budget's rate."""
         if self.describe_rate is None:
             return self.head_interval_s
         return max(
-            self.head_interval_s, heads_total / (self.head_budget_share * self.describe_rate)
+            self.head_interval_s,
+            heads_total / (self.head_budget_share * self.describe_rate),
+            watched / (self.head_boost * self.describe_rate),
         )
 
     def delays(self, rng: random.Random) -> Iterator[float]:
@@ -216,7 +226,7 @@ def _track(
     place = frontier.position(contact_id)
     frontier.forget(contact_id)
     due: list[str] = []
-    if place is not None and place < head_contacts:
+    if place is not None and place < head_contacts and frontier.fifo(queue_id):
         # A head left: the line moved, and the new heads are the next to be served.
         due += frontier.heads(queue_id, head_contacts)
     if outcome is WatchOutcome.AGENT_CONNECTED:
@@ -256,7 +266,7 @@ async def watch_contact(
                 pause = floor * rng.uniform(1.0 - policy.jitter, 1.0)
             if policy.queue_aware and frontier.is_head(contact_id, policy.head_contacts):
                 heads = frontier.head_total(policy.head_contacts)
-                pause = min(pause, policy.head_interval(heads))
+                pause = min(pause, policy.head_interval(heads, len(doorbells)))
             pause = min(pause, max(0.0, deadline - clock.time()))
             await clock.sleep(pause, doorbell.event)
             by_event = doorbell.by_event

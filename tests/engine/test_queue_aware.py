@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from contextlib import ExitStack
+
 import anyio
 import pytest
 
@@ -184,6 +187,22 @@ async def test_a_detected_connection_wakes_the_contacts_enqueued_before_it(
 # -- the heads' share of the budget ------------------------------------------------------------
 
 
+def test_a_head_polls_at_most_a_few_times_as_often_as_the_average_watched_contact() -> None:
+    policy = WatchPolicy(head_interval_s=1, describe_rate=2, head_budget_share=0.25, head_boost=4)
+
+    # 2 heads may use 0.5 polls/s: every 4 s each, while few contacts are watched...
+    assert policy.head_interval(2, watched=10) == 4
+    # ...but with 60 watched, each could poll every 30 s on the whole budget: heads every 7.5 s.
+    assert policy.head_interval(2, watched=60) == 7.5
+    generous = WatchPolicy(head_interval_s=1, describe_rate=10, head_boost=4)
+    assert generous.head_interval(2, watched=20) == 1  # the budget is ample: every second
+    assert generous.head_interval(2, watched=60) == 1.5
+    for watched in (1, 10, 100, 1000):  # never more than head_boost times the fair share
+        assert 1 / policy.head_interval(2, watched) <= 4 * 2 / watched + 1e-9
+    with pytest.raises(ValueError, match="head_boost"):
+        WatchPolicy(head_boost=0.5)
+
+
 def test_heads_poll_within_their_share_of_the_describe_budget() -> None:
     unbounded = WatchPolicy(head_interval_s=1)
     bounded = WatchPolicy(head_interval_s=1, describe_rate=10, head_budget_share=0.25)
@@ -225,17 +244,57 @@ def test_a_head_still_waiting_after_a_younger_contact_was_served_counts_against_
     assert frontier.fifo_score("q") == 0.9
     frontier.still_waiting("old", asked_at=106.0)  # the same connection counts once
     assert frontier.fifo_score("q") == 0.9
-    frontier.connected("q", enqueued_at=5.0, connected_at=107.0)  # an older one: FIFO-consistent
+    # Older than the head: no strike for the head, but served after a younger one: one strike
+    # for the order of the two connections.
+    frontier.connected("q", enqueued_at=5.0, connected_at=107.0)
     frontier.still_waiting("old", asked_at=110.0)
-    assert frontier.fifo_score("q") == 0.9
+    assert frontier.fifo_score("q") == pytest.approx(0.81)
 
-    strikes = 1
-    while frontier.fifo("q"):  # younger contacts keep being served before the head
+    strikes = 2
+    while frontier.fifo("q"):  # younger contacts keep being served, in order, before the head
         frontier.connected("q", enqueued_at=30.0 + strikes, connected_at=200.0 + 10 * strikes)
         frontier.still_waiting("old", asked_at=205.0 + 10 * strikes)
         strikes += 1
-    assert strikes == 7
+    assert strikes == 7  # 0.9**7 < 0.5
     assert not frontier.is_head("old", 2)
+
+
+def test_connections_out_of_enqueue_order_count_against_fifo() -> None:
+    frontier = QueueFrontier()
+    for i in range(20):  # served oldest first: no evidence against FIFO
+        frontier.connected("q", enqueued_at=float(i), connected_at=100.0 + i)
+    assert frontier.fifo_score("q") == 1.0
+    # Two agents answering at nearly the same moment (within the slack): no evidence either.
+    frontier.connected("q", enqueued_at=21.0, connected_at=120.5)
+    frontier.connected("q", enqueued_at=20.0, connected_at=121.0)
+    assert frontier.fifo_score("q") == 1.0
+    # An older contact that got its agent clearly after a younger one: a strike, once.
+    frontier.connected("q", enqueued_at=19.5, connected_at=125.0)
+    assert frontier.fifo_score("q") == pytest.approx(0.9)
+    # Seen the other way round (the younger's connection noticed last): a strike too.
+    frontier.connected("q", enqueued_at=30.0, connected_at=123.0)
+    assert frontier.fifo_score("q") == pytest.approx(0.81)
+    assert frontier.fifo_score("other") == 1.0  # per queue
+
+
+def test_a_queue_served_in_random_order_stops_head_polling_within_a_few_connections() -> None:
+    rng = random.Random(3)
+    frontier = QueueFrontier()
+    enqueued = [float(i) for i in range(60)]
+    for i, at in enumerate(enqueued):
+        frontier.waiting(f"c{i}", "q", at)
+    order = list(range(60))
+    rng.shuffle(order)  # agents take waiting contacts in no particular order
+    seen = 0
+    for i in order:
+        if not frontier.fifo("q"):
+            break
+        frontier.forget(f"c{i}")
+        frontier.connected("q", enqueued_at=enqueued[i], connected_at=100.0 + 2 * seen)
+        seen += 1
+    assert seen <= 10  # 7 strikes, and the first connections are rarely out of order
+    assert frontier.head_total(2) == 0
+    assert not frontier.is_head(frontier.heads("q", 1)[0], 2)
 
 
 async def test_many_heads_stretch_the_head_interval_to_their_budget_share(
@@ -266,7 +325,7 @@ async def test_many_heads_stretch_the_head_interval_to_their_budget_share(
     assert vclock.slept == [2, 4, 8, 9.5, 9.5, 9.5]
 
 
-async def test_a_head_passed_over_by_a_younger_contact_lowers_the_fifo_score_once(
+async def test_a_head_passed_over_by_a_younger_contact_counts_once_as_a_head_and_once_by_its_connection(  # noqa: E501
     client_for: ClientFactory,
 ) -> None:
     clock = SteppingClock()
@@ -314,5 +373,103 @@ async def test_a_head_passed_over_by_a_younger_contact_lowers_the_fifo_score_onc
                 await control.connect_agent(older)
                 clock.advance(100)
 
-        assert frontier.fifo_score(queue) == 0.9
+        # One strike from the head's polls (however many), one when its own connection is seen
+        # to come after the younger one's.
+        assert frontier.fifo_score(queue) == pytest.approx(0.81)
         assert len(frontier) == 0
+
+
+async def test_with_many_contacts_watched_a_head_polls_at_a_few_times_their_fair_share(
+    start_virtual_emulator: VirtualEmulatorFactory,
+    client_for: ClientFactory,
+    vclock: VirtualClock,
+) -> None:
+    emulator = await start_virtual_emulator(agent_delay_s=(10.0, 10.0), flow_delay_s=0.0)
+    # 4 polls/s; 40 contacts watched could each poll every 10 s: a head every 2.5 s at most.
+    policy = WatchPolicy(
+        first_delay_s=2,
+        multiplier=2,
+        max_interval_s=30,
+        head_interval_s=1,
+        jitter=0,
+        describe_rate=4,
+        head_budget_share=1,
+        head_boost=4,
+    )
+    engine = make_engine(await client_for(emulator), MemorySink(), clock=vclock, watch=policy)
+    with ExitStack() as others:
+        for i in range(39):  # contacts other watches of this engine wait for
+            others.enter_context(engine.notifier.subscribe(f"other-{i}"))
+        await engine.run(call_request("watched-with-39-others"))
+
+    # Alone it would poll every second (see above); among 40 it polls every 2.5 s.
+    assert vclock.slept == [2, 2.5, 2.5, 2.5, 2.5]
+
+
+@pytest.mark.parametrize("fifo", [True, False], ids=["fifo", "not-fifo"])
+async def test_a_head_that_leaves_wakes_the_next_head_only_in_a_fifo_queue(
+    client_for: ClientFactory, fifo: bool
+) -> None:
+    clock = SteppingClock()
+    emulator = Emulator(
+        emulator_config(agent_delay_s=(500.0, 500.0), flow_delay_s=0.0), clock=clock.time
+    )
+    policy = WatchPolicy(
+        first_delay_s=5, max_interval_s=100, max_wait_s=900, jitter=0, head_contacts=1
+    )
+    sink = MemorySink()
+    async with emulator:
+        connect = await client_for(emulator)
+        engine = make_engine(connect, sink, clock=clock, watch=policy)
+        control = EmulatorControl(emulator.url)
+        frontier = engine.notifier.frontier
+        done: list[str] = []
+
+        async def run(request_id: str) -> None:
+            await engine.run(call_request(request_id))
+            done.append(request_id)
+
+        def started(request_id: str) -> str:
+            (contact_id,) = (
+                e.contact_id
+                for e in sink.events
+                if e.type is EventType.STARTED and e.request_id == request_id
+            )
+            assert contact_id is not None
+            return contact_id
+
+        async def asleep(watches: int) -> None:
+            """Until `watches` contacts have started and all of them sleep."""
+            await settle(
+                lambda: (
+                    clock.sleeping == watches
+                    and sum(1 for e in sink.events if e.type is EventType.STARTED) == watches
+                )
+            )
+
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                for waiting, name in enumerate(("older", "middle", "younger"), start=1):
+                    tg.start_soon(run, name)
+                    await asleep(waiting)
+                    clock.advance(1)
+                clock.advance(4)  # each polls once and learns its place in the queue
+                await settle(lambda: len(frontier) == 3 and clock.sleeping == 3)
+                older, middle = started("older"), started("middle")
+                queue = (await connect.describe_contact(InstanceId=INSTANCE_ID, ContactId=older))[
+                    "Contact"
+                ]["QueueInfo"]["Id"]
+                if not fifo:  # connections seen out of order: the queue is not FIFO
+                    for k in range(8):
+                        frontier.connected(queue, enqueued_at=100.0 - k, connected_at=10.0 * k)
+                assert frontier.fifo(queue) is fifo
+                await control.connect_agent(older)
+                assert engine.notifier.ring(older)  # the head is seen connected: it leaves
+                await settle(lambda: done == ["older"] and clock.sleeping == 2)
+                middle_polls = (await control.contact(middle))["DescribeContactCalls"]
+                await control.connect_agent(middle)
+                await control.connect_agent(started("younger"))
+                clock.advance(200)
+
+        # FIFO: the middle contact is the new head, next in line, and polls at once.
+        assert middle_polls == (2 if fifo else 1)
