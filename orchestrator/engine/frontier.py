@@ -18,8 +18,8 @@ not; a head that is still waiting although a younger contact of its queue was co
 a queue that does not serve oldest first; and every connection seen is checked against the recent
 ones by Connect's own timestamps (an older contact that got its agent after a younger one is a
 strike), so a queue whose agents pick contacts in another order is found out within a few
-connections, whether or not its heads poll. Below the threshold the queue gets neither inferences nor
-fast head polls (but for an occasional probe).
+connections, whether or not its heads poll. Below the threshold the queue gets neither inferences
+nor fast head polls (but for an occasional probe).
 """
 
 from __future__ import annotations
