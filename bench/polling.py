@@ -196,6 +196,23 @@ def table(combinations: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def noise(figures: Mapping[str, Any]) -> str:
+    """How far the rerun moved each policy's figures (empty without a rerun)."""
+    reruns = figures.get("reruns")
+    if not reruns:
+        return ""
+    moved = []
+    for name, again in reruns["combinations"].items():
+        first = figures["combinations"][name]["detection_delay_s"]
+        d = again["detection_delay_s"]
+        moved.append(
+            f"{again['order'].upper()} {again['describe_rate']:g}/s "
+            f"{again['policy'].replace('_', ' ')} p50 {fmt(first['p50'])} then {fmt(d['p50'])} s, "
+            f"p95 {fmt(first['p95'])} then {fmt(d['p95'])} s"
+        )
+    return " (here: " + "; ".join(moved) + ")"
+
+
 def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
     o, t = figures["options"], figures["targets"]
     rows = table(figures["combinations"])
@@ -221,8 +238,9 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
     worse = ", ".join(t["never_worse"]["where_worse"]) or "nowhere"
     setup = " ".join(
         [
-            f"`python -m bench.polling` (wall time {wall_s:.0f} s, all combinations at the same",
-            "time, each on its own emulator with the same seed). One queue served by",
+            f"`python -m bench.polling` (wall time {wall_s:.0f} s with any rerun; all",
+            "combinations at the same time, each on its own emulator with the same seed). One",
+            "queue served by",
             f"{o['agents']} agents (handle time {span(*o['handle_time_s'])} s): {o['fillers']}",
             "contacts started first by another client take every agent, then the worker starts",
             f"{o['contacts']} contacts at once, so {o['waiting_at_start']} wait and agents free",
@@ -241,7 +259,7 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
             f"**{verdict[t['keeps_fifo_gain']['pass']]}**. A combination where queue-aware",
             "comes out worse (p50 or p95 higher, or more contacts never noticed) runs once more",
             "with the same seed, and counts as worse only if it is worse again: worker timing is",
-            "real, so the same seed gives figures a few tenths of a second apart.",
+            f"real, so the same seed gives other figures{noise(figures)}.",
         ]
     )
     heading = "## Polling policies: queue-aware vs plain backoff"
