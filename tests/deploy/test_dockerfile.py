@@ -107,7 +107,8 @@ def test_stops_on_sigterm_and_runs_the_console_script() -> None:
     command = exec_form(final["CMD"])
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert entrypoint == ["orchestrator"]
-    assert scripts["orchestrator"] == "orchestrator.cli:main"
+    # The light entry point: it installs the signal handlers before the heavy imports.
+    assert scripts["orchestrator"] == "orchestrator.__main__:main"
     assert command == ["run"]
     assert build_parser().parse_args(command).command == "run"
 
