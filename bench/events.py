@@ -459,7 +459,7 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
             "Events on: the emulator publishes contact events to an SQS queue (moto),",
             f"{o['events_drop_rate']:.0%} dropped, {o['events_duplicate_rate']:.0%} duplicated,",
             f"each copy {span(*o['events_delay_s'])} s late; the worker polls on the",
-            "`[contact_events]` safety net (10 s, x2, up to 60 s, all scheduled polls within 25 % "
+            "`[contact_events]` safety net (10 s, x2, up to 60 s, all scheduled polls within 15 % "
             "of the DescribeContact budget: `poll_budget_share`).",
             "Events off: `[watch]` defaults (queue-aware).",
             "Detection delay = ScreenSharingStartedAt - ConnectedToAgentAt from the emulator's",
