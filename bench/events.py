@@ -361,6 +361,7 @@ def events_figures(on: WorkerRun, off: WorkerRun, opts: EventsOptions) -> dict[s
     }
     arrived_p95 = on_figures["arrived"]["detection_delay_s"]["p95"]
     calls_mean = on_figures["describe_calls_per_contact"]["mean"]
+    arrived_calls = on_figures["arrived"]["describe_calls_per_contact"]["mean"]
     c = opts.center
     return {
         "options": {
@@ -384,6 +385,13 @@ def events_figures(on: WorkerRun, off: WorkerRun, opts: EventsOptions) -> dict[s
                 "value": finite(calls_mean),
                 "target": TARGET_CALLS_PER_CONTACT,
                 "pass": bool(math.isfinite(calls_mean) and calls_mean <= TARGET_CALLS_PER_CONTACT),
+            },
+            "arrived_describe_calls_per_contact_mean": {
+                "value": finite(arrived_calls),
+                "target": TARGET_CALLS_PER_CONTACT,
+                "pass": bool(
+                    math.isfinite(arrived_calls) and arrived_calls <= TARGET_CALLS_PER_CONTACT
+                ),
             },
         },
         "plot_values": {
@@ -435,6 +443,7 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
     t = figures["targets"]
     arrived, lost = on["arrived"], on["lost"]
     p95_target, calls_target = t["arrived_detection_p95_s"], t["describe_calls_per_contact_mean"]
+    arrived_calls_target = t["arrived_describe_calls_per_contact_mean"]
     verdict = {True: "met", False: "missed"}
     wait = on["time_to_agent_s"]
 
@@ -459,7 +468,7 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
             "Events on: the emulator publishes contact events to an SQS queue (moto),",
             f"{o['events_drop_rate']:.0%} dropped, {o['events_duplicate_rate']:.0%} duplicated,",
             f"each copy {span(*o['events_delay_s'])} s late; the worker polls on the",
-            "`[contact_events]` safety net (10 s, x2, up to 60 s, all scheduled polls within 15 % "
+            "`[contact_events]` safety net (10 s, x2, up to 60 s, all scheduled polls within 25 % "
             "of the DescribeContact budget: `poll_budget_share`).",
             "Events off: `[watch]` defaults (queue-aware).",
             "Detection delay = ScreenSharingStartedAt - ConnectedToAgentAt from the emulator's",
@@ -513,7 +522,10 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
         [
             f"Targets: p95 <= {TARGET_ARRIVED_P95_S:g} s for contacts whose event arrived:",
             f"**{verdict[p95_target['pass']]}** ({fmt(p95_target['value'])} s);",
-            f"<= {TARGET_CALLS_PER_CONTACT:g} DescribeContact calls per contact (mean):",
+            f"<= {TARGET_CALLS_PER_CONTACT:g} DescribeContact calls per contact (mean), for",
+            "contacts whose event arrived:",
+            f"**{verdict[arrived_calls_target['pass']]}** ({fmt(arrived_calls_target['value'])});",
+            "for all contacts, those found by the safety net included:",
             f"**{verdict[calls_target['pass']]}** ({fmt(calls_target['value'])}).",
         ]
     )

@@ -3,16 +3,12 @@ for both modes (their values mean nothing at that size: only that they exist is 
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.bench import quick_figures
+
 FIGURES = [
     "admission_bound",
     "max_unstarted_held_by_a_worker",
@@ -29,18 +25,7 @@ FIGURES = [
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_quick_backlog_scenario_prints_every_figure_for_both_modes() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.backlog", "--quick"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = quick_figures("bench.backlog")
     assert set(figures) == {"capacity", "fleet", "deep"}
     for mode, values in figures.items():
         for name in FIGURES:

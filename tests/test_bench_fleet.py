@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.plots import detection_policies, plot_detection_policies
+from tests.support.bench import quick_figures
 
-REPO = Path(__file__).resolve().parent.parent
 MODES = {"static", "independent", "fleet"}
 FIGURES = [
     "start_rate_share",
@@ -33,18 +30,7 @@ FIGURES = [
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_quick_fleet_scenario_prints_every_figure_for_the_three_modes() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.fleet", "--quick"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = quick_figures("bench.fleet")
     assert set(figures) >= MODES
     for mode in MODES:
         values = figures[mode]

@@ -7,16 +7,11 @@ small for them to mean anything. Output goes to a temporary directory, never to 
 from __future__ import annotations
 
 import json
-import math
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.bench import dig, number, run_quick
 
 #: (path in results.json, description): every one must be a finite number.
 FIGURES = [
@@ -48,46 +43,24 @@ DETECTION_FIGURES = [
 RATIOS = ["detection_p50", "detection_p95", "detection_p99", "describe_calls_per_contact"]
 
 
-def _get(data: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
-        assert isinstance(data, dict) and key in data, f"missing {dotted!r} (at {key!r})"
-        data = data[key]
-    return data
-
-
-def _finite(value: Any, what: str) -> None:
-    assert isinstance(value, int | float) and not isinstance(value, bool), f"{what}: {value!r}"
-    assert math.isfinite(value), f"{what} is not finite: {value!r}"
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=140,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_quick("bench", "--out", str(tmp_path), timeout_s=140)
 
     results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert results["quick"] is True
     assert results["commit"]["sha"]
     assert {"cpu_model", "cores", "python", "os"} <= set(results["machine"])
     for path, what in FIGURES:
-        _finite(_get(results, path), what)
+        number(dig(results, path), what)
     for impl in DETECTION:
         for figure in DETECTION_FIGURES:
-            _finite(_get(results, f"scenarios.detection.{impl}.{figure}"), f"{impl} {figure}")
+            number(dig(results, f"scenarios.detection.{impl}.{figure}"), f"{impl} {figure}")
     for other in ("round_robin", "naive"):
         for figure in RATIOS:
-            _finite(_get(results, f"scenarios.detection.ratios.{other}.{figure}"), figure)
-    assert isinstance(_get(results, "scenarios.quota.targets.quota_efficiency.pass"), bool)
+            number(dig(results, f"scenarios.detection.ratios.{other}.{figure}"), figure)
+    assert isinstance(dig(results, "scenarios.quota.targets.quota_efficiency.pass"), bool)
 
     markdown = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
     for heading in ("## 1. Quota efficiency", "## 2. Detection", "## 3. Scale", "## 4. Against"):

@@ -173,7 +173,7 @@ class ContactEventsSettings(_Section):
     #: The safety net's scheduled polls of all watched contacts together use at most this share
     #: of the DescribeContact budget (each contact pauses at least watched / (share * rate) s);
     #: confirmations of events keep the rest.
-    poll_budget_share: float = Field(0.15, gt=0, le=1)
+    poll_budget_share: float = Field(0.25, gt=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> ContactEventsSettings:
