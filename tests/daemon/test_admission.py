@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -148,8 +149,10 @@ async def test_a_request_past_its_ttl_expires_without_reaching_connect(
     emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
 ) -> None:
     queue, dlq = await create_queue_with_dlq(sqs_client)
+    sent = time.time()
     await send_all(sqs_client, queue, [request_body("stale-1")])
-    await anyio.sleep(2.1)  # the TTL below is two seconds: this request is past it
+    # The TTL below is two seconds: wait until this request is past it.
+    await eventually(lambda: time.time() - sent > 2.1, message="the request to age past its TTL")
     sink = MemorySink()
     settings = settings_for(emulator.url, sqs_server.url, queue, queue={"request_ttl_s": 2.0})
     async with open_worker(settings, extra_sinks=[sink]) as worker:
@@ -191,6 +194,7 @@ async def test_a_redelivered_request_past_its_ttl_resumes_its_contact(
     emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
 ) -> None:
     queue, _ = await create_queue_with_dlq(sqs_client, max_receive_count=5)
+    sent = time.time()
     await send_all(sqs_client, queue, [request_body("again-1")])
     # A first delivery that started the contact, then died (the message comes back).
     first = await sqs_client.receive_message(QueueUrl=queue, VisibilityTimeout=0)
@@ -204,7 +208,8 @@ async def test_a_redelivered_request_past_its_ttl_resumes_its_contact(
             request.start_webrtc_contact_params(client_token("again-1", "start")),
             request_id="again-1",
         )
-    await anyio.sleep(1.1)  # now past the one-second TTL below
+    # Wait until the request is past the one-second TTL below.
+    await eventually(lambda: time.time() - sent > 1.1, message="the request to age past its TTL")
     sink = MemorySink()
     settings = settings_for(emulator.url, sqs_server.url, queue, queue={"request_ttl_s": 1.0})
     async with open_worker(settings, extra_sinks=[sink]) as worker:
