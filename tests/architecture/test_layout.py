@@ -5,6 +5,9 @@ nothing in production imports `testing/`, and `bench/` never imports `tests/`.""
 from __future__ import annotations
 
 import ast
+import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -115,3 +118,38 @@ def test_the_rule_catches_an_upward_import() -> None:
     assert not _allowed("sinks", "orchestrator.engine.lifecycle")
     assert _allowed("sinks", "orchestrator.engine.events")
     assert _allowed("daemon", "orchestrator.connect.gateway")
+
+
+#: What each base dependency (pyproject's [project] dependencies) is imported as, and what they
+#: bring along that the code may import too (botocore comes with aiobotocore).
+_IMPORT_NAMES = {
+    "aiobotocore": {"aiobotocore", "botocore"},
+    "aiohttp": {"aiohttp"},
+    "anyio": {"anyio"},
+    "structlog": {"structlog"},
+    "tenacity": {"tenacity"},
+    "pydantic": {"pydantic"},
+    "pydantic-settings": {"pydantic_settings"},
+    "prometheus-client": {"prometheus_client"},
+    "redis": {"redis"},
+}
+
+
+def test_the_daemon_needs_only_its_base_dependencies() -> None:
+    """`pip install contact-orchestrator` (no extras, as the container image does) must be enough
+    for `orchestrator run`: production code imports only the base dependencies."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = {re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0] for dep in project["dependencies"]}
+    assert names == set(_IMPORT_NAMES), "keep _IMPORT_NAMES in step with pyproject.toml"
+    allowed = set().union(*_IMPORT_NAMES.values())
+    stdlib = sys.stdlib_module_names
+    production = [*_production_modules(), PACKAGE / "cli.py", PACKAGE / "__main__.py"]
+    needed = {
+        str(path.relative_to(ROOT)): top
+        for path in production
+        for target in _imports(path)
+        if (top := target.split(".")[0])
+        not in stdlib | allowed | {"orchestrator", "__future__", ""}
+        and not top.startswith("types_")  # stubs, imported under TYPE_CHECKING only
+    }
+    assert not needed, f"production code imports packages outside the base dependencies: {needed}"
