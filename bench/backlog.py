@@ -42,6 +42,7 @@ from orchestrator.testing.queues import (
     send_all,
 )
 from orchestrator.testing.redis import RedisServer
+from orchestrator.testing.worker_logs import log_records, most_waiting_to_start
 
 from . import analysis, servers
 from .common import REGION, isolate_environment, quota_args, request_body, request_id
@@ -57,7 +58,6 @@ START_RATE, START_BURST = 2.0, 5.0
 MAX_RECEIVE_COUNT = 5
 TARGETS = {"quota_efficiency": (">=", 0.90), "dead_letters": ("==", 0)}
 #: Ends a lifecycle without a contact start, or hands its message back unstarted.
-_UNSTARTED_ENDS = {"worker.handing_back", "lifecycle.retry_later", "message.given_up"}
 
 
 @dataclass(frozen=True)
@@ -287,37 +287,6 @@ class ModeRun:
 
 
 # -- the workers' logs -----------------------------------------------------------------------------
-
-
-def log_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines of a worker's log (a SIGKILL may cut the last one short)."""
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
-
-
-def most_waiting_to_start(records: Sequence[Mapping[str, Any]]) -> int:
-    """The most messages a worker held between `request.received` and their contact's start
-    (or another end), up to the signal that stopped it."""
-    waiting: set[str] = set()
-    most = 0
-    for line in records:
-        event, message = line.get("event"), line.get("message_id")
-        if event == "worker.signal":
-            break
-        if message is None:
-            continue
-        if event == "request.received":
-            waiting.add(message)
-            most = max(most, len(waiting))
-        elif event == "contact.started" or line.get("final") or event in _UNSTARTED_ENDS:
-            waiting.discard(message)
-    return most
 
 
 def _epoch(stamp: str) -> float:

@@ -6,7 +6,6 @@ contact, and nothing reaches the dead-letter queue."""
 from __future__ import annotations
 
 import functools
-import json
 import signal
 import sys
 import time
@@ -34,6 +33,7 @@ from orchestrator.testing.queues import (
     send_all,
 )
 from orchestrator.testing.requests import REGION, request_body
+from orchestrator.testing.worker_logs import admission_bound, log_records, most_waiting_to_start
 from tests.support import eventually
 
 if TYPE_CHECKING:
@@ -55,7 +55,6 @@ RESTARTS = [
 ]
 GRACE_PERIOD_S = 5
 #: Ends a lifecycle without a contact start, or hands its message back unstarted.
-_UNSTARTED_ENDS = {"worker.handing_back", "lifecycle.retry_later", "message.given_up"}
 
 
 def worker_env(queue: str, events: str, sqs_url: str, connect_url: str) -> dict[str, str]:
@@ -85,43 +84,6 @@ def worker_env(queue: str, events: str, sqs_url: str, connect_url: str) -> dict[
         "LOGGING__LEVEL": "INFO",
     }
     return child_env({f"ORCHESTRATOR_{k}": str(v) for k, v in settings.items()})
-
-
-def log_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines of a worker's log (a SIGKILL may cut the last one short)."""
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
-
-
-def admission_bound(records: list[dict[str, Any]]) -> int:
-    """The bound the worker announced in its `worker.started` line."""
-    started = next(r for r in records if r.get("event") == "worker.started")
-    return int(started["max_waiting_to_start"])
-
-
-def most_waiting_to_start(records: list[dict[str, Any]]) -> int:
-    """The most messages the worker held between their `request.received` and their contact's
-    start (or another end), up to the signal that stopped it."""
-    waiting: set[str] = set()
-    most = 0
-    for record in records:
-        event, message = record.get("event"), record.get("message_id")
-        if event == "worker.signal":
-            break
-        if message is None:
-            continue
-        if event == "request.received":
-            waiting.add(message)
-            most = max(most, len(waiting))
-        elif event == "contact.started" or record.get("final") or event in _UNSTARTED_ENDS:
-            waiting.discard(message)
-    return most
 
 
 async def test_a_backlog_survives_rolling_restarts_and_kills_without_dead_letters(
