@@ -154,6 +154,9 @@ class WorkerRun:
     finals: dict[str, int]
     detected_via: dict[str, int]
     contact_events: dict[str, int]
+    #: Contacts woken because a younger one of their queue got an agent, by what their poll
+    #: found (served, waiting).
+    passed_wakes: dict[str, int]
 
 
 async def run_worker(
@@ -209,6 +212,10 @@ async def run_worker(
             o: int(metrics.value("orchestrator_contact_events_total", {"outcome": o}))
             for o in outcomes
         },
+        passed_wakes={
+            r: int(metrics.value("orchestrator_passed_wakes_total", {"result": r}))
+            for r in ("served", "waiting")
+        },
     )
 
 
@@ -260,6 +267,7 @@ def describe_figures(run: WorkerRun) -> dict[str, Any]:
         "wall_s": run.wall_s,
         "finals": run.finals,
         "detected_via": run.detected_via,
+        "passed_wakes": run.passed_wakes,
     }
 
 
@@ -338,9 +346,11 @@ def calls(contacts: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return distribution([float(c.get("DescribeContactCalls", 0)) for c in contacts])
 
 
-def events_figures(on: WorkerRun, off: WorkerRun, opts: EventsOptions) -> dict[str, Any]:
+def with_events_figures(on: WorkerRun) -> dict[str, Any]:
+    """A run with events on: overall, and split by whether the CONNECTED_TO_AGENT event
+    arrived."""
     groups = split_by_event(on.contacts)
-    on_figures = {
+    return {
         **describe_figures(on),
         "arrived": {
             "contacts": len(groups["arrived"]),
@@ -359,6 +369,13 @@ def events_figures(on: WorkerRun, off: WorkerRun, opts: EventsOptions) -> dict[s
             "worker": on.contact_events,
         },
     }
+
+
+def events_figures(
+    on: WorkerRun, off: WorkerRun, on_random: WorkerRun, opts: EventsOptions
+) -> dict[str, Any]:
+    on_figures = with_events_figures(on)
+    groups = split_by_event(on.contacts)
     arrived_p95 = on_figures["arrived"]["detection_delay_s"]["p95"]
     calls_mean = on_figures["describe_calls_per_contact"]["mean"]
     arrived_calls = on_figures["arrived"]["describe_calls_per_contact"]["mean"]
@@ -375,6 +392,7 @@ def events_figures(on: WorkerRun, off: WorkerRun, opts: EventsOptions) -> dict[s
         },
         "events_on": on_figures,
         "events_off": describe_figures(off),
+        "events_on_random_order": with_events_figures(on_random),
         "targets": {
             "arrived_detection_p95_s": {
                 "value": finite(arrived_p95),
@@ -440,6 +458,7 @@ def plot(figures: Mapping[str, Any], path: Path) -> None:
 
 def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
     o, on, off = figures["options"], figures["events_on"], figures["events_off"]
+    rnd = figures["events_on_random_order"]
     t = figures["targets"]
     arrived, lost = on["arrived"], on["lost"]
     p95_target, calls_target = t["arrived_detection_p95_s"], t["describe_calls_per_contact_mean"]
@@ -467,10 +486,14 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
             "StartScreenSharing raised so that only detection is measured.",
             "Events on: the emulator publishes contact events to an SQS queue (moto),",
             f"{o['events_drop_rate']:.0%} dropped, {o['events_duplicate_rate']:.0%} duplicated,",
-            f"each copy {span(*o['events_delay_s'])} s late; the worker polls on the",
-            "`[contact_events]` safety net (10 s, x2, up to 60 s, all scheduled polls within 25 % "
-            "of the DescribeContact budget: `poll_budget_share`).",
-            "Events off: `[watch]` defaults (queue-aware).",
+            f"each copy {span(*o['events_delay_s'])} s late; the worker runs the",
+            "`[contact_events]` defaults: a confirmed connection wakes the contacts enqueued",
+            "before it (`wake_passed`), and the safety net polls 10 s, x2, up to 60 s, all",
+            "scheduled polls within 10 % of the DescribeContact budget for contacts of a",
+            "queue seen to serve oldest first (`fifo_poll_budget_share`), 25 % otherwise",
+            "(`poll_budget_share`).",
+            "Events off: `[watch]` defaults (queue-aware). A third emulator, same seed, has its",
+            "agents take waiting contacts in random order (`--service-order random`), events on.",
             "Detection delay = ScreenSharingStartedAt - ConnectedToAgentAt from the emulator's",
             'ground truth; "lost" = the emulator dropped the contact\'s CONNECTED_TO_AGENT event.',
         ]
@@ -503,6 +526,18 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
                 off["connected"],
                 off["describe_calls_per_contact"],
             ),
+            row(
+                "random order: events on, event arrived",
+                rnd["arrived"]["detection_delay_s"],
+                rnd["arrived"]["contacts"],
+                rnd["arrived"]["describe_calls_per_contact"],
+            ),
+            row(
+                "random order: events on, event lost",
+                rnd["lost"]["detection_delay_s"],
+                rnd["lost"]["contacts"],
+                rnd["lost"]["describe_calls_per_contact"],
+            ),
         ]
     )
     counts = " ".join(
@@ -511,7 +546,14 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
             f"({on['describe_throttled']}), events off {off['describe_calls']}",
             f"({off['describe_throttled']}). With events on, {on['detected_via']['event']}",
             f"connections were confirmed after an event and {on['detected_via']['poll']} by a",
-            "safety-net poll; the other calls are safety-net polls of contacts still waiting.",
+            "poll: a contact woken because a younger one was connected",
+            f"({on['passed_wakes']['served']} such wakes found it served,",
+            f"{on['passed_wakes']['waiting']} still waiting) or the safety net.",
+            f"In random order: {rnd['passed_wakes']['served']} wakes found the contact served,",
+            f"{rnd['passed_wakes']['waiting']} still waiting (then the worker stops inferring for",
+            f"that queue); {rnd['describe_calls']} DescribeContact calls",
+            f"({fmt(rnd['describe_calls_per_contact']['mean'])} per contact),",
+            f"{rnd['describe_throttled']} 429s, {rnd['undetected']} connected but never noticed.",
             f"Connected but never noticed: events on {on['undetected']}, events off",
             f"{off['undetected']}. Events published {on['contact_events']['published']},",
             f"dropped {on['contact_events']['dropped']}, duplicated",
@@ -547,9 +589,10 @@ async def run(opts: EventsOptions, ctx: RunContext) -> dict[str, Any]:
             "sqs", region_name=REGION, endpoint_url=sqs.url, config=aws_client_config()
         ) as client:
             events_queue = (await client.create_queue(QueueName="bench-contact-events"))["QueueUrl"]
+            random_queue = (await client.create_queue(QueueName="bench-contact-events-random"))[
+                "QueueUrl"
+            ]
         events_args = [
-            "--events-queue-url",
-            events_queue,
             "--events-endpoint-url",
             sqs.url,
             "--events-drop-rate",
@@ -561,16 +604,22 @@ async def run(opts: EventsOptions, ctx: RunContext) -> dict[str, Any]:
         ]
         results: dict[str, WorkerRun] = {}
 
-        async def events_on() -> None:
+        async def events_on(key: str, queue_url: str, order: str) -> None:
+            """A worker reading contact events from `queue_url`, agents serving in `order`."""
             async with servers.emulator(
-                [*c.emulator_args(ctx.seed), *events_args], ctx.log("events-on-emulator")
+                [
+                    *c.emulator_args(ctx.seed),
+                    *("--events-queue-url", queue_url, *events_args),
+                    *("--service-order", order),
+                ],
+                ctx.log(f"events-{key}-emulator"),
             ) as emulator:
-                results["on"] = await run_worker(
+                results[key] = await run_worker(
                     c,
                     emulator.url,
-                    run="events-on",
+                    run=f"events-{key}",
                     seed=ctx.seed,
-                    contact_events={"queue_url": events_queue, "endpoint_url": sqs.url},
+                    contact_events={"queue_url": queue_url, "endpoint_url": sqs.url},
                 )
 
         async def events_off() -> None:
@@ -581,14 +630,17 @@ async def run(opts: EventsOptions, ctx: RunContext) -> dict[str, Any]:
 
         with worker_logs(ctx.log("events-workers")):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(events_on)
+                tg.start_soon(events_on, "on", events_queue, "fifo")
                 tg.start_soon(events_off)
-    figures = events_figures(results["on"], results["off"], opts)
+                tg.start_soon(events_on, "random", random_queue, "random")
+    figures = events_figures(results["on"], results["off"], results["random"], opts)
     for label, d in (
         ("on, arrived", figures["events_on"]["arrived"]),
         ("on, lost", figures["events_on"]["lost"]),
         ("on, all", figures["events_on"]),
         ("off", figures["events_off"]),
+        ("random, arrived", figures["events_on_random_order"]["arrived"]),
+        ("random, lost", figures["events_on_random_order"]["lost"]),
     ):
         dd, cc = d["detection_delay_s"], d["describe_calls_per_contact"]
         say(

@@ -163,6 +163,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.passed_wakes = Counter(
+            "orchestrator_passed_wakes",
+            "Watched contacts woken because a younger contact of their queue got an agent, by "
+            "what their poll found: served (connected or gone) or waiting",
+            ["result"],
+            registry=r,
+        )
         self.fleet_degraded = Gauge(
             "orchestrator_fleet_degraded",
             "1 while Redis is unreachable and the worker runs on its conservative local share",

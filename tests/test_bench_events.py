@@ -1,5 +1,6 @@
 """`python -m bench.events --quick` runs end to end and prints every figure of the contact-events
-scenario (events on, split by whether the CONNECTED_TO_AGENT event arrived, and events off).
+scenario (events on, split by whether the CONNECTED_TO_AGENT event arrived; events off; events on
+with agents taking contacts in random order).
 
 Only that the figures exist is checked, not their values: a quick run is far too small for them
 to mean anything. A quick run writes under bench/.runs/, never the committed results.
@@ -29,7 +30,7 @@ RUN_FIGURES = [
 def test_quick_events_scenario_prints_detection_split_by_event_fate() -> None:
     figures = quick_figures("bench.events")
 
-    for run in ("events_on", "events_off"):
+    for run in ("events_on", "events_off", "events_on_random_order"):
         for figure in RUN_FIGURES:
             value = dig(figures, f"{run}.{figure}")
             number(value, f"{run} {figure}", finite=False)
@@ -47,6 +48,11 @@ def test_quick_events_scenario_prints_detection_split_by_event_fate() -> None:
     assert on["arrived"]["contacts"] + on["lost"]["contacts"] == on["connected"]
     assert on["detected_via"]["event"] > 0
     assert figures["events_off"]["detected_via"]["event"] == 0
+    for run in ("events_on", "events_on_random_order"):
+        wakes = dig(figures, f"{run}.passed_wakes")
+        assert set(wakes) == {"served", "waiting"}, wakes
+        for result, count in wakes.items():
+            number(count, f"{run} passed wakes {result}")
     for target in ("arrived_detection_p95_s", "describe_calls_per_contact_mean"):
         assert isinstance(dig(figures, f"targets.{target}.pass"), bool)
     assert math.isfinite(figures["wall_s"])

@@ -96,6 +96,8 @@ def watch_policy(
         describe_rate=describe_rate,
         head_budget_share=watch.head_budget_share,
         poll_budget_share=events.poll_budget_share if events else None,
+        fifo_poll_budget_share=events.fifo_poll_budget_share if events else None,
+        wake_passed=events.wake_passed if events else False,
     )
 
 

@@ -170,10 +170,17 @@ class ContactEventsSettings(_Section):
     max_interval_s: float = Field(60.0, gt=0)
     #: Queue-aware head polling while events are on (events already notice connections).
     queue_aware: bool = False
+    #: A connection confirmed after its event wakes the watched contacts enqueued before it in
+    #: its queue (known from QUEUED events and polls): in a queue that serves oldest first they
+    #: were served too, so a lost CONNECTED_TO_AGENT event costs one connection's delay.
+    wake_passed: bool = True
     #: The safety net's scheduled polls of all watched contacts together use at most this share
     #: of the DescribeContact budget (each contact pauses at least watched / (share * rate) s);
     #: confirmations of events keep the rest.
     poll_budget_share: float = Field(0.25, gt=0, le=1)
+    #: The same share for contacts in a queue seen to serve oldest first, where `wake_passed`
+    #: catches lost events (the safety net is then for the youngest contacts only).
+    fifo_poll_budget_share: float = Field(0.1, gt=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> ContactEventsSettings:

@@ -13,6 +13,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
@@ -39,19 +40,29 @@ class ContactEvent:
     #: The envelope's `time`, ISO-8601 as sent (informational; never used for a verdict).
     time: str | None = None
     instance_arn: str | None = None
+    #: Where the contact waits, from `detail.queueInfo` (the queue id, the last part of
+    #: `queueArn`, as DescribeContact names it; `enqueueTimestamp` as epoch seconds): tells the
+    #: watch where the contact stands in its queue before any poll does. None when absent or a
+    #: placeholder.
+    queue_id: str | None = None
+    enqueued_at: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ContactEvent:
+        """Read `to_json`'s form; fields a newer or older replica adds or lacks are ignored."""
         data = json.loads(text)
+        enqueued_at = data.get("enqueued_at")
         return cls(
             event_id=str(data["event_id"]),
             contact_id=str(data["contact_id"]),
             event_type=str(data["event_type"]),
             time=data.get("time"),
             instance_arn=data.get("instance_arn"),
+            queue_id=_text(data.get("queue_id")),
+            enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
         )
 
 
@@ -81,6 +92,37 @@ def _get(data: Mapping[str, Any], name: str) -> Any:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+#: Timestamps before this (2001-09-09) are placeholders such as `1970-01-01T00:00:00.001Z`.
+_PLACEHOLDER_BEFORE = 1_000_000_000.0
+
+
+def _timestamp(value: Any) -> float | None:
+    """Epoch seconds of an ISO-8601 event timestamp; None if absent, unreadable or a placeholder."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    epoch = moment.timestamp()
+    return epoch if epoch >= _PLACEHOLDER_BEFORE else None
+
+
+def _placement(detail: Mapping[str, Any]) -> tuple[str | None, float | None]:
+    """(queue id, enqueue time) from `detail.queueInfo`, or Nones."""
+    info = _get(detail, "queueInfo")
+    if not isinstance(info, dict):
+        return None, None
+    arn = _text(_get(info, "queueArn")) or ""
+    queue_id = arn.rpartition("/queue/")[2] if "/queue/" in arn else None
+    enqueued_at = _timestamp(_get(info, "enqueueTimestamp"))
+    if not queue_id or enqueued_at is None:
+        return None, None
+    return queue_id, enqueued_at
 
 
 def parse_contact_event(body: str | bytes) -> ContactEvent:
@@ -118,12 +160,15 @@ def parse_contact_event(body: str | bytes) -> ContactEvent:
     ]
     if event_id is None or contact_id is None or event_type is None:
         raise NotAContactEvent(f"missing {', '.join(missing)}")
+    queue_id, enqueued_at = _placement(detail)
     return ContactEvent(
         event_id=event_id,
         contact_id=contact_id,
         event_type=event_type.upper(),
         time=_text(_get(data, "time")),
         instance_arn=_text(_get(detail, "instanceArn")),
+        queue_id=queue_id,
+        enqueued_at=enqueued_at,
     )
 
 
@@ -133,6 +178,8 @@ def parse_contact_event(body: str | bytes) -> ContactEvent:
 #: stands in for a lost DISCONNECTED). The others (INITIATED, QUEUED, CONTACT_DATA_UPDATED, ...,
 #: and types Connect adds later) are counted and dropped: a poll would only find "still waiting".
 WAKING_TYPES = frozenset({"CONNECTED_TO_AGENT", "DISCONNECTED", "COMPLETED"})
+#: The event type whose `queueInfo` says where a contact waits (see `LocalContactEvents`).
+QUEUED = "QUEUED"
 
 
 class _Expiring:
@@ -174,6 +221,8 @@ class LocalContactEvents:
     * CONNECTED_TO_AGENT, DISCONNECTED and COMPLETED ring the doorbell of the contact's watch,
       marked as an event: the watch confirms with ONE DescribeContact at top priority. The event
       itself decides nothing; if that poll finds the contact still waiting, the schedule goes on.
+    * QUEUED events place the contact in its watch's queue frontier (queue, enqueue time), so
+      that a younger contact's connection can wake it: see `frontier.py`.
     * An event for a contact nobody watches yet (it can beat StartWebRTCContact's answer, or the
       watch's doorbell) is kept `early_ttl_s`; a watch that subscribes meanwhile polls at once.
       Kept events nobody claims are counted unmatched (foreign contacts: another worker's, or
@@ -196,6 +245,9 @@ class LocalContactEvents:
         self._clock = clock or SystemClock()
         self._seen = _Expiring(dedup_ttl_s, dedup_limit)
         self._early = _Expiring(early_ttl_s, early_limit)
+        #: Where contacts nobody watches yet wait (from QUEUED events), for their watch.
+        self._early_places = _Expiring(early_ttl_s, early_limit)
+        self._places: dict[str, tuple[str, float]] = {}
         notifier.early_events = self._claim
 
     async def deliver(self, event: ContactEvent) -> None:
@@ -206,6 +258,8 @@ class LocalContactEvents:
             self._count("duplicate")
             return
         self._seen.add(event.event_id, now)
+        if event.event_type == QUEUED:
+            self._place(event, now)
         if event.event_type not in WAKING_TYPES:
             return
         if self._notifier.ring(event.contact_id, by_event=True):
@@ -216,10 +270,26 @@ class LocalContactEvents:
         else:
             self._early.add(event.contact_id, now)
 
+    def _place(self, event: ContactEvent, now: float) -> None:
+        """A QUEUED event says where the contact waits: its watch's queue frontier learns it
+        before any poll, so a younger contact's connection can wake it (in a queue that serves
+        oldest first, that catches a lost CONNECTED_TO_AGENT event at the next connection)."""
+        if event.queue_id is None or event.enqueued_at is None:
+            return
+        if self._notifier.watches(event.contact_id):
+            self._notifier.frontier.waiting(event.contact_id, event.queue_id, event.enqueued_at)
+        else:
+            self._early_places.add(event.contact_id, now)
+            self._places[event.contact_id] = (event.queue_id, event.enqueued_at)
+
     def _claim(self, contact_id: str) -> bool:
-        """Asked by a subscribing watch: did an event for `contact_id` arrive before it?"""
+        """Asked by a subscribing watch: did an event for `contact_id` arrive before it? (A
+        QUEUED one places the contact in its queue frontier; a waking one makes it poll.)"""
         now = self._clock.monotonic()
         self._expire(now)
+        place = self._places.pop(contact_id, None)
+        if self._early_places.pop(contact_id, now) and place is not None:
+            self._notifier.frontier.waiting(contact_id, *place)
         if self._early.pop(contact_id, now):
             self._count("early")
             return True
@@ -229,6 +299,8 @@ class LocalContactEvents:
         self._seen.expire(now)
         for _ in self._early.expire(now):
             self._count("unmatched")
+        for contact_id in self._early_places.expire(now):
+            self._places.pop(contact_id, None)
 
     def _count(self, outcome: str) -> None:
         self._metrics.contact_event_outcomes.labels(outcome).inc()

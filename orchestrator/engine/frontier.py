@@ -13,6 +13,11 @@ before T has most likely been connected (or has hung up) too. The watch uses bot
 Everything else keeps its exponential backoff, which stays the fallback when the FIFO assumption
 does not hold (priorities, several routing profiles): the policy then only spends a few extra polls.
 
+With contact events on, the heads do not poll; QUEUED events place contacts in the frontier
+before any poll, and a connection confirmed after its event wakes the contacts it passed over:
+those whose own CONNECTED_TO_AGENT event was lost. Enqueue times are compared to the millisecond,
+the precision of Connect's timestamps.
+
 Each queue keeps a FIFO score, learned three ways: a contact woken as "passed" turns out served or
 not; a head that is still waiting although a younger contact of its queue was connected earlier is
 a queue that does not serve oldest first; and every connection seen is checked against the recent
@@ -25,6 +30,7 @@ nor fast head polls (but for an occasional probe).
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -45,10 +51,18 @@ _SKEW_S = 1.0
 _ORDER_SLACK_S = 1.0
 
 
+def _ms(epoch_s: float) -> int:
+    """Whole milliseconds: the precision of Connect's timestamps (contact events carry
+    `2021-08-04T17:29:04.123Z`). Enqueue times are compared at that precision, so that two
+    contacts enqueued within the same millisecond never count as one before the other, whichever
+    source (an event, a poll) each time came from."""
+    return math.floor(epoch_s * 1000 + 1e-3)
+
+
 @dataclass
 class _Queue:
-    #: (enqueued_at, contact_id), sorted: index 0 is the oldest waiting contact.
-    waiting: list[tuple[float, str]] = field(default_factory=list)
+    #: (enqueued at, in ms; contact_id), sorted: index 0 is the oldest waiting contact.
+    waiting: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -64,7 +78,7 @@ class QueueFrontier:
 
     def __init__(self) -> None:
         self._queues: dict[str, _Queue] = {}
-        self._where: dict[str, tuple[str, float]] = {}
+        self._where: dict[str, tuple[str, int]] = {}
         #: Contacts woken because they were passed, awaiting the poll that confirms it or not.
         self._suspects: dict[str, str] = {}
         #: Per queue: how often "enqueued before a connected contact" turned out to mean
@@ -81,12 +95,13 @@ class QueueFrontier:
 
     def waiting(self, contact_id: str, queue_id: str, enqueued_at: float) -> None:
         """`contact_id` waits in `queue_id` since `enqueued_at` (idempotent)."""
-        if self._where.get(contact_id) == (queue_id, enqueued_at):
+        at = _ms(enqueued_at)
+        if self._where.get(contact_id) == (queue_id, at):
             return
         self.forget(contact_id)
         queue = self._queues.setdefault(queue_id, _Queue())
-        bisect.insort(queue.waiting, (enqueued_at, contact_id))
-        self._where[contact_id] = (queue_id, enqueued_at)
+        bisect.insort(queue.waiting, (at, contact_id))
+        self._where[contact_id] = (queue_id, at)
 
     def forget(self, contact_id: str) -> None:
         """`contact_id` no longer waits (connected, gone, or no longer watched here)."""
@@ -129,7 +144,7 @@ class QueueFrontier:
         seen = self._connections[queue_id] = self._connections.get(queue_id, 0) + 1
         if self.fifo_score(queue_id) < _FIFO_THRESHOLD and seen % _PROBE_EVERY:
             return []
-        end = min(limit, bisect.bisect_left(queue.waiting, (enqueued_at, "")))
+        end = min(limit, bisect.bisect_left(queue.waiting, (_ms(enqueued_at), "")))
         found = [cid for _, cid in queue.waiting[:end]]
         for contact_id in found:
             self._suspects[contact_id] = queue_id
@@ -151,6 +166,11 @@ class QueueFrontier:
     def fifo(self, queue_id: str) -> bool:
         """Whether `queue_id` is treated as serving its oldest contact first."""
         return self.fifo_score(queue_id) >= _FIFO_THRESHOLD
+
+    def in_fifo_queue(self, contact_id: str) -> bool:
+        """Whether `contact_id` is known to wait in a queue treated as serving oldest first."""
+        place = self._where.get(contact_id)
+        return place is not None and self.fifo(place[0])
 
     def is_head(self, contact_id: str, count: int) -> bool:
         """Whether `contact_id` is among the `count` oldest waiting contacts of a FIFO queue."""
@@ -205,5 +225,5 @@ class QueueFrontier:
         recent = self._recent.get(queue_id)
         if recent is None:
             return
-        if strike and any(since < c <= until and e > enqueued_at for c, e in recent.recent):
+        if strike and any(since < c <= until and _ms(e) > enqueued_at for c, e in recent.recent):
             self._observe(queue_id, in_order=False)

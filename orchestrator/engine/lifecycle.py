@@ -269,6 +269,7 @@ class LifecycleEngine:
             started_mono=started_mono,
             notifier=self.notifier,
             rng=self.rng,
+            metrics=self.metrics,
         )
         self.metrics.polls_per_contact.observe(result.polls)
         snap = result.snapshot

@@ -13,6 +13,13 @@ most one backoff interval. Queue-aware polling (`frontier.py`) uses the same doo
 next in line for an agent poll often, and a detected connection wakes the ones it implies. The
 heads are paid from a bounded share of the DescribeContact budget, scaled to the number of watched
 contacts (`WatchPolicy.head_interval`).
+
+With contact events on there are no head polls, but the inference stays (`wake_passed`): QUEUED
+events tell the frontier where each contact waits, so the confirmed connection of a younger
+contact wakes an older one whose CONNECTED_TO_AGENT event was lost. The scheduled polls (the
+safety net) share a small part of the budget (`scheduled_floor`), smaller for contacts of a queue
+that serves oldest first, since the inference covers them; the floor is worked out again while
+a poll waits on it, so it shrinks as watched contacts leave.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import anyio
 from orchestrator.clock import Clock
 from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot
 from orchestrator.engine.frontier import QueueFrontier
+from orchestrator.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,17 @@ class WatchPolicy:
     #: `watched / (poll_budget_share * describe_rate)` s, so confirmations keep the rest of the
     #: budget. None: no such floor (polling only).
     poll_budget_share: float | None = None
+    #: The same for contacts known to wait in a queue that serves oldest first, where a lost
+    #: event is caught by the next connection in the queue (`wake_passed`), so the safety net
+    #: matters less. None: `poll_budget_share` for every contact.
+    fifo_poll_budget_share: float | None = None
+    #: A contact seen connected wakes the watched contacts enqueued before it (the inference of
+    #: queue-aware polling, without its head polls): on with contact events, where it turns a
+    #: lost CONNECTED_TO_AGENT event into a delay of one connection. `queue_aware` implies it.
+    wake_passed: bool = False
+    #: While a scheduled poll waits on the budget floor, the floor is worked out again this
+    #: often: it shrinks as watched contacts leave, and the wait with it.
+    floor_recheck_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.first_delay_s <= 0 or self.max_interval_s < self.first_delay_s:
@@ -81,14 +100,26 @@ class WatchPolicy:
             raise ValueError("head_budget_share must be in (0, 1]")
         if self.head_boost < 1:
             raise ValueError("head_boost must be >= 1")
-        if self.poll_budget_share is not None and not 0 < self.poll_budget_share <= 1:
-            raise ValueError("poll_budget_share must be in (0, 1]")
+        for share in (self.poll_budget_share, self.fifo_poll_budget_share):
+            if share is not None and not 0 < share <= 1:
+                raise ValueError("poll_budget_share and fifo_poll_budget_share must be in (0, 1]")
+        if self.floor_recheck_s <= 0:
+            raise ValueError("floor_recheck_s must be > 0")
 
-    def scheduled_floor(self, watched: int) -> float:
-        """The shortest pause of a scheduled poll while `watched` contacts are watched."""
-        if self.poll_budget_share is None or self.describe_rate is None:
+    @property
+    def infers_passed(self) -> bool:
+        """Whether a detected connection wakes the contacts enqueued before it."""
+        return self.queue_aware or self.wake_passed
+
+    def scheduled_floor(self, watched: int, *, fifo: bool = False) -> float:
+        """The shortest pause of a scheduled poll while `watched` contacts are watched (`fifo`:
+        of a contact known to wait in a queue that serves oldest first)."""
+        share = self.poll_budget_share
+        if fifo and self.fifo_poll_budget_share is not None:
+            share = self.fifo_poll_budget_share
+        if share is None or self.describe_rate is None:
             return 0.0
-        return watched / (self.poll_budget_share * self.describe_rate)
+        return watched / (share * self.describe_rate)
 
     def head_interval(self, heads_total: int, watched: int = 0) -> float:
         """How often each head polls when `heads_total` contacts poll as heads among `watched`
@@ -187,6 +218,10 @@ class ContactNotifier:
                 del self._doorbells[contact_id]
                 self.frontier.forget(contact_id)
 
+    def watches(self, contact_id: str) -> bool:
+        """Whether a watch of `contact_id` runs here."""
+        return contact_id in self._doorbells
+
     def ring(self, contact_id: str, *, by_event: bool = False) -> bool:
         """Wake every watch of `contact_id` (`by_event`: a contact event says something happened
         to it); False if nobody watches it here."""
@@ -205,20 +240,26 @@ def _track(
     notifier: ContactNotifier,
     snapshot: ContactSnapshot,
     outcome: WatchOutcome | None,
-    head_contacts: int,
+    policy: WatchPolicy,
+    *,
     asked_at: float,
+    metrics: Metrics | None,
 ) -> None:
     """Keep the queue frontier up to date after a poll (asked at `asked_at`, epoch seconds), and
-    wake the contacts it says are due."""
+    wake the contacts it says are due: the new heads (queue-aware polling) and the contacts a
+    connection passed over."""
+    head_contacts = policy.head_contacts if policy.queue_aware else 0
     frontier = notifier.frontier
     contact_id = snapshot.contact_id
     judged = frontier.judge(contact_id, served=outcome is not None)
+    if judged and metrics is not None:
+        metrics.passed_wakes.labels("waiting" if outcome is None else "served").inc()
     queue_id, enqueued_at = snapshot.queue_id, snapshot.enqueued_at
     if queue_id is None or enqueued_at is None:
         return
     if outcome is None:
         frontier.waiting(contact_id, queue_id, enqueued_at)
-        if frontier.is_head(contact_id, head_contacts):
+        if head_contacts and frontier.is_head(contact_id, head_contacts):
             frontier.still_waiting(contact_id, asked_at, strike=not judged)
         return
     if snapshot.agent_connected_at is not None:
@@ -233,7 +274,7 @@ def _track(
         # FIFO: an agent took this contact, so those enqueued before it have been served too.
         # Wake a few, oldest first (each one found connected wakes the next in turn); the
         # frontier stops inferring for a queue where this keeps being wrong.
-        due += frontier.passed(queue_id, enqueued_at, max(1, head_contacts))
+        due += frontier.passed(queue_id, enqueued_at, max(1, policy.head_contacts))
     for woken in dict.fromkeys(due):
         notifier.ring(woken)
 
@@ -248,6 +289,7 @@ async def watch_contact(
     started_mono: float,
     notifier: ContactNotifier | None = None,
     rng: random.Random | None = None,
+    metrics: Metrics | None = None,
 ) -> WatchResult:
     """Poll until the contact reaches an outcome. Connect errors propagate (after retries)."""
     rng = rng or random.Random()
@@ -260,15 +302,29 @@ async def watch_contact(
     frontier = doorbells.frontier
     with doorbells.subscribe(contact_id) as doorbell:
         while True:
-            pause = next(delays)
-            floor = policy.scheduled_floor(len(doorbells))
-            if floor > pause:
-                pause = floor * rng.uniform(1.0 - policy.jitter, 1.0)
-            if policy.queue_aware and frontier.is_head(contact_id, policy.head_contacts):
-                heads = frontier.head_total(policy.head_contacts)
-                pause = min(pause, policy.head_interval(heads, len(doorbells)))
-            pause = min(pause, max(0.0, deadline - clock.time()))
-            await clock.sleep(pause, doorbell.event)
+            backoff = next(delays)
+            began = clock.time()
+            draw: float | None = None
+            while True:
+                # The budget floor shrinks as watched contacts leave: while it holds this poll
+                # back, wake now and then to work it out again.
+                pause = backoff
+                floor = policy.scheduled_floor(
+                    len(doorbells), fifo=frontier.in_fifo_queue(contact_id)
+                )
+                if floor > pause:
+                    draw = draw or rng.uniform(1.0 - policy.jitter, 1.0)
+                    pause = floor * draw
+                if policy.queue_aware and frontier.is_head(contact_id, policy.head_contacts):
+                    heads = frontier.head_total(policy.head_contacts)
+                    pause = min(pause, policy.head_interval(heads, len(doorbells)))
+                remaining = max(0.0, min(began + pause, deadline) - clock.time())
+                if floor <= backoff or remaining <= policy.floor_recheck_s:
+                    await clock.sleep(remaining, doorbell.event)
+                    break
+                await clock.sleep(policy.floor_recheck_s, doorbell.event)
+                if doorbell.event.is_set():
+                    break
             by_event = doorbell.by_event
             doorbell.rearm()
             asked_at = clock.time()
@@ -286,8 +342,8 @@ async def watch_contact(
             outcome = verdict(snapshot, deadline)
             if outcome is None and now >= deadline:
                 outcome = WatchOutcome.TIMED_OUT
-            if policy.queue_aware:
-                _track(doorbells, snapshot, outcome, policy.head_contacts, asked_at)
+            if policy.infers_passed:
+                _track(doorbells, snapshot, outcome, policy, asked_at=asked_at, metrics=metrics)
             if outcome is not None:
                 return WatchResult(
                     outcome,

@@ -108,14 +108,23 @@ async def test_events_wake_watches_within_a_second_despite_a_slow_polling_schedu
 
     assert finals(sink) == {f"ev-{i}": EventType.SCREEN_SHARING_STARTED for i in range(4)}
     assert took < 25  # the first scheduled poll would come 30 s after each start
-    # Every verdict still comes from DescribeContact: one confirmation per contact.
-    assert await describe_calls(emulator) == 4
-    assert detected(worker.metrics, "event") == 4
-    assert detected(worker.metrics, "poll") == 0
-    assert outcome(worker.metrics, "matched") + outcome(worker.metrics, "early") == 4
+    # Every verdict still comes from DescribeContact: one confirmation per contact, and one
+    # poll per contact woken because a younger one connected first (agents here answer in no
+    # particular order, so such a contact may still be waiting; its own event follows).
+    wrong_guesses = worker.metrics.value("orchestrator_passed_wakes_total", {"result": "waiting"})
+    assert await describe_calls(emulator) == 4 + wrong_guesses
+    # Each connection is noticed after its event, or by the poll of a contact woken because a
+    # younger one connected first (its own event still on the way): never by the schedule.
+    by_event = detected(worker.metrics, "event")
+    assert by_event + detected(worker.metrics, "poll") == 4
+    assert outcome(worker.metrics, "matched") + outcome(worker.metrics, "early") >= by_event
+    assert worker.metrics.value("orchestrator_passed_wakes_total", {"result": "served"}) >= (
+        4 - by_event
+    )
     # Detection delay (Connect's connection time to the confirming poll) is within a second.
-    delay_sum = worker.metrics.value(
-        "orchestrator_agent_detection_delay_seconds_sum", {"via": "event"}
+    delay_sum = sum(
+        worker.metrics.value("orchestrator_agent_detection_delay_seconds_sum", {"via": via})
+        for via in ("event", "poll")
     )
     assert delay_sum / 4 < 1.0
     assert worker.readiness.snapshot()["contact_events"].ok
@@ -171,9 +180,12 @@ async def test_duplicated_and_reordered_events_change_nothing(
         )
 
     assert finals(sink) == {f"dup-{i}": EventType.SCREEN_SHARING_STARTED for i in range(4)}
-    assert detected(worker.metrics, "event") == 4
+    # Each connection is noticed once: after its event, or by the poll of a contact woken
+    # because a younger one connected (its own event still on the way).
+    assert detected(worker.metrics, "event") + detected(worker.metrics, "poll") == 4
     # A second copy of CONNECTED_TO_AGENT costs no second DescribeContact.
-    assert await describe_calls(emulator) == 4
+    wrong_guesses = worker.metrics.value("orchestrator_passed_wakes_total", {"result": "waiting"})
+    assert await describe_calls(emulator) == 4 + wrong_guesses
 
 
 async def test_an_event_never_decides_the_outcome_describe_contact_does(

@@ -22,7 +22,7 @@ from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.engine.conftest import ClientFactory
 from tests.support import eventually
 from tests.support.clock import SteppingClock, VirtualClock
-from tests.support.engine import call_request, make_engine
+from tests.support.engine import call_request, make_engine, polls_by_request, started_contact
 from tests.support.peers import emulator_config
 
 CONTACT = "11111111-1111-1111-1111-111111111111"
@@ -80,8 +80,54 @@ def test_documented_sample_parses_to_a_contact_event() -> None:
         event_type="CONNECTED_TO_AGENT",
         time="2021-08-04T17:43:48Z",
         instance_arn=INSTANCE_ARN,
+        queue_id="q",  # the last part of queueArn: the Id DescribeContact's QueueInfo gives
+        enqueued_at=1628098144.0,  # 2021-08-04T17:29:04.000Z
     )
     assert ContactEvent.from_json(event.to_json()) == event
+
+
+def test_a_replica_reads_the_fanned_out_form_of_an_older_or_newer_replica() -> None:
+    older = '{"event_id":"e","contact_id":"c","event_type":"QUEUED","time":null}'
+    newer = '{"event_id":"e","contact_id":"c","event_type":"QUEUED","later_field":[1]}'
+
+    assert ContactEvent.from_json(older) == ContactEvent("e", "c", "QUEUED")
+    assert ContactEvent.from_json(newer) == ContactEvent("e", "c", "QUEUED")
+
+
+@pytest.mark.parametrize(
+    ("queue_info", "placement"),
+    [
+        (
+            {
+                "QueueArn": f"{INSTANCE_ARN}/queue/q2",
+                "EnqueueTimestamp": "2021-08-04T17:29:04.250Z",
+            },
+            ("q2", 1628098144.25),
+        ),
+        (
+            {"queueArn": f"{INSTANCE_ARN}/queue/q", "enqueueTimestamp": "1970-01-01T00:00:00.001Z"},
+            None,
+        ),
+        ({"queueArn": f"{INSTANCE_ARN}/queue/q", "enqueueTimestamp": "yesterday"}, None),
+        ({"queueArn": f"{INSTANCE_ARN}/queue/", "enqueueTimestamp": "2021-08-04T17:29:04Z"}, None),
+        ({"queueArn": "not-an-arn", "enqueueTimestamp": "2021-08-04T17:29:04Z"}, None),
+        ({"enqueueTimestamp": "2021-08-04T17:29:04Z"}, None),
+        ("queue", None),
+    ],
+)
+def test_where_the_contact_waits_comes_from_queue_info_never_from_a_placeholder(
+    queue_info: Any, placement: tuple[str, float] | None
+) -> None:
+    queued = envelope("QUEUED")
+    queued["detail"]["queueInfo"] = queue_info
+
+    parsed = parse_contact_event(json.dumps(queued))
+
+    assert parsed.event_type == "QUEUED"  # a bad queueInfo never refuses the event
+    if placement is None:
+        assert (parsed.queue_id, parsed.enqueued_at) == (None, None)
+    else:
+        assert (parsed.queue_id, parsed.enqueued_at) == pytest.approx(placement)
 
 
 def test_rebranded_detail_type_and_sns_wrapped_envelopes_parse() -> None:
@@ -169,6 +215,37 @@ async def test_connected_and_disconnected_events_ring_the_watch_as_events() -> N
 
     assert outcomes(metrics) == {"matched": 2}
     assert metrics.value("orchestrator_contact_events_received_total", {"type": "QUEUED"}) == 1
+
+
+def queued(contact_id: str, queue_id: str, enqueued_at: float, event_id: str) -> ContactEvent:
+    return ContactEvent(event_id, contact_id, "QUEUED", queue_id=queue_id, enqueued_at=enqueued_at)
+
+
+async def test_queued_events_place_watched_contacts_in_their_queue_before_any_poll() -> None:
+    notifier, metrics = ContactNotifier(), Metrics()
+    clock = VirtualClock()
+    local = LocalContactEvents(notifier, metrics=metrics, clock=clock, early_ttl_s=30)
+    frontier = notifier.frontier
+    with notifier.subscribe("younger"), notifier.subscribe("older") as older:
+        await local.deliver(queued("younger", "q1", 2_000_000_010.0, "e-1"))
+        await local.deliver(queued("older", "q1", 2_000_000_000.0, "e-2"))
+        assert [frontier.position(c) for c in ("older", "younger")] == [0, 1]
+        assert not older.event.is_set()  # a QUEUED event wakes nobody
+
+        # Before its watch starts (StartWebRTCContact's answer can come after the event).
+        await local.deliver(queued("early", "q1", 2_000_000_005.0, "e-3"))
+        assert frontier.position("early") is None
+        with notifier.subscribe("early"):
+            assert frontier.position("early") == 1
+
+        # Nobody here watches it: forgotten after a while, neither placed nor counted unmatched.
+        await local.deliver(queued("foreign", "q1", 2_000_000_001.0, "e-4"))
+        clock.advance(31)
+        with notifier.subscribe("foreign"):
+            assert frontier.position("foreign") is None
+
+    assert len(frontier) == 0  # every watch that left took its place with it
+    assert outcomes(metrics) == {}
 
 
 async def test_a_duplicate_event_id_is_counted_and_rings_nothing() -> None:
@@ -275,6 +352,63 @@ async def test_an_event_wakes_a_slow_watch_which_confirms_with_one_poll(
             )
             == 1
         )
+
+
+async def test_a_lost_connected_event_is_caught_at_the_next_connection_in_the_queue(
+    client_for: ClientFactory,
+) -> None:
+    clock = SteppingClock()
+    emulator = Emulator(
+        emulator_config(agent_delay_s=(500.0, 500.0), flow_delay_s=0.0), clock=clock.time
+    )
+    # Contact events on: a slow safety net, no head polls, connections wake passed contacts.
+    policy = WatchPolicy(
+        queue_aware=False, wake_passed=True, first_delay_s=100, max_interval_s=100, jitter=0
+    )
+    sink = MemorySink()
+    async with emulator:
+        engine = make_engine(await client_for(emulator), sink, clock=clock, watch=policy)
+        local = LocalContactEvents(engine.notifier, metrics=engine.metrics, clock=clock)
+        control = EmulatorControl(emulator.url)
+        results: list[LifecycleEvent] = []
+
+        async def run(request_id: str) -> None:
+            results.append(await engine.run(call_request(request_id)))
+
+        def started(request_id: str) -> str | None:
+            return started_contact(sink.events, request_id)
+
+        async def queued_event(contact_id: str) -> ContactEvent:
+            truth = await control.contact(contact_id)
+            return queued(contact_id, truth["QueueId"], truth["EnqueuedAt"], f"q-{contact_id}")
+
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run, "older")
+                await eventually(lambda: started("older") is not None and clock.sleeping == 1)
+                clock.advance(1)  # the younger contact is enqueued a second later
+                tg.start_soon(run, "younger")
+                await eventually(lambda: started("younger") is not None and clock.sleeping == 2)
+                older, younger = started("older"), started("younger")
+                assert older is not None and younger is not None
+                for contact_id in (younger, older):
+                    await local.deliver(await queued_event(contact_id))
+                assert len(engine.notifier.frontier) == 2  # placed without a single poll
+                await control.connect_agent(older)
+                await control.connect_agent(younger)
+                # The older contact's CONNECTED_TO_AGENT event is lost; the younger one's comes.
+                await local.deliver(event("CONNECTED_TO_AGENT", "c-younger", younger))
+
+        assert {e.request_id: e.type for e in results} == {
+            "older": EventType.SCREEN_SHARING_STARTED,
+            "younger": EventType.SCREEN_SHARING_STARTED,
+        }
+        polls = polls_by_request(sink.events)
+        assert polls == {"older": 1, "younger": 1}  # one DescribeContact each, no more
+        assert clock.monotonic() == 1.0  # nobody waited for the 100 s safety net
+        served = engine.metrics.value("orchestrator_passed_wakes_total", {"result": "served"})
+        assert served == 1
+        assert (await control.op_stats("DescribeContact"))["calls"] == 2
 
 
 async def test_an_event_that_arrived_before_the_watch_makes_it_poll_at_once(

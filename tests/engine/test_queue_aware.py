@@ -16,7 +16,13 @@ from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.conftest import INSTANCE_ID, emulator_config
 from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
 from tests.support.clock import SteppingClock, VirtualClock
-from tests.support.engine import call_request, make_engine, settle
+from tests.support.engine import (
+    call_request,
+    make_engine,
+    polls_by_request,
+    settle,
+    started_contact,
+)
 
 # -- the frontier ----------------------------------------------------------------------------
 
@@ -52,6 +58,17 @@ def test_frontier_forgets_and_moves_contacts() -> None:
     frontier.forget("b")
     frontier.forget("b")  # idempotent
     assert len(frontier) == 0
+
+
+def test_contacts_enqueued_within_the_same_millisecond_are_never_inferred_passed() -> None:
+    frontier = QueueFrontier()
+    # From a QUEUED event (Connect's events carry milliseconds), and from polls.
+    frontier.waiting("same-ms", "q1", 1_800_000_000.123)
+    frontier.waiting("earlier", "q1", 1_800_000_000.122)
+
+    # A contact seen connected, enqueued at ...123.4 ms by DescribeContact's clock.
+    assert frontier.passed("q1", 1_800_000_000.1234, limit=5) == ["earlier"]
+    assert frontier.passed("q1", 1_800_000_000.124, limit=5) == ["earlier", "same-ms"]
 
 
 def test_frontier_stops_inferring_for_a_queue_that_is_not_fifo() -> None:
@@ -146,14 +163,7 @@ async def test_a_detected_connection_wakes_the_contacts_enqueued_before_it(
             results.append(await engine.run(call_request(request_id)))
 
         def started(request_id: str) -> str | None:
-            return next(
-                (
-                    e.contact_id
-                    for e in sink.events
-                    if e.type is EventType.STARTED and e.request_id == request_id
-                ),
-                None,
-            )
+            return started_contact(sink.events, request_id)
 
         with anyio.fail_after(15):
             async with anyio.create_task_group() as tg:
@@ -175,11 +185,7 @@ async def test_a_detected_connection_wakes_the_contacts_enqueued_before_it(
             "older": EventType.SCREEN_SHARING_STARTED,
             "younger": EventType.SCREEN_SHARING_STARTED,
         }
-        polls = {
-            e.request_id: e.data["polls"]
-            for e in sink.events
-            if e.type is EventType.AGENT_CONNECTED
-        }
+        polls = polls_by_request(sink.events)
         assert polls == {"older": 2, "younger": 2}
         assert clock.monotonic() == 6.0  # nobody waited for a backoff pause to end
 
@@ -341,14 +347,7 @@ async def test_a_head_passed_over_by_a_younger_contact_counts_once_as_a_head_and
         frontier = engine.notifier.frontier
 
         def started(request_id: str) -> str | None:
-            return next(
-                (
-                    e.contact_id
-                    for e in sink.events
-                    if e.type is EventType.STARTED and e.request_id == request_id
-                ),
-                None,
-            )
+            return started_contact(sink.events, request_id)
 
         with anyio.fail_after(15):
             async with anyio.create_task_group() as tg:
@@ -430,11 +429,7 @@ async def test_a_head_that_leaves_wakes_the_next_head_only_in_a_fifo_queue(
             done.append(request_id)
 
         def started(request_id: str) -> str:
-            (contact_id,) = (
-                e.contact_id
-                for e in sink.events
-                if e.type is EventType.STARTED and e.request_id == request_id
-            )
+            contact_id = started_contact(sink.events, request_id)
             assert contact_id is not None
             return contact_id
 

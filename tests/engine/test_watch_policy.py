@@ -7,6 +7,7 @@ moves time forward by each sleep at once; a SteppingClock holds sleepers until t
 from __future__ import annotations
 
 import random
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from orchestrator.connect.gateway import ContactSnapshot
 from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.frontier import QueueFrontier
 from orchestrator.engine.request import client_token
 from orchestrator.engine.watch import (
     ContactNotifier,
@@ -130,6 +132,9 @@ async def test_jittered_watch_on_the_emulator_sleeps_within_the_band(
         {"jitter": -0.1},
         {"head_contacts": -1},
         {"head_interval_s": 0},
+        {"poll_budget_share": 0},
+        {"fifo_poll_budget_share": 1.5},
+        {"floor_recheck_s": 0},
     ],
 )
 def test_watch_policy_refuses_settings_that_make_no_sense(changes: dict[str, Any]) -> None:
@@ -355,3 +360,74 @@ def test_with_events_on_scheduled_polls_stay_within_their_share_of_the_budget() 
     # Polling only (no share): the schedule alone decides.
     assert WatchPolicy(describe_rate=2.0).scheduled_floor(70) == 0.0
     assert WatchPolicy(poll_budget_share=0.25).scheduled_floor(70) == 0.0
+
+
+def test_contacts_of_a_queue_that_serves_oldest_first_lean_less_on_the_safety_net() -> None:
+    policy = WatchPolicy(describe_rate=2.0, poll_budget_share=0.25, fifo_poll_budget_share=0.1)
+    frontier = QueueFrontier()
+    frontier.waiting("placed", "q1", 10.0)
+
+    assert policy.scheduled_floor(70, fifo=frontier.in_fifo_queue("placed")) == pytest.approx(350)
+    # Not placed yet (no QUEUED event, no poll): the general share.
+    assert policy.scheduled_floor(70, fifo=frontier.in_fifo_queue("unknown")) == pytest.approx(140)
+    # A queue whose agents take contacts in another order: lost events are the safety net's.
+    for i in range(10):
+        frontier.waiting(f"old-{i}", "q1", float(i))
+    while frontier.fifo("q1"):
+        (suspect,) = frontier.passed("q1", 1000.0, limit=1)
+        frontier.judge(suspect, served=False)
+    assert policy.scheduled_floor(70, fifo=frontier.in_fifo_queue("placed")) == pytest.approx(140)
+    # Without a FIFO share, every contact has the general one.
+    assert WatchPolicy(describe_rate=2.0, poll_budget_share=0.25).scheduled_floor(
+        70, fifo=True
+    ) == pytest.approx(140)
+
+
+async def test_the_safety_net_polls_sooner_as_other_watched_contacts_leave(
+    client_for: ClientFactory,
+) -> None:
+    clock = SteppingClock()
+    emulator = Emulator(emulator_config(agent_delay_s=(500.0, 500.0)), clock=clock.time)
+    # Events on: scheduled polls of all watched contacts share 10 % of 1 DescribeContact/s.
+    policy = WatchPolicy(
+        queue_aware=False,
+        first_delay_s=1,
+        max_interval_s=1,
+        jitter=0,
+        describe_rate=1.0,
+        poll_budget_share=0.1,
+        floor_recheck_s=5,
+    )
+    sink = MemorySink()
+    async with emulator:
+        engine = make_engine(await client_for(emulator), sink, clock=clock, watch=policy)
+        control = EmulatorControl(emulator.url)
+        results: list[LifecycleEvent] = []
+
+        async def run() -> None:
+            results.append(await engine.run(call_request("net-1")))
+
+        with anyio.fail_after(10), ExitStack() as others:
+            for i in range(9):  # nine other watches: 10 watched, one poll each per 100 s
+                others.enter_context(engine.notifier.subscribe(f"other-{i}"))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                started = await eventually(
+                    lambda: (
+                        next((e for e in sink.events if e.type is EventType.STARTED), None)
+                        if clock.sleeping == 1
+                        else None
+                    )
+                )
+                assert started.contact_id is not None
+                await control.connect_agent(started.contact_id)
+                clock.advance(20)
+                await anyio.wait_all_tasks_blocked()
+                assert not results  # 20 s in, the floor (100 s) still holds the poll back
+                others.close()  # the others leave: alone, the floor is 10 s, already passed
+                clock.advance(5)  # the next look at the floor
+
+        (final,) = results
+        assert final.type is EventType.SCREEN_SHARING_STARTED
+        assert event(sink, EventType.AGENT_CONNECTED).data["polls"] == 1
+        assert clock.monotonic() == 25.0  # not the 100 s worked out when it began to wait

@@ -85,6 +85,23 @@ def finals(events: Sequence[LifecycleEvent]) -> list[LifecycleEvent]:
     return [e for e in events if e.final]
 
 
+def started_contact(events: Sequence[LifecycleEvent], request_id: str) -> str | None:
+    """The contact id of `request_id`'s `contact.started` event, None before it went out."""
+    return next(
+        (
+            e.contact_id
+            for e in events
+            if e.type is EventType.STARTED and e.request_id == request_id
+        ),
+        None,
+    )
+
+
+def polls_by_request(events: Sequence[LifecycleEvent]) -> dict[str, int]:
+    """DescribeContact polls each request's watch made until its agent connected."""
+    return {e.request_id: e.data["polls"] for e in events if e.type is EventType.AGENT_CONNECTED}
+
+
 async def settle(condition: Callable[[], bool], *, within_s: float = 5.0) -> None:
     """`eventually`, checked every millisecond: for conditions a few checkpoints away."""
     await eventually(condition, within=within_s, interval=0.001)

@@ -148,6 +148,7 @@ class Contact:
             "State": self.state.value,
             "AgentId": self.agent_id,
             "CreatedAt": self.created_at,
+            "QueueId": self.queue_id,
             "EnqueuedAt": self.enqueued_at,
             "ConnectedToAgentAt": self.connected_at,
             "DisconnectedAt": self.disconnected_at,
