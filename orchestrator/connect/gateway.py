@@ -27,7 +27,7 @@ from botocore.exceptions import (
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.operations import Operation
-from orchestrator.connect.ratelimit import Budget
+from orchestrator.connect.ratelimit import Budget, acquire_hurried
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
@@ -150,9 +150,18 @@ class ConnectGateway(Protocol):
         ...
 
     async def describe_contact(
-        self, instance_id: str, contact_id: str, *, fresh_since: float | None, priority: float
+        self,
+        instance_id: str,
+        contact_id: str,
+        *,
+        fresh_since: float | None,
+        priority: float,
+        hurry: anyio.Event | None = None,
+        hurry_priority: float = 0.0,
     ) -> ContactSnapshot:
-        """Describe a contact; a 404 within the consistency window after `fresh_since` retries."""
+        """Describe a contact; a 404 within the consistency window after `fresh_since` retries.
+        If `hurry` is set while the call waits for its token, it waits on at `hurry_priority`
+        (`acquire_hurried`)."""
         ...
 
     async def start_screen_sharing(
@@ -278,9 +287,11 @@ class AioConnectGateway:
         *,
         priority: float,
         fresh_since: float | None = None,
+        hurry: anyio.Event | None = None,
+        hurry_priority: float = 0.0,
     ) -> T:
         bucket = self._budget[operation]
-        await bucket.acquire(priority)
+        await acquire_hurried(bucket, priority, hurry=hurry, hurry_priority=hurry_priority)
         try:
             result = await call()
         except (ClientError, *TRANSPORT_ERRORS) as e:
@@ -363,7 +374,14 @@ class AioConnectGateway:
         raise refused or CapacityError(START, "LimitExceededException", "capacity wait over")
 
     async def describe_contact(
-        self, instance_id: str, contact_id: str, *, fresh_since: float | None, priority: float
+        self,
+        instance_id: str,
+        contact_id: str,
+        *,
+        fresh_since: float | None,
+        priority: float,
+        hurry: anyio.Event | None = None,
+        hurry_priority: float = 0.0,
     ) -> ContactSnapshot:
         async def call() -> ContactSnapshot:
             response = await self._attempt(
@@ -371,6 +389,8 @@ class AioConnectGateway:
                 lambda: self._client.describe_contact(InstanceId=instance_id, ContactId=contact_id),
                 priority=priority,
                 fresh_since=fresh_since,
+                hurry=hurry,
+                hurry_priority=hurry_priority,
             )
             return ContactSnapshot.from_api(response["Contact"])
 

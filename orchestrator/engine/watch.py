@@ -175,20 +175,25 @@ def verdict(snapshot: ContactSnapshot, deadline: float) -> WatchOutcome | None:
 
 
 class Doorbell:
-    """A watch's doorbell: `event` is set when someone rings; `by_event` when a contact event
-    rang it since the last `rearm`."""
+    """A watch's doorbell: `event` is set when someone rings; `by_event` (and the `urgent`
+    event) when a contact event rang it since the last `rearm`."""
 
     def __init__(self) -> None:
         self.event = anyio.Event()
+        self.urgent = anyio.Event()
         self.by_event = False
 
     def ring(self, *, by_event: bool = False) -> None:
-        self.by_event = self.by_event or by_event
+        if by_event:
+            self.by_event = True
+            self.urgent.set()
         self.event.set()
 
     def rearm(self) -> None:
         if self.event.is_set():
             self.event = anyio.Event()
+        if self.urgent.is_set():
+            self.urgent = anyio.Event()
         self.by_event = False
 
 
@@ -333,7 +338,11 @@ async def watch_contact(
                 contact_id,
                 fresh_since=started_mono,
                 priority=policy.confirm_priority if by_event else priority,
+                # An event while this poll waits for its token makes it the confirmation.
+                hurry=None if by_event else doorbell.urgent,
+                hurry_priority=policy.confirm_priority,
             )
+            by_event = by_event or doorbell.by_event
             polls += 1
             if snapshot.initiated_at is not None:
                 deadline = snapshot.initiated_at + policy.max_wait_s

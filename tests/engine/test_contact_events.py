@@ -8,6 +8,8 @@ from typing import Any
 import anyio
 import pytest
 
+from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
+from orchestrator.connect.ratelimit import RateBudget
 from orchestrator.engine.contact_events import (
     ContactEvent,
     LocalContactEvents,
@@ -409,6 +411,63 @@ async def test_a_lost_connected_event_is_caught_at_the_next_connection_in_the_qu
         served = engine.metrics.value("orchestrator_passed_wakes_total", {"result": "served"})
         assert served == 1
         assert (await control.op_stats("DescribeContact"))["calls"] == 2
+
+
+async def test_an_event_lifts_a_poll_already_waiting_for_its_token_to_the_front(
+    client_for: ClientFactory,
+) -> None:
+    clock = SteppingClock()
+    emulator = Emulator(
+        emulator_config(agent_delay_s=(500.0, 500.0), talk_time_s=(900.0, 900.0), flow_delay_s=0.0),
+        clock=clock.time,
+    )
+    # One DescribeContact per 100 s: scheduled polls queue for tokens, oldest contact first.
+    budget = RateBudget(
+        {**DEFAULT_QUOTAS, Operation.DESCRIBE_CONTACT: Quota(0.01, 2)}, headroom=0, clock=clock
+    )
+    policy = WatchPolicy(queue_aware=False, first_delay_s=10, max_interval_s=10, jitter=0)
+    sink = MemorySink()
+    async with emulator:
+        engine = make_engine(
+            await client_for(emulator), sink, clock=clock, watch=policy, budget=budget
+        )
+        local = LocalContactEvents(engine.notifier, metrics=engine.metrics, clock=clock)
+        control = EmulatorControl(emulator.url)
+        describe = budget[Operation.DESCRIBE_CONTACT]
+        finished: list[str] = []
+
+        async def run(request_id: str) -> None:
+            await engine.run(call_request(request_id))
+            finished.append(request_id)
+
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                for watching, request_id in enumerate(("oldest", "older", "youngest"), start=1):
+                    tg.start_soon(run, request_id)
+                    await eventually(lambda: clock.sleeping == watching)  # noqa: B023
+                    clock.advance(1)
+                clock.advance(7)  # t=10: the oldest polls with the one token
+                await eventually(lambda: describe.granted == 1)
+                clock.advance(2)  # t=12: the other two wait for the next token (t=110)
+                await eventually(lambda: describe.waiting == 2)
+                youngest = started_contact(sink.events, "youngest")
+                assert youngest is not None
+                await control.connect_agent(youngest)
+                await local.deliver(event("CONNECTED_TO_AGENT", "c-youngest", youngest))
+                await anyio.wait_all_tasks_blocked()
+                clock.advance(99)  # t=111: the next token (t=110) goes to the confirmation
+                await eventually(lambda: finished == ["youngest"])
+                assert describe.waiting == 2  # "older" still waits, "oldest" queued behind it
+                tg.cancel_scope.cancel()
+
+        polls = polls_by_request(sink.events)
+        assert polls == {"youngest": 1}  # its queued poll became the confirmation
+        assert (
+            engine.metrics.value(
+                "orchestrator_agent_detection_delay_seconds_count", {"via": "event"}
+            )
+            == 1
+        )
 
 
 async def test_an_event_that_arrived_before_the_watch_makes_it_poll_at_once(

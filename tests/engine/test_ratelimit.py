@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
-from orchestrator.connect.ratelimit import AdaptiveTokenBucket, RateBudget
+from orchestrator.connect.ratelimit import AdaptiveTokenBucket, RateBudget, acquire_hurried
 from tests.support.clock import SteppingClock, VirtualClock
 from tests.support.engine import settle
 
@@ -104,6 +104,46 @@ async def test_waiters_are_served_lowest_priority_first_then_in_arrival_order() 
             assert bucket.waiting == 4 - count
 
     assert served == ["p1-first", "p1-second", "p2", "p3"]
+
+
+async def test_a_hurried_waiter_moves_ahead_of_the_queue_it_waited_in() -> None:
+    clock = SteppingClock()
+    bucket = AdaptiveTokenBucket("op", rate=1.0, burst=1.0, clock=clock)
+    await bucket.acquire()
+    served: list[str] = []
+    hurry = anyio.Event()
+
+    async def waiter(name: str, priority: float, lift: anyio.Event | None) -> None:
+        await acquire_hurried(bucket, priority, hurry=lift, hurry_priority=0.0)
+        served.append(name)
+
+    async with anyio.create_task_group() as tg:
+        # Scheduled polls queued by enqueue time; the youngest one's contact gets an event.
+        for queued, (name, priority, lift) in enumerate(
+            (("oldest", 1.0, None), ("older", 2.0, None), ("evented", 3.0, hurry)), start=1
+        ):
+            tg.start_soon(waiter, name, priority, lift)
+            await settle(lambda: bucket.waiting == queued)  # noqa: B023 (awaited at once)
+        hurry.set()
+        await anyio.wait_all_tasks_blocked()  # it left, and queued again at the front
+        assert bucket.waiting == 3
+        for count in range(1, 4):
+            clock.advance(1.0)
+            await settle(lambda: len(served) == count)  # noqa: B023 (awaited at once)
+
+    assert served == ["evented", "oldest", "older"]
+    assert bucket.granted == 4  # no token lost on the way
+
+
+async def test_a_hurry_after_the_token_changes_nothing() -> None:
+    bucket = AdaptiveTokenBucket("op", rate=1.0, burst=1.0, clock=SteppingClock())
+    hurry = anyio.Event()
+
+    await acquire_hurried(bucket, 5.0, hurry=hurry, hurry_priority=0.0)  # a token at once
+    hurry.set()
+
+    assert bucket.granted == 1
+    assert bucket.waiting == 0
 
 
 async def test_cancelled_waiters_neither_lose_a_token_nor_block_the_others() -> None:
