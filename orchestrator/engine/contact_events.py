@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
@@ -182,13 +182,17 @@ WAKING_TYPES = frozenset({"CONNECTED_TO_AGENT", "DISCONNECTED", "COMPLETED"})
 QUEUED = "QUEUED"
 
 
-class _Expiring:
-    """Keys remembered for `ttl_s`, at most `limit` of them (the oldest go first)."""
+V = TypeVar("V")
+
+
+class _Expiring(Generic[V]):
+    """Keys (each with a value) remembered for `ttl_s`, at most `limit` of them (the oldest go
+    first)."""
 
     def __init__(self, ttl_s: float, limit: int) -> None:
         self._ttl_s = ttl_s
         self._limit = limit
-        self._until: OrderedDict[str, float] = OrderedDict()
+        self._until: OrderedDict[str, tuple[float, V]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._until)
@@ -197,18 +201,19 @@ class _Expiring:
         """Drop and return the keys whose time is up (and the oldest beyond the limit)."""
         gone: list[str] = []
         while self._until and (
-            len(self._until) > self._limit or next(iter(self._until.values())) <= now
+            len(self._until) > self._limit or next(iter(self._until.values()))[0] <= now
         ):
             gone.append(self._until.popitem(last=False)[0])
         return gone
 
-    def add(self, key: str, now: float) -> None:
-        self._until[key] = now + self._ttl_s
+    def add(self, key: str, now: float, value: V) -> None:
+        self._until[key] = (now + self._ttl_s, value)
         self._until.move_to_end(key)
 
-    def pop(self, key: str, now: float) -> bool:
-        until = self._until.pop(key, None)
-        return until is not None and until > now
+    def pop(self, key: str, now: float) -> V | None:
+        """The key's value, forgotten; None if it was not kept or its time is up."""
+        kept = self._until.pop(key, None)
+        return kept[1] if kept is not None and kept[0] > now else None
 
     def __contains__(self, key: str) -> bool:
         return key in self._until
@@ -243,11 +248,10 @@ class LocalContactEvents:
         self._notifier = notifier
         self._metrics = metrics or Metrics()
         self._clock = clock or SystemClock()
-        self._seen = _Expiring(dedup_ttl_s, dedup_limit)
-        self._early = _Expiring(early_ttl_s, early_limit)
-        #: Where contacts nobody watches yet wait (from QUEUED events), for their watch.
-        self._early_places = _Expiring(early_ttl_s, early_limit)
-        self._places: dict[str, tuple[str, float]] = {}
+        self._seen: _Expiring[bool] = _Expiring(dedup_ttl_s, dedup_limit)
+        self._early: _Expiring[bool] = _Expiring(early_ttl_s, early_limit)
+        #: Where contacts nobody watches yet wait (queue, enqueue time; from QUEUED events).
+        self._early_places: _Expiring[tuple[str, float]] = _Expiring(early_ttl_s, early_limit)
         notifier.early_events = self._claim
 
     async def deliver(self, event: ContactEvent) -> None:
@@ -257,7 +261,7 @@ class LocalContactEvents:
         if event.event_id in self._seen:
             self._count("duplicate")
             return
-        self._seen.add(event.event_id, now)
+        self._seen.add(event.event_id, now, True)
         if event.event_type == QUEUED:
             self._place(event, now)
         if event.event_type not in WAKING_TYPES:
@@ -268,7 +272,7 @@ class LocalContactEvents:
                 "contact_event.matched", contact_id=event.contact_id, event_type=event.event_type
             )
         else:
-            self._early.add(event.contact_id, now)
+            self._early.add(event.contact_id, now, True)
 
     def _place(self, event: ContactEvent, now: float) -> None:
         """A QUEUED event says where the contact waits: its watch's queue frontier learns it
@@ -279,16 +283,15 @@ class LocalContactEvents:
         if self._notifier.watches(event.contact_id):
             self._notifier.frontier.waiting(event.contact_id, event.queue_id, event.enqueued_at)
         else:
-            self._early_places.add(event.contact_id, now)
-            self._places[event.contact_id] = (event.queue_id, event.enqueued_at)
+            self._early_places.add(event.contact_id, now, (event.queue_id, event.enqueued_at))
 
     def _claim(self, contact_id: str) -> bool:
         """Asked by a subscribing watch: did an event for `contact_id` arrive before it? (A
         QUEUED one places the contact in its queue frontier; a waking one makes it poll.)"""
         now = self._clock.monotonic()
         self._expire(now)
-        place = self._places.pop(contact_id, None)
-        if self._early_places.pop(contact_id, now) and place is not None:
+        place = self._early_places.pop(contact_id, now)
+        if place is not None:
             self._notifier.frontier.waiting(contact_id, *place)
         if self._early.pop(contact_id, now):
             self._count("early")
@@ -299,8 +302,7 @@ class LocalContactEvents:
         self._seen.expire(now)
         for _ in self._early.expire(now):
             self._count("unmatched")
-        for contact_id in self._early_places.expire(now):
-            self._places.pop(contact_id, None)
+        self._early_places.expire(now)
 
     def _count(self, outcome: str) -> None:
         self._metrics.contact_event_outcomes.labels(outcome).inc()
