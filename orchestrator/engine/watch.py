@@ -175,17 +175,20 @@ def verdict(snapshot: ContactSnapshot, deadline: float) -> WatchOutcome | None:
 
 
 class Doorbell:
-    """A watch's doorbell: `event` is set when someone rings; `by_event` (and the `urgent`
-    event) when a contact event rang it since the last `rearm`."""
+    """A watch's doorbell: `event` is set when someone rings; `urgent` when a contact event rang
+    it since the last `rearm`."""
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.urgent = anyio.Event()
-        self.by_event = False
+
+    @property
+    def by_event(self) -> bool:
+        """Whether a contact event rang since the last `rearm`."""
+        return self.urgent.is_set()
 
     def ring(self, *, by_event: bool = False) -> None:
         if by_event:
-            self.by_event = True
             self.urgent.set()
         self.event.set()
 
@@ -194,7 +197,6 @@ class Doorbell:
             self.event = anyio.Event()
         if self.urgent.is_set():
             self.urgent = anyio.Event()
-        self.by_event = False
 
 
 class ContactNotifier:
