@@ -104,9 +104,9 @@ def _default_format(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e15:
-            return f"{int(value):,}"
-        return f"{value:.3g}"
+        if value.is_integer() or abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.3g}"  # three significant digits: 12.4, 0.574
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_default_format(v) for v in value) + "]"
     return str(value)
