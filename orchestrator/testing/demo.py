@@ -15,10 +15,9 @@ import contextlib
 import json
 import statistics
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -32,6 +31,7 @@ from orchestrator.daemon.settings import Settings
 from orchestrator.daemon.sqs import aws_client_config
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.metrics import Metrics
+from orchestrator.testing.demo_stream import LogTap, Printer, Waits, plural, seconds
 from orchestrator.testing.emulator import ControlError, Emulator, EmulatorConfig, EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.testing.queues import (
@@ -116,143 +116,6 @@ class DemoResult:
     waited: dict[str, str] = field(default_factory=dict)
     #: Where the worker's JSON log was kept.
     log_path: Path | None = None
-
-
-def plural(count: int, word: str) -> str:
-    """`1 poll`, `2 polls`."""
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def seconds(value: Any) -> str:
-    """A duration as every line of the demo shows it: one decimal, then `s`."""
-    return "?" if value is None else f"{float(value):.1f} s"
-
-
-class _Printer:
-    """One line per lifecycle event, and per wait the worker reports (marked `worker`)."""
-
-    def __init__(self, out: TextIO, started: float, total: int) -> None:
-        self.out = out
-        self.started = started
-        self.total = total
-        self.done = 0
-
-    def _line(self, marker: str, subject: str, kind: str, detail: str) -> None:
-        t = time.monotonic() - self.started
-        self.out.write(f"{t:6.1f}s {marker:<7} {subject:<18} {kind:<25} {detail}".rstrip() + "\n")
-        self.out.flush()
-
-    def event(self, record: dict[str, Any]) -> None:
-        if record.get("final"):
-            self.done += 1
-        marker = f"[{self.done:>2}/{self.total}]" if record.get("final") else ""
-        self._line(marker, record["request_id"], record["type"], _detail(record))
-
-    def worker(self, subject: str, kind: str, detail: str) -> None:
-        self._line("worker", subject, kind, detail)
-
-
-def _detail(record: dict[str, Any]) -> str:
-    """What a lifecycle event's line shows after its type."""
-    kind, data = record["type"], record.get("data", {})
-    polls = f", {plural(int(data['polls']), 'poll')}" if data.get("polls") is not None else ""
-    sides = f" ({', '.join(data['sides'])})" if data.get("sides") else ""
-    meeting = data.get("ConnectionData", {}).get("Meeting", {}).get("MeetingId", "?")
-    joined = ", join data delivered" if "ParticipantToken" in data else ""
-    details: dict[str, Callable[[], str]] = {
-        "contact.started": lambda: (
-            f"contact {record['contact_id'][:8]}, meeting {meeting[:8]}" + joined
-        ),
-        "contact.agent_connected": lambda: (
-            f"after {seconds(data.get('waited_s'))} in queue" + polls
-        ),
-        "contact.disconnected": lambda: (
-            f"{data.get('reason', 'reason unknown')} before an agent" + polls
-        ),
-        "contact.timed_out": lambda: f"no agent by {data.get('deadline')}{polls}",
-        "screen_sharing.skipped": lambda: f"{data.get('reason')}{sides}",
-        "request.rejected": lambda: "; ".join(
-            f"{e['field']}: {e['message']}" for e in data.get("errors", [])
-        ),
-        "request.failed": lambda: f"{data.get('error_code')}: {data.get('message')}",
-        "request.expired": lambda: f"{seconds(data.get('age_s'))} old ({data.get('limit')})",
-    }
-    return details[kind]() if kind in details else ""
-
-
-#: A start this much later than its receive waited for something (the call itself takes
-#: milliseconds on loopback).
-_WAITED_S = 0.25
-
-
-class _Waits:
-    """What the worker's log records tell about requests between receive and start: the
-    capacity gate closing and opening, and, when a contact starts, how long its request waited
-    for call capacity (the gate was closed meanwhile) or for the start rate (StartWebRTCContact's
-    rate budget: nothing else stands between a received request and its start)."""
-
-    def __init__(self, printer: _Printer, result: DemoResult, rate: str) -> None:
-        self.printer = printer
-        self.result = result
-        self.rate = rate
-        #: Requests received and not started (nor ended) yet: when they were received.
-        self.unstarted: dict[str, float] = {}
-        self.closed_since: float | None = None
-        self.closed: list[tuple[float, float]] = []
-
-    def record(self, record: dict[str, Any]) -> None:
-        """One record of the worker's JSON log."""
-        name, rid, now = record.get("event"), record.get("request_id"), time.monotonic()
-        if name == "request.received" and rid:
-            self.unstarted.setdefault(rid, now)
-        elif name == "contact.started" and rid in self.unstarted:
-            self._started(rid, self.unstarted.pop(rid), now)
-        elif rid and record.get("final"):
-            self.unstarted.pop(rid, None)
-        elif name == "connect.capacity_reached":
-            self.closed_since = now
-            waiting = plural(len(self.unstarted), "request")
-            self.printer.worker(
-                "-", "capacity gate closed", f"at the concurrent-call cap; {waiting} wait"
-            )
-        elif name == "connect.capacity_available" and self.closed_since is not None:
-            self.closed.append((self.closed_since, now))
-            self.closed_since = None
-            self.printer.worker("-", "capacity gate open", "a start got through")
-
-    def _started(self, rid: str, received: float, now: float) -> None:
-        if now - received < _WAITED_S:
-            return
-        closed = self.closed + ([(self.closed_since, now)] if self.closed_since is not None else [])
-        capacity = any(start < now and end > received for start, end in closed)
-        reason = "call capacity" if capacity else "the start rate"
-        self.result.waited[rid] = reason
-        detail = "the concurrent-call cap" if capacity else self.rate
-        self.printer.worker(rid, f"waited for {reason}", f"{seconds(now - received)} ({detail})")
-
-
-class _LogTap:
-    """The worker's log stream: every line goes to the log file, and the records the worker's
-    own thread writes also go to `on_record` (other threads' lines only to the file)."""
-
-    def __init__(self, file: TextIO, on_record: Callable[[dict[str, Any]], None]) -> None:
-        self.file = file
-        self.on_record = on_record
-        self.thread = threading.get_ident()
-        self.pending = ""
-
-    def write(self, text: str) -> int:
-        self.file.write(text)
-        if threading.get_ident() == self.thread:
-            self.pending += text
-            *complete, self.pending = self.pending.split("\n")
-            for line in complete:
-                with contextlib.suppress(ValueError):
-                    self.on_record(json.loads(line))
-        return len(text)
-
-    def flush(self) -> None:
-        self.file.flush()
 
 
 def _outcome(record: dict[str, Any]) -> str:
@@ -405,15 +268,15 @@ async def _demo(
     )
     await send_all(sqs, requests_url, bodies)
     started = time.monotonic()
-    printer = _Printer(out, started, requests)
+    printer = Printer(out, started, requests)
     c = settings.connect
-    waits = _Waits(
+    waits = Waits(
         printer,
-        result,
-        f"StartWebRTCContact {c.start_webrtc_contact_rate:g}/s, "
-        f"burst {c.start_webrtc_contact_burst:g}",
+        result.waited,
+        rate_per_s=c.start_webrtc_contact_rate,
+        burst=c.start_webrtc_contact_burst,
     )
-    tap = cast("TextIO", _LogTap(log_file, waits.record))  # write() and flush() are all it needs
+    tap = cast("TextIO", LogTap(log_file, waits.record))  # write() and flush() are all it needs
     configure_logging(level="INFO", json_output=True, stream=tap)
 
     def on_event(record: dict[str, Any]) -> None:

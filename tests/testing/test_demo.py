@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.testing.demo import _detail, plural, run_demo, seconds
+from orchestrator.testing.demo import run_demo
+from orchestrator.testing.demo_stream import Printer, Waits, detail, plural, seconds
 
 
 def _record(kind: str, **data: Any) -> dict[str, Any]:
@@ -24,10 +25,10 @@ def test_lines_round_seconds_alike_and_count_polls_in_good_grammar() -> None:
     assert plural(0, "request") == "0 requests"
     assert seconds(4.452) == "4.5 s"
     assert seconds(3) == "3.0 s"
-    assert _detail(_record("contact.agent_connected", waited_s=4.452, polls=1)) == (
+    assert detail(_record("contact.agent_connected", waited_s=4.452, polls=1)) == (
         "after 4.5 s in queue, 1 poll"
     )
-    assert _detail(_record("contact.agent_connected", waited_s=37.25, polls=5)) == (
+    assert detail(_record("contact.agent_connected", waited_s=37.25, polls=5)) == (
         "after 37.2 s in queue, 5 polls"
     )
 
@@ -35,13 +36,52 @@ def test_lines_round_seconds_alike_and_count_polls_in_good_grammar() -> None:
 def test_a_disconnect_line_says_why_the_contact_ended() -> None:
     record = _record("contact.disconnected", reason="CUSTOMER_DISCONNECT", polls=2)
 
-    assert _detail(record) == "CUSTOMER_DISCONNECT before an agent, 2 polls"
+    assert detail(record) == "CUSTOMER_DISCONNECT before an agent, 2 polls"
 
 
 def test_a_skipped_screen_share_names_the_sides_that_may_not_share() -> None:
     record = _record("screen_sharing.skipped", reason="capability_not_allowed", sides=["Agent"])
 
-    assert _detail(record) == "capability_not_allowed (Agent)"
+    assert detail(record) == "capability_not_allowed (Agent)"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_waits_are_told_apart_by_whether_the_capacity_gate_closed_meanwhile() -> None:
+    clock, out, waited = _Clock(), io.StringIO(), dict[str, str]()
+    printer = Printer(out, started=0.0, total=4)
+    waits = Waits(printer, waited, rate_per_s=2.0, burst=5.0, clock=clock)
+
+    def log(event: str, rid: str | None = None) -> None:
+        waits.record({"event": event, "request_id": rid})
+
+    for rid in ("quick", "rate", "capacity", "rejected"):
+        log("request.received", rid)
+    clock.now += 0.3
+    log("contact.started", "quick")  # within one token interval and the margin: no line
+    waits.record({"event": "request.rejected", "request_id": "rejected", "final": True})
+    clock.now += 1.0
+    log("contact.started", "rate")
+    log("connect.capacity_reached")
+    clock.now += 5.0
+    log("connect.capacity_available")
+    log("contact.started", "capacity")
+
+    assert waited == {"rate": "the start rate", "capacity": "call capacity"}
+    assert waits.unstarted == {}
+    lines = [line.split(None, 2)[2] for line in out.getvalue().splitlines()]
+    assert lines == [
+        "rate               waited for the start rate 1.3 s (StartWebRTCContact 2/s, burst 5)",
+        "-                  capacity gate closed      at the concurrent-call cap; 1 request waits",
+        "-                  capacity gate open        a start got through",
+        "capacity           waited for call capacity  6.3 s (the concurrent-call cap)",
+    ]
 
 
 @pytest.mark.slow
