@@ -1,6 +1,7 @@
 """Prometheus metrics: one `Metrics` per worker, each on its own registry.
 
-Names, units and labels are documented in the README ("Metrics"); keep them stable.
+Names, units and labels are documented in docs/operations.md ("Metrics and health"); keep them
+stable.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """`orchestrator demo`: the whole job on an embedded default, no AWS account needed.
 
 In one process: the Connect emulator and an SQS server on loopback, a request queue with a
-dead-letter queue, an events queue playing the requester's inbox, and the real worker. The demo
-enqueues a realistic mix of requests, follows the events queue the way a requester's backend would,
-stops the worker once every request has its final event, and prints a summary taken from the
-worker's metrics and the emulator's ground truth.
+dead-letter queue, a queue for the lifecycle events playing the requester's inbox, and the real
+worker. The demo enqueues a realistic mix of requests and prints each lifecycle event as the
+requester receives it, and, from the worker's log records and metrics, when a request waits for
+the start rate or for call capacity. It stops the worker once every request has its final event,
+prints a summary taken from the worker's metrics and the emulator's ground truth, and keeps the
+worker's log in a file whose path it prints.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO, cast
 
 import anyio
 from aiobotocore.session import AioSession
@@ -29,6 +31,7 @@ from orchestrator.daemon.settings import Settings
 from orchestrator.daemon.sqs import aws_client_config
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.metrics import Metrics
+from orchestrator.testing.demo_stream import LogTap, Printer, Waits, plural, seconds
 from orchestrator.testing.emulator import ControlError, Emulator, EmulatorConfig, EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.testing.queues import (
@@ -39,9 +42,6 @@ from orchestrator.testing.queues import (
     send_all,
 )
 from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, REGION, request_document
-
-if TYPE_CHECKING:
-    pass
 
 #: The requests whose outcome the demo announces: an agent picks them up at once (see
 #: `_AgentPicksUp`), so that the emulator's seeded abandons cannot hide their outcome.
@@ -112,39 +112,10 @@ class DemoResult:
     elapsed_s: float = 0.0
     emulator_stats: dict[str, Any] = field(default_factory=dict)
     completed: bool = False
-
-
-class _Printer:
-    def __init__(self, out: TextIO, started: float, total: int) -> None:
-        self.out = out
-        self.started = started
-        self.total = total
-        self.done = 0
-
-    def event(self, record: dict[str, Any]) -> None:
-        kind = record["type"]
-        data = record.get("data", {})
-        detail = ""
-        if kind == "contact.started":
-            meeting = data.get("ConnectionData", {}).get("Meeting", {}).get("MeetingId", "?")
-            has_token = "ParticipantToken" in data
-            detail = f"contact {record['contact_id'][:8]}, meeting {meeting[:8]}" + (
-                ", join data delivered" if has_token else ""
-            )
-        elif kind == "contact.agent_connected":
-            detail = f"after {data.get('waited_s')} s in queue, {data.get('polls')} polls"
-        elif kind == "screen_sharing.skipped":
-            detail = str(data.get("reason"))
-        elif kind == "request.rejected":
-            detail = "; ".join(f"{e['field']}: {e['message']}" for e in data.get("errors", []))
-        elif kind == "request.failed":
-            detail = f"{data.get('error_code')}: {data.get('message')}"
-        if record.get("final"):
-            self.done += 1
-        marker = f"[{self.done:>2}/{self.total}]" if record.get("final") else " " * 7
-        t = time.monotonic() - self.started
-        self.out.write(f"{t:6.1f}s {marker} {record['request_id']:<18} {kind:<24} {detail}\n")
-        self.out.flush()
+    #: Requests that waited between receive and start: for "the start rate" or "call capacity".
+    waited: dict[str, str] = field(default_factory=dict)
+    #: Where the worker's JSON log was kept.
+    log_path: Path | None = None
 
 
 def _outcome(record: dict[str, Any]) -> str:
@@ -163,38 +134,60 @@ async def run_demo(
 ) -> DemoResult:
     """Run the demo; returns what happened (`completed` is False on timeout).
 
-    The worker's JSON logs go to `log_path`, or to a temporary file removed at the end (the demo
-    then prints what they held); nothing is left behind.
+    The worker's JSON log is written to `log_path`, or to `worker.log` in a new temporary
+    folder that the demo keeps; its path is printed at the end.
     """
-    with contextlib.ExitStack() as stack:
-        if log_path is None:
-            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="orchestrator-demo-"))
-            log_file = Path(workdir) / "worker.log"
-        else:
-            log_file = log_path
-        with log_file.open("w", encoding="utf-8") as log_stream:
-            configure_logging(level="INFO", json_output=True, stream=log_stream)
-            result = await _run(requests, out=out, seed=seed, timeout_s=timeout_s)
-        out.write(_log_digest(log_file, keep=log_path is not None))
+    if log_path is None:
+        log_path = Path(tempfile.mkdtemp(prefix="orchestrator-demo-")) / "worker.log"
+    result = DemoResult(requests=requests, log_path=log_path)
+    with log_path.open("w", encoding="utf-8") as log_file:
+        await _run(result, out=out, seed=seed, timeout_s=timeout_s, log_file=log_file)
+    names: Counter[str] = Counter()
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            names[str(json.loads(line).get("event"))] += 1
+    top = ", ".join(f"{name} {n}" for name, n in names.most_common(4))
+    out.write(f"\nWorker log: {log_path}\n  {plural(names.total(), 'JSON line')} ({top}, ...)\n")
     return result
 
 
-def _log_digest(log_file: Path, *, keep: bool) -> str:
-    names: Counter[str] = Counter()
-    for line in log_file.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(ValueError):
-            names[str(json.loads(line).get("event"))] += 1
-    top = ", ".join(f"{name} {n}" for name, n in names.most_common(5))
-    where = f" in {log_file}" if keep else ""
-    return f"\nStructured worker logs: {names.total()} JSON lines{where} ({top}, ...)\n"
+def _emulator_config(seed: int, contact_events_url: str, sqs_url: str) -> EmulatorConfig:
+    # Connect's contact events (EventBridge -> SQS in AWS): the emulator publishes them, losing
+    # some on purpose, so the summary shows both ways of noticing an agent.
+    return EmulatorConfig(
+        instance_ids=frozenset({INSTANCE_ID}),
+        contact_flow_ids=frozenset({FLOW_ID}),
+        agent_delay_s=(1.0, 6.0),
+        abandon_rate=0.1,
+        talk_time_s=(6.0, 12.0),
+        max_concurrent_calls=10,
+        seed=seed,
+        events_queue_url=contact_events_url,
+        events_endpoint_url=sqs_url,
+        events_drop_rate=0.1,
+        events_delay_s=(0.05, 0.3),
+    )
 
 
-async def _run(requests: int, *, out: TextIO, seed: int, timeout_s: float) -> DemoResult:
+def _setup(config: EmulatorConfig) -> str:
+    """The emulated contact center, as the demo's first lines state it."""
+    quotas = ", ".join(f"{op} {q.rate:g}/s burst {q.burst:g}" for op, q in config.quotas.items())
+    low, high = config.agent_delay_s
+    return (
+        f"Emulated contact center (seed {config.seed}): Connect's quotas ({quotas}), at most "
+        f"{config.max_concurrent_calls} concurrent calls, agents answer after {low:g}-{high:g} s, "
+        f"{config.abandon_rate:.0%} of customers hang up first; Connect contact events published "
+        f"with {config.events_drop_rate:.0%} lost on purpose.\n"
+    )
+
+
+async def _run(
+    result: DemoResult, *, out: TextIO, seed: int, timeout_s: float, log_file: TextIO
+) -> None:
     session = AioSession()
     # The local servers accept any signature; these keys exist only for this process.
     session.set_credentials("AKIADEMO000000000000", "demo-secret-not-a-real-key")
-    result = DemoResult(requests=requests)
-    bodies = sample_requests(requests)
+    bodies = sample_requests(result.requests)
     with LocalSqsServer() as sqs_server:
         async with session.create_client(
             "sqs", region_name=REGION, endpoint_url=sqs_server.url, config=aws_client_config()
@@ -203,25 +196,14 @@ async def _run(requests: int, *, out: TextIO, seed: int, timeout_s: float) -> De
                 sqs, max_receive_count=2, prefix="demo-requests"
             )
             events_url = await create_queue(sqs, "demo-events")
-            # Connect's contact events (EventBridge -> SQS in AWS): the emulator publishes them,
-            # losing one in ten on purpose, so the summary shows both ways of noticing an agent.
             contact_events_url = await create_queue(sqs, "demo-contact-events")
-            emulator_config = EmulatorConfig(
-                instance_ids=frozenset({INSTANCE_ID}),
-                contact_flow_ids=frozenset({FLOW_ID}),
-                agent_delay_s=(1.0, 6.0),
-                abandon_rate=0.1,
-                talk_time_s=(6.0, 12.0),
-                max_concurrent_calls=10,
-                seed=seed,
-                events_queue_url=contact_events_url,
-                events_endpoint_url=sqs_server.url,
-                events_drop_rate=0.1,
-                events_delay_s=(0.05, 0.3),
-            )
+            emulator_config = _emulator_config(seed, contact_events_url, sqs_server.url)
             async with Emulator(emulator_config) as emulator:
+                out.write(
+                    f"Connect emulator {emulator.url}, SQS {sqs_server.url}\n"
+                    + _setup(emulator_config)
+                )
                 await _demo(
-                    requests,
                     result,
                     session=session,
                     sqs=sqs,
@@ -231,12 +213,11 @@ async def _run(requests: int, *, out: TextIO, seed: int, timeout_s: float) -> De
                     bodies=bodies,
                     out=out,
                     timeout_s=timeout_s,
+                    log_file=log_file,
                 )
-    return result
 
 
 async def _demo(
-    requests: int,
     result: DemoResult,
     *,
     session: AioSession,
@@ -247,7 +228,9 @@ async def _demo(
     bodies: list[str],
     out: TextIO,
     timeout_s: float,
+    log_file: TextIO,
 ) -> None:
+    requests = result.requests
     requests_url, dlq_url, events_url, contact_events_url = queues
     settings = Settings(
         aws={"region": REGION, "endpoint_url": sqs_url},
@@ -276,14 +259,25 @@ async def _demo(
         observability={"enabled": False},
     )
     out.write(
-        f"Connect emulator {emulator.url}, SQS {sqs_url}\n"
         f"Enqueuing {requests} call requests: one invalid ({INVALID}), one whose agent may "
         f"not share a screen ({NOT_ALLOWED}), one not asking for screen sharing "
-        f"({NOT_REQUESTED}); an agent picks up those two at once\n\n"
+        f"({NOT_REQUESTED}); an agent picks up those two at once.\n"
+        "Each line is a lifecycle event as the requester receives it, or (worker) what the "
+        "worker's log tells: the capacity gate, and how long a request waited for the start "
+        "rate or for call capacity.\n\n"
     )
     await send_all(sqs, requests_url, bodies)
     started = time.monotonic()
-    printer = _Printer(out, started, requests)
+    printer = Printer(out, started, requests)
+    c = settings.connect
+    waits = Waits(
+        printer,
+        result.waited,
+        rate_per_s=c.start_webrtc_contact_rate,
+        burst=c.start_webrtc_contact_burst,
+    )
+    tap = cast("TextIO", LogTap(log_file, waits.record))  # write() and flush() are all it needs
+    configure_logging(level="INFO", json_output=True, stream=tap)
 
     def on_event(record: dict[str, Any]) -> None:
         result.events[record["id"]] = record
@@ -333,14 +327,16 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _noticed(metrics: Metrics) -> str:
-    """How each agent connection was noticed: woken by a contact event, or by polling."""
+    """How each agent connection was noticed: woken by a Connect contact event, or by polling."""
+    ways = {"event": "by a Connect contact event", "poll": "by polling"}
     parts = []
     for labels, count in metrics.samples("orchestrator_agent_detection_delay_seconds_count"):
         total = metrics.value("orchestrator_agent_detection_delay_seconds_sum", labels)
         mean = total / count if count else 0.0
-        parts.append(f"by {labels['via']} {int(count)} (mean {mean:.2f} s after the agent)")
-    events = int(sum(v for _, v in metrics.samples("orchestrator_contact_events_received_total")))
-    return ", ".join(sorted(parts) or ["none"]) + f"; {events} contact events read"
+        way = ways.get(labels["via"], labels["via"])
+        parts.append(f"{way} {int(count)} (mean {seconds(mean)} after the agent)")
+    read = int(sum(v for _, v in metrics.samples("orchestrator_contact_events_received_total")))
+    return ", ".join(sorted(parts) or ["none"]) + f"; {plural(read, 'Connect contact event')} read"
 
 
 def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
@@ -365,30 +361,34 @@ def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
     handed_back = sum(v for _, v in metrics.samples("orchestrator_messages_handed_back_total"))
     received = int(metrics.value("orchestrator_messages_received_total"))
     acknowledged = int(metrics.value("orchestrator_messages_acknowledged_total"))
+    waited = Counter(result.waited.values())
     status = "" if result.completed else " (TIMED OUT before every request finished)"
     lines = [
         "",
         f"Summary{status}",
-        f"  requests                  {result.requests} in {result.elapsed_s:.1f} s",
+        f"  requests                  {result.requests} in {seconds(result.elapsed_s)}",
         *(f"    {outcome:<48}{count}" for outcome, count in sorted(outcomes.items())),
         "  announced cases",
         *(
             f"    {rid:<18}{case:<30}{result.finals.get(rid, 'NO OUTCOME')}"
             for rid, case in _ANNOUNCED.items()
         ),
-        f"  time to agent             median {median_wait:.1f} s, "
-        f"p95 {_percentile(waits, 0.95):.1f} s (Connect's timestamps)",
+        f"  waited to start           {plural(waited['the start rate'], 'request')} for the "
+        f"start rate, {plural(waited['call capacity'], 'request')} for call capacity",
+        f"  time to agent             median {seconds(median_wait)}, "
+        f"p95 {seconds(_percentile(waits, 0.95))} (Connect's timestamps)",
         f"  polls per contact         mean {mean_polls:.1f}, max {max(polls, default=0)}",
         "  Connect calls (worker)    "
-        + ", ".join(f"{lb['operation']} {lb['result']}={int(v)}" for lb, v in calls),
+        + ", ".join(f"{lb['operation']} {lb['result']} {int(v)}" for lb, v in calls),
         "  throttled (emulator 429s) "
         + ", ".join(f"{op} {s['throttled']}" for op, s in sorted(ops.items())),
-        "  concurrency cap hits      "
+        "  concurrent-call cap hits  "
         + str(ops.get("StartWebRTCContact", {}).get("concurrency_limited", 0)),
         f"  messages                  received {received}, acknowledged {acknowledged}, "
         f"handed back {int(handed_back)}",
-        f"  dead-letter queue         {result.dead_letters} message(s) (the invalid request)",
-        f"  distinct events received  {len(result.events)} on the events queue",
+        f"  dead-letter queue         {plural(result.dead_letters, 'message')} "
+        "(the invalid request)",
+        f"  lifecycle events          {len(result.events)} distinct, on the events queue",
         "  agent connection noticed  " + _noticed(metrics),
     ]
     out.write("\n".join(lines) + "\n")

@@ -282,20 +282,21 @@ async def test_run_processes_requests_logs_json_and_drains_on_sigterm(
     assert await queue_counts(sqs_client, queue) == (0, 0)
 
 
-def test_demo_runs_the_whole_job_and_prints_a_summary() -> None:
+def test_demo_runs_the_whole_job_and_prints_a_summary(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator", "demo", "--requests", "6"],
         capture_output=True,
         text=True,
         timeout=110,
-        env=cli_env(),
+        env={**cli_env(), "TMPDIR": str(tmp_path)},  # where the demo keeps the worker's log
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "Summary" in out and "TIMED OUT" not in out
     assert "request.rejected" in out
-    assert "dead-letter queue         1 message(s)" in out
+    assert "dead-letter queue         1 message (the invalid request)" in out
+    assert f"Worker log: {tmp_path}" in out
 
 
 def test_a_sigterm_during_start_up_ends_the_worker_quietly(sqs_server: LocalSqsServer) -> None:

@@ -383,7 +383,8 @@ async def test_the_same_seed_drops_the_same_events(
     clock: ManualClock,
     tmp_path: Path,
 ) -> None:
-    runs = []
+    runs: list[list[tuple[int, str]]] = []
+    ids: list[set[str]] = []
     for run in range(2):
         _, control = await _lived_contacts(
             start_clocked_emulator,
@@ -394,10 +395,14 @@ async def test_the_same_seed_drops_the_same_events(
             events_drop_rate=0.3,
             seed=11,
         )
-        runs.append(await control.dropped_events())
+        order = {c["ContactId"]: n for n, c in enumerate(await control.contacts())}
+        dropped = await control.dropped_events()
+        runs.append([(order[e["contactId"]], e["eventType"]) for e in dropped])
+        ids.append({e["id"] for e in dropped} | set(order))
 
     assert runs[0]
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1]  # the same events of the same contacts, in start order
+    assert ids[0].isdisjoint(ids[1])  # under fresh contact and event ids
 
 
 async def test_duplicated_events_are_delivered_twice_with_the_same_id(

@@ -324,34 +324,55 @@ async def _start_sequence(emulator: Emulator, client_for: ClientFactory) -> list
     return [(await client.start_web_rtc_contact(**start_args()))["ContactId"] for _ in range(3)]
 
 
-async def test_same_seed_gives_the_same_contact_ids(
+async def test_an_emulator_restarted_with_the_same_seed_never_reissues_contact_ids(
     start_emulator: Callable[..., Any], client_for: ClientFactory
 ) -> None:
     first = await _start_sequence(await start_emulator(seed=42), client_for)
-    again = await _start_sequence(await start_emulator(seed=42), client_for)
-    other = await _start_sequence(await start_emulator(seed=43), client_for)
+    restarted = await _start_sequence(await start_emulator(seed=42), client_for)
 
-    assert again == first
     assert len(set(first)) == 3
-    assert set(other).isdisjoint(first)
+    assert set(restarted).isdisjoint(first)
 
 
-async def test_same_seed_gives_the_same_contact_ids_whatever_happened_in_between(
+def _fate(truth: dict[str, Any]) -> tuple[Any, ...]:
+    """What the simulation decided for a contact, relative to its creation (no ids)."""
+
+    def after(stamp: str) -> float | None:
+        value = truth[stamp]
+        return None if value is None else round(value - truth["CreatedAt"], 6)
+
+    return (
+        truth["State"],
+        after("ConnectedToAgentAt"),
+        after("DisconnectedAt"),
+        truth["DisconnectReason"],
+    )
+
+
+async def test_the_same_seed_replays_the_same_simulation_under_fresh_ids(
     start_clocked_emulator: EmulatorStarter, client_for: ClientFactory, clock: ManualClock
 ) -> None:
-    # The same requests; in the first run an agent answers (and the simulation draws its
-    # numbers) between the two starts, in the second run nothing happens in between.
-    settings: dict[str, Any] = {"seed": 42, "agent_delay_s": (0.1, 0.1), "quotas_enabled": False}
-    slow = await client_for(await start_clocked_emulator(**settings))
-    fast = await client_for(await start_clocked_emulator(**settings))
+    settings: dict[str, Any] = {
+        "seed": 42,
+        "agent_delay_s": (1.0, 30.0),
+        "abandon_rate": 0.4,
+        "quotas_enabled": False,
+        "max_concurrent_calls": None,
+    }
+    runs: list[tuple[list[str], list[tuple[Any, ...]]]] = []
+    for seed in (42, 42, 43):
+        emulator = await start_clocked_emulator(**{**settings, "seed": seed})
+        client, control = await client_for(emulator), ControlApi(emulator.url)
+        ids = [(await client.start_web_rtc_contact(**start_args()))["ContactId"] for _ in range(8)]
+        clock.advance(3600.0)
+        runs.append((ids, [_fate(await control.contact(i)) for i in ids]))
+    (first_ids, first), (again_ids, again), (_, other) = runs
 
-    slow_ids = [(await slow.start_web_rtc_contact(**start_args()))["ContactId"]]
-    clock.advance(1.0)
-    await slow.describe_contact(InstanceId=INSTANCE_ID, ContactId=slow_ids[0])
-    slow_ids.append((await slow.start_web_rtc_contact(**start_args()))["ContactId"])
-    fast_ids = [(await fast.start_web_rtc_contact(**start_args()))["ContactId"] for _ in range(2)]
-
-    assert fast_ids == slow_ids
+    assert again == first  # the same delays, abandons and hang-ups, contact by contact
+    assert {f[0] for f in first} == {"DISCONNECTED"}
+    assert {f[3] for f in first} >= {"CUSTOMER_DISCONNECT"}
+    assert other != first
+    assert set(again_ids).isdisjoint(first_ids)
 
 
 async def test_same_seed_gives_the_same_fault_pattern(

@@ -3,7 +3,7 @@
 It speaks Connect's rest-json protocol (so botocore, aiobotocore and boto3 talk to it unchanged),
 behaves like a contact center (queue, agents, abandons, quotas, a concurrency cap, injected faults),
 publishes EventBridge-shaped contact events best effort (dropped, duplicated, delayed on request)
-and exposes its ground truth under `/_emulator/`. See the README's "Connect emulator" section.
+and exposes its ground truth under `/_emulator/`. See docs/emulator.md.
 """
 
 from orchestrator.connect.operations import Quota

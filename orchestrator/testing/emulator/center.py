@@ -26,6 +26,7 @@ import base64
 import heapq
 import itertools
 import random
+import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -184,9 +185,12 @@ class ContactCenter:
         #: After-contact work draws from its own generator, so that adding it left the sequence
         #: of the other draws (delays, abandons) under a seed as it was.
         self._wrap_up_rng = wrap_up_rng or random.Random()
-        #: Contact ids and secrets come from their own generator, so that with a seed the n-th
-        #: contact gets the same ids whatever the simulation drew (delays, agents) in between.
-        self._id_rng = random.Random(rng.getrandbits(64))
+        #: Contact ids and secrets come from a generator of their own, seeded afresh by every
+        #: emulator and never by the seed: an emulator restarted with the same seed must not
+        #: reissue a contact id that a worker, a queue or a DLQ may still hold. The seed makes the
+        #: simulation reproducible (delays, abandons, agents), not the ids.
+        self._id_rng = random.Random(secrets.randbits(128))
+        rng.getrandbits(64)  # the draw that once seeded the ids: a seed's draws stay as they were
         self._on_transition = on_transition
         self._seq = itertools.count()
         self.reset()
