@@ -33,9 +33,10 @@ from orchestrator.daemon.source import QueueSource
 from orchestrator.daemon.sqs import SqsQueueSource, aws_client_config
 from orchestrator.daemon.worker import Worker, WorkerOptions
 from orchestrator.engine.contact_events import ContactEventSink, LocalContactEvents
+from orchestrator.engine.doorbells import ContactNotifier
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import RequestDefaults
-from orchestrator.engine.watch import ContactNotifier, WatchPolicy
+from orchestrator.engine.watch import WatchPolicy
 from orchestrator.metrics import Metrics
 from orchestrator.sinks import (
     BatchingSink,

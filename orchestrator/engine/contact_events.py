@@ -19,7 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import structlog
 
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.engine.watch import ContactNotifier
+from orchestrator.engine.doorbells import ContactNotifier
 from orchestrator.metrics import Metrics
 
 log = structlog.get_logger("orchestrator.engine.contact_events")

@@ -16,8 +16,9 @@ from orchestrator.engine.contact_events import (
     NotAContactEvent,
     parse_contact_event,
 )
+from orchestrator.engine.doorbells import ContactNotifier, Doorbell
 from orchestrator.engine.events import EventType, LifecycleEvent
-from orchestrator.engine.watch import ContactNotifier, Doorbell, WatchPolicy
+from orchestrator.engine.watch import WatchPolicy
 from orchestrator.metrics import Metrics
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl

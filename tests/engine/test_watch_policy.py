@@ -15,16 +15,11 @@ import anyio
 import pytest
 
 from orchestrator.connect.gateway import ContactSnapshot
+from orchestrator.engine.doorbells import ContactNotifier, Doorbell
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.frontier import QueueFrontier
 from orchestrator.engine.request import client_token
-from orchestrator.engine.watch import (
-    ContactNotifier,
-    Doorbell,
-    WatchOutcome,
-    WatchPolicy,
-    verdict,
-)
+from orchestrator.engine.watch import WatchOutcome, WatchPolicy, verdict
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.conftest import emulator_config
