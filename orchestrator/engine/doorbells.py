@@ -24,6 +24,7 @@ import anyio
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.engine.frontier import QueueFrontier
 from orchestrator.metrics import Metrics
+from orchestrator.waiters import Priority
 
 V = TypeVar("V")
 
@@ -116,28 +117,38 @@ class EarlyEvents:
 
 
 class Doorbell:
-    """A watch's doorbell: `event` is set when someone rings; `urgent` when a contact event rang
-    it since the last `rearm`."""
+    """A watch's doorbell: `event` is set when someone rings; `by_event` says whether a contact
+    event rang it since the last `rearm`."""
 
     def __init__(self) -> None:
         self.event = anyio.Event()
-        self.urgent = anyio.Event()
-
-    @property
-    def by_event(self) -> bool:
-        """Whether a contact event rang since the last `rearm`."""
-        return self.urgent.is_set()
+        self.by_event = False
+        #: The priority of the poll in flight, and what a contact event lowers it to.
+        self._lift: tuple[Priority, float] | None = None
 
     def ring(self, *, by_event: bool = False) -> None:
         if by_event:
-            self.urgent.set()
+            self.by_event = True
+            if self._lift is not None:
+                priority, to = self._lift
+                priority.lower(to)
         self.event.set()
 
     def rearm(self) -> None:
         if self.event.is_set():
             self.event = anyio.Event()
-        if self.urgent.is_set():
-            self.urgent = anyio.Event()
+        self.by_event = False
+
+    @contextmanager
+    def lifting(self, priority: Priority, to: float) -> Iterator[Priority]:
+        """While the block runs (a poll waiting for its token, say), a contact event that rings
+        lowers `priority` to `to`: the poll becomes the confirmation, served before the other
+        scheduled polls."""
+        self._lift = (priority, to)
+        try:
+            yield priority
+        finally:
+            self._lift = None
 
 
 class ContactNotifier:

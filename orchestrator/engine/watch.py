@@ -30,6 +30,7 @@ from orchestrator.clock import Clock
 from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot
 from orchestrator.engine.doorbells import ContactNotifier
 from orchestrator.metrics import Metrics
+from orchestrator.waiters import Priority
 
 
 @dataclass(frozen=True)
@@ -260,15 +261,12 @@ async def watch_contact(
             by_event = doorbell.by_event
             doorbell.rearm()
             asked_at = clock.time()
-            snapshot = await gateway.describe_contact(
-                instance_id,
-                contact_id,
-                fresh_since=started_mono,
-                priority=policy.confirm_priority if by_event else priority,
-                # An event while this poll waits for its token makes it the confirmation.
-                hurry=None if by_event else doorbell.urgent,
-                hurry_priority=policy.confirm_priority,
-            )
+            ticket = Priority(policy.confirm_priority if by_event else priority)
+            # An event while this poll waits for its token makes it the confirmation.
+            with doorbell.lifting(ticket, policy.confirm_priority):
+                snapshot = await gateway.describe_contact(
+                    instance_id, contact_id, fresh_since=started_mono, priority=ticket
+                )
             by_event = by_event or doorbell.by_event
             polls += 1
             if snapshot.initiated_at is not None:
