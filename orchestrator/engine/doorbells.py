@@ -22,7 +22,8 @@ from typing import Generic, TypeVar
 import anyio
 
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.engine.frontier import QueueFrontier
+from orchestrator.engine.frontier import Poll, QueueFrontier
+from orchestrator.engine.pause import Standing
 from orchestrator.metrics import Metrics
 from orchestrator.waiters import Priority
 
@@ -205,6 +206,28 @@ class ContactNotifier:
             self.frontier.waiting(contact_id, queue_id, enqueued_at)
         elif self._early is not None:
             self._early.placed(contact_id, (queue_id, enqueued_at))
+
+    def standing(self, contact_id: str, head_contacts: int) -> Standing:
+        """Where `contact_id` stands among the watches here (`head_contacts`: how many of the
+        oldest waiting contacts of each queue poll as heads; 0: none)."""
+        frontier = self.frontier
+        head = head_contacts > 0 and frontier.is_head(contact_id, head_contacts)
+        return Standing(
+            watched=len(self._doorbells),
+            fifo=frontier.in_fifo_queue(contact_id),
+            head=head,
+            heads=frontier.head_total(head_contacts) if head else 0,
+        )
+
+    def polled(self, poll: Poll, *, head_contacts: int, wake_limit: int) -> bool:
+        """A watch polled: the frontier learns from it (`QueueFrontier.after_poll`) and the
+        contacts it says are due are woken. True if the poll judged a "passed" inference."""
+        judged, due = self.frontier.after_poll(
+            poll, head_contacts=head_contacts, wake_limit=wake_limit
+        )
+        for contact_id in due:
+            self.ring(contact_id)
+        return judged
 
     def __len__(self) -> int:
         return len(self._doorbells)

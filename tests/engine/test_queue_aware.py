@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.frontier import QueueFrontier
+from orchestrator.engine.pause import head_interval
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
@@ -197,14 +198,14 @@ def test_a_head_polls_at_most_a_few_times_as_often_as_the_average_watched_contac
     policy = WatchPolicy(head_interval_s=1, describe_rate=2, head_budget_share=0.25, head_boost=4)
 
     # 2 heads may use 0.5 polls/s: every 4 s each, while few contacts are watched...
-    assert policy.head_interval(2, watched=10) == 4
+    assert head_interval(policy, 2, watched=10) == 4
     # ...but with 60 watched, each could poll every 30 s on the whole budget: heads every 7.5 s.
-    assert policy.head_interval(2, watched=60) == 7.5
+    assert head_interval(policy, 2, watched=60) == 7.5
     generous = WatchPolicy(head_interval_s=1, describe_rate=10, head_boost=4)
-    assert generous.head_interval(2, watched=20) == 1  # the budget is ample: every second
-    assert generous.head_interval(2, watched=60) == 1.5
+    assert head_interval(generous, 2, watched=20) == 1  # the budget is ample: every second
+    assert head_interval(generous, 2, watched=60) == 1.5
     for watched in (1, 10, 100, 1000):  # never more than head_boost times the fair share
-        assert 1 / policy.head_interval(2, watched) <= 4 * 2 / watched + 1e-9
+        assert 1 / head_interval(policy, 2, watched) <= 4 * 2 / watched + 1e-9
     with pytest.raises(ValueError, match="head_boost"):
         WatchPolicy(head_boost=0.5)
 
@@ -213,11 +214,11 @@ def test_heads_poll_within_their_share_of_the_describe_budget() -> None:
     unbounded = WatchPolicy(head_interval_s=1)
     bounded = WatchPolicy(head_interval_s=1, describe_rate=10, head_budget_share=0.25)
 
-    assert unbounded.head_interval(500) == 1
-    assert bounded.head_interval(2) == 1  # 2 heads need 2 polls/s of the 2.5 they may use
-    assert bounded.head_interval(20) == 8  # 20 heads share 2.5 polls/s
+    assert head_interval(unbounded, 500) == 1
+    assert head_interval(bounded, 2) == 1  # 2 heads need 2 polls/s of the 2.5 they may use
+    assert head_interval(bounded, 20) == 8  # 20 heads share 2.5 polls/s
     for heads in (1, 7, 40, 1000):  # all heads together never exceed their share
-        assert heads / bounded.head_interval(heads) <= 0.25 * 10 + 1e-9
+        assert heads / head_interval(bounded, heads) <= 0.25 * 10 + 1e-9
 
 
 def test_head_total_counts_only_the_heads_of_fifo_queues() -> None:
