@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import anyio
+
+from orchestrator.clock import Clock
 
 
 class Priority:
@@ -57,6 +61,16 @@ class Waiter:
     def rearm(self) -> None:
         self.wakeup = anyio.Event()
 
+    async def wait(self) -> None:
+        """Until woken; then rearm."""
+        await self.wakeup.wait()
+        self.rearm()
+
+    async def sleep(self, clock: Clock, seconds: float) -> None:
+        """Until woken or until `seconds` have passed on `clock`; then rearm."""
+        await clock.sleep(seconds, self.wakeup)
+        self.rearm()
+
 
 class Waiters:
     """A priority queue of waiters; a waiter that leaves is dropped lazily."""
@@ -81,6 +95,15 @@ class Waiters:
         if head is not None and head is not me:
             head.wakeup.set()
         return me
+
+    @contextmanager
+    def queued(self, priority: Priority | float) -> Iterator[Waiter]:
+        """A waiter in the queue for the block (`join`, then `leave`, however the block ends)."""
+        me = self.join(priority)
+        try:
+            yield me
+        finally:
+            self.leave(me)
 
     def head(self) -> Waiter | None:
         while self._heap and self._heap[0].gone:

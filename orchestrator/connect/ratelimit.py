@@ -114,19 +114,14 @@ class AdaptiveTokenBucket:
         """Wait for one token. Lower `priority` values are served first."""
         if self._waiters.head() is None and self._take():
             return
-        me = self._waiters.join(priority)
-        try:
+        with self._waiters.queued(priority) as me:
             while True:
-                if self._waiters.head() is me:
-                    if self._take():
-                        return
-                    wait = (1.0 - self._tokens) / self._rate
-                    await self._clock.sleep(wait, me.wakeup)
-                else:
-                    await me.wakeup.wait()
-                me.rearm()
-        finally:
-            self._waiters.leave(me)
+                if self._waiters.head() is not me:
+                    await me.wait()
+                elif self._take():
+                    return
+                else:  # the head sleeps until its token is due (or someone re-plans it)
+                    await me.sleep(self._clock, (1.0 - self._tokens) / self._rate)
 
 
 class Bucket(Protocol):

@@ -237,9 +237,7 @@ async def open_worker(
             ),
             metrics=metrics,
             # Contact events that beat their watch wait for it a while (`EarlyEvents`).
-            notifier=ContactNotifier(early=EarlyEvents(metrics=metrics))
-            if notifier is None
-            else notifier,
+            notifier=ContactNotifier(early=EarlyEvents(metrics)) if notifier is None else notifier,
             rng=rng or random.Random(),
             deployment_ids=frozenset(
                 filter(None, (settings.connect.instance_id, settings.connect.contact_flow_id))

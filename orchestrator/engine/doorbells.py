@@ -75,11 +75,11 @@ class EarlyEvents:
 
     def __init__(
         self,
-        *,
         metrics: Metrics,
-        clock: Clock | None = None,
+        *,
         ttl_s: float = 30.0,
         limit: int = 10_000,
+        clock: Clock | None = None,
     ) -> None:
         self._metrics = metrics
         self._clock = clock or SystemClock()

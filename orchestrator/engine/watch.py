@@ -107,12 +107,6 @@ class WatchPolicy:
         return self.queue_aware or self.wake_passed
 
 
-class WatchOutcome(StrEnum):
-    AGENT_CONNECTED = "agent_connected"
-    DISCONNECTED = "disconnected"
-    TIMED_OUT = "timed_out"
-
-
 @dataclass(frozen=True)
 class WatchResult:
     outcome: WatchOutcome
@@ -126,6 +120,17 @@ class WatchResult:
     #: How the outcome was noticed: "event" when a contact event woke the deciding poll, else
     #: "poll" (the schedule, or queue-aware polling).
     noticed_via: str = "poll"
+
+
+class WatchOutcome(StrEnum):
+    """How a watch ends, by Connect's timestamps against the deadline (`verdict`)."""
+
+    #: An agent took the contact in time.
+    AGENT_CONNECTED = "agent_connected"
+    #: The customer left before an agent came, in time.
+    DISCONNECTED = "disconnected"
+    #: Neither happened in time (or it happened after the deadline).
+    TIMED_OUT = "timed_out"
 
 
 def verdict(snapshot: ContactSnapshot, deadline: float) -> WatchOutcome | None:

@@ -226,7 +226,7 @@ def queued(contact_id: str, queue_id: str, enqueued_at: float, event_id: str) ->
 
 async def test_queued_events_place_watched_contacts_in_their_queue_before_any_poll() -> None:
     metrics, clock = Metrics(), VirtualClock()
-    notifier = ContactNotifier(early=EarlyEvents(metrics=metrics, clock=clock, ttl_s=30))
+    notifier = ContactNotifier(early=EarlyEvents(metrics, clock=clock, ttl_s=30))
     local = LocalContactEvents(notifier, metrics=metrics, clock=clock)
     frontier = notifier.frontier
     with notifier.subscribe("younger"), notifier.subscribe("older") as older:
@@ -265,7 +265,7 @@ async def test_a_duplicate_event_id_is_counted_and_rings_nothing() -> None:
 
 async def test_an_event_before_the_watch_subscribes_rings_it_on_arrival() -> None:
     metrics, clock = Metrics(), VirtualClock()
-    notifier = ContactNotifier(early=EarlyEvents(metrics=metrics, clock=clock, ttl_s=30))
+    notifier = ContactNotifier(early=EarlyEvents(metrics, clock=clock, ttl_s=30))
     local = LocalContactEvents(notifier, metrics=metrics, clock=clock)
     await local.deliver(event("CONNECTED_TO_AGENT"))
     clock.advance(10)
@@ -280,7 +280,7 @@ async def test_an_event_before_the_watch_subscribes_rings_it_on_arrival() -> Non
 
 async def test_events_nobody_claims_expire_as_unmatched() -> None:
     metrics, clock = Metrics(), VirtualClock()
-    notifier = ContactNotifier(early=EarlyEvents(metrics=metrics, clock=clock, ttl_s=30))
+    notifier = ContactNotifier(early=EarlyEvents(metrics, clock=clock, ttl_s=30))
     local = LocalContactEvents(notifier, metrics=metrics, clock=clock)
     await local.deliver(event("CONNECTED_TO_AGENT", "e-1", contact_id="foreign"))
     clock.advance(31)
@@ -292,7 +292,7 @@ async def test_events_nobody_claims_expire_as_unmatched() -> None:
 
 async def test_memory_stays_bounded_under_a_flood_of_foreign_events() -> None:
     metrics, clock = Metrics(), VirtualClock()
-    early = EarlyEvents(metrics=metrics, clock=clock, limit=10)
+    early = EarlyEvents(metrics, clock=clock, limit=10)
     local = LocalContactEvents(
         ContactNotifier(early=early), metrics=metrics, clock=clock, dedup_limit=100
     )

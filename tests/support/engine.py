@@ -51,7 +51,7 @@ def make_engine(
         sink=sink,
         watch=watch,
         clock=clk,
-        notifier=ContactNotifier(early=EarlyEvents(metrics=metrics, clock=clk)),
+        notifier=ContactNotifier(early=EarlyEvents(metrics, clock=clk)),
         metrics=metrics,
         rng=random.Random(seed),
     )

@@ -43,13 +43,9 @@ class _Turns:
 
     @contextlib.asynccontextmanager
     async def turn(self, priority: Priority | float) -> AsyncIterator[None]:
-        me = self._waiters.join(priority)
-        try:
+        with self._waiters.queued(priority) as me:
             while self._busy or self._waiters.head() is not me:
-                await me.wakeup.wait()
-                me.rearm()
-        finally:
-            self._waiters.leave(me)
+                await me.wait()
         self._busy = True
         try:
             yield
