@@ -1,10 +1,15 @@
-"""Doorbells: how a watch is woken before its pause ends.
+"""Doorbells: how a watch is woken before its pause ends, and what the watches of one engine share.
 
 Each watch has a `Doorbell`; `ContactNotifier.ring(contact_id)` rings the doorbells of a contact
 (Connect contact events, queue-aware polling); a rung watch polls at once and `rearm`s its
 doorbell, and a watch woken by a contact event polls at top priority (the budget goes to
-confirmations first). Polling stays the fallback: a lost notification costs at most one backoff
-interval.
+confirmations first). An event that rings while the watch's poll already waits for its token
+lowers that poll's `Priority` (`Doorbell.lifting`): the poll becomes the confirmation. Polling
+stays the fallback: a lost notification costs at most one pause.
+
+The notifier also keeps where the watched contacts wait (the queue frontier, `frontier.py`): the
+watch asks it where its contact stands (`standing`, for its pause) and tells it what each poll
+found (`polled`), which wakes the contacts the frontier says are due.
 
 A contact event can come before anyone here watches its contact (it can beat StartWebRTCContact's
 answer, or the watch's subscription). A notifier built with `EarlyEvents` keeps such a ring, and
@@ -154,8 +159,8 @@ class Doorbell:
 
 class ContactNotifier:
     """The watches of one engine: wakes them on outside notifications (e.g. Connect contact
-    events) and keeps the queue frontier that queue-aware polling reads. With `early`, what
-    contact events say of a contact before its watch subscribes is kept for that watch."""
+    events) and keeps where their contacts wait (`frontier`). With `early`, what contact events
+    say of a contact before its watch subscribes is kept for that watch."""
 
     def __init__(self, *, early: EarlyEvents | None = None) -> None:
         self._doorbells: dict[str, list[Doorbell]] = {}
@@ -180,10 +185,6 @@ class ContactNotifier:
             if not remaining:
                 del self._doorbells[contact_id]
                 self.frontier.forget(contact_id)
-
-    def watches(self, contact_id: str) -> bool:
-        """Whether a watch of `contact_id` runs here."""
-        return contact_id in self._doorbells
 
     def ring(self, contact_id: str, *, by_event: bool = False) -> bool:
         """Wake every watch of `contact_id` (`by_event`: a contact event says something happened

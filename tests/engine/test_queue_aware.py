@@ -8,8 +8,9 @@ from contextlib import ExitStack
 import anyio
 import pytest
 
+from orchestrator.connect.gateway import ContactSnapshot
 from orchestrator.engine.events import EventType, LifecycleEvent
-from orchestrator.engine.frontier import QueueFrontier
+from orchestrator.engine.frontier import Poll, QueueFrontier
 from orchestrator.engine.pause import head_interval
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.sinks import MemorySink
@@ -99,6 +100,24 @@ def test_frontier_keeps_inferring_for_a_fifo_queue_and_forgets_suspects() -> Non
     frontier.forget(suspect)  # its watch ended before the confirming poll
     frontier.judge(suspect, served=False)  # no longer a suspect: nothing learned
     assert frontier.fifo_score("q1") == 1.0
+
+
+def test_a_poll_teaches_the_frontier_and_names_the_contacts_now_due() -> None:
+    frontier = QueueFrontier()
+    for enqueued_at, contact_id in enumerate(("a", "b", "c", "d")):
+        frontier.waiting(contact_id, "q1", float(enqueued_at))
+
+    # "b", a head, is seen connected: "a" was passed over, and "c" is a head now.
+    connected = ContactSnapshot("b", queue_id="q1", enqueued_at=1.0, agent_connected_at=50.0)
+    seen = Poll(connected, asked_at=60.0, served=True, took_agent=True)
+    assert frontier.after_poll(seen, head_contacts=2, wake_limit=2) == (False, ["a", "c"])
+    assert frontier.position("b") is None
+
+    # "a" turns out still waiting: the inference was wrong, one strike against the queue.
+    waiting = Poll(ContactSnapshot("a", queue_id="q1", enqueued_at=0.0), 61.0, False, False)
+    assert frontier.after_poll(waiting, head_contacts=2, wake_limit=2) == (True, [])
+    assert frontier.fifo_score("q1") < 1.0
+    assert frontier.heads("q1", 2) == ["a", "c"]
 
 
 # -- the watch -------------------------------------------------------------------------------
