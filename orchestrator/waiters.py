@@ -2,15 +2,50 @@
 
 The rate budget's buckets, the capacity gate and the fleet budget all queue callers this way
 (oldest contact first): one implementation of the queue, each deciding when its head may go.
+
+A caller may wait with a `Priority` instead of a number and `lower` it while it waits: the queue
+moves it forward at once, without it leaving and losing its place (a poll queued at its contact's
+age becomes a confirmation when a contact event says something happened).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import anyio
+
+from orchestrator.clock import Clock
+
+
+class Priority:
+    """A place in line (lower values are served first) that its holder may move forward."""
+
+    def __init__(self, value: float) -> None:
+        self._value = value
+        #: The queues it waits in now.
+        self._queues: list[Waiters] = []
+
+    @property
+    def value(self) -> float:
+        return self._value
+
+    def lower(self, value: float) -> None:
+        """Move forward to `value` in every queue it waits in; a higher value changes nothing."""
+        if value >= self._value:
+            return
+        self._value = value
+        for queue in self._queues:
+            queue.reorder()
+
+    def entered(self, queue: Waiters) -> None:
+        self._queues.append(queue)
+
+    def left(self, queue: Waiters) -> None:
+        self._queues.remove(queue)
 
 
 @dataclass(order=True)
@@ -20,9 +55,21 @@ class Waiter:
     #: Set to wake this waiter; the waiter replaces it (`rearm`) before waiting again.
     wakeup: anyio.Event = field(compare=False, default_factory=anyio.Event)
     gone: bool = field(compare=False, default=False)
+    #: Where `priority` comes from when the caller may lower it while it waits.
+    ticket: Priority | None = field(compare=False, default=None)
 
     def rearm(self) -> None:
         self.wakeup = anyio.Event()
+
+    async def wait(self) -> None:
+        """Until woken; then rearm."""
+        await self.wakeup.wait()
+        self.rearm()
+
+    async def sleep(self, clock: Clock, seconds: float) -> None:
+        """Until woken or until `seconds` have passed on `clock`; then rearm."""
+        await clock.sleep(seconds, self.wakeup)
+        self.rearm()
 
 
 class Waiters:
@@ -35,15 +82,28 @@ class Waiters:
     def __len__(self) -> int:
         return sum(1 for waiter in self._heap if not waiter.gone)
 
-    def join(self, priority: float) -> Waiter:
+    def join(self, priority: Priority | float) -> Waiter:
         """Queue a new waiter. The head is woken: a new head may have to wait less (or more)
         than the old one planned, so it re-plans."""
-        me = Waiter(priority, next(self._seq))
+        if isinstance(priority, Priority):
+            me = Waiter(priority.value, next(self._seq), ticket=priority)
+            priority.entered(self)
+        else:
+            me = Waiter(priority, next(self._seq))
         heapq.heappush(self._heap, me)
         head = self.head()
         if head is not None and head is not me:
             head.wakeup.set()
         return me
+
+    @contextmanager
+    def queued(self, priority: Priority | float) -> Iterator[Waiter]:
+        """A waiter in the queue for the block (`join`, then `leave`, however the block ends)."""
+        me = self.join(priority)
+        try:
+            yield me
+        finally:
+            self.leave(me)
 
     def head(self) -> Waiter | None:
         while self._heap and self._heap[0].gone:
@@ -54,8 +114,20 @@ class Waiters:
         """`waiter` is done (served, or cancelled); if it was the head, the next one is woken."""
         was_head = self.head() is waiter
         waiter.gone = True
+        if waiter.ticket is not None:
+            waiter.ticket.left(self)
+            waiter.ticket = None
         if was_head:
             self.wake_head()
+
+    def reorder(self) -> None:
+        """A waiter's `Priority` was lowered: sort again, and wake the head (it may be that
+        waiter now, or the old head, which re-plans)."""
+        for waiter in self._heap:
+            if waiter.ticket is not None:
+                waiter.priority = waiter.ticket.value
+        heapq.heapify(self._heap)
+        self.wake_head()
 
     def wake_head(self) -> None:
         head = self.head()

@@ -60,20 +60,16 @@ class CapacityGate:
         priority value first, one at a time, after the backoff) while blocked."""
         if not self._blocked:
             return
-        me = self._waiters.join(priority)
-        try:
+        with self._waiters.queued(priority) as me:
             while self._blocked:
-                if self._waiters.head() is me and not self._probing:
-                    wait = self._next_probe - self._clock.monotonic()
-                    if wait <= 0:
-                        self._probing = True
-                        return
-                    await self._clock.sleep(wait, me.wakeup)
-                else:
-                    await me.wakeup.wait()
-                me.rearm()
-        finally:
-            self._waiters.leave(me)
+                if self._waiters.head() is not me or self._probing:
+                    await me.wait()
+                    continue
+                wait = self._next_probe - self._clock.monotonic()
+                if wait <= 0:
+                    self._probing = True
+                    return
+                await me.sleep(self._clock, wait)
 
     def succeeded(self) -> None:
         """A start went through: the cap has room, everyone may go."""

@@ -27,7 +27,7 @@ from botocore.exceptions import (
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.operations import Operation
-from orchestrator.connect.ratelimit import Budget, acquire_hurried
+from orchestrator.connect.ratelimit import Budget
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
@@ -39,6 +39,7 @@ from orchestrator.errors import (
 )
 from orchestrator.metrics import Metrics
 from orchestrator.retry import RetryPolicy
+from orchestrator.waiters import Priority
 
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient
@@ -155,13 +156,10 @@ class ConnectGateway(Protocol):
         contact_id: str,
         *,
         fresh_since: float | None,
-        priority: float,
-        hurry: anyio.Event | None = None,
-        hurry_priority: float = 0.0,
+        priority: Priority | float,
     ) -> ContactSnapshot:
         """Describe a contact; a 404 within the consistency window after `fresh_since` retries.
-        If `hurry` is set while the call waits for its token, it waits on at `hurry_priority`
-        (`acquire_hurried`)."""
+        `priority` may be lowered while the call waits for its token: it moves forward."""
         ...
 
     async def start_screen_sharing(
@@ -285,13 +283,11 @@ class AioConnectGateway:
         operation: Operation,
         call: Callable[[], Awaitable[T]],
         *,
-        priority: float,
+        priority: Priority | float,
         fresh_since: float | None = None,
-        hurry: anyio.Event | None = None,
-        hurry_priority: float = 0.0,
     ) -> T:
         bucket = self._budget[operation]
-        await acquire_hurried(bucket, priority, hurry=hurry, hurry_priority=hurry_priority)
+        await bucket.acquire(priority)
         try:
             result = await call()
         except (ClientError, *TRANSPORT_ERRORS) as e:
@@ -379,9 +375,7 @@ class AioConnectGateway:
         contact_id: str,
         *,
         fresh_since: float | None,
-        priority: float,
-        hurry: anyio.Event | None = None,
-        hurry_priority: float = 0.0,
+        priority: Priority | float,
     ) -> ContactSnapshot:
         async def call() -> ContactSnapshot:
             response = await self._attempt(
@@ -389,8 +383,6 @@ class AioConnectGateway:
                 lambda: self._client.describe_contact(InstanceId=instance_id, ContactId=contact_id),
                 priority=priority,
                 fresh_since=fresh_since,
-                hurry=hurry,
-                hurry_priority=hurry_priority,
             )
             return ContactSnapshot.from_api(response["Contact"])
 

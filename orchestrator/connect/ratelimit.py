@@ -3,7 +3,9 @@
 Connect's quotas are per account and shared by every worker, so each worker spends a configured
 share of them. A bucket hands out tokens at `rate` per second up to `burst`; callers wait for a
 token instead of failing. Waiters are served by priority (lowest first, then arrival order), which
-lets the watch spend a scarce DescribeContact budget on the contacts most likely to have changed.
+lets the watch spend a scarce DescribeContact budget on the contacts most likely to have changed;
+a caller waiting with a `Priority` may lower it meanwhile (a contact event makes a queued poll
+the confirmation) and moves forward without losing its place.
 
 On a 429 the bucket halves its rate (multiplicative decrease, at most once per cooldown) and drops
 its saved tokens; it then recovers linearly to the configured rate over `recovery_s`.
@@ -14,11 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-import anyio
-
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
-from orchestrator.waiters import Waiters
+from orchestrator.waiters import Priority, Waiters
 
 
 class AdaptiveTokenBucket:
@@ -110,23 +110,18 @@ class AdaptiveTokenBucket:
             return True
         return False
 
-    async def acquire(self, priority: float = 0.0) -> None:
+    async def acquire(self, priority: Priority | float = 0.0) -> None:
         """Wait for one token. Lower `priority` values are served first."""
         if self._waiters.head() is None and self._take():
             return
-        me = self._waiters.join(priority)
-        try:
+        with self._waiters.queued(priority) as me:
             while True:
-                if self._waiters.head() is me:
-                    if self._take():
-                        return
-                    wait = (1.0 - self._tokens) / self._rate
-                    await self._clock.sleep(wait, me.wakeup)
-                else:
-                    await me.wakeup.wait()
-                me.rearm()
-        finally:
-            self._waiters.leave(me)
+                if self._waiters.head() is not me:
+                    await me.wait()
+                elif self._take():
+                    return
+                else:  # the head sleeps until its token is due (or someone re-plans it)
+                    await me.sleep(self._clock, (1.0 - self._tokens) / self._rate)
 
 
 class Bucket(Protocol):
@@ -137,42 +132,12 @@ class Bucket(Protocol):
         """Calls per second this worker may make while nothing is throttled."""
         ...
 
-    async def acquire(self, priority: float = 0.0) -> None: ...
+    async def acquire(self, priority: Priority | float = 0.0) -> None:
+        """Wait for one call's worth of budget; lower `priority` values first, and a `Priority`
+        lowered while it waits moves forward."""
+        ...
 
     def on_throttle(self) -> None: ...
-
-
-async def acquire_hurried(
-    bucket: Bucket, priority: float, *, hurry: anyio.Event | None, hurry_priority: float
-) -> None:
-    """`bucket.acquire(priority)`, but if `hurry` is set while still waiting for the token, the
-    wait starts again at `hurry_priority`: a contact event makes a poll already queued at its
-    scheduled priority a confirmation, served before the other scheduled polls.
-
-    Works with any bucket: the first wait is cancelled, which may forfeit a token a shared
-    budget granted at that moment (spending less than the quota, never more)."""
-    if hurry is None or hurry_priority >= priority:
-        await bucket.acquire(priority)
-        return
-    if not hurry.is_set():
-        granted = False
-        async with anyio.create_task_group() as tg:
-
-            async def take() -> None:
-                nonlocal granted
-                await bucket.acquire(priority)
-                granted = True
-                tg.cancel_scope.cancel()
-
-            async def lift() -> None:
-                await hurry.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(take)
-            tg.start_soon(lift)
-        if granted:
-            return
-    await bucket.acquire(hurry_priority)
 
 
 class Budget(Protocol):

@@ -33,9 +33,10 @@ from orchestrator.daemon.source import QueueSource
 from orchestrator.daemon.sqs import SqsQueueSource, aws_client_config
 from orchestrator.daemon.worker import Worker, WorkerOptions
 from orchestrator.engine.contact_events import ContactEventSink, LocalContactEvents
+from orchestrator.engine.doorbells import ContactNotifier, EarlyEvents
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import RequestDefaults
-from orchestrator.engine.watch import ContactNotifier, WatchPolicy
+from orchestrator.engine.watch import WatchPolicy
 from orchestrator.metrics import Metrics
 from orchestrator.sinks import (
     BatchingSink,
@@ -235,7 +236,8 @@ async def open_worker(
                 describe_rate=budget[Operation.DESCRIBE_CONTACT].target_rate,
             ),
             metrics=metrics,
-            notifier=notifier if notifier is not None else ContactNotifier(),
+            # Contact events that beat their watch wait for it a while (`EarlyEvents`).
+            notifier=ContactNotifier(early=EarlyEvents(metrics)) if notifier is None else notifier,
             rng=rng or random.Random(),
             deployment_ids=frozenset(
                 filter(None, (settings.connect.instance_id, settings.connect.contact_flow_id))

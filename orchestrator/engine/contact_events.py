@@ -10,16 +10,15 @@ the single source of every verdict.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 import structlog
 
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.engine.watch import ContactNotifier
+from orchestrator.engine.doorbells import ContactNotifier, Expiring
 from orchestrator.metrics import Metrics
 
 log = structlog.get_logger("orchestrator.engine.contact_events")
@@ -182,43 +181,6 @@ WAKING_TYPES = frozenset({"CONNECTED_TO_AGENT", "DISCONNECTED", "COMPLETED"})
 QUEUED = "QUEUED"
 
 
-V = TypeVar("V")
-
-
-class _Expiring(Generic[V]):
-    """Keys (each with a value) remembered for `ttl_s`, at most `limit` of them (the oldest go
-    first)."""
-
-    def __init__(self, ttl_s: float, limit: int) -> None:
-        self._ttl_s = ttl_s
-        self._limit = limit
-        self._until: OrderedDict[str, tuple[float, V]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._until)
-
-    def expire(self, now: float) -> list[str]:
-        """Drop and return the keys whose time is up (and the oldest beyond the limit)."""
-        gone: list[str] = []
-        while self._until and (
-            len(self._until) > self._limit or next(iter(self._until.values()))[0] <= now
-        ):
-            gone.append(self._until.popitem(last=False)[0])
-        return gone
-
-    def add(self, key: str, now: float, value: V) -> None:
-        self._until[key] = (now + self._ttl_s, value)
-        self._until.move_to_end(key)
-
-    def pop(self, key: str, now: float) -> V | None:
-        """The key's value, forgotten; None if it was not kept or its time is up."""
-        kept = self._until.pop(key, None)
-        return kept[1] if kept is not None and kept[0] > now else None
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._until
-
-
 class LocalContactEvents:
     """Delivers contact events to the watches of this process (a `ContactEventSink`).
 
@@ -228,10 +190,8 @@ class LocalContactEvents:
       itself decides nothing; if that poll finds the contact still waiting, the schedule goes on.
     * QUEUED events place the contact in its watch's queue frontier (queue, enqueue time), so
       that a younger contact's connection can wake it: see `frontier.py`.
-    * An event for a contact nobody watches yet (it can beat StartWebRTCContact's answer, or the
-      watch's doorbell) is kept `early_ttl_s`; a watch that subscribes meanwhile polls at once.
-      Kept events nobody claims are counted unmatched (foreign contacts: another worker's, or
-      another application's on the same instance).
+    * For a contact nobody watches yet, the notifier keeps both for its watch to come, if it was
+      built to (`doorbells.EarlyEvents`).
     """
 
     def __init__(
@@ -242,67 +202,30 @@ class LocalContactEvents:
         clock: Clock | None = None,
         dedup_ttl_s: float = 900.0,
         dedup_limit: int = 100_000,
-        early_ttl_s: float = 30.0,
-        early_limit: int = 10_000,
     ) -> None:
         self._notifier = notifier
         self._metrics = metrics or Metrics()
         self._clock = clock or SystemClock()
-        self._seen: _Expiring[bool] = _Expiring(dedup_ttl_s, dedup_limit)
-        self._early: _Expiring[bool] = _Expiring(early_ttl_s, early_limit)
-        #: Where contacts nobody watches yet wait (queue, enqueue time; from QUEUED events).
-        self._early_places: _Expiring[tuple[str, float]] = _Expiring(early_ttl_s, early_limit)
-        notifier.early_events = self._claim
+        self._seen: Expiring[bool] = Expiring(dedup_ttl_s, dedup_limit)
 
     async def deliver(self, event: ContactEvent) -> None:
         now = self._clock.monotonic()
-        self._expire(now)
+        self._seen.expire(now)
         self._metrics.contact_events.labels(event.event_type).inc()
         if event.event_id in self._seen:
             self._count("duplicate")
             return
         self._seen.add(event.event_id, now, True)
-        if event.event_type == QUEUED:
-            self._place(event, now)
-        if event.event_type not in WAKING_TYPES:
-            return
-        if self._notifier.ring(event.contact_id, by_event=True):
+        queue_id, enqueued_at = event.queue_id, event.enqueued_at
+        if event.event_type == QUEUED and queue_id is not None and enqueued_at is not None:
+            self._notifier.place(event.contact_id, queue_id, enqueued_at)
+        if event.event_type in WAKING_TYPES and self._notifier.ring(
+            event.contact_id, by_event=True
+        ):
             self._count("matched")
             log.debug(
                 "contact_event.matched", contact_id=event.contact_id, event_type=event.event_type
             )
-        else:
-            self._early.add(event.contact_id, now, True)
-
-    def _place(self, event: ContactEvent, now: float) -> None:
-        """A QUEUED event says where the contact waits: its watch's queue frontier learns it
-        before any poll, so a younger contact's connection can wake it (in a queue that serves
-        oldest first, that catches a lost CONNECTED_TO_AGENT event at the next connection)."""
-        if event.queue_id is None or event.enqueued_at is None:
-            return
-        if self._notifier.watches(event.contact_id):
-            self._notifier.frontier.waiting(event.contact_id, event.queue_id, event.enqueued_at)
-        else:
-            self._early_places.add(event.contact_id, now, (event.queue_id, event.enqueued_at))
-
-    def _claim(self, contact_id: str) -> bool:
-        """Asked by a subscribing watch: did an event for `contact_id` arrive before it? (A
-        QUEUED one places the contact in its queue frontier; a waking one makes it poll.)"""
-        now = self._clock.monotonic()
-        self._expire(now)
-        place = self._early_places.pop(contact_id, now)
-        if place is not None:
-            self._notifier.frontier.waiting(contact_id, *place)
-        if self._early.pop(contact_id, now):
-            self._count("early")
-            return True
-        return False
-
-    def _expire(self, now: float) -> None:
-        self._seen.expire(now)
-        for _ in self._early.expire(now):
-            self._count("unmatched")
-        self._early_places.expire(now)
 
     def _count(self, outcome: str) -> None:
         self._metrics.contact_event_outcomes.labels(outcome).inc()

@@ -34,6 +34,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from orchestrator.connect.gateway import ContactSnapshot
+
 #: Weight of the newest observation in a queue's FIFO score (an exponential moving average).
 _FIFO_WEIGHT = 0.1
 #: Below this score the queue is not treated as FIFO (one inference in two was wrong).
@@ -57,6 +59,19 @@ def _ms(epoch_s: float) -> int:
     contacts enqueued within the same millisecond never count as one before the other, whichever
     source (an event, a poll) each time came from."""
     return math.floor(epoch_s * 1000 + 1e-3)
+
+
+@dataclass(frozen=True)
+class Poll:
+    """What one poll of a watched contact found."""
+
+    snapshot: ContactSnapshot
+    #: When it was asked, epoch seconds.
+    asked_at: float
+    #: The contact no longer waits: connected, gone, or timed out.
+    served: bool
+    #: An agent took it within its deadline.
+    took_agent: bool
 
 
 @dataclass
@@ -203,6 +218,39 @@ class QueueFrontier:
         ):
             self._observe(queue_id, in_order=False)
         recent.append((connected_at, enqueued_at))
+
+    def after_poll(
+        self, poll: Poll, *, head_contacts: int, wake_limit: int
+    ) -> tuple[bool, list[str]]:
+        """What a poll teaches: where the contact waits, or that it left. Returns whether the
+        poll judged a "passed" inference (see `judge`), and the contacts now due to poll: the new
+        heads if a head left (`head_contacts` per queue; 0: no head polls), and up to
+        `wake_limit` contacts an agent passed over to take this one."""
+        snapshot, served = poll.snapshot, poll.served
+        contact_id = snapshot.contact_id
+        judged = self.judge(contact_id, served=served)
+        queue_id, enqueued_at = snapshot.queue_id, snapshot.enqueued_at
+        if queue_id is None or enqueued_at is None:
+            return judged, []
+        if not served:
+            self.waiting(contact_id, queue_id, enqueued_at)
+            if head_contacts and self.is_head(contact_id, head_contacts):
+                self.still_waiting(contact_id, poll.asked_at, strike=not judged)
+            return judged, []
+        if snapshot.agent_connected_at is not None:
+            self.connected(queue_id, enqueued_at, snapshot.agent_connected_at)
+        place = self.position(contact_id)
+        self.forget(contact_id)
+        due: list[str] = []
+        if place is not None and place < head_contacts and self.fifo(queue_id):
+            # A head left: the line moved, and the new heads are the next to be served.
+            due += self.heads(queue_id, head_contacts)
+        if poll.took_agent:
+            # FIFO: an agent took this contact, so those enqueued before it have been served
+            # too. Wake a few, oldest first (each one found connected wakes the next in turn);
+            # `passed` stops inferring for a queue where this keeps being wrong.
+            due += self.passed(queue_id, enqueued_at, wake_limit)
+        return judged, list(dict.fromkeys(due))
 
     def _observe(self, queue_id: str, *, in_order: bool) -> None:
         score = self.fifo_score(queue_id)

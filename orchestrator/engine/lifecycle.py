@@ -31,10 +31,10 @@ import structlog
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot, StartedContact
 from orchestrator.connect.operations import Operation
+from orchestrator.engine.doorbells import ContactNotifier
 from orchestrator.engine.events import EventSink, EventType, LifecycleEvent
 from orchestrator.engine.request import CallRequest, FieldError, client_token
 from orchestrator.engine.watch import (
-    ContactNotifier,
     WatchOutcome,
     WatchPolicy,
     WatchResult,

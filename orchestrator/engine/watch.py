@@ -1,41 +1,36 @@
 """Watching a contact until an agent connects, the customer leaves, or the deadline passes.
 
-Polling is DescribeContact with exponential backoff and jitter, each poll paid from the shared
-rate budget. The deadline counts from the contact's own `InitiationTimestamp`, so a redelivered
-request does not restart the clock, and outcomes are decided from Connect's timestamps against
-that deadline, so every attempt at the same request reaches the same verdict.
+Polling is DescribeContact, each poll paid from the shared rate budget. The deadline counts from
+the contact's own `InitiationTimestamp`, so a redelivered request does not restart the clock, and
+outcomes are decided from Connect's timestamps against that deadline, so every attempt at the
+same request reaches the same verdict.
 
-One vocabulary for waking watches: each watch has a `Doorbell`; `ContactNotifier.ring(contact_id)`
-rings the doorbells of a contact (Connect contact events, queue-aware polling); a rung watch polls
-at once and `rearm`s its doorbell, and a watch woken by a contact event polls at top priority
-(the budget goes to confirmations first). Polling stays the fallback: a lost notification costs at
-most one backoff interval. Queue-aware polling (`frontier.py`) uses the same doorbells: the contacts
-next in line for an agent poll often, and a detected connection wakes the ones it implies. The
-heads are paid from a bounded share of the DescribeContact budget, scaled to the number of watched
-contacts (`WatchPolicy.head_interval`).
+The watch is a loop of one sleep and one recheck: the pause before the next poll is a pure
+function of the policy and what is known (`pause.py`: backoff with jitter, the safety net's
+budget floor with contact events on, queue-aware head polls); the watch sleeps it, or until its
+doorbell rings (`doorbells.py`: a contact event, or a connection in its queue), and polls, or
+works the pause out again when the pause says so. A poll woken by a contact event goes at top
+priority (the budget goes to confirmations first), and so does one already waiting for its token
+when the event comes. Polling stays the fallback: a lost notification costs at most one pause.
 
-With contact events on there are no head polls, but the inference stays (`wake_passed`): QUEUED
-events tell the frontier where each contact waits, so the confirmed connection of a younger
-contact wakes an older one whose CONNECTED_TO_AGENT event was lost. The scheduled polls (the
-safety net) share a small part of the budget (`scheduled_floor`), smaller for contacts of a queue
-that serves oldest first, since the inference covers them; the floor is worked out again while
-a poll waits on it, so it shrinks as watched contacts leave.
+Each poll teaches the queue frontier (`frontier.py`) where the contact waits; a contact seen
+connected wakes those enqueued before it (`wake_passed`, implied by `queue_aware`), which turns a
+lost CONNECTED_TO_AGENT event into a delay of one connection.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
-import anyio
-
 from orchestrator.clock import Clock
 from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot
-from orchestrator.engine.frontier import QueueFrontier
+from orchestrator.engine.doorbells import ContactNotifier
+from orchestrator.engine.frontier import Poll
+from orchestrator.engine.pause import jitter_draw, watch_pause
 from orchestrator.metrics import Metrics
+from orchestrator.waiters import Priority
 
 
 @dataclass(frozen=True)
@@ -111,42 +106,6 @@ class WatchPolicy:
         """Whether a detected connection wakes the contacts enqueued before it."""
         return self.queue_aware or self.wake_passed
 
-    def scheduled_floor(self, watched: int, *, fifo: bool = False) -> float:
-        """The shortest pause of a scheduled poll while `watched` contacts are watched (`fifo`:
-        of a contact known to wait in a queue that serves oldest first)."""
-        share = self.poll_budget_share
-        if fifo and self.fifo_poll_budget_share is not None:
-            share = self.fifo_poll_budget_share
-        if share is None or self.describe_rate is None:
-            return 0.0
-        return watched / (share * self.describe_rate)
-
-    def head_interval(self, heads_total: int, watched: int = 0) -> float:
-        """How often each head polls when `heads_total` contacts poll as heads among `watched`
-        watched contacts: never more often than `head_interval_s`, all heads together within
-        their share of the budget, and each at most `head_boost` times as often as the average
-        watched contact could at the budget's rate."""
-        if self.describe_rate is None:
-            return self.head_interval_s
-        return max(
-            self.head_interval_s,
-            heads_total / (self.head_budget_share * self.describe_rate),
-            watched / (self.head_boost * self.describe_rate),
-        )
-
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        """The pause before each poll: first_delay, then times multiplier, capped."""
-        delay = self.first_delay_s
-        while True:
-            yield delay * rng.uniform(1.0 - self.jitter, 1.0)
-            delay = min(self.max_interval_s, delay * self.multiplier)
-
-
-class WatchOutcome(StrEnum):
-    AGENT_CONNECTED = "agent_connected"
-    DISCONNECTED = "disconnected"
-    TIMED_OUT = "timed_out"
-
 
 @dataclass(frozen=True)
 class WatchResult:
@@ -163,6 +122,17 @@ class WatchResult:
     noticed_via: str = "poll"
 
 
+class WatchOutcome(StrEnum):
+    """How a watch ends, by Connect's timestamps against the deadline (`verdict`)."""
+
+    #: An agent took the contact in time.
+    AGENT_CONNECTED = "agent_connected"
+    #: The customer left before an agent came, in time.
+    DISCONNECTED = "disconnected"
+    #: Neither happened in time (or it happened after the deadline).
+    TIMED_OUT = "timed_out"
+
+
 def verdict(snapshot: ContactSnapshot, deadline: float) -> WatchOutcome | None:
     """The outcome Connect's own timestamps imply, or None while the contact still waits."""
     connected = snapshot.agent_connected_at
@@ -172,118 +142,6 @@ def verdict(snapshot: ContactSnapshot, deadline: float) -> WatchOutcome | None:
     if gone is not None:
         return WatchOutcome.DISCONNECTED if gone <= deadline else WatchOutcome.TIMED_OUT
     return None
-
-
-class Doorbell:
-    """A watch's doorbell: `event` is set when someone rings; `urgent` when a contact event rang
-    it since the last `rearm`."""
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.urgent = anyio.Event()
-
-    @property
-    def by_event(self) -> bool:
-        """Whether a contact event rang since the last `rearm`."""
-        return self.urgent.is_set()
-
-    def ring(self, *, by_event: bool = False) -> None:
-        if by_event:
-            self.urgent.set()
-        self.event.set()
-
-    def rearm(self) -> None:
-        if self.event.is_set():
-            self.event = anyio.Event()
-        if self.urgent.is_set():
-            self.urgent = anyio.Event()
-
-
-class ContactNotifier:
-    """The watches of one engine: wakes them on outside notifications (e.g. Connect contact
-    events) and keeps the queue frontier that queue-aware polling reads."""
-
-    def __init__(self) -> None:
-        self._doorbells: dict[str, list[Doorbell]] = {}
-        self.frontier = QueueFrontier()
-        #: Asked when a watch subscribes: did a contact event for this contact arrive before
-        #: anyone watched it? (Set by `LocalContactEvents`.) If so, the watch polls at once.
-        self.early_events: Callable[[str], bool] | None = None
-
-    @contextmanager
-    def subscribe(self, contact_id: str) -> Iterator[Doorbell]:
-        doorbell = Doorbell()
-        if self.early_events is not None and self.early_events(contact_id):
-            doorbell.ring(by_event=True)
-        self._doorbells.setdefault(contact_id, []).append(doorbell)
-        try:
-            yield doorbell
-        finally:
-            remaining = self._doorbells[contact_id]
-            remaining.remove(doorbell)
-            if not remaining:
-                del self._doorbells[contact_id]
-                self.frontier.forget(contact_id)
-
-    def watches(self, contact_id: str) -> bool:
-        """Whether a watch of `contact_id` runs here."""
-        return contact_id in self._doorbells
-
-    def ring(self, contact_id: str, *, by_event: bool = False) -> bool:
-        """Wake every watch of `contact_id` (`by_event`: a contact event says something happened
-        to it); False if nobody watches it here."""
-        doorbells = self._doorbells.get(contact_id)
-        if not doorbells:
-            return False
-        for doorbell in doorbells:
-            doorbell.ring(by_event=by_event)
-        return True
-
-    def __len__(self) -> int:
-        return len(self._doorbells)
-
-
-def _track(
-    notifier: ContactNotifier,
-    snapshot: ContactSnapshot,
-    outcome: WatchOutcome | None,
-    policy: WatchPolicy,
-    *,
-    asked_at: float,
-    metrics: Metrics | None,
-) -> None:
-    """Keep the queue frontier up to date after a poll (asked at `asked_at`, epoch seconds), and
-    wake the contacts it says are due: the new heads (queue-aware polling) and the contacts a
-    connection passed over."""
-    head_contacts = policy.head_contacts if policy.queue_aware else 0
-    frontier = notifier.frontier
-    contact_id = snapshot.contact_id
-    judged = frontier.judge(contact_id, served=outcome is not None)
-    if judged and metrics is not None:
-        metrics.passed_wakes.labels("waiting" if outcome is None else "served").inc()
-    queue_id, enqueued_at = snapshot.queue_id, snapshot.enqueued_at
-    if queue_id is None or enqueued_at is None:
-        return
-    if outcome is None:
-        frontier.waiting(contact_id, queue_id, enqueued_at)
-        if head_contacts and frontier.is_head(contact_id, head_contacts):
-            frontier.still_waiting(contact_id, asked_at, strike=not judged)
-        return
-    if snapshot.agent_connected_at is not None:
-        frontier.connected(queue_id, enqueued_at, snapshot.agent_connected_at)
-    place = frontier.position(contact_id)
-    frontier.forget(contact_id)
-    due: list[str] = []
-    if place is not None and place < head_contacts and frontier.fifo(queue_id):
-        # A head left: the line moved, and the new heads are the next to be served.
-        due += frontier.heads(queue_id, head_contacts)
-    if outcome is WatchOutcome.AGENT_CONNECTED:
-        # FIFO: an agent took this contact, so those enqueued before it have been served too.
-        # Wake a few, oldest first (each one found connected wakes the next in turn); the
-        # frontier stops inferring for a queue where this keeps being wrong.
-        due += frontier.passed(queue_id, enqueued_at, max(1, policy.head_contacts))
-    for woken in dict.fromkeys(due):
-        notifier.ring(woken)
 
 
 async def watch_contact(
@@ -300,50 +158,35 @@ async def watch_contact(
 ) -> WatchResult:
     """Poll until the contact reaches an outcome. Connect errors propagate (after retries)."""
     rng = rng or random.Random()
-    delays = policy.delays(rng)
+    # `is None`, not `or`: an empty notifier has len() 0, so it is falsy.
+    watches = notifier if notifier is not None else ContactNotifier()
+    head_contacts = policy.head_contacts if policy.queue_aware else 0
     deadline = clock.time() + policy.max_wait_s  # until Connect tells us InitiationTimestamp
     priority = clock.time()  # older contacts first when the budget is scarce
-    polls = 0
-    # `is None`, not `or`: an empty notifier has len() 0, so it is falsy.
-    doorbells = notifier if notifier is not None else ContactNotifier()
-    frontier = doorbells.frontier
-    with doorbells.subscribe(contact_id) as doorbell:
+    polls, draw, began = 0, jitter_draw(policy, rng), clock.time()
+    with watches.subscribe(contact_id) as doorbell:
         while True:
-            backoff = next(delays)
-            began = clock.time()
-            draw: float | None = None
-            while True:
-                # The budget floor shrinks as watched contacts leave: while it holds this poll
-                # back, wake now and then to work it out again.
-                pause = backoff
-                floor = policy.scheduled_floor(
-                    len(doorbells), fifo=frontier.in_fifo_queue(contact_id)
-                )
-                if floor > pause:
-                    draw = draw or rng.uniform(1.0 - policy.jitter, 1.0)
-                    pause = floor * draw
-                if policy.queue_aware and frontier.is_head(contact_id, policy.head_contacts):
-                    heads = frontier.head_total(policy.head_contacts)
-                    pause = min(pause, policy.head_interval(heads, len(doorbells)))
-                remaining = max(0.0, min(began + pause, deadline) - clock.time())
-                if floor <= backoff or remaining <= policy.floor_recheck_s:
-                    await clock.sleep(remaining, doorbell.event)
-                    break
-                await clock.sleep(policy.floor_recheck_s, doorbell.event)
-                if doorbell.event.is_set():
-                    break
+            now = clock.time()
+            pause = watch_pause(
+                policy,
+                watches.standing(contact_id, head_contacts),
+                step=polls,
+                draw=draw,
+                elapsed_s=now - began,
+                left_s=deadline - now,
+            )
+            await clock.sleep(pause.sleep_s, doorbell.event)
+            if pause.recheck and not doorbell.event.is_set():
+                continue
             by_event = doorbell.by_event
             doorbell.rearm()
             asked_at = clock.time()
-            snapshot = await gateway.describe_contact(
-                instance_id,
-                contact_id,
-                fresh_since=started_mono,
-                priority=policy.confirm_priority if by_event else priority,
-                # An event while this poll waits for its token makes it the confirmation.
-                hurry=None if by_event else doorbell.urgent,
-                hurry_priority=policy.confirm_priority,
-            )
+            ticket = Priority(policy.confirm_priority if by_event else priority)
+            # An event while this poll waits for its token makes it the confirmation.
+            with doorbell.lifting(ticket, policy.confirm_priority):
+                snapshot = await gateway.describe_contact(
+                    instance_id, contact_id, fresh_since=started_mono, priority=ticket
+                )
             by_event = by_event or doorbell.by_event
             polls += 1
             if snapshot.initiated_at is not None:
@@ -353,8 +196,13 @@ async def watch_contact(
             outcome = verdict(snapshot, deadline)
             if outcome is None and now >= deadline:
                 outcome = WatchOutcome.TIMED_OUT
-            if policy.infers_passed:
-                _track(doorbells, snapshot, outcome, policy, asked_at=asked_at, metrics=metrics)
+            took_agent = outcome is WatchOutcome.AGENT_CONNECTED
+            poll = Poll(snapshot, asked_at, served=outcome is not None, took_agent=took_agent)
+            judged = policy.infers_passed and watches.polled(
+                poll, head_contacts=head_contacts, wake_limit=max(1, policy.head_contacts)
+            )
+            if judged and metrics is not None:
+                metrics.passed_wakes.labels("served" if poll.served else "waiting").inc()
             if outcome is not None:
                 return WatchResult(
                     outcome,
@@ -365,3 +213,4 @@ async def watch_contact(
                     clock.monotonic(),
                     noticed_via="event" if by_event else "poll",
                 )
+            draw, began = jitter_draw(policy, rng), clock.time()

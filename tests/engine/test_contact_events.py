@@ -16,8 +16,9 @@ from orchestrator.engine.contact_events import (
     NotAContactEvent,
     parse_contact_event,
 )
+from orchestrator.engine.doorbells import ContactNotifier, Doorbell, EarlyEvents
 from orchestrator.engine.events import EventType, LifecycleEvent
-from orchestrator.engine.watch import ContactNotifier, Doorbell, WatchPolicy
+from orchestrator.engine.watch import WatchPolicy
 from orchestrator.metrics import Metrics
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
@@ -224,9 +225,9 @@ def queued(contact_id: str, queue_id: str, enqueued_at: float, event_id: str) ->
 
 
 async def test_queued_events_place_watched_contacts_in_their_queue_before_any_poll() -> None:
-    notifier, metrics = ContactNotifier(), Metrics()
-    clock = VirtualClock()
-    local = LocalContactEvents(notifier, metrics=metrics, clock=clock, early_ttl_s=30)
+    metrics, clock = Metrics(), VirtualClock()
+    notifier = ContactNotifier(early=EarlyEvents(metrics, clock=clock, ttl_s=30))
+    local = LocalContactEvents(notifier, metrics=metrics, clock=clock)
     frontier = notifier.frontier
     with notifier.subscribe("younger"), notifier.subscribe("older") as older:
         await local.deliver(queued("younger", "q1", 2_000_000_010.0, "e-1"))
@@ -263,8 +264,9 @@ async def test_a_duplicate_event_id_is_counted_and_rings_nothing() -> None:
 
 
 async def test_an_event_before_the_watch_subscribes_rings_it_on_arrival() -> None:
-    notifier, metrics, clock = ContactNotifier(), Metrics(), VirtualClock()
-    local = LocalContactEvents(notifier, metrics=metrics, clock=clock, early_ttl_s=30)
+    metrics, clock = Metrics(), VirtualClock()
+    notifier = ContactNotifier(early=EarlyEvents(metrics, clock=clock, ttl_s=30))
+    local = LocalContactEvents(notifier, metrics=metrics, clock=clock)
     await local.deliver(event("CONNECTED_TO_AGENT"))
     clock.advance(10)
 
@@ -277,8 +279,9 @@ async def test_an_event_before_the_watch_subscribes_rings_it_on_arrival() -> Non
 
 
 async def test_events_nobody_claims_expire_as_unmatched() -> None:
-    notifier, metrics, clock = ContactNotifier(), Metrics(), VirtualClock()
-    local = LocalContactEvents(notifier, metrics=metrics, clock=clock, early_ttl_s=30)
+    metrics, clock = Metrics(), VirtualClock()
+    notifier = ContactNotifier(early=EarlyEvents(metrics, clock=clock, ttl_s=30))
+    local = LocalContactEvents(notifier, metrics=metrics, clock=clock)
     await local.deliver(event("CONNECTED_TO_AGENT", "e-1", contact_id="foreign"))
     clock.advance(31)
 
@@ -288,14 +291,15 @@ async def test_events_nobody_claims_expire_as_unmatched() -> None:
 
 
 async def test_memory_stays_bounded_under_a_flood_of_foreign_events() -> None:
-    notifier, metrics = ContactNotifier(), Metrics()
+    metrics, clock = Metrics(), VirtualClock()
+    early = EarlyEvents(metrics, clock=clock, limit=10)
     local = LocalContactEvents(
-        notifier, metrics=metrics, clock=VirtualClock(), dedup_limit=100, early_limit=10
+        ContactNotifier(early=early), metrics=metrics, clock=clock, dedup_limit=100
     )
     for i in range(1000):
         await local.deliver(event("DISCONNECTED", f"e-{i}", contact_id=f"c-{i}"))
 
-    assert len(local._seen) <= 101 and len(local._early) <= 11
+    assert len(local._seen) <= 101 and len(early) <= 11
     assert outcomes(metrics)["unmatched"] >= 980
 
 

@@ -8,8 +8,10 @@ from contextlib import ExitStack
 import anyio
 import pytest
 
+from orchestrator.connect.gateway import ContactSnapshot
 from orchestrator.engine.events import EventType, LifecycleEvent
-from orchestrator.engine.frontier import QueueFrontier
+from orchestrator.engine.frontier import Poll, QueueFrontier
+from orchestrator.engine.pause import head_interval
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
@@ -98,6 +100,24 @@ def test_frontier_keeps_inferring_for_a_fifo_queue_and_forgets_suspects() -> Non
     frontier.forget(suspect)  # its watch ended before the confirming poll
     frontier.judge(suspect, served=False)  # no longer a suspect: nothing learned
     assert frontier.fifo_score("q1") == 1.0
+
+
+def test_a_poll_teaches_the_frontier_and_names_the_contacts_now_due() -> None:
+    frontier = QueueFrontier()
+    for enqueued_at, contact_id in enumerate(("a", "b", "c", "d")):
+        frontier.waiting(contact_id, "q1", float(enqueued_at))
+
+    # "b", a head, is seen connected: "a" was passed over, and "c" is a head now.
+    connected = ContactSnapshot("b", queue_id="q1", enqueued_at=1.0, agent_connected_at=50.0)
+    seen = Poll(connected, asked_at=60.0, served=True, took_agent=True)
+    assert frontier.after_poll(seen, head_contacts=2, wake_limit=2) == (False, ["a", "c"])
+    assert frontier.position("b") is None
+
+    # "a" turns out still waiting: the inference was wrong, one strike against the queue.
+    waiting = Poll(ContactSnapshot("a", queue_id="q1", enqueued_at=0.0), 61.0, False, False)
+    assert frontier.after_poll(waiting, head_contacts=2, wake_limit=2) == (True, [])
+    assert frontier.fifo_score("q1") < 1.0
+    assert frontier.heads("q1", 2) == ["a", "c"]
 
 
 # -- the watch -------------------------------------------------------------------------------
@@ -197,14 +217,14 @@ def test_a_head_polls_at_most_a_few_times_as_often_as_the_average_watched_contac
     policy = WatchPolicy(head_interval_s=1, describe_rate=2, head_budget_share=0.25, head_boost=4)
 
     # 2 heads may use 0.5 polls/s: every 4 s each, while few contacts are watched...
-    assert policy.head_interval(2, watched=10) == 4
+    assert head_interval(policy, 2, watched=10) == 4
     # ...but with 60 watched, each could poll every 30 s on the whole budget: heads every 7.5 s.
-    assert policy.head_interval(2, watched=60) == 7.5
+    assert head_interval(policy, 2, watched=60) == 7.5
     generous = WatchPolicy(head_interval_s=1, describe_rate=10, head_boost=4)
-    assert generous.head_interval(2, watched=20) == 1  # the budget is ample: every second
-    assert generous.head_interval(2, watched=60) == 1.5
+    assert head_interval(generous, 2, watched=20) == 1  # the budget is ample: every second
+    assert head_interval(generous, 2, watched=60) == 1.5
     for watched in (1, 10, 100, 1000):  # never more than head_boost times the fair share
-        assert 1 / policy.head_interval(2, watched) <= 4 * 2 / watched + 1e-9
+        assert 1 / head_interval(policy, 2, watched) <= 4 * 2 / watched + 1e-9
     with pytest.raises(ValueError, match="head_boost"):
         WatchPolicy(head_boost=0.5)
 
@@ -213,11 +233,11 @@ def test_heads_poll_within_their_share_of_the_describe_budget() -> None:
     unbounded = WatchPolicy(head_interval_s=1)
     bounded = WatchPolicy(head_interval_s=1, describe_rate=10, head_budget_share=0.25)
 
-    assert unbounded.head_interval(500) == 1
-    assert bounded.head_interval(2) == 1  # 2 heads need 2 polls/s of the 2.5 they may use
-    assert bounded.head_interval(20) == 8  # 20 heads share 2.5 polls/s
+    assert head_interval(unbounded, 500) == 1
+    assert head_interval(bounded, 2) == 1  # 2 heads need 2 polls/s of the 2.5 they may use
+    assert head_interval(bounded, 20) == 8  # 20 heads share 2.5 polls/s
     for heads in (1, 7, 40, 1000):  # all heads together never exceed their share
-        assert heads / bounded.head_interval(heads) <= 0.25 * 10 + 1e-9
+        assert heads / head_interval(bounded, heads) <= 0.25 * 10 + 1e-9
 
 
 def test_head_total_counts_only_the_heads_of_fifo_queues() -> None:

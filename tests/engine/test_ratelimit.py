@@ -6,7 +6,8 @@ import anyio
 import pytest
 
 from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
-from orchestrator.connect.ratelimit import AdaptiveTokenBucket, RateBudget, acquire_hurried
+from orchestrator.connect.ratelimit import AdaptiveTokenBucket, RateBudget
+from orchestrator.waiters import Priority
 from tests.support.clock import SteppingClock, VirtualClock
 from tests.support.engine import settle
 
@@ -106,27 +107,31 @@ async def test_waiters_are_served_lowest_priority_first_then_in_arrival_order() 
     assert served == ["p1-first", "p1-second", "p2", "p3"]
 
 
-async def test_a_hurried_waiter_moves_ahead_of_the_queue_it_waited_in() -> None:
+async def test_a_waiter_whose_priority_is_lowered_moves_ahead_of_the_queue_it_waits_in() -> None:
     clock = SteppingClock()
     bucket = AdaptiveTokenBucket("op", rate=1.0, burst=1.0, clock=clock)
     await bucket.acquire()
     served: list[str] = []
-    hurry = anyio.Event()
+    evented = Priority(3.0)
 
-    async def waiter(name: str, priority: float, lift: anyio.Event | None) -> None:
-        await acquire_hurried(bucket, priority, hurry=lift, hurry_priority=0.0)
+    async def waiter(name: str, priority: Priority | float) -> None:
+        await bucket.acquire(priority)
         served.append(name)
 
+    # Scheduled polls queued by enqueue time; the youngest one's contact gets an event.
+    polls: list[tuple[str, Priority | float]] = [
+        ("oldest", 1.0),
+        ("older", 2.0),
+        ("evented", evented),
+    ]
     async with anyio.create_task_group() as tg:
-        # Scheduled polls queued by enqueue time; the youngest one's contact gets an event.
-        for queued, (name, priority, lift) in enumerate(
-            (("oldest", 1.0, None), ("older", 2.0, None), ("evented", 3.0, hurry)), start=1
-        ):
-            tg.start_soon(waiter, name, priority, lift)
+        for queued, (name, priority) in enumerate(polls, start=1):
+            tg.start_soon(waiter, name, priority)
             await settle(lambda: bucket.waiting == queued)  # noqa: B023 (awaited at once)
-        hurry.set()
-        await anyio.wait_all_tasks_blocked()  # it left, and queued again at the front
-        assert bucket.waiting == 3
+        evented.lower(0.0)
+        evented.lower(5.0)  # never back
+        await anyio.wait_all_tasks_blocked()
+        assert bucket.waiting == 3  # it moved forward without leaving the queue
         for count in range(1, 4):
             clock.advance(1.0)
             await settle(lambda: len(served) == count)  # noqa: B023 (awaited at once)
@@ -135,13 +140,14 @@ async def test_a_hurried_waiter_moves_ahead_of_the_queue_it_waited_in() -> None:
     assert bucket.granted == 4  # no token lost on the way
 
 
-async def test_a_hurry_after_the_token_changes_nothing() -> None:
+async def test_lowering_a_priority_after_the_token_changes_nothing() -> None:
     bucket = AdaptiveTokenBucket("op", rate=1.0, burst=1.0, clock=SteppingClock())
-    hurry = anyio.Event()
+    priority = Priority(5.0)
 
-    await acquire_hurried(bucket, 5.0, hurry=hurry, hurry_priority=0.0)  # a token at once
-    hurry.set()
+    await bucket.acquire(priority)  # a token at once
+    priority.lower(0.0)
 
+    assert priority.value == 0.0
     assert bucket.granted == 1
     assert bucket.waiting == 0
 

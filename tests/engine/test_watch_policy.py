@@ -15,16 +15,12 @@ import anyio
 import pytest
 
 from orchestrator.connect.gateway import ContactSnapshot
+from orchestrator.engine.doorbells import ContactNotifier, Doorbell
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.frontier import QueueFrontier
+from orchestrator.engine.pause import Standing, jitter_draw, scheduled_floor, watch_pause
 from orchestrator.engine.request import client_token
-from orchestrator.engine.watch import (
-    ContactNotifier,
-    Doorbell,
-    WatchOutcome,
-    WatchPolicy,
-    verdict,
-)
+from orchestrator.engine.watch import WatchOutcome, WatchPolicy, verdict
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.conftest import emulator_config
@@ -73,22 +69,26 @@ async def test_polls_back_off_exponentially_up_to_the_max_interval(
     assert connected.data["waited_s"] == 120.0
 
 
+def first_pause(policy: WatchPolicy, step: int, rng: random.Random) -> float:
+    """The pause after `step` polls of a contact watched alone, far from its deadline."""
+    draw = jitter_draw(policy, rng)
+    return watch_pause(policy, Standing(), step=step, draw=draw, elapsed_s=0, left_s=1e9).sleep_s
+
+
 def test_jitter_keeps_every_delay_within_its_band_and_under_the_schedule() -> None:
     policy = WatchPolicy(first_delay_s=1, multiplier=1.5, max_interval_s=10, jitter=0.25)
     exact = WatchPolicy(first_delay_s=1, multiplier=1.5, max_interval_s=10, jitter=0)
     rng = random.Random(3)
 
     for _ in range(50):
-        jittered = policy.delays(rng)
-        schedule = exact.delays(rng)
-        for _ in range(20):
-            d = next(schedule)
-            assert 0.75 * d <= next(jittered) <= d
+        for step in range(20):
+            d = first_pause(exact, step, rng)
+            assert 0.75 * d <= first_pause(policy, step, rng) <= d
 
 
 def test_jitter_spreads_delays_over_the_whole_band() -> None:
     rng = random.Random(5)
-    firsts = [next(WatchPolicy(first_delay_s=4, jitter=0.5).delays(rng)) for _ in range(500)]
+    firsts = [first_pause(WatchPolicy(first_delay_s=4, jitter=0.5), 0, rng) for _ in range(500)]
 
     assert min(firsts) < 2.2
     assert max(firsts) > 3.8
@@ -355,11 +355,11 @@ async def _started_and_sleeping(
 def test_with_events_on_scheduled_polls_stay_within_their_share_of_the_budget() -> None:
     policy = WatchPolicy(describe_rate=2.0, poll_budget_share=0.25)
 
-    assert policy.scheduled_floor(70) == pytest.approx(140.0)  # 70 watched: one poll per 140 s
-    assert policy.scheduled_floor(1) == pytest.approx(2.0)
+    assert scheduled_floor(policy, 70) == pytest.approx(140.0)  # 70 watched: one poll per 140 s
+    assert scheduled_floor(policy, 1) == pytest.approx(2.0)
     # Polling only (no share): the schedule alone decides.
-    assert WatchPolicy(describe_rate=2.0).scheduled_floor(70) == 0.0
-    assert WatchPolicy(poll_budget_share=0.25).scheduled_floor(70) == 0.0
+    assert scheduled_floor(WatchPolicy(describe_rate=2.0), 70) == 0.0
+    assert scheduled_floor(WatchPolicy(poll_budget_share=0.25), 70) == 0.0
 
 
 def test_contacts_of_a_queue_that_serves_oldest_first_lean_less_on_the_safety_net() -> None:
@@ -367,20 +367,19 @@ def test_contacts_of_a_queue_that_serves_oldest_first_lean_less_on_the_safety_ne
     frontier = QueueFrontier()
     frontier.waiting("placed", "q1", 10.0)
 
-    assert policy.scheduled_floor(70, fifo=frontier.in_fifo_queue("placed")) == pytest.approx(350)
+    assert scheduled_floor(policy, 70, fifo=frontier.in_fifo_queue("placed")) == pytest.approx(350)
     # Not placed yet (no QUEUED event, no poll): the general share.
-    assert policy.scheduled_floor(70, fifo=frontier.in_fifo_queue("unknown")) == pytest.approx(140)
+    assert scheduled_floor(policy, 70, fifo=frontier.in_fifo_queue("unknown")) == pytest.approx(140)
     # A queue whose agents take contacts in another order: lost events are the safety net's.
     for i in range(10):
         frontier.waiting(f"old-{i}", "q1", float(i))
     while frontier.fifo("q1"):
         (suspect,) = frontier.passed("q1", 1000.0, limit=1)
         frontier.judge(suspect, served=False)
-    assert policy.scheduled_floor(70, fifo=frontier.in_fifo_queue("placed")) == pytest.approx(140)
+    assert scheduled_floor(policy, 70, fifo=frontier.in_fifo_queue("placed")) == pytest.approx(140)
     # Without a FIFO share, every contact has the general one.
-    assert WatchPolicy(describe_rate=2.0, poll_budget_share=0.25).scheduled_floor(
-        70, fifo=True
-    ) == pytest.approx(140)
+    general = WatchPolicy(describe_rate=2.0, poll_budget_share=0.25)
+    assert scheduled_floor(general, 70, fifo=True) == pytest.approx(140)
 
 
 async def test_the_safety_net_polls_sooner_as_other_watched_contacts_leave(

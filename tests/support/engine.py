@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies
 from orchestrator.connect.ratelimit import RateBudget
+from orchestrator.engine.doorbells import ContactNotifier, EarlyEvents
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import CallRequest, parse_request
 from orchestrator.engine.watch import WatchPolicy
+from orchestrator.metrics import Metrics
 from orchestrator.sinks import EventSink
 from orchestrator.testing.requests import request_document
 from orchestrator.testing.waiting import eventually
@@ -43,8 +45,15 @@ def make_engine(
     gateway = AioConnectGateway(
         client, budget or RateBudget(clock=clk), policies=policies, clock=clk
     )
+    metrics = Metrics()
     return LifecycleEngine(
-        gateway=gateway, sink=sink, watch=watch, clock=clk, rng=random.Random(seed)
+        gateway=gateway,
+        sink=sink,
+        watch=watch,
+        clock=clk,
+        notifier=ContactNotifier(early=EarlyEvents(metrics, clock=clk)),
+        metrics=metrics,
+        rng=random.Random(seed),
     )
 
 

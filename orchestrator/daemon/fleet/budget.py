@@ -18,12 +18,8 @@
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 
-import anyio
 from redis.asyncio import Redis
 
 from orchestrator.clock import Clock, SystemClock
@@ -31,53 +27,31 @@ from orchestrator.connect.operations import Operation, Quota
 from orchestrator.connect.ratelimit import AdaptiveTokenBucket
 from orchestrator.daemon.fleet.breaker import REDIS_ERRORS, Breaker
 from orchestrator.daemon.fleet.gcra import Decision, Gcra, GcraLimit
-
-
-@dataclass(order=True)
-class _Turn:
-    priority: float
-    seq: int
-    ready: anyio.Event = field(compare=False, default_factory=anyio.Event)
-    gone: bool = field(compare=False, default=False)
+from orchestrator.waiters import Priority, Waiters
 
 
 class _Turns:
     """One holder at a time, the others queued by (priority, arrival)."""
 
     def __init__(self) -> None:
-        self._queue: list[_Turn] = []
+        self._waiters = Waiters()
         self._busy = False
-        self._seq = itertools.count()
 
     @property
     def waiting(self) -> int:
-        return sum(1 for t in self._queue if not t.gone) + (1 if self._busy else 0)
+        return len(self._waiters) + (1 if self._busy else 0)
 
     @contextlib.asynccontextmanager
-    async def turn(self, priority: float) -> AsyncIterator[None]:
-        if self._busy:
-            me = _Turn(priority, next(self._seq))
-            heapq.heappush(self._queue, me)
-            try:
-                await me.ready.wait()
-            except BaseException:
-                me.gone = True
-                if me.ready.is_set():  # handed the turn while being cancelled: pass it on
-                    self._pass()
-                raise
+    async def turn(self, priority: Priority | float) -> AsyncIterator[None]:
+        with self._waiters.queued(priority) as me:
+            while self._busy or self._waiters.head() is not me:
+                await me.wait()
         self._busy = True
         try:
             yield
         finally:
-            self._pass()
-
-    def _pass(self) -> None:
-        while self._queue:
-            nxt = heapq.heappop(self._queue)
-            if not nxt.gone:
-                nxt.ready.set()
-                return
-        self._busy = False
+            self._busy = False
+            self._waiters.wake_head()
 
 
 class FleetBucket:
@@ -121,7 +95,7 @@ class FleetBucket:
         self._throttle_pending = True
         self.fallback.on_throttle()
 
-    async def acquire(self, priority: float = 0.0) -> None:
+    async def acquire(self, priority: Priority | float = 0.0) -> None:
         """Wait for one call's worth of the fleet budget. Lower `priority` values go first."""
         async with self._turns.turn(priority):
             while True:
