@@ -24,8 +24,8 @@ from orchestrator.daemon.assembly import request_defaults, run_daemon
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.observability import check_endpoint
 from orchestrator.daemon.settings import Settings, load_settings, settings_json
-from orchestrator.daemon.sqs import aws_client_config
 from orchestrator.errors import ConfigError
+from orchestrator.sqs import aws_client_config
 from orchestrator.testing.emulator import cli as emulator_cli
 from orchestrator.testing.emulator import serve
 

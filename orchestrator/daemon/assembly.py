@@ -29,8 +29,6 @@ from orchestrator.daemon.settings import (
     Settings,
     WatchSettings,
 )
-from orchestrator.daemon.source import QueueSource
-from orchestrator.daemon.sqs import SqsQueueSource, aws_client_config
 from orchestrator.daemon.worker import Worker, WorkerOptions
 from orchestrator.engine.contact_events import ContactEventSink, LocalContactEvents
 from orchestrator.engine.lifecycle import LifecycleEngine
@@ -47,6 +45,7 @@ from orchestrator.sinks import (
     SnsEventSink,
     SqsEventSink,
 )
+from orchestrator.sqs import QueueSource, SqsQueueSource, aws_client_config
 
 
 def connect_quotas(connect: ConnectSettings) -> dict[Operation, Quota]:

@@ -43,12 +43,12 @@ from orchestrator.clock import Clock, SystemClock, wait_first
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.daemon.leases import Lease, Leases
 from orchestrator.daemon.readiness import ReadinessBoard
-from orchestrator.daemon.source import QueueMessage, QueueSource
 from orchestrator.engine.events import EventType
 from orchestrator.engine.lifecycle import Expiry, LifecycleEngine
 from orchestrator.engine.request import CallRequest, RequestDefaults, RequestRejected, parse_request
 from orchestrator.errors import DeploymentFault, RetryLater, SinkError
 from orchestrator.metrics import Metrics
+from orchestrator.sqs import QueueMessage, QueueSource
 
 log = structlog.get_logger("orchestrator.daemon.worker")
 

@@ -1,7 +1,8 @@
 """Event sinks on AWS: an SQS queue, an SNS topic, an EventBridge bus (clients passed in).
 
 Each sends up to 10 events per call (the batch limit of all three APIs) and raises `SinkError`
-naming the entries AWS refused, so the fan-out retries the batch.
+naming the entries AWS refused, so the fan-out retries the batch. The SQS sink sends through the
+SQS boundary (`orchestrator.sqs`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.engine.events import LifecycleEvent
 from orchestrator.errors import SinkError
+from orchestrator.sqs import (
+    MAX_FIFO_ID_CHARS,
+    OutgoingMessage,
+    batches,
+    is_fifo,
+    send_batch,
+    string_attributes,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_events import EventBridgeClient
@@ -31,31 +40,9 @@ def _refused(kind: str, failed: list[Any]) -> SinkError:
     return SinkError(f"{kind} refused {len(failed)} event(s): {codes}")
 
 
-def _message_entry(
-    index: int,
-    event: LifecycleEvent,
-    *,
-    body_key: str,
-    include: bool,
-    fifo: bool,
-    attributes: dict[str, str],
-) -> dict[str, Any]:
-    """One batch entry of SQS SendMessageBatch or SNS PublishBatch (same shape, other body key)."""
-    entry: dict[str, Any] = {
-        "Id": str(index),
-        body_key: event.to_json(include_connection_data=include),
-        "MessageAttributes": {
-            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
-        },
-    }
-    if fifo:  # one message group per request; deduplicated by the event's id
-        entry["MessageGroupId"] = event.request_id
-        entry["MessageDeduplicationId"] = event.id[:128]
-    return entry
-
-
 class SqsEventSink:
-    """Events as messages on an SQS queue (FIFO queues: grouped by request, deduplicated by id)."""
+    """Events as messages on an SQS queue (FIFO queues: grouped by request, deduplicated by id),
+    in batches within SQS's limits (10 entries, 256 KiB)."""
 
     name = "sqs"
 
@@ -65,26 +52,27 @@ class SqsEventSink:
         self._client = client
         self._queue_url = queue_url
         self._include = include_connection_data
-        self._fifo = queue_url.endswith(".fifo")
+        self._fifo = is_fifo(queue_url)
 
-    def _entry(self, index: int, event: LifecycleEvent) -> dict[str, Any]:
-        return _message_entry(
-            index,
-            event,
-            body_key="MessageBody",
-            include=self._include,
-            fifo=self._fifo,
-            attributes={"type": event.type.value, "request_id": event.request_id},
+    def _message(self, event: LifecycleEvent) -> OutgoingMessage:
+        return OutgoingMessage(
+            event.to_json(include_connection_data=self._include),
+            attributes=string_attributes(
+                {"type": event.type.value, "request_id": event.request_id}
+            ),
+            # One message group per request; deduplicated by the event's id.
+            group_id=event.request_id if self._fifo else None,
+            dedup_id=event.id if self._fifo else None,
         )
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
-        for chunk in _chunks(events):
-            response = await self._client.send_message_batch(
-                QueueUrl=self._queue_url,
-                Entries=[self._entry(i, e) for i, e in enumerate(chunk)],  # type: ignore[misc]
-            )
-            if response.get("Failed"):
-                raise _refused("SQS", list(response["Failed"]))
+        messages = [self._message(e) for e in events]
+        for batch in batches(messages, lambda m: m.size):
+            results = await send_batch(self._client, self._queue_url, batch)
+            errors = sorted({str(r.error).partition(":")[0] for r in results if r.error})
+            if errors:
+                failed = sum(1 for r in results if r.error)
+                raise SinkError(f"SQS refused {failed} event(s): {', '.join(errors)}")
 
 
 class SnsEventSink:
@@ -101,14 +89,15 @@ class SnsEventSink:
         self._fifo = topic_arn.endswith(".fifo")
 
     def _entry(self, index: int, event: LifecycleEvent) -> dict[str, Any]:
-        return _message_entry(
-            index,
-            event,
-            body_key="Message",
-            include=self._include,
-            fifo=self._fifo,
-            attributes={"type": event.type.value},
-        )
+        entry: dict[str, Any] = {
+            "Id": str(index),
+            "Message": event.to_json(include_connection_data=self._include),
+            "MessageAttributes": string_attributes({"type": event.type.value}),
+        }
+        if self._fifo:  # one message group per request; deduplicated by the event's id
+            entry["MessageGroupId"] = event.request_id
+            entry["MessageDeduplicationId"] = event.id[:MAX_FIFO_ID_CHARS]
+        return entry
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         for chunk in _chunks(events):

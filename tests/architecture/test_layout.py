@@ -1,5 +1,6 @@
 """The folders draw the data path and imports point one way:
-`daemon -> engine -> connect -> shared`, `sinks -> engine.events`, `testing -> anything`;
+`daemon -> engine -> connect -> shared`, `sinks -> engine.events`, `daemon, sinks -> sqs -> shared`
+(the SQS boundary sits beside `connect/`), `testing -> anything`;
 nothing in production imports `testing/`, and `bench/` never imports `tests/`."""
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ SHARED = {"errors", "clock", "metrics", "retry", "batcher", "waiters"}
 ALLOWED: dict[str, set[str]] = {
     "shared": {"shared"},
     "connect": {"shared", "connect"},
+    "sqs": {"shared", "sqs"},
     "engine": {"shared", "connect", "engine"},
-    "sinks": {"shared", "sinks", "engine.events"},
-    "daemon": {"shared", "connect", "engine", "sinks", "daemon"},
+    "sinks": {"shared", "sinks", "engine.events", "sqs"},
+    "daemon": {"shared", "connect", "sqs", "engine", "sinks", "daemon"},
 }
 
 
@@ -116,6 +118,9 @@ def test_the_rule_catches_an_upward_import() -> None:
     assert not _allowed("connect", "orchestrator.engine.request")
     assert not _allowed("daemon", "orchestrator.testing.emulator")
     assert not _allowed("sinks", "orchestrator.engine.lifecycle")
+    assert not _allowed("engine", "orchestrator.sqs.source")  # the lifecycle knows no SQS
+    assert not _allowed("sqs", "orchestrator.connect.gateway")  # nor SQS code Connect
+    assert _allowed("sinks", "orchestrator.sqs")
     assert _allowed("sinks", "orchestrator.engine.events")
     assert _allowed("daemon", "orchestrator.connect.gateway")
 

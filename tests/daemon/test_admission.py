@@ -17,12 +17,12 @@ import pytest
 from aiohttp import web
 
 from orchestrator.daemon.assembly import open_worker
-from orchestrator.daemon.source import QueueMessage
 from orchestrator.daemon.worker import Worker
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.request import client_token, parse_request
 from orchestrator.errors import SinkError
 from orchestrator.sinks import MemorySink
+from orchestrator.sqs import QueueMessage
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.support import (
