@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from botocore.exceptions import ClientError
 
@@ -62,13 +61,8 @@ class SqsQueueSource:
         await self._stack.enter_async_context(self._visibility)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.__aexit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._stack.__aexit__(*exc_info)
 
     async def receive(
         self, max_messages: int, *, wait_time_s: float, visibility_timeout_s: int
