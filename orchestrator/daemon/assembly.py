@@ -23,6 +23,7 @@ from orchestrator.connect.operations import Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
 from orchestrator.daemon.contact_events import ContactEventsConsumer
 from orchestrator.daemon.fleet import Fleet, redis_client
+from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.daemon.settings import (
     ConnectSettings,
@@ -30,7 +31,7 @@ from orchestrator.daemon.settings import (
     Settings,
     WatchSettings,
 )
-from orchestrator.daemon.worker import Worker, WorkerOptions
+from orchestrator.daemon.worker import Worker
 from orchestrator.engine.contact_events import ContactEventSink, LocalContactEvents
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import RequestDefaults

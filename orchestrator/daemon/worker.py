@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,10 +42,11 @@ from anyio.abc import TaskGroup
 from orchestrator.clock import Clock, SystemClock, wait_first
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.daemon.leases import Lease, Leases
+from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.engine.events import EventType
 from orchestrator.engine.lifecycle import Expiry, LifecycleEngine
-from orchestrator.engine.request import CallRequest, RequestDefaults, RequestRejected, parse_request
+from orchestrator.engine.request import CallRequest, RequestRejected, parse_request
 from orchestrator.errors import DeploymentFault, RetryLater, SinkError
 from orchestrator.metrics import Metrics
 from orchestrator.sqs import QueueMessage, QueueSource
@@ -57,33 +58,6 @@ _POLL_MARGIN_S = 5.0
 #: The readiness board's parts this worker reports.
 QUEUE_PART = "queue"
 DEPLOYMENT_PART = "deployment"
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    max_in_flight: int = 1000
-    #: Messages held but not started yet, at most (admission by start capacity).
-    max_waiting_to_start: int = 10
-    wait_time_s: float = 20.0
-    visibility_timeout_s: int = 60
-    #: Visibility of a received message until its contact starts (then `visibility_timeout_s`).
-    unstarted_visibility_timeout_s: int = 15
-    #: Used when the queue has no redrive policy to read it from.
-    max_receive_count: int = 5
-    delete_rejected: bool = False
-    retry_base_delay_s: int = 10
-    retry_max_delay_s: int = 900
-    grace_period_s: float = 30.0
-    #: A request not started this long after it was sent expires (0: never).
-    request_ttl_s: float = 0.0
-    request_defaults: RequestDefaults = field(default_factory=RequestDefaults)
-    #: Back-off bounds of the receive loop after errors, and of a lifecycle retried in place
-    #: while the deployment is at fault.
-    receive_backoff_s: tuple[float, float] = (1.0, 30.0)
-    fault_backoff_s: tuple[float, float] = (1.0, 30.0)
-    #: How often the redrive policy is read again once known, and the progress line's period.
-    redrive_refresh_s: float = 300.0
-    progress_interval_s: float = 30.0
 
 
 @dataclass(frozen=True)
