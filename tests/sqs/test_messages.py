@@ -1,7 +1,10 @@
 """The SQS boundary's pure parts: batches within SQS's limits, what SQS counts as a message's
-size, FIFO ids within SQS's length, the region in a queue URL."""
+size, FIFO ids within SQS's length, the region in a queue URL, the limits named once."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +55,17 @@ def test_fifo_ids_are_cut_to_sqs_length_and_set_only_when_given() -> None:
 )
 def test_the_region_comes_from_an_aws_queue_url(url: str, region: str | None) -> None:
     assert region_of(url) == region
+
+
+def test_sqs_visibility_ceiling_is_written_once() -> None:
+    """SQS's 12-hour visibility ceiling is `MAX_VISIBILITY_TIMEOUT_S`; no module repeats it."""
+    package = Path(__file__).resolve().parents[2] / "orchestrator"
+    limits = package / "sqs" / "limits.py"
+    bare = re.compile(r"\b43_?200\b")
+    repeated = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path != limits and bare.search(path.read_text(encoding="utf-8"))
+    ]
+    assert not repeated
+    assert bare.search(limits.read_text(encoding="utf-8"))
