@@ -16,7 +16,6 @@ from orchestrator.sqs import (
     MAX_FIFO_ID_CHARS,
     OutgoingMessage,
     batches,
-    is_fifo,
     send_batch,
     string_attributes,
 )
@@ -40,23 +39,30 @@ def _refused(kind: str, failed: list[Any]) -> SinkError:
     return SinkError(f"{kind} refused {len(failed)} event(s): {codes}")
 
 
-class SqsEventSink:
+class _AwsSink:
+    """A sink on one AWS target (a queue URL, a topic ARN, a bus name) through `client`."""
+
+    def __init__(self, client: Any, target: str, *, include_connection_data: bool = True) -> None:
+        self._client = client
+        self._target = target
+        self._include = include_connection_data
+        #: A FIFO queue or topic: one message group per request, deduplicated by event id.
+        self._fifo = target.endswith(".fifo")
+
+    def _body(self, event: LifecycleEvent) -> str:
+        return event.to_json(include_connection_data=self._include)
+
+
+class SqsEventSink(_AwsSink):
     """Events as messages on an SQS queue (FIFO queues: grouped by request, deduplicated by id),
     in batches within SQS's limits (10 entries, 256 KiB)."""
 
     name = "sqs"
-
-    def __init__(
-        self, client: SQSClient, queue_url: str, *, include_connection_data: bool = True
-    ) -> None:
-        self._client = client
-        self._queue_url = queue_url
-        self._include = include_connection_data
-        self._fifo = is_fifo(queue_url)
+    _client: SQSClient
 
     def _message(self, event: LifecycleEvent) -> OutgoingMessage:
         return OutgoingMessage(
-            event.to_json(include_connection_data=self._include),
+            self._body(event),
             attributes=string_attributes(
                 {"type": event.type.value, "request_id": event.request_id}
             ),
@@ -68,30 +74,23 @@ class SqsEventSink:
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         messages = [self._message(e) for e in events]
         for batch in batches(messages, lambda m: m.size):
-            results = await send_batch(self._client, self._queue_url, batch)
+            results = await send_batch(self._client, self._target, batch)
             errors = sorted({str(r.error).partition(":")[0] for r in results if r.error})
             if errors:
                 failed = sum(1 for r in results if r.error)
                 raise SinkError(f"SQS refused {failed} event(s): {', '.join(errors)}")
 
 
-class SnsEventSink:
+class SnsEventSink(_AwsSink):
     """Events published to an SNS topic, with a `type` attribute for subscription filters."""
 
     name = "sns"
-
-    def __init__(
-        self, client: SNSClient, topic_arn: str, *, include_connection_data: bool = True
-    ) -> None:
-        self._client = client
-        self._topic_arn = topic_arn
-        self._include = include_connection_data
-        self._fifo = topic_arn.endswith(".fifo")
+    _client: SNSClient
 
     def _entry(self, index: int, event: LifecycleEvent) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "Id": str(index),
-            "Message": event.to_json(include_connection_data=self._include),
+            "Message": self._body(event),
             "MessageAttributes": string_attributes({"type": event.type.value}),
         }
         if self._fifo:  # one message group per request; deduplicated by the event's id
@@ -102,24 +101,18 @@ class SnsEventSink:
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         for chunk in _chunks(events):
             response = await self._client.publish_batch(
-                TopicArn=self._topic_arn,
+                TopicArn=self._target,
                 PublishBatchRequestEntries=[self._entry(i, e) for i, e in enumerate(chunk)],  # type: ignore[misc]
             )
             if response.get("Failed"):
                 raise _refused("SNS", list(response["Failed"]))
 
 
-class EventBridgeSink:
+class EventBridgeSink(_AwsSink):
     """Events put on an EventBridge bus: source `contact-orchestrator`, detail-type = event type."""
 
     name = "eventbridge"
-
-    def __init__(
-        self, client: EventBridgeClient, bus: str, *, include_connection_data: bool = True
-    ) -> None:
-        self._client = client
-        self._bus = bus
-        self._include = include_connection_data
+    _client: EventBridgeClient
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         for chunk in _chunks(events):
@@ -128,8 +121,8 @@ class EventBridgeSink:
                     {
                         "Source": EVENT_SOURCE,
                         "DetailType": e.type.value,
-                        "Detail": e.to_json(include_connection_data=self._include),
-                        "EventBusName": self._bus,
+                        "Detail": self._body(e),
+                        "EventBusName": self._target,
                         "Resources": [],
                     }
                     for e in chunk
