@@ -21,7 +21,9 @@ import contextlib
 import heapq
 import itertools
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 
+import anyio
 from redis.asyncio import Redis
 
 from orchestrator.clock import Clock, SystemClock
@@ -29,15 +31,21 @@ from orchestrator.connect.operations import Operation, Quota
 from orchestrator.connect.ratelimit import AdaptiveTokenBucket
 from orchestrator.daemon.fleet.breaker import REDIS_ERRORS, Breaker
 from orchestrator.daemon.fleet.gcra import Decision, Gcra, GcraLimit
-from orchestrator.waiters import Waiter
+
+
+@dataclass(order=True)
+class _Turn:
+    priority: float
+    seq: int
+    ready: anyio.Event = field(compare=False, default_factory=anyio.Event)
+    gone: bool = field(compare=False, default=False)
 
 
 class _Turns:
     """One holder at a time, the others queued by (priority, arrival)."""
 
     def __init__(self) -> None:
-        #: Queued by (priority, arrival); a waiter's `wakeup` hands it the turn.
-        self._queue: list[Waiter] = []
+        self._queue: list[_Turn] = []
         self._busy = False
         self._seq = itertools.count()
 
@@ -48,13 +56,13 @@ class _Turns:
     @contextlib.asynccontextmanager
     async def turn(self, priority: float) -> AsyncIterator[None]:
         if self._busy:
-            me = Waiter(priority, next(self._seq))
+            me = _Turn(priority, next(self._seq))
             heapq.heappush(self._queue, me)
             try:
-                await me.wakeup.wait()
+                await me.ready.wait()
             except BaseException:
                 me.gone = True
-                if me.wakeup.is_set():  # handed the turn while being cancelled: pass it on
+                if me.ready.is_set():  # handed the turn while being cancelled: pass it on
                     self._pass()
                 raise
         self._busy = True
@@ -67,7 +75,7 @@ class _Turns:
         while self._queue:
             nxt = heapq.heappop(self._queue)
             if not nxt.gone:
-                nxt.wakeup.set()
+                nxt.ready.set()
                 return
         self._busy = False
 
