@@ -412,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="move messages the worker's validation refuses too (by default they stay: they "
         "would only come back)",
     )
+    # The default now: still accepted, so that existing scripts keep working.
+    redrive.add_argument("--valid-only", action="store_true", help=argparse.SUPPRESS)
     redrive.add_argument("--limit", type=_positive_int, help="move at most this many")
     redrive.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
 

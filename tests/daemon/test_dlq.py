@@ -325,6 +325,10 @@ async def test_cli_inspects_as_json_and_redrives_to_the_configured_queue(
     rest = await anyio.to_thread.run_sync(lambda: cli("dlq", "redrive", "--rate", "50", env=env))
     assert "moved 1 message(s)" in rest.stdout
     assert "1 invalid request(s) stay unless --include-invalid" in rest.stdout
+    old_flag = await anyio.to_thread.run_sync(
+        lambda: cli("dlq", "redrive", "--valid-only", "--rate", "50", env=env)
+    )
+    assert old_flag.returncode == 0 and "moved 0 message(s)" in old_flag.stdout
     assert await queue_counts(sqs_client, dlq) == (1, 0)
     forced = await anyio.to_thread.run_sync(
         lambda: cli("dlq", "redrive", "--include-invalid", "--rate", "50", env=env)
