@@ -16,11 +16,11 @@ from aiobotocore.session import AioSession
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.settings import Settings
-from orchestrator.daemon.sqs import aws_client_config
 from orchestrator.daemon.worker import Worker
 from orchestrator.engine.events import LifecycleEvent
 from orchestrator.metrics import Metrics
 from orchestrator.sinks import EventSink
+from orchestrator.sqs import aws_client_config
 from orchestrator.testing.memory_queue import MemoryQueue
 from orchestrator.testing.queues import create_queue_with_dlq, send_all
 

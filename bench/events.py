@@ -44,8 +44,8 @@ from orchestrator.connect.gateway import connect_client_config
 from orchestrator.connect.operations import Operation
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.settings import Settings
-from orchestrator.daemon.sqs import aws_client_config
 from orchestrator.metrics import Metrics
+from orchestrator.sqs import aws_client_config
 from orchestrator.testing.emulator import EmulatorControl
 
 from . import analysis, servers

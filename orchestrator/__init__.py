@@ -16,8 +16,9 @@ __version__ = _version("contact-orchestrator")
 
 if TYPE_CHECKING:
     from orchestrator.daemon.assembly import open_worker, run_daemon
+    from orchestrator.daemon.options import WorkerOptions
     from orchestrator.daemon.settings import Settings, load_settings
-    from orchestrator.daemon.worker import Worker, WorkerOptions
+    from orchestrator.daemon.worker import Worker
     from orchestrator.engine.events import EventType, LifecycleEvent
     from orchestrator.engine.request import CallRequest, RequestRejected, parse_request
 
@@ -27,7 +28,7 @@ _WHERE = {
     "Settings": "orchestrator.daemon.settings",
     "load_settings": "orchestrator.daemon.settings",
     "Worker": "orchestrator.daemon.worker",
-    "WorkerOptions": "orchestrator.daemon.worker",
+    "WorkerOptions": "orchestrator.daemon.options",
     "EventType": "orchestrator.engine.events",
     "LifecycleEvent": "orchestrator.engine.events",
     "CallRequest": "orchestrator.engine.request",

@@ -1,83 +1,72 @@
-"""The `orchestrator` command: parses arguments at the edge and hands typed values down."""
+"""The `orchestrator` command: parses arguments at the edge, hands typed values down and prints
+what comes back. What a command does lives next to what it drives (`daemon.enqueue`,
+`daemon.dlq`, `orchestrator.sqs`); the testing kit is imported only by the commands that run it
+(`demo`, `emulator`, `dev`)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import inspect
 import json
-import re
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
-from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestrator import __version__
 from orchestrator.daemon import dlq
-from orchestrator.daemon.assembly import request_defaults, run_daemon
+from orchestrator.daemon.assembly import credentials_problem, request_defaults, run_daemon
+from orchestrator.daemon.enqueue import EnqueueReport, enqueue
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.observability import check_endpoint
 from orchestrator.daemon.settings import Settings, load_settings, settings_json
-from orchestrator.daemon.sqs import aws_client_config
 from orchestrator.errors import ConfigError
-from orchestrator.testing.emulator import cli as emulator_cli
-from orchestrator.testing.emulator import serve
+from orchestrator.sqs import describe_problem, open_sqs
 
-if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
+T = TypeVar("T")
 
 EXIT_CONFIG = 2
-_MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
-#: `https://sqs.REGION.amazonaws.com/...` and the legacy `https://REGION.queue.amazonaws.com/...`
-_QUEUE_REGION = re.compile(r"^(?:sqs\.([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?$")
+CONFIG_HELP = "TOML configuration file (default: $ORCHESTRATOR_CONFIG; environment only if unset)"
 
 
-# -- run ---------------------------------------------------------------------------------------
+# -- the daemon and its configuration ------------------------------------------------------------
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    """run the worker daemon
+
+    Run the worker: receive call requests from the SQS queue, drive each contact, emit lifecycle
+    events, until SIGTERM/SIGINT (graceful: in-flight work gets [shutdown] grace_period_s, then
+    is handed back to the queue). JSON logs on stdout."""
     settings = load_settings(args.config)
     configure_logging(level=settings.logging.level, json_output=settings.logging.json_output)
     anyio.run(run_daemon, settings)
     return 0
 
 
-# -- check-config -------------------------------------------------------------------------------
-
-
-async def _credentials_problem() -> str | None:
-    """Why botocore's credential chain finds nothing, or None when it finds credentials."""
-    try:
-        found = await get_session().get_credentials()
-    except BotoCoreError as exc:
-        return f"AWS credentials could not be loaded: {exc}"
-    if found is None:
-        return (
-            "no AWS credentials found (environment, shared config and credentials files, SSO, "
-            "container or instance role): the worker could not call AWS"
-        )
-    return None
-
-
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    print(settings_json(settings))
-    problem = anyio.run(_credentials_problem)
+    """validate the configuration and print the effective settings
+
+    Load the configuration (file and environment) and print the effective settings as JSON with
+    secrets masked; on error print what is wrong and exit with status 2."""
+    print(settings_json(load_settings(args.config)))
+    problem = anyio.run(credentials_problem)
     if problem is not None:  # a warning: the configuration itself is valid
         print(f"orchestrator check-config: {problem}", file=sys.stderr)
     return 0
 
 
-# -- healthcheck --------------------------------------------------------------------------------
-
-
 def _cmd_healthcheck(args: argparse.Namespace) -> int:
+    """exit 0 when the running worker's /healthz answers 200 (for container healthchecks)
+
+    Ask the worker running with this configuration for its health on the observability server
+    ([observability] host and port; a wildcard host is reached on loopback). Exit 0 on 200, 1
+    otherwise (the reason on stderr), 2 on a configuration error."""
     settings = load_settings(args.config)
     problem = check_endpoint(settings.observability, args.path, args.timeout)
     if problem is not None:
@@ -86,27 +75,7 @@ def _cmd_healthcheck(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- AWS calls from one-shot commands -----------------------------------------------------------
-
-
-def region_of(queue_url: str) -> str | None:
-    """The region in an AWS queue URL (`https://sqs.eu-west-1.amazonaws.com/...`), else None."""
-    match = _QUEUE_REGION.match(urlsplit(queue_url).hostname or "")
-    return (match.group(1) or match.group(2)) if match else None
-
-
-def _aws_problem(exc: Exception, queue_url: str) -> str:
-    """One line for an AWS error a one-shot command cannot get past."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "")
-        if code in _MISSING_QUEUE:
-            return f"queue does not exist: {queue_url}"
-        operation = getattr(exc, "operation_name", "call")
-        return f"{operation} failed: {code}: {error.get('Message', '')}"
-    if isinstance(exc, EndpointConnectionError):
-        return f"cannot reach the SQS endpoint {exc.kwargs.get('endpoint_url', '')}"
-    return f"{type(exc).__name__}: {exc}"
+# -- argument types -----------------------------------------------------------------------------
 
 
 def _http_url(value: str) -> str:
@@ -116,17 +85,15 @@ def _http_url(value: str) -> str:
     return value
 
 
-def _positive(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {value}")
+def _seconds(value: str) -> float:
+    if not (number := float(value)) >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
     return number
 
 
-def _non_negative(value: str) -> float:
-    number = float(value)
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+def _positive(value: str) -> float:
+    if not (number := float(value)) > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {value}")
     return number
 
 
@@ -136,98 +103,63 @@ def _positive_int(value: str) -> int:
     return int(value)
 
 
+# -- one-shot SQS commands ----------------------------------------------------------------------
+
+
 def _tool_settings(config: str | None, queue_url: str | None) -> Settings:
     """The configuration, with `queue_url` (a flag) in place of `[queue] url` when given."""
     overrides: dict[str, Any] = {"queue": {"url": queue_url}} if queue_url else {}
     return load_settings(config, **overrides)
 
 
-@asynccontextmanager
-async def _sqs(settings: Settings, args: argparse.Namespace, url: str) -> AsyncIterator[SQSClient]:
-    """An SQS client: flags first, then the queue URL's region, then the configuration."""
-    region = args.region or region_of(url) or settings.aws.region
-    endpoint = args.endpoint_url or settings.endpoint("queue")
-    async with get_session().create_client(
-        "sqs", region_name=region, endpoint_url=endpoint, config=aws_client_config()
-    ) as client:
-        yield client
+def _sqs_call(
+    command: str, settings: Settings, args: argparse.Namespace, url: str, work: Callable[..., Any]
+) -> Any:
+    """Run `work(sqs)` with an SQS client (region: the flag, else the queue URL's, else the
+    configuration's); an AWS error nothing gets past becomes one line and exit status 1."""
 
+    async def call() -> Any:
+        async with open_sqs(
+            url,
+            region=args.region,
+            endpoint_url=args.endpoint_url or settings.endpoint("queue"),
+            default_region=settings.aws.region,
+        ) as sqs:
+            return await work(sqs)
 
-# -- enqueue ------------------------------------------------------------------------------------
-
-
-async def _max_message_bytes(sqs: SQSClient, queue_url: str) -> int:
-    """The queue's MaximumMessageSize (256 KiB when it cannot be read)."""
     try:
-        response = await sqs.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["MaximumMessageSize"]
-        )
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _MISSING_QUEUE:
-            raise
-        return dlq.BATCH_BYTES
-    return int(response.get("Attributes", {}).get("MaximumMessageSize", dlq.BATCH_BYTES))
-
-
-async def enqueue(sqs: SQSClient, queue_url: str, lines: list[str]) -> int:
-    """Send `lines` as messages, batched under SQS's limits; report failures on stderr.
-
-    A line over the queue's message size limit is reported and skipped. Stops at the first
-    error no batch can get past (a missing queue, an unreachable endpoint). Returns how many
-    were sent.
-    """
-    fifo = queue_url.endswith(".fifo")
-    sent = 0
-    try:
-        limit = await _max_message_bytes(sqs, queue_url)
-        numbered: list[tuple[int, str]] = []
-        for number, body in enumerate(lines, 1):
-            size = dlq.body_bytes(body)
-            if size > limit:
-                print(
-                    f"skipped: line {number}: {size} bytes, over the queue's {limit}-byte limit",
-                    file=sys.stderr,
-                )
-            else:
-                numbered.append((number, body))
-        for batch in dlq.sqs_batches(numbered, lambda n: dlq.body_bytes(n[1]), max_bytes=limit):
-            entries: list[Any] = []
-            for number, body in batch:
-                entry: dict[str, Any] = {"Id": str(number), "MessageBody": body}
-                if fifo:
-                    try:
-                        request_id = str(json.loads(body).get("RequestId") or f"line-{number}")
-                    except (ValueError, AttributeError):
-                        request_id = f"line-{number}"
-                    entry["MessageGroupId"] = request_id
-                    entry["MessageDeduplicationId"] = request_id[:128]
-                entries.append(entry)
-            response = await sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-            sent += len(response.get("Successful", []))
-            for failure in response.get("Failed", []):
-                print(f"failed: line {failure['Id']}: {failure.get('Message')}", file=sys.stderr)
+        return anyio.run(call)
     except (ClientError, BotoCoreError) as exc:
-        print(f"orchestrator enqueue: {_aws_problem(exc, queue_url)}", file=sys.stderr)
-    return sent
+        problem = describe_problem(exc, args.queue_url or "")
+        print(f"orchestrator {command}: {problem}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _cmd_enqueue(args: argparse.Namespace) -> int:
+    """send call requests (JSON lines) to a queue
+
+    Send call requests, one JSON object per line, from FILE or stdin to SQS, in batches within
+    SQS's limits (10 entries, the queue's maximum message size; a longer line is reported and
+    skipped). Each line is first checked as the worker checks a message (with the configured
+    [connect] defaults): an invalid one is refused, with why. The queue, endpoint and region
+    default to the configuration."""
     settings = _tool_settings(args.config, args.queue_url)
     queue_url = settings.queue.url
     source = sys.stdin if args.file in (None, "-") else Path(args.file).open(encoding="utf-8")  # noqa: SIM115
     with source:
         lines = [line.strip() for line in source if line.strip()]
+    defaults = None if args.no_check else request_defaults(settings.connect)
 
-    async def send() -> int:
-        async with _sqs(settings, args, queue_url) as sqs:
-            return await enqueue(sqs, queue_url, lines)
+    def send(sqs: Any) -> Awaitable[EnqueueReport]:
+        return enqueue(sqs, queue_url, lines, defaults=defaults)
 
-    sent = anyio.run(send)
-    print(f"sent {sent} of {len(lines)} request(s) to {queue_url}")
-    return 0 if sent == len(lines) else 1
-
-
-# -- dlq ----------------------------------------------------------------------------------------
+    report: EnqueueReport = _sqs_call("enqueue", settings, args, queue_url, send)
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    if report.stopped:
+        print(f"orchestrator enqueue: {report.stopped}", file=sys.stderr)
+    print(f"sent {report.sent} of {len(lines)} request(s) to {queue_url}")
+    return 0 if report.sent == len(lines) else 1
 
 
 def _dlq_settings(args: argparse.Namespace) -> tuple[Settings, str | None]:
@@ -243,127 +175,77 @@ def _dlq_settings(args: argparse.Namespace) -> tuple[Settings, str | None]:
     return settings, settings.queue.url
 
 
-async def _find_dlq(sqs: SQSClient, args: argparse.Namespace, source: str | None) -> str:
-    if args.queue_url:
-        return str(args.queue_url)
-    found = await dlq.dead_letter_queue_of(sqs, source) if source else None
-    if found is None:
-        raise ConfigError(
-            "--queue-url is required: the configuration's [queue] url has no redrive policy "
-            "naming a dead-letter queue"
-        )
-    return found
-
-
-def _print_letters(letters: list[dlq.DeadLetter], url: str, stopped: str | None) -> None:
-    now = time.time()
-    print(f"{'REQUEST ID':<40} {'RECEIVES':>8}  {'AGE':>7}  WHY")
-    for letter in letters:
-        age = dlq.format_age(letter.age_s(now))
-        rid = letter.request_id or "-"
-        print(f"{rid:<40} {letter.receive_count:>8}  {age:>7}  {letter.reason}")
-    valid = sum(1 for d in letters if d.problem is None)
-    print(
-        f"{len(letters)} message(s) in {url}: {valid} valid request(s) (transient failures or "
-        f"crashes), {len(letters) - valid} refused by validation; all left in place"
-    )
-    if stopped:
-        print(f"note: {stopped}")
-
-
 def _cmd_dlq_inspect(args: argparse.Namespace) -> int:
+    """list what sits in a dead-letter queue and why, leaving it in place
+
+    List the messages of a dead-letter queue without consuming them (each is received, hidden
+    while the listing runs, then made visible again): RequestId, age and why it is there, by the
+    worker's own validation ('valid request': it failed transiently or a worker crashed).
+    Receive counts are not shown (looking is a receive too); the source queue's redrive policy
+    says after how many receives messages arrive."""
     settings, source = _dlq_settings(args)
 
-    async def inspect() -> tuple[str, list[dlq.DeadLetter], str | None]:
-        async with _sqs(settings, args, args.queue_url or source or "") as sqs:
-            url = await _find_dlq(sqs, args, source)
-            size = await dlq.approximate_size(sqs, url)
-            queue = dlq.DeadLetterQueue(
-                sqs,
-                url,
-                defaults=request_defaults(settings.connect),
-                hold_s=min(43_200, 30 + size // 20),
-            )
-            letters, stopped = await queue.inspect(limit=args.limit)
-            return url, letters, stopped
+    async def look(sqs: Any) -> tuple[dlq.Located, list[dlq.DeadLetter], str | None]:
+        located = await dlq.locate(sqs, args.queue_url, source)
+        defaults = request_defaults(settings.connect)
+        letters, stopped = await dlq.inspect(sqs, located, defaults=defaults, limit=args.limit)
+        return located, letters, stopped
 
-    try:
-        url, letters, stopped = anyio.run(inspect)
-    except (ClientError, BotoCoreError) as exc:
-        print(f"orchestrator dlq: {_aws_problem(exc, args.queue_url or '')}", file=sys.stderr)
-        return 1
+    located, letters, stopped = _sqs_call(
+        "dlq", settings, args, args.queue_url or source or "", look
+    )
     if args.json:
-        now = time.time()
-        document = {
-            "queue_url": url,
-            "messages": [d.as_dict(now) for d in letters],
-            "stopped": stopped,
-        }
-        print(json.dumps(document, indent=2))
+        print(json.dumps(dlq.listing_document(letters, located, stopped, time.time()), indent=2))
     else:
-        _print_letters(letters, url, stopped)
+        print("\n".join(dlq.listing(letters, located, stopped, time.time())))
     return 0
 
 
 def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    """move dead-lettered messages back to the source queue
+
+    Send valid requests from a dead-letter queue back to the source queue, then delete them
+    from the DLQ, at a pace the workers' admission absorbs. Their receive counts start again at
+    zero; FIFO messages keep their group. Invalid ones stay unless --include-invalid."""
     settings, source = _dlq_settings(args)
     rate = args.rate or settings.connect.start_webrtc_contact_rate
     selection = dlq.Selection(
         request_ids=frozenset(args.request_id or ()),
         older_than_s=args.older_than,
         newer_than_s=args.newer_than,
-        valid_only=args.valid_only,
+        valid_only=not args.include_invalid,
     )
 
-    async def redrive() -> tuple[str, str, dlq.RedriveReport]:
-        async with _sqs(settings, args, args.queue_url or source or "") as sqs:
-            url = await _find_dlq(sqs, args, source)
-            to = args.to
-            if to is None:
-                arn = await dlq.queue_arn(sqs, url)
-                if source is None or await dlq.dead_letter_target(sqs, source) != arn:
-                    raise ConfigError(
-                        "--to is required: the configuration's [queue] url does not name "
-                        f"{url} as its dead-letter queue"
-                    )
-                to = source
-            size = await dlq.approximate_size(sqs, url)
-            queue = dlq.DeadLetterQueue(
-                sqs,
-                url,
-                defaults=request_defaults(settings.connect),
-                hold_s=int(min(43_200, 60 + 2 * size / rate)),
-            )
-            report = await queue.redrive(
-                to, selection, rate_per_s=rate, dry_run=args.dry_run, limit=args.limit
-            )
-            return url, to, report
+    async def redrive(sqs: Any) -> tuple[str, str, dlq.RedriveReport]:
+        located = await dlq.locate(sqs, args.queue_url, source)
+        to = located.redrive_target(args.to)
+        report = await dlq.redrive(
+            sqs,
+            located,
+            to,
+            selection,
+            defaults=request_defaults(settings.connect),
+            rate_per_s=rate,
+            dry_run=args.dry_run,
+            limit=args.limit,
+        )
+        return located.url, to, report
 
-    try:
-        url, to, report = anyio.run(redrive)
-    except (ClientError, BotoCoreError) as exc:
-        print(f"orchestrator dlq: {_aws_problem(exc, args.queue_url or '')}", file=sys.stderr)
-        return 1
-    now = time.time()
-    for letter in report.moved:
-        age = dlq.format_age(letter.age_s(now))
-        print(f"{'would move' if report.dry_run else 'moved'} {letter.request_id or '-'} ({age})")
+    url, to, report = _sqs_call("dlq", settings, args, args.queue_url or source or "", redrive)
+    print("\n".join(dlq.redrive_lines(report, url, to, rate, time.time())))
     for letter, why in report.failed:
         print(f"failed: {letter.request_id or letter.message_id}: {why}", file=sys.stderr)
-    verb = "would move" if report.dry_run else "moved"
-    print(
-        f"{verb} {len(report.moved)} message(s) from {url} to {to} at up to {rate:g}/s; "
-        f"{report.skipped} not selected" + (" (dry run: nothing moved)" if report.dry_run else "")
-    )
-    if report.stopped:
-        print(f"note: {report.stopped}")
     return 1 if report.failed else 0
 
 
-# -- demo ---------------------------------------------------------------------------------------
+# -- the testing kit's commands -----------------------------------------------------------------
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """run the whole job on an embedded Connect emulator and SQS server
+
+    Start the Connect emulator and an SQS server on loopback, enqueue sample requests, run the
+    real worker until every request has its final event, and print a summary."""
     from orchestrator.testing.demo import run_demo  # noqa: PLC0415 (needs the optional moto dependency)
 
     if args.requests < 4:
@@ -373,32 +255,100 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.completed else 1
 
 
-# -- emulator -----------------------------------------------------------------------------------
+def _emulator_options(parser: argparse.ArgumentParser) -> None:
+    from orchestrator.testing.emulator import cli as emulator_cli  # noqa: PLC0415 (testing kit)
+
+    emulator_cli.add_arguments(parser)
+
+
+def _cmd_dlq(_: argparse.Namespace) -> int:  # pragma: no cover - an action is required
+    """inspect a dead-letter queue, or move its messages back
+
+    Dead-letter queue tools: see what is there and why; redrive it."""
+    return EXIT_CONFIG
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
-    try:
-        config = emulator_cli.config_from_args(args)
-    except ValueError as exc:
-        print(f"orchestrator emulator: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    """serve a local, wire-level Amazon Connect emulator
 
-    def ready(url: str) -> None:
-        print(f"Connect emulator listening on {url}", flush=True)
+    Serve a wire-level Amazon Connect emulator (StartWebRTCContact, DescribeContact,
+    StartScreenSharing) with a simulated contact center, quotas and fault injection, until
+    SIGTERM or SIGINT. Ground truth and control live under /_emulator/."""
+    from orchestrator.testing.emulator import cli as emulator_cli  # noqa: PLC0415 (testing kit)
 
-    try:
-        asyncio.run(
-            serve(
-                config, host=args.host, port=args.port, allow_remote=args.allow_remote, ready=ready
-            )
-        )
-    except ValueError as exc:
-        print(f"orchestrator emulator: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    return emulator_cli.run(args)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    """start a local SQS server, queues and the Connect emulator to run the daemon against
+
+    Start the local SQS server (moto) and the Connect emulator on loopback, create a request
+    queue with a dead-letter queue and an events queue, write the configuration that points a
+    worker at them, and print it with the commands to run and feed a worker. Serves until
+    Ctrl-C (needs the demo extra)."""
+    from orchestrator.testing.dev import run_dev  # noqa: PLC0415 (needs the optional moto dependency)
+
+    where = Path(args.dir) if args.dir else None
+    ports = {"sqs_port": args.sqs_port, "connect_port": args.connect_port}
+    anyio.run(lambda: run_dev(out=sys.stdout, directory=where, **ports))
     return 0
 
 
 # -- parser -------------------------------------------------------------------------------------
+
+
+class _Subcommand(argparse.ArgumentParser):
+    """A subcommand whose options may come from a module imported only when the subcommand is
+    parsed or its help shown (`lazy_options`): `orchestrator run` never imports the testing kit."""
+
+    def __init__(
+        self, *args: Any, lazy_options: Callable[[Any], None] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy_options = lazy_options
+
+    def _load(self) -> None:
+        load, self._lazy_options = self._lazy_options, None
+        if load is not None:
+            load(self)
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self._load()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_help(self) -> str:
+        self._load()
+        return super().format_help()
+
+
+def _command(
+    sub: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    config: bool = True,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """A subcommand: its summary is the first line of the handler's docstring, its description
+    the rest."""
+    summary, _, description = inspect.getdoc(handler).partition("\n\n")  # type: ignore[union-attr]
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=description, **kwargs
+    )
+    parser.set_defaults(handler=handler)
+    if config:
+        parser.add_argument("--config", help=CONFIG_HELP)
+    return parser
+
+
+def _sqs_options(parser: argparse.ArgumentParser, queue_help: str) -> None:
+    parser.add_argument("--queue-url", type=_http_url, help=queue_help)
+    parser.add_argument(
+        "--endpoint-url", type=_http_url, help="SQS endpoint (default: the configuration's)"
+    )
+    parser.add_argument(
+        "--region", help="AWS region (default: the queue URL's, else [aws] region, else us-east-1)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -411,106 +361,45 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"orchestrator {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    config_help = (
-        "TOML configuration file (default: $ORCHESTRATOR_CONFIG; environment only if unset)"
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Subcommand
     )
-
-    run = sub.add_parser(
-        "run",
-        help="run the worker daemon",
-        description=(
-            "Run the worker: receive call requests from the SQS queue, drive each contact, emit "
-            "lifecycle events, until SIGTERM/SIGINT (graceful: in-flight work gets "
-            "[shutdown] grace_period_s, then is handed back to the queue). JSON logs on stdout."
-        ),
-    )
-    run.add_argument("--config", help=config_help)
-    run.set_defaults(handler=_cmd_run)
-
-    demo = sub.add_parser(
-        "demo",
-        help="run the whole job on an embedded Connect emulator and SQS server",
-        description=(
-            "Start the Connect emulator and an SQS server on loopback, enqueue sample requests, "
-            "run the real worker until every request has its final event, and print a summary."
-        ),
-    )
+    _command(sub, "run", _cmd_run)
+    demo = _command(sub, "demo", _cmd_demo, config=False)
     demo.add_argument("--requests", type=int, default=20, help="how many requests (default 20)")
     demo.add_argument("--seed", type=int, default=7, help="emulator seed (default 7)")
-    demo.set_defaults(handler=_cmd_demo)
 
-    enq = sub.add_parser(
-        "enqueue",
-        help="send call requests (JSON lines) to a queue",
-        description=(
-            "Send call requests, one JSON object per line, from FILE or stdin to SQS, in batches "
-            "within SQS's limits (10 entries, the queue's maximum message size; a longer line is "
-            "reported and skipped). The queue, endpoint and region default to the configuration."
-        ),
-    )
-    _add_sqs_arguments(enq, config_help, queue_help="the request queue (default: [queue] url)")
+    enq = _command(sub, "enqueue", _cmd_enqueue)
+    _sqs_options(enq, "the request queue (default: [queue] url)")
+    enq.add_argument("--no-check", action="store_true", help="send every line as is, valid or not")
     enq.add_argument("file", nargs="?", help="JSON lines file, or - for stdin (default)")
-    enq.set_defaults(handler=_cmd_enqueue)
 
-    dead = sub.add_parser(
-        "dlq",
-        help="inspect a dead-letter queue, or move its messages back",
-        description="Dead-letter queue tools: see what is there and why; redrive it.",
-    )
+    dead = _command(sub, "dlq", _cmd_dlq, config=False)
     dead_sub = dead.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    dlq_queue_help = "the dead-letter queue (default: the DLQ of [queue] url's redrive policy)"
-    inspect = dead_sub.add_parser(
-        "inspect",
-        help="list what sits in a dead-letter queue and why, leaving it in place",
-        description=(
-            "List the messages of a dead-letter queue without consuming them (each is received, "
-            "hidden while the listing runs, then made visible again): RequestId, deliveries, age "
-            "and why it is there, by the worker's own validation ('valid request': it failed "
-            "transiently or a worker crashed)."
-        ),
-    )
-    _add_sqs_arguments(inspect, config_help, queue_help=dlq_queue_help)
-    inspect.add_argument(
+    dlq_help = "the dead-letter queue (default: the DLQ of [queue] url's redrive policy)"
+    listing = _command(dead_sub, "inspect", _cmd_dlq_inspect)
+    _sqs_options(listing, dlq_help)
+    listing.add_argument(
         "--limit", type=_positive_int, default=100, help="list at most this many (default 100)"
     )
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    inspect.set_defaults(handler=_cmd_dlq_inspect)
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
 
-    redrive = dead_sub.add_parser(
-        "redrive",
-        help="move dead-lettered messages back to the source queue",
-        description=(
-            "Send messages from a dead-letter queue back to the source queue, then delete them "
-            "from the DLQ, at a pace the workers' admission absorbs. Their receive counts start "
-            "again at zero; FIFO messages keep their group."
-        ),
-    )
-    _add_sqs_arguments(redrive, config_help, queue_help=dlq_queue_help)
+    redrive = _command(dead_sub, "redrive", _cmd_dlq_redrive)
+    _sqs_options(redrive, dlq_help)
     redrive.add_argument(
         "--to",
         type=_http_url,
         help="the source queue (default: [queue] url, when its redrive policy names this DLQ)",
     )
     redrive.add_argument(
-        "--request-id",
-        action="append",
-        metavar="ID",
-        help="move only this request (repeatable)",
+        "--request-id", action="append", metavar="ID", help="move only this request (repeatable)"
     )
     age = redrive.add_mutually_exclusive_group()
-    age.add_argument(
-        "--older-than",
-        type=_non_negative,
-        metavar="SECONDS",
-        help="move only messages sent at least SECONDS ago (SQS SentTimestamp)",
-    )
-    age.add_argument(
-        "--newer-than",
-        type=_non_negative,
-        metavar="SECONDS",
-        help="move only messages sent less than SECONDS ago",
-    )
+    for flag, help_text in (
+        ("--older-than", "move only messages sent at least SECONDS ago (SQS SentTimestamp)"),
+        ("--newer-than", "move only messages sent less than SECONDS ago"),
+    ):
+        age.add_argument(flag, type=_seconds, metavar="SECONDS", help=help_text)
     redrive.add_argument(
         "--rate",
         type=_positive,
@@ -518,35 +407,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="messages per second (default: [connect] start_webrtc_contact_rate, 2)",
     )
     redrive.add_argument(
-        "--valid-only",
+        "--include-invalid",
         action="store_true",
-        help="leave messages the worker's validation refuses (they would only come back)",
+        help="move messages the worker's validation refuses too (by default they stay: they "
+        "would only come back)",
     )
+    # The default now: still accepted, so that existing scripts keep working.
+    redrive.add_argument("--valid-only", action="store_true", help=argparse.SUPPRESS)
     redrive.add_argument("--limit", type=_positive_int, help="move at most this many")
     redrive.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
-    redrive.set_defaults(handler=_cmd_dlq_redrive)
 
-    check = sub.add_parser(
-        "check-config",
-        help="validate the configuration and print the effective settings",
-        description=(
-            "Load the configuration (file and environment) and print the effective settings as "
-            "JSON with secrets masked; on error print what is wrong and exit with status 2."
-        ),
-    )
-    check.add_argument("--config", help=config_help)
-    check.set_defaults(handler=_cmd_check_config)
-
-    health = sub.add_parser(
-        "healthcheck",
-        help="exit 0 when the running worker's /healthz answers 200 (for container healthchecks)",
-        description=(
-            "Ask the worker running with this configuration for its health on the observability "
-            "server ([observability] host and port; a wildcard host is reached on loopback). "
-            "Exit 0 on 200, 1 otherwise (the reason on stderr), 2 on a configuration error."
-        ),
-    )
-    health.add_argument("--config", help=config_help)
+    _command(sub, "check-config", _cmd_check_config)
+    health = _command(sub, "healthcheck", _cmd_healthcheck)
     health.add_argument(
         "--path",
         default="/healthz",
@@ -556,59 +428,19 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument(
         "--timeout", type=float, default=4.0, help="seconds to wait for an answer (default 4)"
     )
-    health.set_defaults(handler=_cmd_healthcheck)
-
-    emulator = sub.add_parser(
-        "emulator",
-        help="serve a local, wire-level Amazon Connect emulator",
-        description=(
-            "Serve a wire-level Amazon Connect emulator (StartWebRTCContact, DescribeContact, "
-            "StartScreenSharing) with a simulated contact center, quotas and fault injection, "
-            "until SIGTERM or SIGINT. Ground truth and control live under /_emulator/."
-        ),
-    )
-    emulator_cli.add_arguments(emulator)
-    emulator.set_defaults(handler=_cmd_emulator)
+    _command(sub, "emulator", _cmd_emulator, config=False, lazy_options=_emulator_options)
+    dev = _command(sub, "dev", _cmd_dev, config=False)
+    dev.add_argument("--dir", help="where to write the configuration (default: a temporary one)")
+    dev.add_argument("--sqs-port", type=int, default=0, help="SQS server port (default: any)")
+    dev.add_argument("--connect-port", type=int, default=0, help="emulator port (default: any)")
     return parser
-
-
-def _add_sqs_arguments(
-    parser: argparse.ArgumentParser, config_help: str, *, queue_help: str
-) -> None:
-    parser.add_argument("--queue-url", type=_http_url, help=queue_help)
-    parser.add_argument(
-        "--endpoint-url", type=_http_url, help="SQS endpoint (default: the configuration's)"
-    )
-    parser.add_argument(
-        "--region",
-        help="AWS region (default: the queue URL's, else [aws] region, else us-east-1)",
-    )
-    parser.add_argument("--config", help=config_help)
-
-
-def _config_error(exc: BaseException) -> ConfigError | None:
-    """`exc` if it is a ConfigError, or the one a task group wrapped (and nothing else)."""
-    if isinstance(exc, ConfigError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        match, rest = exc.split(ConfigError)
-        if match is not None and rest is None:
-            leaf: BaseException = match
-            while isinstance(leaf, BaseExceptionGroup):
-                leaf = leaf.exceptions[0]
-            return leaf if isinstance(leaf, ConfigError) else None
-    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.handler(args)
-    except (ConfigError, BaseExceptionGroup) as exc:
-        # A bad file, variable or port: say what is wrong, no traceback.
-        error = _config_error(exc)
-        if error is None:
-            raise
+    except ConfigError as error:  # a bad file, variable or port: what is wrong, no traceback
         print(f"orchestrator: {error}", file=sys.stderr)
         return EXIT_CONFIG
     return result

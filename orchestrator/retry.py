@@ -27,6 +27,30 @@ log = structlog.get_logger("orchestrator.retry")
 
 T = TypeVar("T")
 
+#: Jitter as a range of fractions of the delay: none, or anywhere from 0 to all of it.
+NO_JITTER = (1.0, 1.0)
+FULL_JITTER = (0.0, 1.0)
+_RNG = random.Random()
+
+
+def backoff_s(
+    attempt: int,
+    *,
+    first_s: float,
+    max_s: float,
+    jitter: tuple[float, float] = NO_JITTER,
+    rng: random.Random | None = None,
+) -> float:
+    """Exponential backoff, the one formula every retry loop uses: `first_s` doubled per attempt
+    after the first (`attempt` counts from 1), capped at `max_s`, then scaled by a uniform draw
+    from `jitter` (fractions of the delay; `(0.8, 1.0)` waits 80 to 100 % of it)."""
+    exponent = min(max(attempt - 1, 0), 60)  # 2**60 is past any cap; more would overflow
+    delay = min(max_s, first_s * 2.0**exponent)
+    low, high = jitter
+    if low == high:
+        return delay * low
+    return delay * (rng or _RNG).uniform(low, high)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -51,11 +75,21 @@ class RetryPolicy:
             # The rate budget already slowed down and paces the next attempt.
             return self.rng.uniform(0.0, self.initial_s)
         if isinstance(exc, CapacityError):
-            ceiling = min(self.capacity_max_backoff_s, self.capacity_initial_s * 2 ** (attempt - 1))
             # Capacity frees up slowly: wait at least half the ceiling.
-            return self.rng.uniform(ceiling / 2, ceiling)
-        ceiling = min(self.max_backoff_s, self.initial_s * 2 ** (attempt - 1))
-        return self.rng.uniform(0.0, ceiling)
+            return backoff_s(
+                attempt,
+                first_s=self.capacity_initial_s,
+                max_s=self.capacity_max_backoff_s,
+                jitter=(0.5, 1.0),
+                rng=self.rng,
+            )
+        return backoff_s(
+            attempt,
+            first_s=self.initial_s,
+            max_s=self.max_backoff_s,
+            jitter=FULL_JITTER,
+            rng=self.rng,
+        )
 
     def exhausted(self, attempt: int, exc: BaseException | None, elapsed_s: float) -> bool:
         """Whether the budget is spent after `attempt` attempts, the last failing with `exc`."""

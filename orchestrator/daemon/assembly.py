@@ -16,12 +16,14 @@ import anyio
 import structlog
 from aiobotocore.session import AioSession, get_session
 from anyio.abc import TaskStatus
+from botocore.exceptions import BotoCoreError
 
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from orchestrator.connect.operations import Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
 from orchestrator.daemon.contact_events import ContactEventsConsumer
 from orchestrator.daemon.fleet import Fleet, redis_client
+from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.daemon.settings import (
     ConnectSettings,
@@ -29,14 +31,13 @@ from orchestrator.daemon.settings import (
     Settings,
     WatchSettings,
 )
-from orchestrator.daemon.source import QueueSource
-from orchestrator.daemon.sqs import SqsQueueSource, aws_client_config
-from orchestrator.daemon.worker import Worker, WorkerOptions
+from orchestrator.daemon.worker import Worker
 from orchestrator.engine.contact_events import ContactEventSink, LocalContactEvents
 from orchestrator.engine.doorbells import ContactNotifier, EarlyEvents
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import RequestDefaults
 from orchestrator.engine.watch import WatchPolicy
+from orchestrator.errors import ConfigError
 from orchestrator.metrics import Metrics
 from orchestrator.sinks import (
     BatchingSink,
@@ -48,6 +49,7 @@ from orchestrator.sinks import (
     SnsEventSink,
     SqsEventSink,
 )
+from orchestrator.sqs import QueueSource, SqsQueueSource, aws_client_config
 
 
 def connect_quotas(connect: ConnectSettings) -> dict[Operation, Quota]:
@@ -283,6 +285,20 @@ async def open_worker(
         )
 
 
+async def credentials_problem(session: AioSession | None = None) -> str | None:
+    """Why botocore's credential chain finds nothing, or None when it finds credentials."""
+    try:
+        found = await (session or get_session()).get_credentials()
+    except BotoCoreError as exc:
+        return f"AWS credentials could not be loaded: {exc}"
+    if found is None:
+        return (
+            "no AWS credentials found (environment, shared config and credentials files, SSO, "
+            "container or instance role): the worker could not call AWS"
+        )
+    return None
+
+
 async def _stop_on_signals(
     worker: Worker, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
@@ -330,7 +346,28 @@ def startup_summary(settings: Settings) -> dict[str, Any]:
     }
 
 
+def config_error_in(group: BaseExceptionGroup[Any]) -> ConfigError | None:
+    """The ConfigError a task group wrapped, when it holds nothing else."""
+    leaf: BaseException | None
+    leaf, rest = group.split(ConfigError)
+    while isinstance(leaf, BaseExceptionGroup) and rest is None:
+        leaf = leaf.exceptions[0]
+    return leaf if isinstance(leaf, ConfigError) and rest is None else None
+
+
 async def run_daemon(settings: Settings) -> None:
+    """`orchestrator run`: a configuration error met while starting (a busy port, a bad
+    endpoint) is raised as itself, not inside a task group's exception group."""
+    try:
+        await _run_daemon(settings)
+    except BaseExceptionGroup as group:
+        error = config_error_in(group)
+        if error is None:
+            raise
+        raise error from None
+
+
+async def _run_daemon(settings: Settings) -> None:
     metrics = Metrics()
     async with (
         open_worker(settings, metrics=metrics) as worker,

@@ -15,7 +15,7 @@ completing by polling. It stops when the worker cancels its services.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -30,6 +30,8 @@ from orchestrator.engine.contact_events import (
     parse_contact_event,
 )
 from orchestrator.metrics import Metrics
+from orchestrator.retry import backoff_s
+from orchestrator.sqs import QueueMessage, delete_batch, receive
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -97,13 +99,15 @@ class ContactEventsConsumer:
 
     # -- one round ---------------------------------------------------------------------------
 
-    async def _receive(self) -> list[dict[str, Any]] | None:
+    async def _receive(self) -> list[QueueMessage] | None:
         """The next messages (maybe none), or None when the receive failed."""
         try:
-            answer = await self._client.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=self._max_messages,
-                WaitTimeSeconds=self._wait_time_s,
+            messages = await receive(
+                self._client,
+                self.queue_url,
+                max_messages=self._max_messages,
+                wait_time_s=self._wait_time_s,
+                system_attributes=(),
             )
         except Exception as error:
             self.receive_failures += 1
@@ -120,31 +124,33 @@ class ContactEventsConsumer:
             log.info("contact_events.receive_recovered", after_failures=self.receive_failures)
         self.receive_failures = 0
         self._readiness.ok(PART)
-        messages: list[dict[str, Any]] = [dict(m) for m in answer.get("Messages", [])]
         self.received += len(messages)
         return messages
 
     def _retry_delay(self) -> float:
-        exponent = min(self.receive_failures - 1, 16)
-        delay = min(self._retry_max_s, self._retry_base_s * 2**exponent)
-        jittered: float = delay * self._rng.uniform(0.5, 1.0)
-        return jittered
+        return backoff_s(
+            self.receive_failures,
+            first_s=self._retry_base_s,
+            max_s=self._retry_max_s,
+            jitter=(0.5, 1.0),
+            rng=self._rng,
+        )
 
-    async def _handle(self, messages: list[dict[str, Any]]) -> None:
+    async def _handle(self, messages: list[QueueMessage]) -> None:
         for message in messages:
             event = self._parse(message)
             if event is not None:
                 await self._deliver(event)
         await self._delete(messages)
 
-    def _parse(self, message: dict[str, Any]) -> ContactEvent | None:
+    def _parse(self, message: QueueMessage) -> ContactEvent | None:
         try:
-            return parse_contact_event(message.get("Body", ""))
+            return parse_contact_event(message.body)
         except NotAContactEvent as error:
             self._metrics.contact_event_outcomes.labels("malformed").inc()
             log.warning(
                 "contact_events.malformed",
-                message_id=message.get("MessageId"),
+                message_id=message.message_id,
                 reason=str(error)[:200],
             )
             return None
@@ -162,18 +168,13 @@ class ContactEventsConsumer:
                 detail=str(error)[:300],
             )
 
-    async def _delete(self, messages: list[dict[str, Any]]) -> None:
+    async def _delete(self, messages: list[QueueMessage]) -> None:
         """One DeleteMessageBatch; what it fails to delete comes back and is read as a duplicate.
         Shielded (for at most 10 s), so a shutdown does not hand back what was delivered."""
-        entries: Any = [
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-        ]
         with anyio.move_on_after(10.0, shield=True):
             answer = None
             try:
-                answer = await self._client.delete_message_batch(
-                    QueueUrl=self.queue_url, Entries=entries
-                )
+                answer = await delete_batch(self._client, self.queue_url, messages)
             except Exception as error:
                 log.warning(
                     "contact_events.delete_failed",
@@ -185,11 +186,12 @@ class ContactEventsConsumer:
         if answer is None:
             log.warning("contact_events.delete_failed", messages=len(messages), error="Timeout")
             return
-        failed = answer.get("Failed", [])
+        failed = [error for error in answer if error is not None]
         if failed:
+            code, _, detail = str(failed[0]).partition(": ")
             log.warning(
                 "contact_events.delete_failed",
                 messages=len(failed),
-                error=str(failed[0].get("Code")),
-                detail=str(failed[0].get("Message", ""))[:300],
+                error=code,
+                detail=detail[:300],
             )

@@ -1,83 +1,86 @@
 """Dead-letter queue tools (SQS client passed in): what sits in a DLQ and why, and moving it back.
 
-`inspect` lists a DLQ without consuming it: messages are received with a short visibility
-timeout, held while the scan goes on (so each receive returns new ones) and handed back with
-`ChangeMessageVisibility 0` when it ends, whatever happens. Each message is run through the same
-validation the worker applies (`parse_request` with the configured request defaults), so a poison
-message explains itself; a valid request was dead-lettered by transient failures or a crash.
+`inspect` lists a DLQ without consuming it: messages are received and hidden for the time a scan
+of the queue's size takes (so each receive returns new ones), then handed back with visibility 0
+when it ends, whatever happens. Each message is run through the same validation the worker
+applies (`parse_request` with the configured request defaults), so a poison message explains
+itself; a valid request was dead-lettered by transient failures or a crash.
+
+Receive counts are not shown per message: SQS counts every receive, a listing's included, so the
+figure would grow each time someone looks. What does not change by looking is the source
+queue's redrive policy: a message it dead-lettered was received `maxReceiveCount` times there.
 
 `redrive` sends the chosen messages to the source queue and then deletes them from the DLQ, in
 batches, at a pace the worker's admission can absorb; the rest are handed back untouched. The
-source queue sees new messages, so their receive counts start again from zero.
+source queue sees new messages, so their receive counts start again from zero. By default only
+valid requests move: poison would only come back.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
+from botocore.exceptions import ClientError
 
 from orchestrator.engine.request import RequestDefaults, RequestRejected, parse_request
+from orchestrator.errors import ConfigError
+from orchestrator.sqs import (
+    COPY_ATTRIBUTES,
+    FIFO_DEDUP_WINDOW_S,
+    MAX_BATCH_ENTRIES,
+    MAX_VISIBILITY_TIMEOUT_S,
+    OutgoingMessage,
+    QueueMessage,
+    RedrivePolicy,
+    approximate_counts,
+    batches,
+    change_visibility_batch,
+    delete_batch,
+    is_fifo,
+    queue_arn,
+    receive,
+    redrive_policy,
+    send_batch,
+    url_of_arn,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-T = TypeVar("T")
-
-#: SQS limits of one batch call: entries, and the summed payload of their bodies.
-BATCH_ENTRIES = 10
-BATCH_BYTES = 256 * 1024
-#: A FIFO queue drops a message whose deduplication id it saw within this window.
-FIFO_DEDUP_WINDOW_S = 300.0
 VALID = "valid request"
 
 
-def sqs_batches(
-    items: Iterable[T], size: Callable[[T], int], *, max_bytes: int = BATCH_BYTES
-) -> Iterator[list[T]]:
-    """`items` in batches SQS accepts: at most 10 entries and `max_bytes` of payload each.
-
-    An item that alone exceeds `max_bytes` is yielded on its own (the caller reports it).
-    """
-    batch: list[T] = []
-    total = 0
-    for item in items:
-        n = size(item)
-        if batch and (len(batch) == BATCH_ENTRIES or total + n > max_bytes):
-            yield batch
-            batch, total = [], 0
-        batch.append(item)
-        total += n
-    if batch:
-        yield batch
-
-
-def body_bytes(body: str) -> int:
-    return len(body.encode("utf-8", "surrogatepass"))
+def diagnose(body: str, defaults: RequestDefaults) -> tuple[str | None, str | None]:
+    """(RequestId when readable, why the worker refuses the body or None when it is valid)."""
+    try:
+        request = parse_request(body, defaults)
+    except RequestRejected as exc:
+        return exc.request_id, str(exc)
+    return request.request_id, None
 
 
 @dataclass(frozen=True)
 class DeadLetter:
     """One message in a DLQ, and why it is there."""
 
-    message_id: str
-    receipt: str
-    body: str
-    #: Deliveries before this look (SQS's ApproximateReceiveCount less our own receive).
-    receive_count: int
-    #: When the message was sent (epoch seconds, SQS's SentTimestamp), if known.
-    sent_at: float | None
-    group_id: str | None
-    dedup_id: str | None
-    message_attributes: dict[str, Any]
+    message: QueueMessage
     request_id: str | None
     #: Why validation refuses it; None when it is a valid request.
     problem: str | None
+
+    @property
+    def message_id(self) -> str:
+        return self.message.message_id
+
+    @property
+    def sent_at(self) -> float | None:
+        """When the message was sent (epoch seconds, SQS's SentTimestamp), if known."""
+        return self.message.sent_at
 
     @property
     def reason(self) -> str:
@@ -91,41 +94,12 @@ class DeadLetter:
         return {
             "message_id": self.message_id,
             "request_id": self.request_id,
-            "receive_count": self.receive_count,
             "age_s": None if age is None else round(age, 3),
             "sent_at": self.sent_at,
-            "group_id": self.group_id,
+            "group_id": self.message.group_id,
             "valid": self.problem is None,
             "reason": self.reason,
         }
-
-
-def diagnose(body: str, defaults: RequestDefaults) -> tuple[str | None, str | None]:
-    """(RequestId when readable, why the worker refuses the body or None when it is valid)."""
-    try:
-        request = parse_request(body, defaults)
-    except RequestRejected as exc:
-        return exc.request_id, str(exc)
-    return request.request_id, None
-
-
-def _dead_letter(raw: Any, defaults: RequestDefaults) -> DeadLetter:
-    attributes = raw.get("Attributes", {})
-    body = raw.get("Body", "")
-    request_id, problem = diagnose(body, defaults)
-    sent = attributes.get("SentTimestamp")
-    return DeadLetter(
-        message_id=raw["MessageId"],
-        receipt=raw["ReceiptHandle"],
-        body=body,
-        receive_count=max(0, int(attributes.get("ApproximateReceiveCount", "1")) - 1),
-        sent_at=int(sent) / 1000 if sent else None,
-        group_id=attributes.get("MessageGroupId"),
-        dedup_id=attributes.get("MessageDeduplicationId"),
-        message_attributes=dict(raw.get("MessageAttributes") or {}),
-        request_id=request_id,
-        problem=problem,
-    )
 
 
 @dataclass(frozen=True)
@@ -136,7 +110,7 @@ class Selection:
     older_than_s: float | None = None
     newer_than_s: float | None = None
     #: Leave messages the worker's validation refuses (they would only come back).
-    valid_only: bool = False
+    valid_only: bool = True
 
     def matches(self, letter: DeadLetter, now: float) -> bool:
         if self.valid_only and letter.problem is not None:
@@ -153,12 +127,99 @@ class Selection:
 class RedriveReport:
     dry_run: bool
     moved: list[DeadLetter] = field(default_factory=list)
-    #: Seen but not chosen (left in the DLQ).
+    #: Seen but not chosen (left in the DLQ); `invalid_kept` of them for being invalid.
     skipped: int = 0
+    invalid_kept: int = 0
     #: (message, why): not sent, so still in the DLQ; or sent but not deleted (a duplicate).
     failed: list[tuple[DeadLetter, str]] = field(default_factory=list)
     #: Why the scan ended early (a limit, messages repeating), else None.
     stopped: str | None = None
+
+
+# -- which queues ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Located:
+    """A dead-letter queue and, when known, the source queue whose redrive policy names it."""
+
+    url: str
+    source: str | None = None
+    policy: RedrivePolicy | None = None
+
+    def redrive_target(self, to: str | None) -> str:
+        """Where a redrive sends messages: `to`, else the source queue that dead-lettered them."""
+        if to is not None:
+            return to
+        if self.source is None:
+            raise ConfigError(
+                "--to is required: the configuration's [queue] url does not name "
+                f"{self.url} as its dead-letter queue"
+            )
+        return self.source
+
+
+async def locate(client: SQSClient, dlq_url: str | None, source: str | None) -> Located:
+    """The DLQ `dlq_url`, else the one the redrive policy of `source` names; linked to `source`
+    when that policy names it."""
+    if dlq_url is None:
+        policy = await redrive_policy(client, source) if source else None
+        if policy is None:
+            raise ConfigError(
+                "--queue-url is required: the configuration's [queue] url has no redrive policy "
+                "naming a dead-letter queue"
+            )
+        return Located(await url_of_arn(client, policy.dead_letter_target_arn), source, policy)
+    try:
+        policy = await redrive_policy(client, source) if source else None
+    except ClientError:  # the configured queue is not what this DLQ is about
+        return Located(dlq_url)
+    if policy is not None and policy.dead_letter_target_arn == await queue_arn(client, dlq_url):
+        return Located(dlq_url, source, policy)
+    return Located(dlq_url)
+
+
+# -- how long a scan hides what it received ------------------------------------------------
+
+
+def inspect_hold_s(size: int) -> int:
+    """A listing hides each message until it ends: 30 s, plus 1 s per 20 messages queued (a
+    receive takes 10 in a few milliseconds), within SQS's 12 hours."""
+    return min(MAX_VISIBILITY_TIMEOUT_S, 30 + size // 20)
+
+
+def redrive_hold_s(size: int, rate_per_s: float) -> int:
+    """A redrive hides what it has not moved yet until it ends: a minute, plus twice the time
+    moving `size` messages at `rate_per_s` takes, within SQS's 12 hours."""
+    return int(min(MAX_VISIBILITY_TIMEOUT_S, 60 + 2 * size / rate_per_s))
+
+
+async def inspect(
+    client: SQSClient, located: Located, *, defaults: RequestDefaults, limit: int
+) -> tuple[list[DeadLetter], str | None]:
+    """`DeadLetterQueue.inspect` with a hold sized to the queue."""
+    size, _ = await approximate_counts(client, located.url)
+    queue = DeadLetterQueue(client, located.url, defaults=defaults, hold_s=inspect_hold_s(size))
+    return await queue.inspect(limit=limit)
+
+
+async def redrive(
+    client: SQSClient,
+    located: Located,
+    to: str,
+    selection: Selection,
+    *,
+    defaults: RequestDefaults,
+    rate_per_s: float,
+    dry_run: bool,
+    limit: int | None,
+) -> RedriveReport:
+    """`DeadLetterQueue.redrive` with a hold sized to the queue and the pace."""
+    size, _ = await approximate_counts(client, located.url)
+    queue = DeadLetterQueue(
+        client, located.url, defaults=defaults, hold_s=redrive_hold_s(size, rate_per_s)
+    )
+    return await queue.redrive(to, selection, rate_per_s=rate_per_s, dry_run=dry_run, limit=limit)
 
 
 class DeadLetterQueue:
@@ -221,6 +282,8 @@ class DeadLetterQueue:
                 if limit is not None:
                     chosen = chosen[: max(0, limit - len(report.moved))]
                 report.skipped += len(batch) - len(chosen)
+                if selection.valid_only:
+                    report.invalid_kept += sum(1 for d in batch if d.problem is not None)
                 if dry_run:
                     report.moved.extend(chosen)  # and handed back with the rest
                 else:
@@ -237,28 +300,25 @@ class DeadLetterQueue:
     async def _scan(self, held: dict[str, DeadLetter]) -> AsyncIterator[list[DeadLetter] | None]:
         """Yield each receive's new messages (adding them to `held`); None once one repeats."""
         while True:
-            response = await self._client.receive_message(
-                QueueUrl=self.url,
-                MaxNumberOfMessages=BATCH_ENTRIES,
-                VisibilityTimeout=self._hold_s,
-                WaitTimeSeconds=self._wait_time_s,
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
+            messages = await receive(
+                self._client,
+                self.url,
+                wait_time_s=self._wait_time_s,
+                visibility_timeout_s=self._hold_s,
+                system_attributes=COPY_ATTRIBUTES,
+                message_attributes=True,
             )
-            messages = response.get("Messages", [])
             if not messages:
                 return
             fresh = []
             repeated = False
-            for raw in messages:
-                letter = _dead_letter(raw, self._defaults)
-                if letter.message_id in held:
-                    repeated = True
-                    # Only the newest receipt handle can hand it back.
-                    held[letter.message_id] = letter
-                else:
-                    held[letter.message_id] = letter
+            for message in messages:
+                letter = DeadLetter(message, *diagnose(message.body, self._defaults))
+                repeated = repeated or letter.message_id in held
+                if letter.message_id not in held:
                     fresh.append(letter)
+                # Only the newest receipt handle can hand it back.
+                held[letter.message_id] = letter
             if repeated:
                 yield None
                 return
@@ -267,14 +327,10 @@ class DeadLetterQueue:
     async def _release(self, letters: Sequence[DeadLetter]) -> None:
         """Hand `letters` back, visible at once; shielded, so a cancelled scan hides nothing."""
         with anyio.CancelScope(shield=True):
-            for start in range(0, len(letters), BATCH_ENTRIES):
-                chunk = letters[start : start + BATCH_ENTRIES]
-                await self._client.change_message_visibility_batch(
-                    QueueUrl=self.url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": d.receipt, "VisibilityTimeout": 0}
-                        for i, d in enumerate(chunk)
-                    ],
+            for start in range(0, len(letters), MAX_BATCH_ENTRIES):
+                chunk = letters[start : start + MAX_BATCH_ENTRIES]
+                await change_visibility_batch(
+                    self._client, self.url, [(d.message, 0) for d in chunk]
                 )
 
     async def _move(
@@ -286,21 +342,20 @@ class DeadLetterQueue:
         held: dict[str, DeadLetter],
     ) -> None:
         """Send, then delete what was sent; what is still in the DLQ stays in `held`."""
-        fifo = to_url.endswith(".fifo")
-        batch_size = max(1, min(BATCH_ENTRIES, int(pace.rate)))
-        for batch in sqs_batches(letters, lambda d: body_bytes(d.body)):
+        fifo = is_fifo(to_url)
+        copies = [(letter, self._copy(letter, fifo)) for letter in letters]
+        batch_size = max(1, min(MAX_BATCH_ENTRIES, int(pace.rate)))
+        for batch in batches(copies, lambda pair: pair[1].size):
             for start in range(0, len(batch), batch_size):
                 part = batch[start : start + batch_size]
                 await pace.wait(len(part))
-                entries = [self._entry(i, d, fifo) for i, d in enumerate(part)]
-                response = await self._client.send_message_batch(QueueUrl=to_url, Entries=entries)
-                failed = {
-                    f["Id"]: f.get("Message", f.get("Code", "")) for f in response.get("Failed", [])
-                }
-                sent = [d for i, d in enumerate(part) if str(i) not in failed]
-                for i, letter in enumerate(part):
-                    if str(i) in failed:
-                        report.failed.append((letter, f"not sent: {failed[str(i)]}"))
+                results = await send_batch(self._client, to_url, [copy for _, copy in part])
+                sent = []
+                for (letter, _), result in zip(part, results, strict=True):
+                    if result.error is None:
+                        sent.append(letter)
+                    else:
+                        report.failed.append((letter, f"not sent: {result.error}"))
                 if sent:
                     await self._delete(sent, report, held)
 
@@ -308,26 +363,24 @@ class DeadLetterQueue:
         self, letters: list[DeadLetter], report: RedriveReport, held: dict[str, DeadLetter]
     ) -> None:
         with anyio.CancelScope(shield=True):  # sent: the delete must not be cut off
-            response = await self._client.delete_message_batch(
-                QueueUrl=self.url,
-                Entries=[{"Id": str(i), "ReceiptHandle": d.receipt} for i, d in enumerate(letters)],
-            )
-        failed = {f["Id"]: f.get("Message", f.get("Code", "")) for f in response.get("Failed", [])}
-        for i, letter in enumerate(letters):
-            if str(i) in failed:
-                report.failed.append((letter, f"sent but not deleted: {failed[str(i)]}"))
+            errors = await delete_batch(self._client, self.url, [d.message for d in letters])
+        for letter, error in zip(letters, errors, strict=True):
+            if error is not None:
+                report.failed.append((letter, f"sent but not deleted: {error}"))
             else:
                 report.moved.append(letter)
                 del held[letter.message_id]
 
-    def _entry(self, index: int, letter: DeadLetter, fifo: bool) -> Any:
-        entry: dict[str, Any] = {"Id": str(index), "MessageBody": letter.body}
-        if letter.message_attributes:
-            entry["MessageAttributes"] = letter.message_attributes
-        if fifo:
-            entry["MessageGroupId"] = letter.group_id or letter.request_id or letter.message_id
-            entry["MessageDeduplicationId"] = self._dedup_id(letter)
-        return entry
+    def _copy(self, letter: DeadLetter, fifo: bool) -> OutgoingMessage:
+        message = letter.message
+        if not fifo:
+            return OutgoingMessage(message.body, attributes=message.attributes)
+        return OutgoingMessage(
+            message.body,
+            attributes=message.attributes,
+            group_id=message.group_id or letter.request_id or letter.message_id,
+            dedup_id=self._dedup_id(letter),
+        )
 
     def _dedup_id(self, letter: DeadLetter) -> str:
         """The original deduplication id once its 5-minute window has passed (by SentTimestamp,
@@ -335,8 +388,8 @@ class DeadLetterQueue:
         would accept the send and silently drop it; a fresh id derived from the DLQ message id is
         used instead (a repeated redrive of the same message still deduplicates)."""
         age = letter.age_s(self._clock())
-        if letter.dedup_id and age is not None and age > FIFO_DEDUP_WINDOW_S:
-            return letter.dedup_id
+        if letter.message.dedup_id and age is not None and age > FIFO_DEDUP_WINDOW_S:
+            return letter.message.dedup_id
         digest = hashlib.sha256(f"redrive:{letter.message_id}".encode()).hexdigest()
         return f"redrive-{digest[:64]}"
 
@@ -355,33 +408,55 @@ class _Pace:
         self._next = max(now, self._next) + n / self.rate
 
 
-async def queue_arn(client: SQSClient, url: str) -> str:
-    response = await client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-    return response["Attributes"]["QueueArn"]
-
-
-async def dead_letter_target(client: SQSClient, url: str) -> str | None:
-    """The ARN of the DLQ the redrive policy of queue `url` names, or None."""
-    response = await client.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
-    policy = response.get("Attributes", {}).get("RedrivePolicy")
-    return str(json.loads(policy)["deadLetterTargetArn"]) if policy else None
-
-
-async def dead_letter_queue_of(client: SQSClient, url: str) -> str | None:
-    """The URL of queue `url`'s DLQ (from its redrive policy), or None."""
-    arn = await dead_letter_target(client, url)
-    if arn is None:
-        return None
-    *_, account, name = arn.split(":")
-    response = await client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
-    return response["QueueUrl"]
-
-
-async def approximate_size(client: SQSClient, url: str) -> int:
-    response = await client.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+def listing(
+    letters: Sequence[DeadLetter], located: Located, stopped: str | None, now: float
+) -> list[str]:
+    """`orchestrator dlq inspect`'s table: one line per message, then what the figures mean."""
+    lines = [f"{'REQUEST ID':<40} {'AGE':>7}  WHY"]
+    lines += [
+        f"{d.request_id or '-':<40} {format_age(d.age_s(now)):>7}  {d.reason}" for d in letters
+    ]
+    valid = sum(1 for d in letters if d.problem is None)
+    lines.append(
+        f"{len(letters)} message(s) in {located.url}: {valid} valid request(s) (transient failures "
+        f"or crashes), {len(letters) - valid} refused by validation; all left in place"
     )
-    return int(response.get("Attributes", {}).get("ApproximateNumberOfMessages", "0"))
+    note = "receive counts are not shown: SQS counts every receive, this listing's too"
+    if located.policy is not None:
+        note += (
+            f"; messages reach this queue after {located.policy.max_receive_count} receives "
+            f"from {located.source} (its redrive policy's maxReceiveCount)"
+        )
+    return [*lines, note] + ([f"note: {stopped}"] if stopped else [])
+
+
+def listing_document(
+    letters: Sequence[DeadLetter], located: Located, stopped: str | None, now: float
+) -> dict[str, Any]:
+    """`orchestrator dlq inspect --json`."""
+    return {
+        "queue_url": located.url,
+        "messages": [d.as_dict(now) for d in letters],
+        "stopped": stopped,
+        "source_queue_url": located.source,
+        "dead_lettered_after_receives": located.policy and located.policy.max_receive_count,
+    }
+
+
+def redrive_lines(report: RedriveReport, url: str, to: str, rate: float, now: float) -> list[str]:
+    """`orchestrator dlq redrive`'s account of what moved (failures are the caller's)."""
+    verb = "would move" if report.dry_run else "moved"
+    lines = [f"{verb} {d.request_id or '-'} ({format_age(d.age_s(now))})" for d in report.moved]
+    lines.append(
+        f"{verb} {len(report.moved)} message(s) from {url} to {to} at up to {rate:g}/s; "
+        f"{report.skipped} not selected" + (" (dry run: nothing moved)" if report.dry_run else "")
+    )
+    if report.invalid_kept:
+        lines.append(
+            f"note: {report.invalid_kept} invalid request(s) stay unless --include-invalid "
+            "(they would only come back)"
+        )
+    return lines + ([f"note: {report.stopped}"] if report.stopped else [])
 
 
 def format_age(seconds: float | None) -> str:

@@ -14,8 +14,8 @@ import anyio
 import structlog
 
 from orchestrator.clock import Clock
-from orchestrator.daemon.source import QueueMessage, QueueSource
 from orchestrator.metrics import Metrics
+from orchestrator.sqs import QueueMessage, QueueSource
 
 log = structlog.get_logger("orchestrator.daemon.leases")
 

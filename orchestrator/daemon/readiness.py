@@ -3,7 +3,8 @@
 Parts that can make the worker unable to do its job without crashing it (a deployment fault
 seen by the lifecycle, the contact-events queue, the fleet's Redis) report here instead of
 ending requests. A report is an immutable value replaced whole, so the observability thread
-reads a consistent one without a lock.
+reads a consistent one without a lock. The worker's own state (`WorkerStatus`, read by
+`/healthz` and `/readyz`) is published the same way.
 """
 
 from __future__ import annotations
@@ -47,3 +48,18 @@ class ReadinessBoard:
     @property
     def ready(self) -> bool:
         return all(report.ok for report in self._reports.values())
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """What `/healthz` and `/readyz` read, from another thread: replaced whole, never mutated."""
+
+    running: bool = False
+    stopping: bool = False
+    receiving: bool = False
+    #: True while admission holds the receive loop back on purpose (busy, not stalled).
+    paused: bool = False
+    #: Consecutive failed receives (0 when the queue answers).
+    receive_failures: int = 0
+    #: Monotonic time the receive loop last made progress (or was idle by design).
+    last_progress: float = 0.0

@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from orchestrator.errors import ConfigError
+from orchestrator.sqs import MAX_VISIBILITY_TIMEOUT_S
 
 ENV_PREFIX = "ORCHESTRATOR_"
 CONFIG_ENV = "ORCHESTRATOR_CONFIG"
@@ -55,18 +56,18 @@ class QueueSettings(_Section):
     endpoint_url: str | None = None
     max_in_flight: int = Field(1000, ge=1, le=100_000)
     wait_time_s: int = Field(20, ge=0, le=20)
-    visibility_timeout_s: int = Field(60, ge=1, le=43_200)
+    visibility_timeout_s: int = Field(60, ge=1, le=MAX_VISIBILITY_TIMEOUT_S)
     #: Visibility of a received message until its contact starts (then visibility_timeout_s):
     #: a crashed worker's unstarted messages are hidden only this long.
-    unstarted_visibility_timeout_s: int = Field(15, ge=2, le=43_200)
+    unstarted_visibility_timeout_s: int = Field(15, ge=2, le=MAX_VISIBILITY_TIMEOUT_S)
     #: Deliveries before a request is treated as on its last attempt. Read from the queue's
     #: redrive policy when it has one; this value is used when it has none.
     max_receive_count: int = Field(5, ge=1, le=1000)
     #: Delete invalid messages after their `request.rejected` instead of letting them reach the DLQ.
     delete_rejected: bool = False
     #: Hand-back delay after a transient failure: base * 2^(receives-1), capped.
-    retry_base_delay_s: int = Field(10, ge=0, le=43_200)
-    retry_max_delay_s: int = Field(900, ge=0, le=43_200)
+    retry_base_delay_s: int = Field(10, ge=0, le=MAX_VISIBILITY_TIMEOUT_S)
+    retry_max_delay_s: int = Field(900, ge=0, le=MAX_VISIBILITY_TIMEOUT_S)
     #: A request not started within this many seconds of its SentTimestamp ends with
     #: `request.expired` instead of reaching Connect (0: never). A redelivery whose contact
     #: may exist is never expired.

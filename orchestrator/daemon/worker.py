@@ -1,27 +1,25 @@
-"""The worker: receives call requests from a queue and runs one lifecycle per message.
+"""The worker: receives call requests from a queue, admits them, runs one lifecycle per message
+and settles each message once (acknowledge or hand back).
 
 Data flows one way: queue source -> request validation -> lifecycle engine -> sinks -> ack.
 
-* **Admission.** A message is received only when its contact can be started soon: messages held
-  but not started yet are bounded by `max_waiting_to_start` (derived from the start rate this
-  worker may use), started lifecycles (watches) by `max_in_flight`. While Connect refuses starts
-  for the instance's concurrent-call cap, or while the deployment is at fault, the worker takes
-  no new work. The backlog stays in the queue: durable, shared by every replica, visible to
-  autoscalers.
+* **Admission** (`policy.room`). A message is received only when its contact can be started
+  soon: messages held but not started yet are bounded by `max_waiting_to_start` (derived from the
+  start rate this worker may use), started lifecycles by `max_in_flight`. At the instance's
+  concurrent-call cap, or while the deployment is at fault (`faults.py`: retried in place, no
+  request ended), the worker takes no new work. The backlog stays in the queue.
 * Keeps each message hidden while its lifecycle runs (`Leases`: a visibility heartbeat) and
   acknowledges it only after its final event reached the sinks. A transient failure hands the
-  message back with a delay that grows with its receive count; a message that is not a valid
-  request gets `request.rejected` and goes back so the redrive policy moves it to the DLQ.
-* A deployment fault (access denied, an endpoint that is not Connect, the configured default
-  instance or flow unknown, a sink that stays down) ends no request: the lifecycle is retried in
-  place with a growing pause, `/readyz` fails with the reason, and nothing new is received.
+  message back with a delay that grows with its receive count (`policy.py`).
+* A message that is not a valid request gets one `request.rejected`, on its first receive, and
+  goes back at once each time so the redrive policy (`redrive.py`) moves it to the DLQ. A
+  rejection waits out sinks that are down like any final event; a worker stopped meanwhile lets
+  the message go on without it (`request.rejection_not_emitted`; `dlq inspect` says why).
 * `stop()` (idempotent; a signal handler only calls it) stops receiving once the pending
   ReceiveMessage has returned (what it returns goes back at once), hands back the messages whose
   contact has not started at once, and lets started lifecycles finish within the grace period,
   then cancels the rest and hands their messages back (another worker resumes them with the same
   ClientToken). A second `stop()` skips the rest of the grace period.
-* The redrive policy is read before the first receive (the worker is not ready until it is
-  known) and re-read now and then.
 * The receive loop survives every error (credentials, network, missing queue): it logs, backs off
   and tries again.
 """
@@ -30,8 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,64 +38,24 @@ from anyio.abc import TaskGroup
 
 from orchestrator.clock import Clock, SystemClock, wait_first
 from orchestrator.connect.capacity import CapacityGate
+from orchestrator.daemon.faults import DeploymentFaults, StoppedDuringFault
 from orchestrator.daemon.leases import Lease, Leases
-from orchestrator.daemon.readiness import ReadinessBoard
-from orchestrator.daemon.source import QueueMessage, QueueSource
-from orchestrator.engine.events import EventType
-from orchestrator.engine.lifecycle import Expiry, LifecycleEngine
-from orchestrator.engine.request import CallRequest, RequestDefaults, RequestRejected, parse_request
-from orchestrator.errors import DeploymentFault, RetryLater, SinkError
+from orchestrator.daemon.options import WorkerOptions
+from orchestrator.daemon.policy import expiry, hand_back_delay_s, room
+from orchestrator.daemon.readiness import ReadinessBoard, WorkerStatus
+from orchestrator.daemon.redrive import RedriveTracker
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.lifecycle import LifecycleEngine
+from orchestrator.engine.request import RequestRejected, parse_request
+from orchestrator.errors import RetryLater
 from orchestrator.metrics import Metrics
+from orchestrator.retry import backoff_s
+from orchestrator.sqs import QueueMessage, QueueSource
 
 log = structlog.get_logger("orchestrator.daemon.worker")
 
 #: A long poll still pending this long past its wait time after `stop()` is wedged: cut it off.
 _POLL_MARGIN_S = 5.0
-#: The readiness board's parts this worker reports.
-QUEUE_PART = "queue"
-DEPLOYMENT_PART = "deployment"
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    max_in_flight: int = 1000
-    #: Messages held but not started yet, at most (admission by start capacity).
-    max_waiting_to_start: int = 10
-    wait_time_s: float = 20.0
-    visibility_timeout_s: int = 60
-    #: Visibility of a received message until its contact starts (then `visibility_timeout_s`).
-    unstarted_visibility_timeout_s: int = 15
-    #: Used when the queue has no redrive policy to read it from.
-    max_receive_count: int = 5
-    delete_rejected: bool = False
-    retry_base_delay_s: int = 10
-    retry_max_delay_s: int = 900
-    grace_period_s: float = 30.0
-    #: A request not started this long after it was sent expires (0: never).
-    request_ttl_s: float = 0.0
-    request_defaults: RequestDefaults = field(default_factory=RequestDefaults)
-    #: Back-off bounds of the receive loop after errors, and of a lifecycle retried in place
-    #: while the deployment is at fault.
-    receive_backoff_s: tuple[float, float] = (1.0, 30.0)
-    fault_backoff_s: tuple[float, float] = (1.0, 30.0)
-    #: How often the redrive policy is read again once known, and the progress line's period.
-    redrive_refresh_s: float = 300.0
-    progress_interval_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class WorkerStatus:
-    """What `/healthz` and `/readyz` read, from another thread: replaced whole, never mutated."""
-
-    running: bool = False
-    stopping: bool = False
-    receiving: bool = False
-    #: True while admission holds the receive loop back on purpose (busy, not stalled).
-    paused: bool = False
-    #: Consecutive failed receives (0 when the queue answers).
-    receive_failures: int = 0
-    #: Monotonic time the receive loop last made progress (or was idle by design).
-    last_progress: float = 0.0
 
 
 class Worker:
@@ -142,13 +99,22 @@ class Worker:
         #: pending long poll could take the handed-back messages and hide them.
         self._poll_idle = anyio.Event()
         self._poll_idle.set()
-        self._redrive_known = anyio.Event()
         self._receive_scope: anyio.CancelScope | None = None
-        self._max_receives = self.options.max_receive_count
-        self._has_redrive = False
-        #: Deployment faults in progress (reason -> lifecycles retrying in place).
-        self._faults: dict[str, int] = {}
-        self._fault_cleared = anyio.Event()
+        self.redrive = RedriveTracker(
+            read=lambda: self.source.max_receive_count(),  # noqa: PLW0108 (a swapped source)
+            fallback_max_receives=self.options.max_receive_count,
+            readiness=self.readiness,
+            clock=self._clock,
+            backoff_s=self._receive_backoff_s,
+            refresh_s=self.options.redrive_refresh_s,
+        )
+        self.faults = DeploymentFaults(
+            readiness=self.readiness,
+            metrics=self.metrics,
+            clock=self._clock,
+            backoff_bounds_s=self.options.fault_backoff_s,
+            stop=self._stop,
+        )
         self._done = 0
         self.status = WorkerStatus(last_progress=self._clock.monotonic())
 
@@ -178,10 +144,6 @@ class Worker:
             )
 
     @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    @property
     def in_flight(self) -> int:
         return len(self.leases)
 
@@ -199,13 +161,13 @@ class Worker:
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self.leases.heartbeat)
-                outer.start_soon(self._redrive_policy)
+                outer.start_soon(self.redrive.run)
                 outer.start_soon(self._progress_lines)
                 for service in self._services:
                     outer.start_soon(service)
                 async with anyio.create_task_group() as lifecycles:
-                    await wait_first(self._redrive_known, self._stop)
-                    if self._redrive_known.is_set():
+                    await wait_first(self.redrive.known, self._stop)
+                    if self.redrive.known.is_set():
                         await self._receive_loop(lifecycles, drain=drain)
                     await self._drain_in_flight()
                     lifecycles.cancel_scope.cancel()
@@ -214,56 +176,16 @@ class Worker:
             self._publish(running=False, receiving=False)
             log.info("worker.stopped", in_flight=self.in_flight)
 
-    async def _redrive_policy(self) -> None:
-        """Read the redrive policy until it is known, then again every `redrive_refresh_s`."""
-        failures = 0
-        while True:
-            try:
-                found = await self.source.max_receive_count()
-            except Exception as exc:
-                failures += 1
-                log.warning(
-                    "queue.redrive_policy_unreadable",
-                    error=repr(exc),
-                    known=self._redrive_known.is_set(),
-                    detail="the worker does not receive until it knows where poison messages go"
-                    if not self._redrive_known.is_set()
-                    else "keeping the policy read before",
-                )
-                if not self._redrive_known.is_set():
-                    self.readiness.fail(QUEUE_PART, f"redrive policy unreadable: {exc!r}")
-                await self._clock.sleep(self._backoff(self.options.receive_backoff_s, failures))
-                continue
-            failures = 0
-            if not self._redrive_known.is_set() or (found is not None) != self._has_redrive:
-                self._announce_redrive(found)
-            self._has_redrive = found is not None
-            self._max_receives = found or self.options.max_receive_count
-            self.readiness.ok(QUEUE_PART)
-            self._redrive_known.set()
-            await self._clock.sleep(self.options.redrive_refresh_s)
-
-    def _announce_redrive(self, found: int | None) -> None:
-        if found is not None:
-            log.info("queue.redrive_policy", max_receive_count=found)
-            return
-        log.warning(
-            "queue.no_redrive_policy",
-            detail="invalid messages are deleted after their last attempt instead of going "
-            "to a dead-letter queue",
-            max_receive_count=self.options.max_receive_count,
-        )
-
     def _room(self) -> int:
-        """How many messages the worker may take now (admission by start capacity)."""
-        opts = self.options
-        if self._faults:
-            return 0
-        waiting = self.leases.waiting_to_start
-        if self._capacity.blocked:
-            # At the cap: one held request is enough to probe for capacity freeing up.
-            return 1 if waiting == 0 and len(self.leases) < opts.max_in_flight else 0
-        return min(opts.max_in_flight - len(self.leases), opts.max_waiting_to_start - waiting)
+        """How many messages the worker may take now."""
+        return room(
+            held=len(self.leases),
+            waiting_to_start=self.leases.waiting_to_start,
+            max_in_flight=self.options.max_in_flight,
+            max_waiting_to_start=self.options.max_waiting_to_start,
+            at_capacity=self._capacity.blocked,
+            faulted=self.faults.active,
+        )
 
     async def _receive_loop(self, lifecycles: TaskGroup, *, drain: bool) -> None:
         opts = self.options
@@ -276,7 +198,8 @@ class Worker:
                 await wait_first(
                     self.leases.changed,
                     self._capacity.changed,
-                    self._fault_cleared,
+                    # Only while faulted: a set event here would spin this loop.
+                    self.faults.cleared if self.faults.active else None,
                     self._stop,
                 )
                 self._progress(paused=False)
@@ -298,7 +221,7 @@ class Worker:
             except Exception as exc:
                 failures = self.status.receive_failures + 1
                 self.metrics.receive_errors.inc()
-                delay = self._backoff(opts.receive_backoff_s, failures)
+                delay = self._receive_backoff_s(failures)
                 log.error(
                     "queue.receive_failed",
                     error=repr(exc),
@@ -363,7 +286,7 @@ class Worker:
                     waiting_to_start=now[1],
                     most_waiting_to_start=self.leases.most_waiting(),
                     waiting_for_capacity=self._capacity.blocked,
-                    deployment_faults=sorted(self._faults),
+                    deployment_faults=self.faults.reasons,
                     done=now[2],
                 )
             last = now
@@ -394,25 +317,6 @@ class Worker:
             await self._poll_idle.wait()
             await self.leases.hand_back(message, 0, reason="shutdown")
 
-    def _final_attempt(self, message: QueueMessage) -> bool:
-        return message.receive_count >= self._max_receives
-
-    def _expiry(self, message: QueueMessage, request: CallRequest) -> Expiry | None:
-        """The request's shelf life, unless its contact may already exist (a redelivery)."""
-        if message.receive_count > 1:
-            return None
-        limits: list[tuple[float, str]] = []
-        ttl = self.options.request_ttl_s
-        if ttl > 0 and message.sent_at is not None:
-            limits.append((message.sent_at + ttl, f"request_ttl_s={ttl:g}"))
-        if request.expires_at is not None:
-            stamp = request.expires_at.astimezone(UTC)
-            limits.append((stamp.timestamp(), "ExpiresAt=" + stamp.isoformat()))
-        if not limits:
-            return None
-        not_after, limit = min(limits)
-        return Expiry(not_after, limit, sent_at=message.sent_at)
-
     async def _process(self, lease: Lease) -> None:
         message = lease.message
         try:
@@ -425,121 +329,80 @@ class Worker:
             self.leases.mark_started(lease)
             await self._reject(message, rejected)
             return
-        final_attempt = self._final_attempt(message)
-        expiry = self._expiry(message, request)
+        final_attempt = self.redrive.final_attempt(message)
+        shelf_life = expiry(message, request, ttl_s=self.options.request_ttl_s)
         priority = message.sent_at if message.sent_at is not None else self._clock.time()
-        retries = 0
-        fault: str | None = None
+
+        def attempt(retries: int) -> Awaitable[LifecycleEvent]:
+            return self.engine.run(
+                request,
+                final_attempt=final_attempt,
+                priority=priority,
+                expiry=shelf_life,
+                announce=retries == 0,
+                on_started=lambda: self.leases.mark_started(lease),
+            )
+
         try:
-            while True:
-                try:
-                    final = await self.engine.run(
-                        request,
-                        final_attempt=final_attempt,
-                        priority=priority,
-                        expiry=expiry,
-                        announce=retries == 0,
-                        on_started=lambda: self.leases.mark_started(lease),
-                    )
-                except (DeploymentFault, SinkError) as exc:
-                    error = (
-                        exc if isinstance(exc, DeploymentFault) else DeploymentFault("sink", exc)
-                    )
-                    if fault is None:
-                        fault = error.reason
-                        self._enter_fault(fault)
-                    retries += 1
-                    if not await self._wait_out_fault(error, retries):
-                        await self._hand_back(message, 0, reason=error.reason)
-                        return
-                    continue
-                except RetryLater as exc:
-                    await self._retry_later(message, "transient", exc)
-                    return
-                except Exception as exc:  # a bug must not take the worker down with it
-                    log.exception("worker.unexpected_error", request_id=request.request_id)
-                    await self._retry_later(message, "error", exc)
-                    return
-                break
-        finally:
-            if fault is not None:
-                self._leave_fault(fault)
-        self._deployment_works()
+            final = await self.faults.retry_in_place(attempt)
+        except StoppedDuringFault as stopped:
+            await self._hand_back(message, 0, reason=stopped.reason)
+            return
+        except Exception as exc:  # RetryLater, or a bug: it must not take the worker down
+            transient = isinstance(exc, RetryLater)
+            if not transient:
+                log.exception("worker.unexpected_error", request_id=request.request_id)
+            await self._retry_later(message, "transient" if transient else "error", exc)
+            return
         if final.type is EventType.FAILED and final.data.get("transient"):
             self._given_up(message, "transient", request_id=request.request_id)
         if await self.leases.ack(message):
             self._done += 1
 
-    # -- deployment faults ---------------------------------------------------------------------
-
-    def _enter_fault(self, reason: str) -> None:
-        if not self._faults:
-            self._fault_cleared = anyio.Event()
-        self._faults[reason] = self._faults.get(reason, 0) + 1
-
-    def _leave_fault(self, reason: str) -> None:
-        self._faults[reason] -= 1
-        if not self._faults[reason]:
-            del self._faults[reason]
-        if not self._faults:
-            self._fault_cleared.set()
-
-    async def _wait_out_fault(self, fault: DeploymentFault, retries: int) -> bool:
-        """Report the fault and pause before retrying in place. False when the worker stops."""
-        self.metrics.deployment_faults.labels(fault.reason).inc()
-        self.readiness.fail(DEPLOYMENT_PART, f"{fault.reason}: {fault.cause}")
-        delay = self._backoff(self.options.fault_backoff_s, retries)
-        log.error(
-            "worker.deployment_fault",
-            reason=fault.reason,
-            error=str(fault.cause),
-            retry_in_s=round(delay, 2),
-            detail="no request is ended for this; new messages wait in the queue",
-        )
-        await self._clock.sleep(delay, self._stop)
-        return not self._stop.is_set()
-
-    def _deployment_works(self) -> None:
-        report = self.readiness.snapshot().get(DEPLOYMENT_PART)
-        if report is not None and not report.ok:
-            log.info("worker.deployment_fault_cleared")
-            self.readiness.ok(DEPLOYMENT_PART)
-
     # -- outcomes ------------------------------------------------------------------------------
 
     async def _reject(self, message: QueueMessage, rejected: RequestRejected) -> None:
+        """One `request.rejected` per message, on its first receive; then back to the queue,
+        whose redrive policy moves it to the DLQ (or deleted, see `delete_rejected`)."""
+        first = message.receive_count == 1
         log.warning(
             "request.invalid_message",
             request_id=rejected.request_id,
             receive_count=message.receive_count,
             errors=[e.as_dict() for e in rejected.errors[:20]],
+            rejection="emitting" if first else "emitted on the first receive",
         )
         try:
-            await self.engine.reject(rejected.request_id, rejected.errors)
-        except SinkError as exc:
-            await self._retry_later(message, "sink", exc)
-            return
-        last_attempt = not self._has_redrive and self._final_attempt(message)
+            if first:
+                await self.faults.retry_in_place(
+                    lambda _: self.engine.reject(rejected.request_id, rejected.errors)
+                )
+        except StoppedDuringFault:
+            log.error(
+                "request.rejection_not_emitted",
+                request_id=rejected.request_id,
+                detail="the worker stopped while the sinks were down; the message goes on to "
+                "the dead-letter queue without its request.rejected",
+            )
+        last_attempt = not self.redrive.has_redrive and self.redrive.final_attempt(message)
         if self.options.delete_rejected or last_attempt:
             await self.leases.ack(message)
         else:
             # Straight back to the queue: its redrive policy moves it to the dead-letter queue.
             await self._hand_back(message, 0, reason="rejected")
 
-    def retry_delay_s(self, receive_count: int) -> int:
-        """Hand-back delay after a transient failure: doubles per receive, capped, jittered."""
-        opts = self.options
-        base = min(
-            opts.retry_max_delay_s, opts.retry_base_delay_s * 2 ** min(receive_count - 1, 20)
-        )
-        return int(min(43_200, base * self._rng.uniform(0.8, 1.0)))
-
-    def _backoff(self, bounds: tuple[float, float], failures: int) -> float:
-        low, high = bounds
-        return float(min(high, low * 2.0 ** min(failures - 1, 10)))
+    def _receive_backoff_s(self, failures: int) -> float:
+        first_s, max_s = self.options.receive_backoff_s
+        return backoff_s(failures, first_s=first_s, max_s=max_s)
 
     async def _retry_later(self, message: QueueMessage, reason: str, exc: Exception) -> None:
-        delay = self.retry_delay_s(message.receive_count)
+        opts = self.options
+        delay = hand_back_delay_s(
+            message.receive_count,
+            base_s=opts.retry_base_delay_s,
+            max_s=opts.retry_max_delay_s,
+            rng=self._rng,
+        )
         log.warning(
             "worker.handing_back",
             reason=reason,
@@ -550,7 +413,7 @@ class Worker:
         await self._hand_back(message, delay, reason=reason)
 
     async def _hand_back(self, message: QueueMessage, delay_s: int, *, reason: str) -> None:
-        if self._has_redrive and self._final_attempt(message) and reason != "rejected":
+        if reason != "rejected" and self.redrive.dead_letters_next(message):
             self._given_up(message, reason)
         await self.leases.hand_back(message, delay_s, reason=reason)
 
@@ -561,7 +424,7 @@ class Worker:
             "message.given_up",
             reason=reason,
             receive_count=message.receive_count,
-            max_receive_count=self._max_receives,
+            max_receive_count=self.redrive.max_receives,
             sent_at=None
             if message.sent_at is None
             else datetime.fromtimestamp(message.sent_at, UTC).isoformat(),

@@ -1,7 +1,8 @@
 """Event sinks on AWS: an SQS queue, an SNS topic, an EventBridge bus (clients passed in).
 
 Each sends up to 10 events per call (the batch limit of all three APIs) and raises `SinkError`
-naming the entries AWS refused, so the fan-out retries the batch.
+naming the entries AWS refused, so the fan-out retries the batch. The SQS sink sends through the
+SQS boundary (`orchestrator.sqs`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.engine.events import LifecycleEvent
 from orchestrator.errors import SinkError
+from orchestrator.sqs import (
+    MAX_FIFO_ID_CHARS,
+    OutgoingMessage,
+    batches,
+    send_batch,
+    string_attributes,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_events import EventBridgeClient
@@ -31,106 +39,80 @@ def _refused(kind: str, failed: list[Any]) -> SinkError:
     return SinkError(f"{kind} refused {len(failed)} event(s): {codes}")
 
 
-def _message_entry(
-    index: int,
-    event: LifecycleEvent,
-    *,
-    body_key: str,
-    include: bool,
-    fifo: bool,
-    attributes: dict[str, str],
-) -> dict[str, Any]:
-    """One batch entry of SQS SendMessageBatch or SNS PublishBatch (same shape, other body key)."""
-    entry: dict[str, Any] = {
-        "Id": str(index),
-        body_key: event.to_json(include_connection_data=include),
-        "MessageAttributes": {
-            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
-        },
-    }
-    if fifo:  # one message group per request; deduplicated by the event's id
-        entry["MessageGroupId"] = event.request_id
-        entry["MessageDeduplicationId"] = event.id[:128]
-    return entry
+class _AwsSink:
+    """A sink on one AWS target (a queue URL, a topic ARN, a bus name) through `client`."""
+
+    def __init__(self, client: Any, target: str, *, include_connection_data: bool = True) -> None:
+        self._client = client
+        self._target = target
+        self._include = include_connection_data
+        #: A FIFO queue or topic: one message group per request, deduplicated by event id.
+        self._fifo = target.endswith(".fifo")
+
+    def _body(self, event: LifecycleEvent) -> str:
+        return event.to_json(include_connection_data=self._include)
 
 
-class SqsEventSink:
-    """Events as messages on an SQS queue (FIFO queues: grouped by request, deduplicated by id)."""
+class SqsEventSink(_AwsSink):
+    """Events as messages on an SQS queue (FIFO queues: grouped by request, deduplicated by id),
+    in batches within SQS's limits (10 entries, 256 KiB)."""
 
     name = "sqs"
+    _client: SQSClient
 
-    def __init__(
-        self, client: SQSClient, queue_url: str, *, include_connection_data: bool = True
-    ) -> None:
-        self._client = client
-        self._queue_url = queue_url
-        self._include = include_connection_data
-        self._fifo = queue_url.endswith(".fifo")
-
-    def _entry(self, index: int, event: LifecycleEvent) -> dict[str, Any]:
-        return _message_entry(
-            index,
-            event,
-            body_key="MessageBody",
-            include=self._include,
-            fifo=self._fifo,
-            attributes={"type": event.type.value, "request_id": event.request_id},
+    def _message(self, event: LifecycleEvent) -> OutgoingMessage:
+        return OutgoingMessage(
+            self._body(event),
+            attributes=string_attributes(
+                {"type": event.type.value, "request_id": event.request_id}
+            ),
+            # One message group per request; deduplicated by the event's id.
+            group_id=event.request_id if self._fifo else None,
+            dedup_id=event.id if self._fifo else None,
         )
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
-        for chunk in _chunks(events):
-            response = await self._client.send_message_batch(
-                QueueUrl=self._queue_url,
-                Entries=[self._entry(i, e) for i, e in enumerate(chunk)],  # type: ignore[misc]
-            )
-            if response.get("Failed"):
-                raise _refused("SQS", list(response["Failed"]))
+        messages = [self._message(e) for e in events]
+        for batch in batches(messages, lambda m: m.size):
+            results = await send_batch(self._client, self._target, batch)
+            errors = sorted({str(r.error).partition(":")[0] for r in results if r.error})
+            if errors:
+                failed = sum(1 for r in results if r.error)
+                raise SinkError(f"SQS refused {failed} event(s): {', '.join(errors)}")
 
 
-class SnsEventSink:
+class SnsEventSink(_AwsSink):
     """Events published to an SNS topic, with a `type` attribute for subscription filters."""
 
     name = "sns"
-
-    def __init__(
-        self, client: SNSClient, topic_arn: str, *, include_connection_data: bool = True
-    ) -> None:
-        self._client = client
-        self._topic_arn = topic_arn
-        self._include = include_connection_data
-        self._fifo = topic_arn.endswith(".fifo")
+    _client: SNSClient
 
     def _entry(self, index: int, event: LifecycleEvent) -> dict[str, Any]:
-        return _message_entry(
-            index,
-            event,
-            body_key="Message",
-            include=self._include,
-            fifo=self._fifo,
-            attributes={"type": event.type.value},
-        )
+        entry: dict[str, Any] = {
+            "Id": str(index),
+            "Message": self._body(event),
+            "MessageAttributes": string_attributes({"type": event.type.value}),
+        }
+        if self._fifo:  # one message group per request; deduplicated by the event's id
+            entry["MessageGroupId"] = event.request_id
+            entry["MessageDeduplicationId"] = event.id[:MAX_FIFO_ID_CHARS]
+        return entry
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         for chunk in _chunks(events):
             response = await self._client.publish_batch(
-                TopicArn=self._topic_arn,
+                TopicArn=self._target,
                 PublishBatchRequestEntries=[self._entry(i, e) for i, e in enumerate(chunk)],  # type: ignore[misc]
             )
             if response.get("Failed"):
                 raise _refused("SNS", list(response["Failed"]))
 
 
-class EventBridgeSink:
+class EventBridgeSink(_AwsSink):
     """Events put on an EventBridge bus: source `contact-orchestrator`, detail-type = event type."""
 
     name = "eventbridge"
-
-    def __init__(
-        self, client: EventBridgeClient, bus: str, *, include_connection_data: bool = True
-    ) -> None:
-        self._client = client
-        self._bus = bus
-        self._include = include_connection_data
+    _client: EventBridgeClient
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         for chunk in _chunks(events):
@@ -139,8 +121,8 @@ class EventBridgeSink:
                     {
                         "Source": EVENT_SOURCE,
                         "DetailType": e.type.value,
-                        "Detail": e.to_json(include_connection_data=self._include),
-                        "EventBusName": self._bus,
+                        "Detail": self._body(e),
+                        "EventBusName": self._target,
                         "Resources": [],
                     }
                     for e in chunk

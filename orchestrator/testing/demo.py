@@ -28,9 +28,9 @@ from aiobotocore.session import AioSession
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.settings import Settings
-from orchestrator.daemon.sqs import aws_client_config
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.metrics import Metrics
+from orchestrator.sqs import aws_client_config
 from orchestrator.testing.demo_stream import LogTap, Printer, Waits, plural, seconds
 from orchestrator.testing.emulator import ControlError, Emulator, EmulatorConfig, EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer

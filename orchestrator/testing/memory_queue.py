@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from orchestrator.daemon.source import QueueMessage
+from orchestrator.sqs import QueueMessage
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """SQS from the test side: fresh queues (with a dead-letter queue), batched sends, draining,
 counts, and following an events queue the way a requester's backend would.
 
-Every function takes an aiobotocore SQS client; none of them is used by the daemon.
+Every function takes an aiobotocore SQS client and talks to SQS through the SQS boundary
+(`orchestrator.sqs`); none of them is used by the daemon.
 
 ```python
 queue, dlq = await create_queue_with_dlq(sqs, max_receive_count=2)
@@ -24,13 +25,23 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from orchestrator.engine.events import LifecycleEvent
+from orchestrator.sqs import (
+    OutgoingMessage,
+    QueueMessage,
+    approximate_counts,
+    batches,
+    delete_batch,
+    is_fifo,
+    queue_arn,
+    receive,
+    send_batch,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-    from types_aiobotocore_sqs.type_defs import MessageTypeDef
 
-#: A batch request's bodies stay under this many bytes, so that it stays under SQS's 1 MiB even
-#: once JSON-escaped.
+#: A batch request's bodies stay under this many bytes: over a queue's 256 KiB but under SQS's
+#: 1 MiB even once JSON-escaped (the local server takes such batches; tests send big bodies).
 BATCH_BYTES = 600_000
 
 
@@ -53,10 +64,9 @@ async def create_queue_with_dlq(
     name = fresh_name(prefix)
     attrs: dict[Any, str] = {"FifoQueue": "true"} if fifo else {}
     dlq = (await sqs.create_queue(QueueName=f"{name}-dlq{suffix}", Attributes=attrs))["QueueUrl"]
-    dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))[
-        "Attributes"
-    ]["QueueArn"]
-    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count})
+    policy = json.dumps(
+        {"deadLetterTargetArn": await queue_arn(sqs, dlq), "maxReceiveCount": max_receive_count}
+    )
     queue = (
         await sqs.create_queue(
             QueueName=f"{name}{suffix}", Attributes={**attrs, "RedrivePolicy": policy}
@@ -65,77 +75,38 @@ async def create_queue_with_dlq(
     return queue, dlq
 
 
-def _batches(bodies: Sequence[str]) -> list[list[str]]:
-    """`bodies` in order, in batches of at most 10 and `BATCH_BYTES`."""
-    batches: list[list[str]] = [[]]
-    for body in bodies:
-        batch = batches[-1]
-        if batch and (len(batch) == 10 or sum(map(len, batch)) + len(body) > BATCH_BYTES):
-            batches.append(batch := [])
-        batch.append(body)
-    return [batch for batch in batches if batch]
-
-
 async def send_all(sqs: SQSClient, queue_url: str, bodies: Sequence[str]) -> list[str]:
     """Send `bodies` in order with SendMessageBatch; the SQS MessageId of each.
 
     A FIFO queue (its URL ends in `.fifo`) gets one message group per message.
     """
-    fifo = queue_url.endswith(".fifo")
+    fifo = is_fifo(queue_url)
+    messages = [
+        OutgoingMessage(body, group_id=f"g-{i}", dedup_id=uuid.uuid4().hex)
+        if fifo
+        else OutgoingMessage(body)
+        for i, body in enumerate(bodies)
+    ]
     ids: list[str] = []
-    sent = 0
-    for batch in _batches(bodies):
-        entries: list[Any] = []
-        for i, body in enumerate(batch):
-            entry: dict[str, Any] = {"Id": str(i), "MessageBody": body}
-            if fifo:
-                entry["MessageGroupId"] = f"g-{sent + i}"
-                entry["MessageDeduplicationId"] = uuid.uuid4().hex
-            entries.append(entry)
-        response = await sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        if response.get("Failed"):
-            raise RuntimeError(f"SendMessageBatch failed: {response['Failed']}")
-        by_entry = {entry["Id"]: entry["MessageId"] for entry in response["Successful"]}
-        ids.extend(by_entry[str(i)] for i in range(len(batch)))
-        sent += len(batch)
+    for batch in batches(messages, lambda m: m.size, max_bytes=BATCH_BYTES):
+        results = await send_batch(sqs, queue_url, batch)
+        if any(r.error for r in results):
+            raise RuntimeError(f"SendMessageBatch failed: {[str(r.error) for r in results]}")
+        ids.extend(str(r.message_id) for r in results)
     return ids
 
 
-async def queue_counts(sqs: SQSClient, queue_url: str) -> tuple[int, int]:
-    """(visible, in flight) messages, as SQS reports them."""
-    attrs = (
-        await sqs.get_queue_attributes(
-            QueueUrl=queue_url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-            ],
-        )
-    )["Attributes"]
-    return (
-        int(attrs["ApproximateNumberOfMessages"]),
-        int(attrs["ApproximateNumberOfMessagesNotVisible"]),
-    )
+#: (visible, in flight) messages, as SQS reports them.
+queue_counts = approximate_counts
 
 
 async def receive_and_delete(
     sqs: SQSClient, queue_url: str, *, wait_s: int = 0
-) -> list[MessageTypeDef]:
+) -> list[QueueMessage]:
     """One ReceiveMessage (up to 10, with their message attributes); what came is deleted."""
-    got = await sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        WaitTimeSeconds=wait_s,
-        MessageAttributeNames=["All"],
-    )
-    messages = got.get("Messages", [])
+    messages = await receive(sqs, queue_url, wait_time_s=wait_s, message_attributes=True)
     if messages:
-        await sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-            ],
-        )
+        await delete_batch(sqs, queue_url, messages)
     return messages
 
 
@@ -143,7 +114,7 @@ async def drain_messages(sqs: SQSClient, queue_url: str) -> list[tuple[str, dict
     """Every visible message of a queue as (body, message attributes); received and deleted."""
     out: list[tuple[str, dict[str, Any]]] = []
     while messages := await receive_and_delete(sqs, queue_url):
-        out.extend((m.get("Body", ""), dict(m.get("MessageAttributes", {}))) for m in messages)
+        out.extend((m.body, dict(m.attributes)) for m in messages)
     return out
 
 
@@ -226,7 +197,7 @@ class EventFollower:
     async def receive_once(self, sqs: SQSClient, queue_url: str, *, wait_s: int) -> int:
         messages = await receive_and_delete(sqs, queue_url, wait_s=wait_s)
         if messages:
-            self.add(m.get("Body", "") for m in messages)
+            self.add(m.body for m in messages)
         return len(messages)
 
     async def follow(self, sqs: SQSClient, queue_url: str) -> None:

@@ -1,6 +1,8 @@
 """The folders draw the data path and imports point one way:
-`daemon -> engine -> connect -> shared`, `sinks -> engine.events`, `testing -> anything`;
-nothing in production imports `testing/`, and `bench/` never imports `tests/`."""
+`daemon -> engine -> connect -> shared`, `sinks -> engine.events`, `daemon, sinks -> sqs -> shared`
+(the SQS boundary sits beside `connect/`), `testing -> anything`;
+nothing in production imports `testing/` (the CLI's `demo`, `emulator` and `dev` commands
+import it inside themselves, nowhere else), and `bench/` never imports `tests/`."""
 
 from __future__ import annotations
 
@@ -20,19 +22,31 @@ SHARED = {"errors", "clock", "metrics", "retry", "batcher", "waiters"}
 ALLOWED: dict[str, set[str]] = {
     "shared": {"shared"},
     "connect": {"shared", "connect"},
+    "sqs": {"shared", "sqs"},
     "engine": {"shared", "connect", "engine"},
-    "sinks": {"shared", "sinks", "engine.events"},
-    "daemon": {"shared", "connect", "engine", "sinks", "daemon"},
+    "sinks": {"shared", "sinks", "engine.events", "sqs"},
+    "daemon": {"shared", "connect", "sqs", "engine", "sinks", "daemon"},
+    "edge": {"shared", "connect", "sqs", "engine", "sinks", "daemon", "edge"},
 }
+
+
+#: The command line: the edge, where settings are loaded and everything is put together.
+EDGE = {"cli", "__main__"}
+#: The CLI's commands that run the testing kit, and so may import it (inside themselves only).
+TESTING_COMMANDS = {"_cmd_demo", "_cmd_emulator", "_emulator_options", "_cmd_dev"}
 
 
 def _layer(module: str) -> str:
     """`orchestrator.engine.watch` -> `engine`; shared modules -> `shared`."""
     parts = module.split(".")
-    if len(parts) < 2:
-        return "top"
+    if len(parts) < 2 or not (
+        (PACKAGE / parts[1]).is_dir() or (PACKAGE / f"{parts[1]}.py").exists()
+    ):
+        return "top"  # `orchestrator` itself, or a name it defines (`__version__`)
     if parts[1] in SHARED:
         return "shared"
+    if parts[1] in EDGE:
+        return "edge"
     return parts[1]
 
 
@@ -44,14 +58,23 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path) -> list[str]:
-    """Every module `path` imports, at any depth (lazy imports inside functions included)."""
+def _imports(path: Path, *, skip_functions: frozenset[str] = frozenset()) -> list[str]:
+    """Every module `path` imports, at any depth (lazy imports inside functions included), but
+    those inside the top-level functions named in `skip_functions`."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = _module_name(path).rsplit(".", 1)[0]
     if path.name == "__init__.py":
         package = _module_name(path)
     found: list[str] = []
+    skipped = {
+        id(inner)
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name in skip_functions
+        for inner in ast.walk(node)
+    }
     for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -84,20 +107,38 @@ def _production_modules() -> list[Path]:
 @pytest.mark.parametrize("path", _production_modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_production_imports_point_one_way(path: Path) -> None:
     layer = _layer(_module_name(path))
+    # The CLI's testing-kit commands import the kit inside themselves: checked below.
+    skip = frozenset(TESTING_COMMANDS) if layer == "edge" else frozenset()
     wrong = [
         target
-        for target in _imports(path)
+        for target in _imports(path, skip_functions=skip)
         if target.startswith("orchestrator.") and not _allowed(layer, target)
     ]
     assert not wrong, f"{layer} module imports {sorted(set(wrong))}"
 
 
+def test_the_cli_imports_the_testing_kit_only_inside_the_commands_that_run_it() -> None:
+    cli = PACKAGE / "cli.py"
+    tree = ast.parse(cli.read_text(encoding="utf-8"))
+    commands = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert set(commands) >= TESTING_COMMANDS
+    for name in TESTING_COMMANDS:
+        imported = [
+            node.module
+            for node in ast.walk(commands[name])
+            if isinstance(node, ast.ImportFrom) and node.module
+        ]
+        assert all(m.startswith("orchestrator.testing") for m in imported), (name, imported)
+    # And the rest of the CLI never does (the check above, with these functions skipped).
+    assert not any(
+        t.startswith("orchestrator.testing")
+        for t in _imports(cli, skip_functions=frozenset(TESTING_COMMANDS))
+    )
+    assert any(t.startswith("orchestrator.testing") for t in _imports(cli))
+
+
 def test_every_production_module_belongs_to_a_layer() -> None:
-    loose = [
-        p.name
-        for p in PACKAGE.glob("*.py")
-        if p.stem not in SHARED | {"__init__", "__main__", "cli"}
-    ]
+    loose = [p.name for p in PACKAGE.glob("*.py") if p.stem not in SHARED | EDGE | {"__init__"}]
     assert not loose, f"modules at the package root outside the shared set: {loose}"
 
 
@@ -116,8 +157,12 @@ def test_the_rule_catches_an_upward_import() -> None:
     assert not _allowed("connect", "orchestrator.engine.request")
     assert not _allowed("daemon", "orchestrator.testing.emulator")
     assert not _allowed("sinks", "orchestrator.engine.lifecycle")
+    assert not _allowed("engine", "orchestrator.sqs.source")  # the lifecycle knows no SQS
+    assert not _allowed("sqs", "orchestrator.connect.gateway")  # nor SQS code Connect
+    assert _allowed("sinks", "orchestrator.sqs")
     assert _allowed("sinks", "orchestrator.engine.events")
     assert _allowed("daemon", "orchestrator.connect.gateway")
+    assert not _allowed("edge", "orchestrator.testing.demo")  # the CLI, at module level
 
 
 #: What each base dependency (pyproject's [project] dependencies) is imported as, and what they
@@ -143,7 +188,7 @@ def test_the_daemon_needs_only_its_base_dependencies() -> None:
     assert names == set(_IMPORT_NAMES), "keep _IMPORT_NAMES in step with pyproject.toml"
     allowed = set().union(*_IMPORT_NAMES.values())
     stdlib = sys.stdlib_module_names
-    production = [*_production_modules(), PACKAGE / "cli.py", PACKAGE / "__main__.py"]
+    production = _production_modules()
     needed = {
         str(path.relative_to(ROOT)): top
         for path in production

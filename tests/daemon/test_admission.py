@@ -17,17 +17,18 @@ import pytest
 from aiohttp import web
 
 from orchestrator.daemon.assembly import open_worker
-from orchestrator.daemon.source import QueueMessage
 from orchestrator.daemon.worker import Worker
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.request import client_token, parse_request
 from orchestrator.errors import SinkError
 from orchestrator.sinks import MemorySink
+from orchestrator.sqs import QueueMessage
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.support import (
     RecordingSource,
     create_queue_with_dlq,
+    drain_bodies,
     eventually,
     queue_counts,
     request_body,
@@ -324,6 +325,10 @@ class DownSink:
             raise SinkError("events topic unreachable")
 
 
+def sink_faults(worker: Worker) -> float:
+    return worker.metrics.value("orchestrator_deployment_faults_total", {"reason": "sink"})
+
+
 async def test_a_sink_that_stays_down_ends_no_request_and_the_request_completes_when_it_is_back(
     emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
 ) -> None:
@@ -340,10 +345,7 @@ async def test_a_sink_that_stays_down_ends_no_request_and_the_request_completes_
         await _fault_run(
             worker,
             sink,
-            until=lambda: (
-                worker.metrics.value("orchestrator_deployment_faults_total", {"reason": "sink"})
-                >= 2
-            ),
+            until=lambda: sink_faults(worker) >= 2,
             fix=back_up,
         )
         assert worker.readiness.ready
@@ -352,6 +354,60 @@ async def test_a_sink_that_stays_down_ends_no_request_and_the_request_completes_
     }
     assert await queue_counts(sqs_client, queue) == (0, 0)
     assert await queue_counts(sqs_client, dlq) == (0, 0)
+
+
+async def test_a_full_worker_waits_quietly_once_a_deployment_fault_has_cleared(
+    emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> None:
+    """Admission lets one request wait at a time; the first meets a sink that is down, which
+    then comes back. The worker, full again at once, must wait for room, not spin on the
+    cleared fault (which starved every lifecycle before)."""
+    queue, _ = await create_queue_with_dlq(sqs_client, max_receive_count=5)
+    ids = [f"after-fault-{i}" for i in range(4)]
+    await send_all(sqs_client, queue, [request_body(rid) for rid in ids])
+    down = DownSink()
+    sink = MemorySink()
+    settings = settings_for(emulator.url, sqs_server.url, queue, queue={"max_waiting_to_start": 1})
+    async with open_worker(settings, extra_sinks=[down, sink]) as worker:
+        assert worker.options.max_waiting_to_start == 1
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: worker.run(drain=True))
+            await eventually(lambda: sink_faults(worker) >= 1, within=30, message="a sink fault")
+            down.up = True
+    assert {rid: e.type for rid, e in finals(sink).items()} == dict.fromkeys(
+        ids, EventType.SCREEN_SHARING_STARTED
+    )
+    assert worker.readiness.ready
+
+
+async def test_a_rejection_waits_out_a_sink_that_is_down_and_is_emitted_once(
+    emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> None:
+    queue, dlq = await create_queue_with_dlq(sqs_client, max_receive_count=3)
+    poison = json.dumps({"RequestId": "poison-down", "ParticipantDetails": {"DisplayName": ""}})
+    await send_all(sqs_client, queue, [poison])
+    down = DownSink()
+    sink = MemorySink()
+    settings = settings_for(emulator.url, sqs_server.url, queue)
+    async with (
+        open_worker(settings, extra_sinks=[down, sink]) as worker,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(lambda: worker.run(drain=True))
+        await eventually(lambda: sink_faults(worker) >= 1, within=30, message="a sink fault")
+        assert not worker.readiness.ready
+        # Held on its first receive while the sinks are down: not handed back yet.
+        assert worker.in_flight == 1
+        down.up = True
+    # One event (a sink that was up meanwhile may have been handed it more than once, under
+    # the same id), although the message was received three times.
+    assert {(e.type, e.id) for e in sink.events} == {
+        (EventType.REJECTED, "poison-down:request.rejected")
+    }
+    handed_back = {"reason": "rejected"}
+    assert worker.metrics.value("orchestrator_messages_handed_back_total", handed_back) == 3
+    assert worker.readiness.ready
+    assert await drain_bodies(sqs_client, dlq) == [poison]
 
 
 class PollProbe(RecordingSource):

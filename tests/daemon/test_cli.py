@@ -16,11 +16,12 @@ import pytest
 from anyio.abc import Process
 
 from orchestrator import __version__
-from orchestrator.cli import region_of
 from orchestrator.testing.emulator import Emulator
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import ACCESS_KEY, SECRET_KEY
 from tests.support import (
+    FLOW_ID,
+    INSTANCE_ID,
     create_queue_with_dlq,
     drain_bodies,
     eventually,
@@ -51,6 +52,7 @@ def cli_env(**extra: str) -> dict[str, str]:
         "check-config",
         "healthcheck",
         "emulator",
+        "dev",
         "dlq",
         "dlq inspect",
         "dlq redrive",
@@ -139,7 +141,14 @@ async def test_enqueue_splits_batches_at_the_size_limit_and_skips_a_line_over_it
     lines = tmp_path / "big.jsonl"
     lines.write_text("\n".join([*bodies[:4], too_long, *bodies[4:]]) + "\n")
     code, output = await run_cli(
-        "enqueue", "--queue-url", queue, "--endpoint-url", sqs_server.url, str(lines), env={}
+        "enqueue",
+        "--no-check",  # Padding is not a field of a call request: sent unchecked
+        "--queue-url",
+        queue,
+        "--endpoint-url",
+        sqs_server.url,
+        str(lines),
+        env={},
     )
     assert code == 1, output
     assert "skipped: line 5: " in output and "over the queue's 262144-byte limit" in output
@@ -147,6 +156,45 @@ async def test_enqueue_splits_batches_at_the_size_limit_and_skips_a_line_over_it
     assert "Traceback" not in output
     received = {json.loads(b)["RequestId"] for b in await drain_bodies(sqs_client, queue)}
     assert received == {f"big-{i}" for i in range(10)}
+
+
+async def test_enqueue_refuses_invalid_lines_by_the_workers_rules_and_sends_the_rest(
+    sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> None:
+    queue, _ = await create_queue_with_dlq(sqs_client)
+    uses_defaults = json.dumps({"RequestId": "bare", "ParticipantDetails": {"DisplayName": "J"}})
+    lines = [
+        request_body("good-1"),
+        "{not json",
+        request_body("no-name", ParticipantDetails={"DisplayName": ""}),
+        uses_defaults,  # valid only with the configured [connect] instance and flow
+        request_body("good-2"),
+    ]
+    stdin = "\n".join(lines).encode()
+    env = {
+        "ORCHESTRATOR_QUEUE__URL": queue,
+        "ORCHESTRATOR_AWS__ENDPOINT_URL": sqs_server.url,
+        "ORCHESTRATOR_CONNECT__INSTANCE_ID": INSTANCE_ID,
+    }
+    code, output = await run_cli("enqueue", env=env, stdin=stdin)
+    assert code == 1, output
+    refused = sorted(line for line in output.splitlines() if line.startswith("refused: "))
+    assert refused[0].startswith("refused: line 2: invalid call request: body: not valid JSON")
+    assert refused[1].startswith("refused: line 3: invalid call request: ")
+    assert "ParticipantDetails.DisplayName" in refused[1]
+    assert refused[2].startswith("refused: line 4: ") and "ContactFlowId: required" in refused[2]
+    assert len(refused) == 3
+    assert f"sent 2 of 5 request(s) to {queue}" in output
+    sent = {json.loads(b)["RequestId"] for b in await drain_bodies(sqs_client, queue)}
+    assert sent == {"good-1", "good-2"}
+
+    # With the flow configured too, the bare request passes; --no-check sends everything.
+    env["ORCHESTRATOR_CONNECT__CONTACT_FLOW_ID"] = FLOW_ID
+    code, output = await run_cli("enqueue", env=env, stdin=uses_defaults.encode())
+    assert (code, output.strip()) == (0, f"sent 1 of 1 request(s) to {queue}")
+    code, output = await run_cli("enqueue", "--no-check", env=env, stdin=stdin)
+    assert code == 0, output
+    assert await queue_counts(sqs_client, queue) == (6, 0)
 
 
 async def test_enqueue_reports_a_missing_queue_in_one_line(sqs_server: LocalSqsServer) -> None:
@@ -183,19 +231,6 @@ async def test_enqueue_reports_an_unreachable_endpoint_in_one_line() -> None:
     assert code == 1
     assert f"orchestrator enqueue: cannot reach the SQS endpoint {endpoint}" in output
     assert "Traceback" not in output
-
-
-@pytest.mark.parametrize(
-    ("url", "region"),
-    [
-        ("https://sqs.eu-west-1.amazonaws.com/123456789012/q", "eu-west-1"),
-        ("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q", "cn-north-1"),
-        ("https://ap-south-1.queue.amazonaws.com/123456789012/q", "ap-south-1"),
-        ("http://localhost:4566/000000000000/q", None),
-    ],
-)
-def test_the_region_comes_from_an_aws_queue_url(url: str, region: str | None) -> None:
-    assert region_of(url) == region
 
 
 async def test_a_busy_metrics_port_stops_start_up_with_one_line(
@@ -331,3 +366,23 @@ def _catches(pid: int, signum: int) -> bool:
         if line.startswith("SigCgt:"):
             return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
     return False
+
+
+def test_the_daemon_commands_never_import_the_testing_kit() -> None:
+    """`orchestrator run` (and its parser, help included) starts without the testing kit."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from orchestrator.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "parser.parse_args(['run'])\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    parser.parse_args(['--help'])\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('orchestrator.testing'))\n"
+        "assert not loaded, loaded\n"
+        "parser.parse_args(['emulator', '--port', '0'])\n"
+        "assert 'orchestrator.testing.emulator.cli' in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-from orchestrator.daemon.dlq import FIFO_DEDUP_WINDOW_S, DeadLetterQueue, Selection, sqs_batches
+from orchestrator.daemon.dlq import DeadLetterQueue, Selection
 from orchestrator.engine.request import RequestDefaults
+from orchestrator.sqs import FIFO_DEDUP_WINDOW_S
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.support import (
     INSTANCE_ID,
@@ -158,16 +160,26 @@ async def test_redrive_by_request_id_moves_only_those(sqs_client: SQSClient) -> 
     assert await queue_counts(sqs_client, dlq) == (6, 0)
 
 
-async def test_redrive_of_valid_requests_only_leaves_poison_behind(sqs_client: SQSClient) -> None:
+async def test_redrive_moves_valid_requests_only_unless_told_to_include_invalid_ones(
+    sqs_client: SQSClient,
+) -> None:
     queue, dlq = await create_queue_with_dlq(sqs_client)
     await send_all(sqs_client, dlq, [request_body("fine-1"), *POISON, request_body("fine-2")])
 
-    report = await dlq_of(sqs_client, dlq).redrive(
-        queue, Selection(valid_only=True), rate_per_s=FAST
-    )
+    report = await dlq_of(sqs_client, dlq).redrive(queue, Selection(), rate_per_s=FAST)
 
     assert sorted(d.request_id or "" for d in report.moved) == ["fine-1", "fine-2"]
-    assert sorted(await drain_bodies(sqs_client, dlq)) == sorted(POISON)
+    assert (report.skipped, report.invalid_kept) == (2, 2)
+    assert await queue_counts(sqs_client, dlq) == (2, 0)
+
+    everything = await dlq_of(sqs_client, dlq).redrive(
+        queue, Selection(valid_only=False), rate_per_s=FAST
+    )
+    assert len(everything.moved) == 2 and everything.invalid_kept == 0
+    assert await queue_counts(sqs_client, dlq) == (0, 0)
+    assert sorted(await drain_bodies(sqs_client, queue)) == sorted(
+        [request_body("fine-1"), request_body("fine-2"), *POISON]
+    )
 
 
 async def test_redrive_by_age_moves_older_or_newer_messages(sqs_client: SQSClient) -> None:
@@ -256,19 +268,12 @@ async def test_fifo_redrive_keeps_the_group_and_a_dedup_id_the_queue_will_not_dr
     assert (attributes["MessageDeduplicationId"] == "fifo-1") is keeps_dedup_id
 
 
-def test_batches_respect_both_entry_and_byte_limits() -> None:
-    sizes = [100] * 25
-    assert [len(b) for b in sqs_batches(sizes, lambda n: n)] == [10, 10, 5]
-    big = [150_000, 150_000, 10, 300_000, 5]
-    assert list(sqs_batches(big, lambda n: n, max_bytes=262_144)) == [
-        [150_000],
-        [150_000, 10],
-        [300_000],
-        [5],
-    ]
-
-
 # -- the command line -------------------------------------------------------------------------
+
+
+def without_ages(table: str) -> str:
+    """An inspect table without its AGE column's figures (the only ones that move with time)."""
+    return re.sub(r"\b\d+[mhd]\d\d[smh]\b", "AGE", table)
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -300,8 +305,14 @@ async def test_cli_inspects_as_json_and_redrives_to_the_configured_queue(
     assert reasons["cli-1"] == reasons["cli-2"] == "valid request"
     assert "not valid JSON" in reasons[None]
 
+    # The source queue's redrive policy says what the figures mean; looking changes nothing.
+    assert listing["source_queue_url"] == queue
+    assert listing["dead_lettered_after_receives"] == 2
     table = await anyio.to_thread.run_sync(lambda: cli("dlq", "inspect", env=env))
+    again = await anyio.to_thread.run_sync(lambda: cli("dlq", "inspect", env=env))
     assert "3 message(s)" in table.stdout and "all left in place" in table.stdout
+    assert f"after 2 receives from {queue}" in table.stdout
+    assert without_ages(table.stdout) == without_ages(again.stdout)
 
     moved = await anyio.to_thread.run_sync(
         lambda: cli("dlq", "redrive", "--request-id", "cli-2", "--rate", "50", env=env)
@@ -309,7 +320,21 @@ async def test_cli_inspects_as_json_and_redrives_to_the_configured_queue(
     assert moved.returncode == 0, moved.stderr
     assert f"moved 1 message(s) from {dlq} to {queue}" in moved.stdout
     assert [json.loads(b)["RequestId"] for b in await drain_bodies(sqs_client, queue)] == ["cli-2"]
-    assert await queue_counts(sqs_client, dlq) == (2, 0)
+
+    # By default the poison stays (and the command says how to move it anyway).
+    rest = await anyio.to_thread.run_sync(lambda: cli("dlq", "redrive", "--rate", "50", env=env))
+    assert "moved 1 message(s)" in rest.stdout
+    assert "1 invalid request(s) stay unless --include-invalid" in rest.stdout
+    old_flag = await anyio.to_thread.run_sync(
+        lambda: cli("dlq", "redrive", "--valid-only", "--rate", "50", env=env)
+    )
+    assert old_flag.returncode == 0 and "moved 0 message(s)" in old_flag.stdout
+    assert await queue_counts(sqs_client, dlq) == (1, 0)
+    forced = await anyio.to_thread.run_sync(
+        lambda: cli("dlq", "redrive", "--include-invalid", "--rate", "50", env=env)
+    )
+    assert "moved 1 message(s)" in forced.stdout
+    assert await queue_counts(sqs_client, dlq) == (0, 0)
 
 
 async def test_cli_redrive_refuses_a_source_whose_policy_names_another_dlq(

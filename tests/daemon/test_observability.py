@@ -18,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.observability import serve_observability
 from orchestrator.daemon.settings import ObservabilitySettings
-from orchestrator.daemon.source import QueueMessage
 from orchestrator.daemon.worker import Worker
 from orchestrator.metrics import Metrics
+from orchestrator.sqs import QueueMessage
 from orchestrator.testing.emulator import Emulator
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.support import (

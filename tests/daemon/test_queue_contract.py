@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from orchestrator.daemon.source import QueueMessage, QueueSource
-from orchestrator.daemon.sqs import SqsQueueSource
+from orchestrator.sqs import QueueMessage, QueueSource, SqsQueueSource
 from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.testing.memory_queue import MemoryQueue
 from tests.support import eventually

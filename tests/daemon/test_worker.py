@@ -143,6 +143,24 @@ async def test_malformed_and_oversize_messages_land_in_the_dlq_without_blocking_
     assert await queue_counts(sqs_client, queue) == (0, 0)
 
 
+async def test_a_poison_message_gets_one_rejection_however_often_it_is_received(
+    drained_worker: DrainedWorker, sqs_client: SQSClient
+) -> None:
+    poison = json.dumps({"RequestId": "poison-1", "ParticipantDetails": {"DisplayName": ""}})
+    run = await drained_worker([poison, request_body("fine-1")], max_receive_count=5)
+
+    rejections = [e for e in run.sink.events if e.type is EventType.REJECTED]
+    assert [e.request_id for e in rejections] == ["poison-1"]
+    assert run.finals() == {
+        "poison-1": EventType.REJECTED,
+        "fine-1": EventType.SCREEN_SHARING_STARTED,
+    }
+    # Received five times (handed back at once each time), then dead-lettered as before.
+    handed_back = {"reason": "rejected"}
+    assert run.worker.metrics.value("orchestrator_messages_handed_back_total", handed_back) == 5
+    assert await drain_bodies(sqs_client, run.dlq) == [poison]
+
+
 async def test_sns_wrapped_requests_are_processed(
     emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
 ) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.daemon.settings import Settings, load_settings
-from orchestrator.daemon.source import QueueMessage, QueueSource
+from orchestrator.sqs import QueueMessage, QueueSource
 from orchestrator.testing.requests import REGION
 
 

@@ -1,8 +1,9 @@
 """The fleet's rate limiter, evaluated atomically inside Redis: GCRA under a shared ceiling.
 
-One hash per Connect operation (`tat`, `factor`, `at`) holds the whole state of the account's
-budget. Every decision is taken by a Lua script on the server, with the server's clock
-(`redis.call('TIME')`), so workers never compare their own clocks.
+One hash per Connect operation (`tat`, `factor`, `at`, `cool`) holds the whole state of the
+account's budget. Every decision is taken by a Lua script on the server, with the server's clock
+(`redis.call('TIME')`), so workers never compare their own clocks. (Tests hand the scripts a time
+instead, `Gcra(redis, now=clock.time)`, so they move time on rather than sleep.)
 
 * GCRA (the generic cell rate algorithm): `tat` is the theoretical arrival time of the next call.
   A call may go now when `now >= tat - (burst - 1) * interval`; it then moves `tat` on by one
@@ -10,13 +11,14 @@ budget. Every decision is taken by a Lua script on the server, with the server's
   A budget without state (Redis restarted empty) starts with one call, not a full burst: Connect
   still counts what the fleet spent just before.
 * The ceiling: the effective rate is `rate * factor`. A 429 seen by any worker halves `factor`
-  and forgets saved burst, but only once per cooldown (a key set with `SET NX PX`), however many
-  workers saw a 429 meanwhile. `factor` then recovers linearly to 1 over `recovery_s`, so the fleet
-  probes Connect like one client.
+  and forgets saved burst, but only once per cooldown (`cool`, the time the cooldown ends),
+  however many workers saw a 429 meanwhile. `factor` then recovers linearly to 1 over
+  `recovery_s`, so the fleet probes Connect like one client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,8 +26,11 @@ from redis.asyncio import Redis
 
 _COMMON = """
 redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = tonumber(ARGV[6])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local recovery_us = tonumber(ARGV[3]) * 1000000
@@ -48,7 +53,8 @@ local tat = tonumber(state[1]) or (now + (burst - 1) * interval)
 if tat < now then tat = now end
 """
 
-#: KEYS[1] the state hash; ARGV rate, burst, recovery_s, min_factor, ttl_ms.
+#: KEYS[1] the state hash; ARGV rate, burst, recovery_s, min_factor, ttl_ms, now_us (empty: the
+#: server's TIME).
 #: Returns {granted 0/1, wait_us, tokens, factor} (numbers as strings: Lua floats).
 ACQUIRE_SCRIPT = (
     _COMMON
@@ -70,14 +76,14 @@ return {granted, string.format('%.0f', wait), tostring(tokens), tostring(factor)
 """
 )
 
-#: KEYS[1] the state hash, KEYS[2] the cooldown key; ARGV as ACQUIRE plus cooldown_ms, decrease.
-#: Returns {lowered 0/1, factor}.
+#: KEYS[1] the state hash; ARGV as ACQUIRE plus cooldown_s, decrease. Returns {lowered 0/1, factor}.
 THROTTLE_SCRIPT = (
     _COMMON
     + """
-local cooldown_ms = tonumber(ARGV[6])
-local decrease = tonumber(ARGV[7])
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', cooldown_ms) then
+local cooldown_us = tonumber(ARGV[7]) * 1000000
+local decrease = tonumber(ARGV[8])
+local cool = tonumber(redis.call('HGET', KEYS[1], 'cool')) or 0
+if now < cool then
   return {0, tostring(factor)}
 end
 factor = math.max(min_factor, factor * decrease)
@@ -86,7 +92,8 @@ interval = 1000000 / (rate * factor)
 local empty = now + burst * interval
 if tat < empty then tat = empty end
 redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', tat),
-           'factor', tostring(factor), 'at', string.format('%.0f', now))
+           'factor', tostring(factor), 'at', string.format('%.0f', now),
+           'cool', string.format('%.0f', now + cooldown_us))
 redis.call('PEXPIRE', KEYS[1], ttl_ms)
 return {1, tostring(factor)}
 """
@@ -126,20 +133,25 @@ class GcraLimit:
     @property
     def ttl_ms(self) -> int:
         """How long an idle state lives: long enough that forgetting it changes nothing."""
-        idle_s = self.burst / (self.rate * self.min_factor) + self.recovery_s
+        idle_s = self.burst / (self.rate * self.min_factor) + self.recovery_s + self.cooldown_s
         return int(idle_s * 1000) + 1000
 
 
 class Gcra:
-    """The two scripts bound to one Redis client, with typed arguments and answers."""
+    """The two scripts bound to one Redis client, with typed arguments and answers.
 
-    def __init__(self, redis: Redis) -> None:
+    `now` (epoch seconds) replaces the server's clock: for tests only. Production keeps Redis's
+    TIME, one clock for the whole fleet, so no skew between hosts changes a decision.
+    """
+
+    def __init__(self, redis: Redis, *, now: Callable[[], float] | None = None) -> None:
         self._acquire = redis.register_script(ACQUIRE_SCRIPT)
         self._throttle = redis.register_script(THROTTLE_SCRIPT)
+        self._now = now
 
-    @staticmethod
-    def _args(limit: GcraLimit) -> list[Any]:
-        return [limit.rate, limit.burst, limit.recovery_s, limit.min_factor, limit.ttl_ms]
+    def _args(self, limit: GcraLimit) -> list[Any]:
+        now_us = "" if self._now is None else f"{self._now() * 1e6:.0f}"
+        return [limit.rate, limit.burst, limit.recovery_s, limit.min_factor, limit.ttl_ms, now_us]
 
     async def acquire(self, key: str, limit: GcraLimit) -> Decision:
         """Take one call from the budget at `key`, or learn how long to wait for one."""
@@ -155,6 +167,6 @@ class Gcra:
     async def throttled(self, key: str, limit: GcraLimit) -> bool:
         """Report a 429: lowers the shared ceiling unless another report did within the
         cooldown. True when this report lowered it."""
-        args = [*self._args(limit), int(limit.cooldown_s * 1000), limit.decrease]
-        reply = cast(list[Any], await self._throttle(keys=[key, f"{key}:cooldown"], args=args))
+        args = [*self._args(limit), limit.cooldown_s, limit.decrease]
+        reply = cast(list[Any], await self._throttle(keys=[key], args=args))
         return int(reply[0]) == 1

@@ -1,10 +1,13 @@
-"""Command-line options of `orchestrator emulator`."""
+"""Command-line options of `orchestrator emulator`, and the command itself."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 
 from .config import DEFAULT_QUOTAS, SERVICE_ORDERS, EmulatorConfig, parse_quota, parse_range
+from .server import serve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -198,3 +201,22 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         events_duplicate_rate=args.events_duplicate_rate,
         events_delay_s=args.events_delay,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """`orchestrator emulator`: serve until SIGTERM or SIGINT; 2 on an invalid option."""
+
+    def ready(url: str) -> None:
+        print(f"Connect emulator listening on {url}", flush=True)
+
+    try:
+        config = config_from_args(args)
+        asyncio.run(
+            serve(
+                config, host=args.host, port=args.port, allow_remote=args.allow_remote, ready=ready
+            )
+        )
+    except ValueError as exc:
+        print(f"orchestrator emulator: {exc}", file=sys.stderr)
+        return 2
+    return 0

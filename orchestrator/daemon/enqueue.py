@@ -1,0 +1,92 @@
+"""`orchestrator enqueue`: call requests, one JSON object per line, checked with the worker's own
+rules and sent in batches SQS accepts (client passed in).
+
+Each line is validated as the worker validates a message (`parse_request` with the configured
+request defaults): an invalid line is refused, with why, instead of being sent only to be
+rejected and dead-lettered. A line over the queue's MaximumMessageSize is skipped. On a FIFO
+queue each request is its own message group, deduplicated by its RequestId.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from orchestrator.engine.request import RequestDefaults, RequestRejected, parse_request
+from orchestrator.sqs import (
+    OutgoingMessage,
+    batches,
+    describe_problem,
+    is_fifo,
+    max_message_bytes,
+    send_batch,
+)
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+
+@dataclass
+class EnqueueReport:
+    """What became of each line: sent, or a problem naming the line."""
+
+    lines: int
+    sent: int = 0
+    #: One line per line not sent: "refused: line 3: ...", "skipped: ...", "failed: ...".
+    problems: list[str] = field(default_factory=list)
+    #: An error no batch could get past (a missing queue, an unreachable endpoint).
+    stopped: str | None = None
+
+
+def _message(number: int, body: str, fifo: bool) -> OutgoingMessage:
+    if not fifo:
+        return OutgoingMessage(body)
+    try:
+        request_id = str(json.loads(body).get("RequestId") or f"line-{number}")
+    except (ValueError, AttributeError):
+        request_id = f"line-{number}"
+    return OutgoingMessage(body, group_id=request_id, dedup_id=request_id)
+
+
+async def enqueue(
+    client: SQSClient,
+    queue_url: str,
+    lines: list[str],
+    *,
+    defaults: RequestDefaults | None,
+) -> EnqueueReport:
+    """Send `lines` (checked against `defaults`; None sends them unchecked). Stops at the first
+    error no batch can get past."""
+    report = EnqueueReport(lines=len(lines))
+    fifo = is_fifo(queue_url)
+    try:
+        limit = await max_message_bytes(client, queue_url)
+        numbered: list[tuple[int, OutgoingMessage]] = []
+        for number, body in enumerate(lines, 1):
+            message = _message(number, body, fifo)
+            if message.size > limit:
+                report.problems.append(
+                    f"skipped: line {number}: {message.size} bytes, over the queue's "
+                    f"{limit}-byte limit"
+                )
+                continue
+            if defaults is not None:
+                try:
+                    parse_request(body, defaults)
+                except RequestRejected as exc:
+                    report.problems.append(f"refused: line {number}: {exc}")
+                    continue
+            numbered.append((number, message))
+        for batch in batches(numbered, lambda item: item[1].size, max_bytes=limit):
+            results = await send_batch(client, queue_url, [message for _, message in batch])
+            for (number, _), result in zip(batch, results, strict=True):
+                if result.error is None:
+                    report.sent += 1
+                else:
+                    report.problems.append(f"failed: line {number}: {result.error}")
+    except (ClientError, BotoCoreError) as exc:
+        report.stopped = describe_problem(exc, queue_url)
+    return report
