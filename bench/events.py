@@ -47,6 +47,7 @@ from orchestrator.daemon.settings import Settings
 from orchestrator.daemon.sqs import aws_client_config
 from orchestrator.metrics import Metrics
 from orchestrator.testing.emulator import EmulatorControl
+from orchestrator.testing.stats import distribution
 
 from . import analysis, servers
 from .common import (
@@ -60,7 +61,6 @@ from .common import (
 )
 from .context import RunContext, say
 from .daemon import FinalCounter, aio_session, memory_worker, run_until, worker_logs
-from .measure import distribution
 from .record import BENCH_DIR, plot_path, record
 
 NAME = "events"

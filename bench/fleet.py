@@ -51,11 +51,11 @@ from orchestrator.testing.queues import (
     send_all,
 )
 from orchestrator.testing.redis import RedisServer
+from orchestrator.testing.stats import distribution
 
 from . import analysis, servers
 from .common import REGION, isolate_environment, quota_args, request_body, request_id
 from .context import RunContext, say
-from .measure import distribution
 from .record import BENCH_DIR, plot_path, record
 
 if TYPE_CHECKING:

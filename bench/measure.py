@@ -1,4 +1,5 @@
-"""Measuring the process and the machine: CPU time, RSS, event-loop lag, percentiles."""
+"""Measuring the process and the machine: CPU time, RSS, event-loop lag (percentiles are the
+testing kit's, `orchestrator.testing.stats`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from orchestrator.metrics import Metrics
+from orchestrator.testing.stats import distribution
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -59,29 +60,6 @@ def process_cpu_seconds(pid: int) -> float:
         return math.nan
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1) by linear interpolation; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def distribution(values: Sequence[float]) -> dict[str, float]:
-    """count, mean, p50, p95, p99, max."""
-    return {
-        "count": len(values),
-        "mean": sum(values) / len(values) if values else math.nan,
-        "p50": percentile(values, 0.50),
-        "p95": percentile(values, 0.95),
-        "p99": percentile(values, 0.99),
-        "max": max(values) if values else math.nan,
-    }
 
 
 def ratio(ours: float, theirs: float) -> float:
