@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.engine.request import RequestRejected, parse_request
+from orchestrator.testing.poison import Poison
 from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, REGION, customer_document
 
 
@@ -62,13 +63,6 @@ class Planned:
     #: "share" (screen sharing wanted and allowed), "declines" (ScreenSharing false) or
     #: "not-allowed" (the customer may not share their screen).
     kind: str
-
-
-@dataclass(frozen=True)
-class Poison:
-    body: str
-    #: The RequestId its `request.rejected` is filed under; None when none is readable.
-    request_id: str | None
 
 
 def plan_requests(plan: ChaosPlan, rng: random.Random) -> list[Planned]:
@@ -143,8 +137,8 @@ def poison_set(copy: int, seed: int) -> list[Poison]:
         ),
     ]
     for poison in poisons:  # the plan checks itself: each is rejected as expected
-        if _rejected_as(poison.body) != (poison.request_id,):
-            raise AssertionError(f"not rejected as planned: {poison.body[:80]}")
+        if _rejected_as(poison.text) != (poison.request_id,):
+            raise AssertionError(f"not rejected as planned: {poison.text[:80]}")
     return poisons
 
 

@@ -73,7 +73,7 @@ class _Run:
         )
         self.events_url = await create_queue(self.sqs, "chaos-ev")
         self.to_send = [(v.body, True) for v in self.report.valid]
-        self.to_send += [(p.body, False) for p in self.report.poison]
+        self.to_send += [(p.text, False) for p in self.report.poison]
         self.rng.shuffle(self.to_send)
         if self.plan.backlog is None:
             await self.send(len(self.to_send))
