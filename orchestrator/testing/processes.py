@@ -135,6 +135,14 @@ async def server_process(
             await stop_process(process)
 
 
+def quota_args(quotas: Mapping[str, tuple[float, float]]) -> list[str]:
+    """`--quota OPERATION=RATE/BURST` options of `orchestrator emulator`."""
+    args: list[str] = []
+    for operation, (rate, burst) in quotas.items():
+        args += ["--quota", f"{operation}={rate:g}/{burst:g}"]
+    return args
+
+
 def emulator_process(
     args: Sequence[str], log_path: Path, *, env: Mapping[str, str] | None = None
 ) -> contextlib.AbstractAsyncContextManager[ServerProcess]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,12 +18,13 @@ from orchestrator.testing.chaos.plan import (
     emulator_args,
     plan_requests,
     poison_set,
-    worker_env,
+    quotas,
+    worker_settings,
 )
 from orchestrator.testing.chaos.promises import check
 from orchestrator.testing.chaos.report import ChaosReport
 from orchestrator.testing.emulator import EmulatorControl
-from orchestrator.testing.processes import LoggedChild, emulator_process
+from orchestrator.testing.processes import emulator_process
 from orchestrator.testing.queues import (
     EventFollower,
     create_queue,
@@ -34,6 +34,7 @@ from orchestrator.testing.queues import (
     send_all,
 )
 from orchestrator.testing.requests import REGION
+from orchestrator.testing.workers import WorkerPool, worker_env, worker_pool
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -42,23 +43,16 @@ if TYPE_CHECKING:
 class _Run:
     """One chaos run in progress: the queues, the processes, the events read so far."""
 
-    def __init__(
-        self, plan: ChaosPlan, sqs: SQSClient, sqs_url: str, connect_url: str, workdir: Path
-    ) -> None:
+    def __init__(self, plan: ChaosPlan, sqs: SQSClient, sqs_url: str, connect_url: str) -> None:
         self.plan = plan
         self.sqs = sqs
         self.sqs_url = sqs_url
         self.connect_url = connect_url
-        self.workdir = workdir
         self.rng = random.Random(plan.seed)
         valid = plan_requests(plan, self.rng)
         poison = [p for copy in range(plan.poison_sets) for p in poison_set(copy, plan.seed)]
         self.report = ChaosReport(plan, valid, poison)
         self.log = EventFollower()
-        self.children: list[LoggedChild] = []
-        self.alive: list[LoggedChild] = []
-        self.stopping: list[LoggedChild] = []
-        self.env: dict[str, str] = {}
         self.queue = self.dlq = self.events_url = ""
         #: (body, is a valid request) not sent yet, in the seeded order they are sent.
         self.to_send: list[tuple[str, bool]] = []
@@ -77,12 +71,15 @@ class _Run:
         self.rng.shuffle(self.to_send)
         if self.plan.backlog is None:
             await self.send(len(self.to_send))
-        self.env = worker_env(
-            self.plan,
-            queue_url=self.queue,
-            events_url=self.events_url,
+
+    def worker_env(self) -> dict[str, str]:
+        return worker_env(
             sqs_url=self.sqs_url,
+            queue_url=self.queue,
             connect_url=self.connect_url,
+            events_url=self.events_url,
+            quotas=quotas(self.plan),
+            settings=worker_settings(self.plan),
         )
 
     async def send(self, count: int) -> int:
@@ -104,16 +101,6 @@ class _Run:
             else:
                 await self.log.next_arrival(within_s=0.5)
 
-    async def start_worker(self) -> LoggedChild:
-        self.report.workers_started += 1
-        name = f"worker-{self.report.workers_started}"
-        command = [sys.executable, "-m", "orchestrator", "run"]
-        child = await LoggedChild.start(name, command, self.env, self.workdir / f"{name}.log")
-        self.children.append(child)
-        self.alive.append(child)
-        self.report.worker_logs.append(child.log_path)
-        return child
-
     def progress(self) -> float:
         done = sum(rid in self.log.finals for rid in self.valid_ids)
         return done / max(1, len(self.valid_ids))
@@ -129,36 +116,31 @@ class _Run:
             return False
         return await queue_counts(self.sqs, self.queue) == (0, 0)
 
-    async def strike(self, action: str) -> None:
+    async def strike(self, pool: WorkerPool, action: str) -> None:
         """SIGKILL or SIGTERM a running worker (chosen by the seeded schedule); replace it."""
-        victim = self.rng.choice(self.alive)
-        self.alive.remove(victim)
         at = f"{time.monotonic() - self.started:5.1f} s, {self.progress():4.0%} done"
+        which = signal.SIGKILL if action == "kill" else signal.SIGTERM
+        victim, replacement = await pool.replace(which, self.rng.choice(pool.alive))
         if action == "kill":
-            victim.signal(signal.SIGKILL)
             self.report.kills += 1
         else:
-            victim.signal(signal.SIGTERM)
             self.report.graceful_stops += 1
-            self.stopping.append(victim)
-        replacement = await self.start_worker()
         self.report.timeline.append(
             f"{at}: {victim.signalled} {victim.name} "
             f"(up {time.monotonic() - victim.started_at:.1f} s), started {replacement.name}"
         )
 
-    async def drain_under_chaos(self) -> None:
+    async def drain_under_chaos(self, pool: WorkerPool) -> None:
         plan = self.plan
         self.started = time.monotonic()
         deadline = self.started + plan.deadline_s
-        for _ in range(plan.workers):
-            await self.start_worker()
+        await pool.start(plan.workers)
         actions = ["kill"] * plan.kills + ["term"] * plan.graceful_stops
         self.rng.shuffle(actions)
         marks = sorted(self.rng.uniform(*plan.window) for _ in actions)
         for action, mark in zip(actions, marks, strict=True):
             await self.log.wait_until(functools.partial(self.reached, mark), deadline)
-            await self.strike(action)
+            await self.strike(pool, action)
         while not await self.complete():
             if time.monotonic() > deadline:
                 self.report.problems.append(f"did not drain within {plan.deadline_s:g} s")
@@ -168,19 +150,12 @@ class _Run:
             self.report.completed = True
         self.report.drain_s = time.monotonic() - self.started
 
-    async def stop_workers(self) -> None:
+    async def stop_workers(self, pool: WorkerPool) -> None:
         """SIGTERM the survivors; every SIGTERMed worker must exit, and cleanly."""
-        for child in self.alive:
-            child.signal(signal.SIGTERM)
-            self.stopping.append(child)
-        self.alive = []
-        for child in self.stopping:
-            try:
-                await child.wait(self.plan.stop_timeout_s)
-            except TimeoutError:
-                self.report.problems.append(
-                    f"{child.name} did not exit within {self.plan.stop_timeout_s:g} s"
-                )
+        for child in await pool.stop(self.plan.stop_timeout_s):
+            self.report.problems.append(
+                f"{child.name} did not exit within {self.plan.stop_timeout_s:g} s"
+            )
 
     async def collect(self) -> None:
         report = self.report
@@ -191,13 +166,6 @@ class _Run:
         report.stats = await control.stats()
         report.dead_letters = await drain_bodies(self.sqs, self.dlq)
         report.left_in_queue = await queue_counts(self.sqs, self.queue)
-        for child in self.children:
-            await child.close()
-            report.exits.append((child.name, child.signalled, child.exit_code))
-
-    async def close(self) -> None:
-        for child in self.children:
-            await child.close()
 
 
 async def run_chaos(plan: ChaosPlan, *, sqs_url: str, workdir: Path) -> ChaosReport:
@@ -210,18 +178,19 @@ async def run_chaos(plan: ChaosPlan, *, sqs_url: str, workdir: Path) -> ChaosRep
         get_session().create_client("sqs", region_name=REGION, endpoint_url=sqs_url) as sqs,
         emulator_process(emulator_args(plan), workdir / "emulator.log") as emulator,
     ):
-        run = _Run(plan, sqs, sqs_url, emulator.url, workdir)
-        try:
-            await run.set_up()
+        run = _Run(plan, sqs, sqs_url, emulator.url)
+        await run.set_up()
+        async with worker_pool(run.worker_env(), workdir, prefix="worker-") as pool:
             async with anyio.create_task_group() as tg:
                 for _ in range(2):  # two readers keep up with several workers' events
                     tg.start_soon(run.log.follow, sqs, run.events_url)
                 tg.start_soon(run.feed)
-                await run.drain_under_chaos()
+                await run.drain_under_chaos(pool)
                 tg.cancel_scope.cancel()
-            await run.stop_workers()
+            await run.stop_workers(pool)
             await run.collect()
-        finally:
-            await run.close()
+        run.report.workers_started = len(pool.workers)
+        run.report.worker_logs = [w.log_path for w in pool.workers]
+        run.report.exits = [(w.name, w.signalled, w.exit_code) for w in pool.workers]
     run.report.problems += check(run.report)
     return run.report
