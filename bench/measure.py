@@ -7,7 +7,6 @@ import math
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -62,13 +61,6 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def ratio(ours: float, theirs: float) -> float:
-    """ours / theirs, NaN when undefined."""
-    if not (math.isfinite(ours) and math.isfinite(theirs)) or theirs == 0:
-        return math.nan
-    return ours / theirs
-
-
 @dataclass
 class LagMonitor:
     """Sleeps `interval_s` in a loop and records how late each wake-up is (event-loop lag)."""
@@ -97,23 +89,6 @@ def histogram_summary(metrics: Metrics, name: str) -> dict[str, float]:
             (le for le, cumulative in buckets if count and cumulative >= q * count), math.nan
         )
     return out
-
-
-def git_commit(repo: Path) -> dict[str, Any]:
-    """The commit the benchmark ran on, and whether the working tree had changes."""
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return ""
-        return done.stdout.strip()
-
-    sha = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"sha": sha or "unknown", "short": sha[:10] or "unknown", "dirty": dirty}
 
 
 def machine() -> dict[str, Any]:

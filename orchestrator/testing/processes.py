@@ -1,10 +1,10 @@
-"""Child processes of tests and benchmarks: servers that announce their URL, measuring children
-that print one JSON result, and logged workers a chaos run can signal.
+"""Child processes of tests and benchmarks: servers that announce their URL and measuring children
+that print one JSON result (worker processes: `orchestrator.testing.workers`).
 
 ```python
 async with emulator_process(["--seed", "7"], log_path) as emulator:   # its own process
     ...EmulatorControl(emulator.url)...
-result = await run_child([sys.executable, "-m", "bench.scale_worker"], log_path, timeout_s=600)
+result = await run_child([sys.executable, "-m", "bench.naive", options], log_path, timeout_s=600)
 ```
 
 Every child is stopped on the way out, also on cancellation: SIGTERM, then SIGKILL.
@@ -15,14 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 from anyio.abc import Process
@@ -187,52 +185,3 @@ async def run_child(
             await stop_process(process, exit_within_s=30.0 if line else 0.0)
     data: dict[str, Any] = json.loads(line)
     return data
-
-
-@dataclass
-class LoggedChild:
-    """A process whose output (stdout and stderr) goes to a file, to be signalled at will."""
-
-    name: str
-    log_path: Path
-    process: Process
-    log_file: IO[bytes]
-    started_at: float
-    #: The name of the last signal sent (None: never signalled).
-    signalled: str | None = None
-    exit_code: int | None = None
-    closed: bool = False
-
-    @classmethod
-    async def start(
-        cls, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path
-    ) -> LoggedChild:
-        log_file = log_path.open("wb")
-        process = await anyio.open_process(
-            list(argv), env=dict(env), stdin=None, stdout=log_file, stderr=log_file
-        )
-        return cls(name, log_path, process, log_file, time.monotonic())
-
-    def signal(self, which: signal.Signals) -> None:
-        self.signalled = which.name
-        self.process.send_signal(which)
-
-    async def wait(self, timeout_s: float) -> int:
-        """Its exit code; TimeoutError if it is still running after `timeout_s`."""
-        with anyio.fail_after(timeout_s):
-            self.exit_code = await self.process.wait()
-        return self.exit_code
-
-    async def close(self) -> None:
-        """Make sure it is gone (SIGKILL if it is still running)."""
-        if self.closed:
-            return
-        self.closed = True
-        with anyio.CancelScope(shield=True):
-            if self.process.returncode is None:
-                self.process.kill()
-                with contextlib.suppress(TimeoutError):
-                    await self.wait(10)
-            self.exit_code = self.process.returncode
-            await self.process.aclose()
-            self.log_file.close()

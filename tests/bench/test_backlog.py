@@ -1,13 +1,14 @@
-"""The backlog-under-restarts scenario runs end to end in its quick mode and prints every figure
-for both modes (their values mean nothing at that size: only that they exist is checked)."""
+"""The backlog-under-restarts scenario runs end to end in its quick mode and records every figure
+for its three modes (their values mean nothing at that size: only that they exist is checked)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
-from tests.support.bench import quick_figures
+from tests.bench.quick import quick_figures
 
 FIGURES = [
     "admission_bound",
@@ -24,10 +25,12 @@ FIGURES = [
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_quick_backlog_scenario_prints_every_figure_for_both_modes() -> None:
-    figures = quick_figures("bench.backlog")
-    assert set(figures) == {"capacity", "fleet", "deep"}
-    for mode, values in figures.items():
+def test_quick_backlog_scenario_records_every_figure_for_every_mode(tmp_path: Path) -> None:
+    figures = quick_figures("backlog", tmp_path)
+    modes = {"capacity", "fleet", "deep"}
+    assert modes <= set(figures) and "timelines" not in figures
+    for mode in modes:
+        values = figures[mode]
         for name in FIGURES:
             value = values[name]
             assert isinstance(value, int | float) and not isinstance(value, bool), (mode, name)
@@ -36,3 +39,6 @@ def test_quick_backlog_scenario_prints_every_figure_for_both_modes() -> None:
     # Even this small run keeps admission within the bound it announces.
     capacity = figures["capacity"]
     assert capacity["max_unstarted_held_by_a_worker"] <= capacity["admission_bound"]
+    assert [r["signal"] for r in capacity["restarts"]] == ["SIGTERM", "SIGKILL", "SIGTERM"]
+    assert set(figures["targets"]) == {"capacity", "fleet"}
+    assert (tmp_path / "plots" / "backlog-drain.png").read_bytes().startswith(b"\x89PNG")
