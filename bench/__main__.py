@@ -88,15 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--render",
         action="store_true",
         help="run nothing: re-render RESULTS.md from the results.json there (after editing "
-        "bench/notes.py)",
+        "bench/notes/)",
     )
     return p
 
 
 def output_dir(args: argparse.Namespace) -> Path:
     if args.out is not None:
-        out: Path = args.out
-        return out.resolve()
+        return Path(args.out).resolve()
     if args.quick:
         return BENCH_DIR / ".runs" / "quick"
     if args.only or args.set:
@@ -150,13 +149,8 @@ def run_one(scenario: Scenario, args: argparse.Namespace, out: Path, argv: Seque
     """Run one scenario and record it: whether it succeeded."""
     only = frozenset(v for v in args.only if v in scenario.variants)
     logs = (BENCH_DIR / ".runs" / "logs" if out == BENCH_DIR else out / "logs") / scenario.name
-    ctx = RunContext(
-        logs=logs,
-        plots=out / "plots",
-        seed=scenario.seed if args.seed is None else args.seed,
-        quick=args.quick,
-        only=only,
-    )
+    seed = scenario.seed if args.seed is None else args.seed
+    ctx = RunContext(logs, out / "plots", seed, quick=args.quick, only=only)
     say(f"\n== {scenario.name}: {scenario.title}{' (quick)' if args.quick else ''}; logs in {logs}")
     began, load_start = time.monotonic(), os.getloadavg()[0]
     try:
@@ -173,13 +167,10 @@ def run_one(scenario: Scenario, args: argparse.Namespace, out: Path, argv: Seque
             say(f"  {scenario.name}: the plot FAILED")
     show_targets(figures.get("targets", {}))
     run = {
-        "argv": shlex.join(argv),
-        "quick": args.quick,
-        "only": sorted(only),
-        "set": dict(args.set),
+        "argv": shlex.join(argv), "quick": args.quick, "only": sorted(only), "set": dict(args.set),
         "wall_s": time.monotonic() - began,
         "load_average": {"start": load_start, "end": os.getloadavg()[0]},
-    }
+    }  # fmt: skip
     recorded = {k: v for k, v in figures.items() if k not in scenario.unrecorded}
     record(out, {scenario.name: recorded}, run, machine(), SCENARIOS)
     say(f"  {scenario.name} took {run['wall_s']:.0f} s; recorded in {out / 'results.json'}")

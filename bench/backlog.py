@@ -21,12 +21,13 @@ from typing import Any
 
 import anyio
 
+from orchestrator.testing.processes import sqs_server_process
 from orchestrator.testing.worker_logs import most_waiting_to_start
 from orchestrator.testing.workers import WorkerProcess
 
 from . import analysis
-from .drain import MAX_RECEIVE_COUNT, Drain, Mode, drain, figures, share
-from .harness import RunContext, Scenario, Target, run_all, say, sqs_server, verdict
+from .drain import MAX_RECEIVE_COUNT, Drain, Mode, drain, drained, figures, share
+from .harness import RunContext, Scenario, Target, figure, run_all, say, verdict
 
 #: Connect's default StartWebRTCContact quota (per account and region).
 START_RATE, START_BURST = 2.0, 5.0
@@ -37,16 +38,11 @@ MODES = (
     Mode("fleet", "admission by start capacity, fleet mode (Redis)", {}, redis=True),
     # Before admission by start capacity only max_in_flight bounded what a worker received:
     # a window of an hour at the start rate makes max_waiting_to_start (1000) the bound.
-    Mode(
-        "deep",
-        "max_in_flight-bound admission (the old behaviour)",
-        {
-            "QUEUE__MAX_WAITING_TO_START": 1000,
-            "QUEUE__MAX_IN_FLIGHT": 1000,
-            "QUEUE__ADMISSION_WINDOW_S": 3600,
-        },
-    ),
-)
+    Mode("deep", "max_in_flight-bound admission (the old behaviour)", {
+        "QUEUE__MAX_WAITING_TO_START": 1000, "QUEUE__MAX_IN_FLIGHT": 1000,
+        "QUEUE__ADMISSION_WINDOW_S": 3600,
+    }),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -80,30 +76,23 @@ class BacklogOptions:
 
 
 QUICK = BacklogOptions(
-    requests=24,
-    restarts=((4.0, "TERM"), (6.0, "KILL"), (8.0, "TERM")),
-    start_rate=4.0,
-    start_burst=3.0,
-    agent_delay="0.2:1",
-    talk_time="20:30",
-    other_quotas=(100.0, 100.0),
-    worker_settings={
-        "QUEUE__VISIBILITY_TIMEOUT_S": 4,
-        "QUEUE__WAIT_TIME_S": 1,
-        "SHUTDOWN__GRACE_PERIOD_S": 5,
-    },
-    deadline_s=35.0,
-)
+    requests=24, restarts=((4.0, "TERM"), (6.0, "KILL"), (8.0, "TERM")), start_rate=4.0,
+    start_burst=3.0, agent_delay="0.2:1", talk_time="20:30", other_quotas=(100.0, 100.0),
+    # The queue drains in about 25 s on an idle 2-core machine; room for a loaded one.
+    deadline_s=90.0,
+    worker_settings={"QUEUE__VISIBILITY_TIMEOUT_S": 4, "QUEUE__WAIT_TIME_S": 1,
+                     "SHUTDOWN__GRACE_PERIOD_S": 5},
+)  # fmt: skip
 
 
 async def run_mode(mode: Mode, opts: BacklogOptions, ctx: RunContext, sqs_url: str) -> Drain:
     async def restart_on_schedule(d: Drain) -> None:
         """Start the workers, replace the oldest on schedule, until the queue is empty (or the
         deadline)."""
-        await d.pool.start(opts.workers)
+        await d.rig.pool.start(opts.workers)
         for at, which in opts.restarts:
             await anyio.sleep(max(0.0, at - d.now()))
-            victim, _ = await d.pool.replace(signal.Signals[f"SIG{which}"])
+            victim, _ = await d.rig.pool.replace(signal.Signals[f"SIG{which}"])
             mark = {"at_s": round(d.now(), 1), "signal": f"SIG{which}", "worker": victim.name}
             d.marks.append(mark)
         await d.until(opts.deadline_s)
@@ -112,32 +101,24 @@ async def run_mode(mode: Mode, opts: BacklogOptions, ctx: RunContext, sqs_url: s
         "--abandon-rate", "0", "--max-concurrent-calls", "1000",
         "--agent-delay", opts.agent_delay, "--talk-time", opts.talk_time,
     ]  # fmt: skip
+    settings = {"CONNECT__QUOTA_SHARE": round(1 / opts.workers, 4), **opts.worker_settings}
     return await drain(
-        mode,
-        ctx=ctx,
-        run=mode.name,
-        sqs_url=sqs_url,
-        requests=opts.requests,
-        quotas=opts.quotas(),
-        emulator_args=emulator_args,
-        settings={"CONNECT__QUOTA_SHARE": round(1 / opts.workers, 4), **opts.worker_settings},
-        drive=restart_on_schedule,
-        stop_timeout_s=120.0,
-        sample_every_s=opts.sample_every_s,
-    )
+        mode, ctx=ctx, run=mode.name, sqs_url=sqs_url, requests=opts.requests,
+        quotas=opts.quotas(), emulator_args=emulator_args, settings=settings,
+        drive=restart_on_schedule, stop_timeout_s=120.0, sample_every_s=opts.sample_every_s,
+    )  # fmt: skip
 
 
 def mode_figures(d: Drain, opts: BacklogOptions) -> dict[str, Any]:
     out = figures(d, (opts.start_rate, opts.start_burst))
-    matched, _ = analysis.match_requests(d.contacts, d.ids)
-    created = sorted(float(c["CreatedAt"]) for c in matched.values())
+    created = d.created
     p90 = max(1, math.ceil(0.9 * len(d.ids)))
     out["quota_efficiency_first_90pct"] = math.nan
     if len(created) >= p90:
         out["quota_efficiency_first_90pct"] = analysis.quota_efficiency(
             p90, created[p90 - 1] - created[0], opts.start_rate, opts.start_burst
         )
-    logs = log_figures(d.pool.workers)
+    logs = log_figures(d.rig.pool.workers)
     return {
         **out,
         "settings": dict(d.mode.settings),
@@ -149,7 +130,7 @@ def mode_figures(d: Drain, opts: BacklogOptions) -> dict[str, Any]:
                 "sigterm_to_exit_s": None if w.stop_s is None else round(w.stop_s, 1),
                 "exit_code": w.exit_code,
             }
-            for w in d.pool.workers
+            for w in d.rig.pool.workers
             if w.signalled == "SIGTERM"
         },
     }
@@ -157,7 +138,7 @@ def mode_figures(d: Drain, opts: BacklogOptions) -> dict[str, Any]:
 
 async def measure(opts: BacklogOptions, ctx: RunContext) -> dict[str, Any]:
     say(f"backlog under restarts: {opts.requests} requests, {len(opts.restarts)} restarts")
-    async with sqs_server(ctx.log("sqs")) as sqs:
+    async with sqs_server_process(ctx.log("sqs")) as sqs:
         drains = await run_all(
             {m.name: partial(run_mode, m, opts, ctx, sqs.url) for m in MODES if ctx.wants(m.name)}
         )
@@ -178,10 +159,6 @@ async def measure(opts: BacklogOptions, ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
 def log_figures(workers: Sequence[WorkerProcess]) -> dict[str, Any]:
     receipts: Counter[str] = Counter()
     startup: list[float] = []
@@ -199,7 +176,9 @@ def log_figures(workers: Sequence[WorkerProcess]) -> dict[str, Any]:
             elif r.get("event") == "message.given_up":
                 given_up += 1
             elif r.get("event") == "queue.redrive_policy" and "timestamp" in r:
-                startup.append(_epoch(str(r["timestamp"])) - child.started_wall)
+                startup.append(
+                    datetime.fromisoformat(str(r["timestamp"])).timestamp() - child.started_wall
+                )
     spread = Counter(receipts.values())
     return {
         "admission_bound": max(bounds) if bounds else None,
@@ -217,65 +196,59 @@ def log_figures(workers: Sequence[WorkerProcess]) -> dict[str, Any]:
 
 
 def plot(figures: Mapping[str, Any], path: Path) -> None:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True)
-    colours = {"capacity": "tab:blue", "fleet": "tab:green", "deep": "tab:orange"}
-    end, first = 0.0, math.inf
-    for mode in MODES:
-        if mode.name not in figures["timelines"]:
-            continue
-        timeline = figures["timelines"][mode.name]
-        samples = timeline["samples"]
-        t = [s[0] for s in samples]
-        colour = colours[mode.name]
-        top.plot(
-            t,
-            [s[2] + s[3] for s in samples],
-            color=colour,
-            label=f"{mode.label}: visible + in flight",
-        )
-        top.plot(t, [s[2] for s in samples], color=colour, linestyle="--", label="visible")
-        starts = timeline["starts_s"]
-        bottom.step(starts, range(1, len(starts) + 1), where="post", color=colour, label=mode.label)
-        end = max(end, t[-1] if t else 0.0, starts[-1] if starts else 0.0)
-        first = min(first, starts[0] if starts else math.inf)
-    first = 0.0 if math.isinf(first) else first
-    quota = figures["quota"]
-    bottom.plot(
-        [first, end],
-        [quota["burst"], quota["burst"] + quota["rate"] * (end - first)],
-        color="grey",
-        linestyle=":",
-        label=f"quota ({quota['rate']:g}/s, burst {quota['burst']:g})",
-    )
-    bottom.axhline(figures["requests"], color="grey", linewidth=0.5)
-    bottom.set_ylim(0, figures["requests"] * 1.1)
-    for restart in next(figures[m.name]["restarts"] for m in MODES if m.name in figures):
-        kill = restart["signal"] == "SIGKILL"
-        for axes in (top, bottom):
-            axes.axvline(
-                restart["at_s"],
-                color="red" if kill else "black",
-                linestyle="-" if kill else ":",
-                linewidth=0.8,
-                alpha=0.6,
+    with figure(path, 2, figsize=(10, 7.5), sharex=True) as (_, (top, bottom)):
+        colours = {"capacity": "tab:blue", "fleet": "tab:green", "deep": "tab:orange"}
+        end, first = 0.0, math.inf
+        for mode in MODES:
+            if mode.name not in figures["timelines"]:
+                continue
+            timeline = figures["timelines"][mode.name]
+            samples = timeline["samples"]
+            t = [s[0] for s in samples]
+            colour = colours[mode.name]
+            top.plot(
+                t,
+                [s[2] + s[3] for s in samples],
+                color=colour,
+                label=f"{mode.label}: visible + in flight",
             )
-    top.set_ylabel("request queue: messages")
-    top.set_title(
-        f"{figures['requests']} queued requests, {figures['workers']} workers; "
-        "restarts: dotted = SIGTERM, red = SIGKILL"
-    )
-    top.legend(fontsize=8, loc="upper right")
-    bottom.set_ylabel("contacts started (cumulative)")
-    bottom.set_xlabel("seconds since the workers started")
-    bottom.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            top.plot(t, [s[2] for s in samples], color=colour, linestyle="--", label="visible")
+            starts = timeline["starts_s"]
+            bottom.step(
+                starts, range(1, len(starts) + 1), where="post", color=colour, label=mode.label
+            )
+            end = max(end, t[-1] if t else 0.0, starts[-1] if starts else 0.0)
+            first = min(first, starts[0] if starts else math.inf)
+        first = 0.0 if math.isinf(first) else first
+        quota = figures["quota"]
+        bottom.plot(
+            [first, end],
+            [quota["burst"], quota["burst"] + quota["rate"] * (end - first)],
+            color="grey",
+            linestyle=":",
+            label=f"quota ({quota['rate']:g}/s, burst {quota['burst']:g})",
+        )
+        bottom.axhline(figures["requests"], color="grey", linewidth=0.5)
+        bottom.set_ylim(0, figures["requests"] * 1.1)
+        for restart in next(figures[m.name]["restarts"] for m in MODES if m.name in figures):
+            kill = restart["signal"] == "SIGKILL"
+            for axes in (top, bottom):
+                axes.axvline(
+                    restart["at_s"],
+                    color="red" if kill else "black",
+                    linestyle="-" if kill else ":",
+                    linewidth=0.8,
+                    alpha=0.6,
+                )
+        top.set_ylabel("request queue: messages")
+        top.set_title(
+            f"{figures['requests']} queued requests, {figures['workers']} workers; "
+            "restarts: dotted = SIGTERM, red = SIGKILL"
+        )
+        top.legend(fontsize=8, loc="upper right")
+        bottom.set_ylabel("contacts started (cumulative)")
+        bottom.set_xlabel("seconds since the workers started")
+        bottom.legend(fontsize=8, loc="lower right")
 
 
 def _again(mode: Mapping[str, Any]) -> int:
@@ -300,13 +273,10 @@ def markdown(figures: Mapping[str, Any]) -> str:
     def row(label: str, key: str, fmt: Any = str) -> str:
         return f"| {label} | {fmt(ours[key])} | {fmt(fleet[key])} | {fmt(old[key])} |"
 
-    def secs(value: Any) -> str:
-        return "did not drain" if value is None else f"{value:.0f} s"
-
-    startup_row = (
-        "| worker start-up, process start to first receive (mean) | "
-        + " | ".join(f"{m['worker_startup_s']['mean']:.1f} s" for m in (ours, fleet, old))
-        + " |"
+    startup_row = row(
+        "worker start-up, process start to first receive (mean)",
+        "worker_startup_s",
+        lambda startup: f"{startup['mean']:.1f} s",
     )
 
     def verdict_of(mode: str, label: str) -> str:
@@ -347,7 +317,7 @@ on its own emulator and queue (fleet mode with its own Redis). Everything else a
 {row("requests with no final event", "requests_without_final_event")}
 {row("duplicate contacts", "duplicate_contacts")}
 {row("max receive count", "max_receive_count")}
-{row("drain time (queue empty)", "drain_s", secs)}
+{row("drain time (queue empty)", "drain_s", drained)}
 {startup_row}
 
 Final events: {_finals(ours)} (static shares); {_finals(fleet)} (fleet mode); {_finals(old)}
@@ -393,22 +363,10 @@ ApproximateReceiveCount. "Most held" replays each worker's log (`request.receive
 
 
 SCENARIO = Scenario(
-    name="backlog",
-    title="backlog under restarts: admission by start capacity against deep admission",
-    options=BacklogOptions(),
-    quick=QUICK,
-    measure=measure,
-    markdown=markdown,
-    seed=7,
-    targets={
-        mode: {
-            "quota_efficiency": Target(f"{mode}.quota_efficiency", ">=", 0.90),
-            "dead_letters": Target(f"{mode}.dead_letters", "==", 0),
-        }
-        for mode in ("capacity", "fleet")
-    },
-    plot=plot,
-    plot_name="backlog-drain",
-    variants=tuple(m.name for m in MODES),
-    unrecorded=("timelines",),
-)
+    "backlog", "backlog under restarts: admission by start capacity against deep admission",
+    BacklogOptions(), QUICK, measure, markdown, seed=7, plot=plot, plot_name="backlog-drain",
+    variants=tuple(m.name for m in MODES), unrecorded=("timelines",),
+    targets={mode: {"quota_efficiency": Target(f"{mode}.quota_efficiency", ">=", 0.90),
+                    "dead_letters": Target(f"{mode}.dead_letters", "==", 0)}
+             for mode in ("capacity", "fleet")},
+)  # fmt: skip

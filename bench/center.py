@@ -16,7 +16,6 @@ from aiobotocore.session import AioSession
 
 from orchestrator.connect.gateway import connect_client_config
 from orchestrator.connect.operations import Operation
-from orchestrator.daemon.settings import Settings
 from orchestrator.metrics import Metrics
 from orchestrator.testing.emulator import EmulatorControl
 from orchestrator.testing.processes import quota_args
@@ -24,7 +23,7 @@ from orchestrator.testing.requests import REGION
 from orchestrator.testing.waiting import eventually
 
 from . import analysis
-from .daemon import FinalCounter, connect_settings, memory_worker, run_until
+from .daemon import FinalCounter, memory_settings, memory_worker, run_until
 from .harness import Quotas, request_body, request_id, request_params, span
 
 #: StartWebRTCContact and StartScreenSharing, raised so that only detection is measured.
@@ -100,30 +99,13 @@ class WorkerRun:
 
 
 async def run_worker(
-    center: Center,
-    emulator_url: str,
-    *,
-    run: str,
-    seed: int,
-    watch: Mapping[str, Any] | None = None,
-    contact_events: Mapping[str, Any] | None = None,
+    center: Center, emulator_url: str, *, run: str, seed: int, **sections: Mapping[str, Any]
 ) -> WorkerRun:
-    """Start `center.contacts` requests at once through the real worker, run it until every
-    lifecycle ended (or the deadline), then read the emulator's ground truth."""
+    """Start `center.contacts` requests at once through the real worker (`sections` of its
+    settings: `watch`, `contact_events`), run it until every lifecycle ended (or the deadline),
+    then read the emulator's ground truth."""
     n = center.contacts
-    settings = Settings(
-        aws={"region": REGION},
-        # A MemoryQueue feeds the worker: the URL (a reserved .invalid name) is never called.
-        queue={
-            "url": f"http://memory.invalid/{run}",
-            "wait_time_s": 1,
-            "max_in_flight": max(1000, n),
-        },
-        connect=connect_settings(emulator_url, center.quotas()),
-        watch=dict(watch or {}),
-        contact_events=dict(contact_events or {}),
-        observability={"enabled": False},
-    )
+    settings = memory_settings(run, n, emulator_url, center.quotas(), **sections)
     counter = FinalCounter(expected=n)
     metrics = Metrics()
     if center.fillers:

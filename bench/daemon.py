@@ -8,7 +8,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,13 +71,32 @@ def worker_logs(path: Path) -> Iterator[None]:
             configure_logging(level="WARNING", json_output=False, stream=sys.stderr)
 
 
-def connect_settings(endpoint_url: str, quotas: Quotas) -> dict[str, Any]:
-    """The `[connect]` section of a worker on the emulator at `endpoint_url` with `quotas`."""
-    out: dict[str, Any] = {"endpoint_url": endpoint_url}
+def memory_settings(
+    run: str,
+    contacts: int,
+    endpoint_url: str,
+    quotas: Quotas,
+    /,
+    *,
+    watch: Mapping[str, Any] | None = None,
+    contact_events: Mapping[str, Any] | None = None,
+) -> Settings:
+    """The settings of a worker fed by a `MemoryQueue` (`memory_worker`) that starts `contacts`
+    at once on the emulator at `endpoint_url` with `quotas`."""
+    connect: dict[str, Any] = {"endpoint_url": endpoint_url}
     for operation, (rate, burst) in quotas.items():
-        out[f"{Operation(operation).name.lower()}_rate"] = rate
-        out[f"{Operation(operation).name.lower()}_burst"] = burst
-    return out
+        connect[f"{Operation(operation).name.lower()}_rate"] = rate
+        connect[f"{Operation(operation).name.lower()}_burst"] = burst
+    return Settings(
+        aws={"region": REGION},
+        # The queue's URL (a reserved .invalid name) is never called.
+        queue={"url": f"http://memory.invalid/{run}", "wait_time_s": 1,
+               "max_in_flight": max(1000, contacts)},
+        connect=connect,
+        observability={"enabled": False},
+        watch=dict(watch or {}),
+        contact_events=dict(contact_events or {}),
+    )  # fmt: skip
 
 
 async def sqs_queue_with(session: AioSession, sqs_url: str, bodies: Sequence[str]) -> str:

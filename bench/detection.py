@@ -28,14 +28,15 @@ from typing import Any
 
 from orchestrator.connect.operations import Operation
 from orchestrator.testing.emulator import EmulatorControl
+from orchestrator.testing.processes import emulator_process
 
-from . import analysis, naive, notes
+from . import analysis, naive
 from .center import RAISED, Center, run_worker
 from .daemon import worker_logs
 from .harness import (
     RunContext,
     Scenario,
-    emulator,
+    figure,
     num,
     pct,
     ratio,
@@ -45,6 +46,7 @@ from .harness import (
     table,
     times,
 )
+from .results import note
 from .roundrobin import run_round_robin
 
 IMPLEMENTATIONS = ("ours", "round_robin", "naive")
@@ -72,7 +74,7 @@ QUICK = DetectionOptions(
 async def _implementation(name: str, opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
     """One implementation against its own emulator: its figures from the emulator's truth."""
     c = opts.center
-    async with emulator(c.emulator_args(ctx.seed), ctx.log(f"{name}-emulator")) as emu:
+    async with emulator_process(c.emulator_args(ctx.seed), ctx.log(f"{name}-emulator")) as emu:
         own: dict[str, Any]
         if name == "ours":
             with worker_logs(ctx.log("ours-worker")):
@@ -167,21 +169,18 @@ async def measure(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
     return out
 
 
-NAMES = {
-    "ours": "contact-orchestrator",
-    "round_robin": "round-robin",
-    "naive": "naive",
-}
+NAMES = {"ours": "contact-orchestrator", "round_robin": "round-robin", "naive": "naive"}
+DETECTION_HEADER = [
+    "implementation", "detection p50", "p95", "p99", "mean",
+    "DescribeContact per contact (answered)", "(attempted)", "429s", "undetected / never connected",
+]  # fmt: skip
 
 
 def detection_row(name: str, d: Mapping[str, Any]) -> list[str]:
     delay = d["detection_delay_s"]
     return [
         NAMES.get(name, name),
-        num(delay["p50"], 1, " s"),
-        num(delay["p95"], 1, " s"),
-        num(delay["p99"], 1, " s"),
-        num(delay["mean"], 1, " s"),
+        *(num(delay[q], 1, " s") for q in ("p50", "p95", "p99", "mean")),
         num(d["describe_calls_per_contact"]["mean"], 1),
         num(d["describe_attempts_per_contact"], 1),
         f"{num(d['describe_throttled'])} ({pct(d['describe_throttled_fraction'])})",
@@ -189,23 +188,13 @@ def detection_row(name: str, d: Mapping[str, Any]) -> list[str]:
     ]
 
 
-DETECTION_HEADER = [
-    "implementation",
-    "detection p50",
-    "p95",
-    "p99",
-    "mean",
-    "DescribeContact per contact (answered)",
-    "(attempted)",
-    "429s",
-    "undetected / never connected",
-]
+def _quantiles(d: Mapping[str, Any]) -> str:
+    return " / ".join(num(d[q], 1) for q in ("p50", "p95", "p99")) + " s"
 
 
 def markdown(d: Mapping[str, Any]) -> str:
     o = d["options"]
-    impls = [i for i in ("ours", "round_robin", "naive") if i in d]
-    rows = [detection_row(name, d[name]) for name in impls]
+    impls = [i for i in IMPLEMENTATIONS if i in d]
     parts = [
         "## 2. Detection under a shared budget",
         f"{o['contacts']:,} contacts started at once (StartWebRTCContact and StartScreenSharing "
@@ -227,149 +216,94 @@ def markdown(d: Mapping[str, Any]) -> str:
         "*Answered* DescribeContact calls are the emulator's per-contact count; *attempted* "
         "include the throttled ones. *Undetected*: an agent connected but screen sharing never "
         "started (the call ended first, or the implementation gave up).",
-        table(DETECTION_HEADER, rows),
+        table(DETECTION_HEADER, [detection_row(name, d[name]) for name in impls]),
     ]
-    phase_rows = []
-    for name in impls:
-        phases = d[name].get("detection_by_phase") or {}
-        if not phases:
-            continue
-        first, queued = phases["first_wave_s"], phases["queued_s"]
-        phase_rows.append(
-            [
-                NAMES.get(name, name),
-                f"{num(first['p50'], 1)} / {num(first['p95'], 1)} / {num(first['p99'], 1)} s",
-                f"{num(queued['p50'], 1)} / {num(queued['p95'], 1)} / {num(queued['p99'], 1)} s",
-            ]
-        )
-    if phase_rows:
-        first_count = d[impls[0]]["detection_by_phase"]["first_wave_s"]["count"]
-        queued_count = d[impls[0]]["detection_by_phase"]["queued_s"]["count"]
+    phased = [name for name in impls if d[name].get("detection_by_phase")]
+    if phased:
+        by_phase = d[phased[0]]["detection_by_phase"]
         parts.append(
             "By phase: the *first wave* are the contacts every free agent takes at once (within "
             f"{o['handle_time_s'][0]:g} s, the shortest handle time, of the first start; "
-            f"{num(first_count)} contacts for {NAMES[impls[0]]}): nothing can detect them "
-            "faster than the budget allows polls, one per contact. The *queued* contacts "
-            f"({num(queued_count)}) connect one by one, oldest first, as agents free up: there "
-            "the choice of whom to poll matters."
+            f"{num(by_phase['first_wave_s']['count'])} contacts for {NAMES[phased[0]]}): nothing "
+            "can detect them faster than the budget allows polls, one per contact. The *queued* "
+            f"contacts ({num(by_phase['queued_s']['count'])}) connect one by one, oldest first, as "
+            "agents free up: there the choice of whom to poll matters."
         )
-        parts.append(
-            table(
-                ["implementation", "first wave p50 / p95 / p99", "queued p50 / p95 / p99"],
-                phase_rows,
-            )
-        )
+        header = ["implementation", "first wave p50 / p95 / p99", "queued p50 / p95 / p99"]
+        waves = ("first_wave_s", "queued_s")
+        rows = [
+            [NAMES[n], *(_quantiles(d[n]["detection_by_phase"][k]) for k in waves)] for n in phased
+        ]
+        parts.append(table(header, rows))
     if "ours" in d and "round_robin" in d:
         r = d["ratios"]["round_robin"]
-        parts.append(
-            table(
-                ["ours / round-robin", "p50", "p95", "p99", "mean", "DescribeContact per contact"],
-                [
-                    [
-                        "all contacts (below 1: ours is better)",
-                        times(r["detection_p50"]),
-                        times(r["detection_p95"]),
-                        times(r["detection_p99"]),
-                        times(r["detection_mean"]),
-                        times(r["describe_calls_per_contact"]),
-                    ],
-                    [
-                        "first wave",
-                        times(r.get("first_wave_p50")),
-                        times(r.get("first_wave_p95")),
-                        times(r.get("first_wave_p99")),
-                        "",
-                        "",
-                    ],
-                    [
-                        "queued",
-                        times(r.get("queued_p50")),
-                        times(r.get("queued_p95")),
-                        times(r.get("queued_p99")),
-                        "",
-                        "",
-                    ],
-                ],
-            )
-        )
-    parts.append(
+        qs = ("p50", "p95", "p99")
+        rows = [
+            ["all contacts (below 1: ours is better)",
+             *(times(r[f"detection_{q}"]) for q in (*qs, "mean")),
+             times(r["describe_calls_per_contact"])],
+            ["first wave", *(times(r.get(f"first_wave_{q}")) for q in qs), "", ""],
+            ["queued", *(times(r.get(f"queued_{q}")) for q in qs), "", ""],
+        ]  # fmt: skip
+        header = ["ours / round-robin", "p50", "p95", "p99", "mean", "DescribeContact per contact"]
+        parts.append(table(header, rows))
+    measured = d.get("round_robin", {}).get("detection_delay_s", {}).get("mean")
+    parts += [
         f"Round-robin in theory: a contact that connects at a random moment waits half a cycle, "
         f"N / (2 x rate) = {o['contacts']:,} / (2 x {o['describe_quota'][0]:g}) = "
         f"**{num(d['round_robin_theory_mean_s'], 0, ' s')}** for the initial N (the ring "
         "shrinks as contacts are served, so later contacts wait less)."
-        + (
-            f" Measured mean: {num(d['round_robin']['detection_delay_s']['mean'], 1, ' s')}."
-            if "round_robin" in d
-            else ""
-        )
-    )
-    parts += [
+        + (f" Measured mean: {num(measured, 1, ' s')}." if measured is not None else ""),
         "### What the FIFO queue model implies for polling",
-        notes.FIFO_POLICY_NOTE.strip() or notes.PENDING.format(name="FIFO_POLICY_NOTE"),
+        note("fifo-policy"),
     ]
     return "\n\n".join(parts)
 
 
 #: (key under scenarios.detection, label), in the order drawn.
 POLICIES = (("ours", "ours"), ("round_robin", "round robin"), ("naive", "naive"))
-PERCENTILES = ("p50", "p95", "p99")
 
 
 def policies(detection: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     """Detection delay percentiles per implementation, from the scenario's figures."""
+    delays = {key: detection[key]["detection_delay_s"] for key, _ in POLICIES}
     return {
-        key: {p: float(detection[key]["detection_delay_s"][p]) for p in PERCENTILES}
-        | {
-            "count": float(detection[key]["detection_delay_s"]["count"]),
-            "contacts": float(detection[key].get("contacts", math.nan)),
-        }
-        for key, _ in POLICIES
+        key: {q: float(d[q]) for q in ("p50", "p95", "p99", "count")}
+        | {"contacts": float(detection[key].get("contacts", math.nan))}
+        for key, d in delays.items()
     }
 
 
 def plot(detection: Mapping[str, Any], out: Path) -> None:
     """Grouped bars of the detection delay's p50/p95/p99 for ours, round robin and naive."""
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
     figures = policies(detection)
-    width = 0.8 / len(PERCENTILES)
-    fig, axes = plt.subplots(figsize=(8, 4.8))
-    for i, quantile in enumerate(PERCENTILES):
-        xs = [j + (i - 1) * width for j in range(len(POLICIES))]
-        values = [figures[key][quantile] for key, _ in POLICIES]
-        bars = axes.bar(xs, values, width, label=quantile)
-        axes.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=8, padding=2)
-    labels = []
-    for key, name in POLICIES:
-        detected, contacts = figures[key]["count"], figures[key]["contacts"]
-        missed = math.isfinite(contacts) and detected < contacts
-        labels.append(name + (f"\n({detected:.0f} of {contacts:.0f} detected)" if missed else ""))
-    axes.set_xticks(range(len(POLICIES)), labels)
-    axes.set_ylabel("detection delay (s): screen sharing started - agent connected")
-    options = detection.get("options", {})
-    axes.set_title(
-        f"Detection delay by polling policy ({options.get('contacts', '?')} contacts, "
-        f"{options.get('agents', '?')} agents)",
-        fontsize=10,
-    )
-    axes.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    width = 0.8 / 3
+    with figure(out, figsize=(8, 4.8)) as (_, axes):
+        for i, quantile in enumerate(("p50", "p95", "p99")):
+            xs = [j + (i - 1) * width for j in range(len(POLICIES))]
+            values = [figures[key][quantile] for key, _ in POLICIES]
+            bars = axes.bar(xs, values, width, label=quantile)
+            axes.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=8, padding=2)
+        labels = []
+        for key, name in POLICIES:
+            detected, contacts = figures[key]["count"], figures[key]["contacts"]
+            missed = math.isfinite(contacts) and detected < contacts
+            labels.append(
+                name + (f"\n({detected:.0f} of {contacts:.0f} detected)" if missed else "")
+            )
+        axes.set_xticks(range(len(POLICIES)), labels)
+        axes.set_ylabel("detection delay (s): screen sharing started - agent connected")
+        options = detection.get("options", {})
+        axes.set_title(
+            f"Detection delay by polling policy ({options.get('contacts', '?')} contacts, "
+            f"{options.get('agents', '?')} agents)",
+            fontsize=10,
+        )
+        axes.legend()
 
 
 SCENARIO = Scenario(
-    name="detection",
-    title="detection under a shared DescribeContact budget, against round-robin and naive",
-    options=DetectionOptions(),
-    quick=QUICK,
-    measure=measure,
-    markdown=markdown,
-    seed=20261121,
-    plot=plot,
-    plot_name="detection-policies",
-    variants=IMPLEMENTATIONS,
-)
+    "detection", "detection under a shared DescribeContact budget, against round-robin and naive",
+    DetectionOptions(), QUICK, measure, markdown, seed=20261121, plot=plot,
+    plot_name="detection-policies", variants=IMPLEMENTATIONS,
+)  # fmt: skip

@@ -18,30 +18,17 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
-from aiobotocore.session import AioSession
 
 from orchestrator.connect.operations import Operation
-from orchestrator.testing.emulator import EmulatorControl
-from orchestrator.testing.processes import quota_args
-from orchestrator.testing.queues import (
-    EventFollower,
-    create_queue,
-    create_queue_with_dlq,
-    queue_counts,
-    send_all,
-)
+from orchestrator.testing.queues import queue_counts, send_all
 from orchestrator.testing.redis import RedisServer
-from orchestrator.testing.requests import REGION
-from orchestrator.testing.workers import WorkerPool, WorkerProcess, worker_env, worker_pool
+from orchestrator.testing.workers import Rig, WorkerProcess, worker_rig
 
 from . import analysis
-from .harness import Quotas, RunContext, emulator, pct, request_body, request_id
-
-if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
+from .harness import Quotas, RunContext, pct, request_body, request_id
 
 MAX_RECEIVE_COUNT = 5
 START = Operation.START_WEBRTC_CONTACT
@@ -62,14 +49,9 @@ class Drain:
     """One mode's drain in progress: its queues, workers, samples and final events."""
 
     mode: Mode
-    sqs: SQSClient
-    control: EmulatorControl
-    pool: WorkerPool
-    queue: str
-    dlq: str
+    rig: Rig
     sample_every_s: float
     ids: list[str]
-    follower: EventFollower = field(default_factory=EventFollower)
     started_at: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
     #: [seconds, workers running, visible, in flight, dead-lettered, StartWebRTCContact calls,
@@ -83,6 +65,10 @@ class Drain:
     contacts: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     dead: list[int] = field(default_factory=list)
+    #: The contacts of the requests sent, their CreatedAt in order, and contacts of no request.
+    matched: list[dict[str, Any]] = field(default_factory=list)
+    created: list[float] = field(default_factory=list)
+    strays: int = 0
 
     def now(self) -> float:
         return time.monotonic() - self.started_at
@@ -93,13 +79,13 @@ class Drain:
         empty_twice = 0
         while True:
             t = self.now()
-            visible, hidden = await queue_counts(self.sqs, self.queue)
-            dead = sum(await queue_counts(self.sqs, self.dlq))
-            ops = analysis.operation_stats(await self.control.stats())
+            visible, hidden = await queue_counts(self.rig.sqs, self.rig.queues.requests)
+            dead = sum(await queue_counts(self.rig.sqs, self.rig.queues.dead_letters))
+            ops = analysis.operation_stats(await self.rig.control.stats())
             calls = sum(int(s["calls"]) for s in ops.values())
             throttled = sum(int(s["throttled"]) for s in ops.values())
             start = [int(ops[START]["calls"]), int(ops[START]["throttled"])]
-            workers = len(self.pool.alive)
+            workers = len(self.rig.pool.alive)
             self.samples.append(
                 [round(t, 2), workers, visible, hidden, dead, *start, calls, throttled]
             )
@@ -113,31 +99,24 @@ class Drain:
     async def until(self, at_s: float) -> bool:
         """Wait until `at_s` seconds since the start, or the queue drained: whether it drained."""
         while self.drained_s is None and self.now() < at_s:
-            await self.follower.next_arrival(within_s=min(0.5, max(0.01, at_s - self.now())))
+            await self.rig.follower.next_arrival(within_s=min(0.5, max(0.01, at_s - self.now())))
         return self.drained_s is not None
 
     async def dead_letter_receive_counts(self) -> list[int]:
         """Each dead-lettered message's receive count (the queue is emptied)."""
         counts: list[int] = []
+        sqs, dlq = self.rig.sqs, self.rig.queues.dead_letters
         while True:
-            got = await self.sqs.receive_message(
-                QueueUrl=self.dlq,
-                MaxNumberOfMessages=10,
-                AttributeNames=["ApproximateReceiveCount"],
+            got = await sqs.receive_message(
+                QueueUrl=dlq, MaxNumberOfMessages=10, AttributeNames=["ApproximateReceiveCount"]
             )
-            messages = got.get("Messages", [])
-            if not messages:
+            if not (messages := got.get("Messages", [])):
                 return counts
-            counts += [
-                int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0)) for m in messages
-            ]
-            await self.sqs.delete_message_batch(
-                QueueUrl=self.dlq,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)
-                ],
-            )
+            for message in messages:
+                counts.append(int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)))
+            await sqs.delete_message_batch(QueueUrl=dlq, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+            ])  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -150,74 +129,56 @@ def _redis(mode: Mode, logs: Path) -> Iterator[str | None]:
 
 
 async def drain(
-    mode: Mode,
-    *,
-    ctx: RunContext,
-    run: str,
-    sqs_url: str,
-    requests: int,
-    quotas: Quotas,
-    emulator_args: Sequence[str],
-    settings: Mapping[str, Any],
-    drive: Callable[[Drain], Awaitable[None]],
-    stop_timeout_s: float,
-    sample_every_s: float,
-) -> Drain:
+    mode: Mode, *, ctx: RunContext, run: str, sqs_url: str, requests: int, quotas: Quotas,
+    emulator_args: Sequence[str], settings: Mapping[str, Any],
+    drive: Callable[[Drain], Awaitable[None]], stop_timeout_s: float, sample_every_s: float,
+) -> Drain:  # fmt: skip
     """Queue `requests`, `drive` the mode's workers until the queue drained, SIGTERM the rest and
     wait `stop_timeout_s` for every exit. Request ids are `request_id(run, i)`."""
-    args = [*emulator_args, "--seed", str(ctx.seed), *quota_args(quotas)]
-    async with (
-        AioSession().create_client("sqs", region_name=REGION, endpoint_url=sqs_url) as sqs,
-        emulator(args, ctx.log(f"{mode.name}-emulator")) as emu,
-    ):
-        queue, dlq = await create_queue_with_dlq(
-            sqs, max_receive_count=MAX_RECEIVE_COUNT, prefix=f"{mode.name}"
-        )
-        events = await create_queue(sqs, f"{mode.name}-ev")
-        ids = [request_id(run, i) for i in range(requests)]
-        await send_all(sqs, queue, [request_body(run, i) for i in range(requests)])
-        control = EmulatorControl(emu.url, timeout_s=120)
-        with _redis(mode, ctx.logs) as redis_url:
-            own = {**settings, **mode.settings}
-            if redis_url is not None:
-                own["FLEET__REDIS_URL"] = redis_url
-            env = worker_env(
-                sqs_url=sqs_url, queue_url=queue, connect_url=emu.url, events_url=events,
-                quotas=quotas, settings=own,
-            )  # fmt: skip
-            async with worker_pool(env, ctx.logs, prefix=f"{mode.name}-w") as pool:
-                d = Drain(mode, sqs, control, pool, queue, dlq, sample_every_s, ids)
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(d.follower.follow, sqs, events)
-                    tg.start_soon(d.sample)
-                    await drive(d)
-                    tg.cancel_scope.cancel()
-                await pool.stop(stop_timeout_s)
-        await d.follower.sweep(sqs, events)
-        d.contacts = await control.contacts()
-        d.stats = await control.stats()
-        d.dead = await d.dead_letter_receive_counts()
+    args = [*emulator_args, "--seed", str(ctx.seed)]
+    with _redis(mode, ctx.logs) as redis_url:
+        own = {**settings, **mode.settings}
+        if redis_url is not None:
+            own["FLEET__REDIS_URL"] = redis_url
+        async with worker_rig(
+            sqs_url, ctx.logs / mode.name, emulator_args=args, quotas=quotas, settings=own,
+            prefix=mode.name, max_receive_count=MAX_RECEIVE_COUNT,
+        ) as rig:  # fmt: skip
+            ids = [request_id(run, i) for i in range(requests)]
+            await send_all(
+                rig.sqs, rig.queues.requests, [request_body(run, i) for i in range(requests)]
+            )
+            d = Drain(mode, rig, sample_every_s, ids)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(d.sample)
+                await drive(d)
+                tg.cancel_scope.cancel()
+            await rig.pool.stop(stop_timeout_s)
+            d.contacts = await rig.control.contacts()
+            d.stats = await rig.control.stats()
+            d.dead = await d.dead_letter_receive_counts()
+    matched, d.strays = analysis.match_requests(d.contacts, d.ids)
+    d.matched = list(matched.values())
+    d.created = sorted(float(c["CreatedAt"]) for c in d.matched)
     return d
 
 
 def figures(d: Drain, start_quota: tuple[float, float]) -> dict[str, Any]:
     """What every mode reports: starts against the quota, 429s, losses, the timeline."""
     rate, burst = start_quota
-    contacts, dead = d.contacts, d.dead
-    matched, strays = analysis.match_requests(contacts, d.ids)
-    created = sorted(float(c["CreatedAt"]) for c in matched.values())
+    contacts, dead, created = d.contacts, d.dead, d.created
     spread = created[-1] - created[0] if len(created) > 1 else math.nan
     ops = analysis.operation_stats(d.stats)
     calls = sum(s["calls"] for s in ops.values())
     throttled = sum(s["throttled"] for s in ops.values())
     per_token = Counter(c.get("ClientToken") for c in contacts)
-    finals = d.follower.finals
+    finals = d.rig.follower.finals
     return {
         "label": d.mode.label,
         "requests": len(d.ids),
         "contacts": len(contacts),
-        "requests_with_a_contact": len(matched),
-        "duplicate_contacts": sum(n - 1 for n in per_token.values()) + strays,
+        "requests_with_a_contact": len(d.matched),
+        "duplicate_contacts": sum(n - 1 for n in per_token.values()) + d.strays,
         "quota_efficiency": analysis.quota_efficiency(len(created), spread, rate, burst),
         "achieved_start_rate": (len(created) - 1) / spread if spread > 0 else math.nan,
         "start_window_s": spread,
@@ -244,6 +205,11 @@ def figures(d: Drain, start_quota: tuple[float, float]) -> dict[str, Any]:
 def errors_logged(workers: Sequence[WorkerProcess]) -> int:
     """Error-level lines in the workers' JSON logs."""
     return sum(1 for w in workers for r in w.records() if r.get("level") == "error")
+
+
+def drained(value: Any) -> str:
+    """A drain time: "42 s", or "did not drain"."""
+    return "did not drain" if value is None else f"{value:.0f} s"
 
 
 def share(value: Any, digits: int = 0) -> str:

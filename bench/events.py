@@ -25,12 +25,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 from aiobotocore.session import AioSession
-from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from orchestrator.daemon.sqs import aws_client_config
+from orchestrator.testing.processes import emulator_process, sqs_server_process
 from orchestrator.testing.requests import REGION
 from orchestrator.testing.stats import distribution
 
@@ -40,12 +39,12 @@ from .harness import (
     RunContext,
     Scenario,
     Target,
-    emulator,
+    figure,
     fmt,
     run_all,
     say,
     span,
-    sqs_server,
+    table,
     verdict,
 )
 
@@ -92,18 +91,15 @@ def calls(contacts: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 def with_events_figures(on: WorkerRun) -> dict[str, Any]:
     """A run with events on: overall, and split by whether the CONNECTED_TO_AGENT event
     arrived."""
-    groups = split_by_event(on.contacts)
     return {
         **describe_figures(on),
-        "arrived": {
-            "contacts": len(groups["arrived"]),
-            "detection_delay_s": distribution(delays(groups["arrived"])),
-            "describe_calls_per_contact": calls(groups["arrived"]),
-        },
-        "lost": {
-            "contacts": len(groups["lost"]),
-            "detection_delay_s": distribution(delays(groups["lost"])),
-            "describe_calls_per_contact": calls(groups["lost"]),
+        **{
+            fate: {
+                "contacts": len(group),
+                "detection_delay_s": distribution(delays(group)),
+                "describe_calls_per_contact": calls(group),
+            }
+            for fate, group in split_by_event(on.contacts).items()
         },
         "contact_events": {
             "published": int(on.stats.get("contact_events_published", 0)),
@@ -142,39 +138,35 @@ def events_figures(runs: Mapping[str, WorkerRun], opts: EventsOptions) -> dict[s
 
 
 def plot(figures: Mapping[str, Any], path: Path) -> None:
-    matplotlib.use("Agg")
     values = figures["plot_values"]
     series = [
         ("events on, CONNECTED_TO_AGENT arrived", values.get("events_on_arrived"), "tab:blue"),
         ("events on, CONNECTED_TO_AGENT lost", values.get("events_on_lost"), "tab:orange"),
         ("events off ([watch] defaults)", values.get("events_off"), "tab:gray"),
     ]
-    fig = Figure(figsize=(8, 4.5))
-    ax = fig.subplots()
-    for label, data, colour in series:
-        if not data:
-            continue
-        ordered = sorted(data)
-        ys = [(i + 1) / len(ordered) for i in range(len(ordered))]
-        ax.step(ordered, ys, where="post", label=f"{label} (n={len(ordered)})", color=colour)
-    ax.axvline(TARGET_ARRIVED_P95_S, linestyle="--", color="tab:red", linewidth=1)
-    ax.axhline(0.95, linestyle=":", color="tab:red", linewidth=1)
-    ax.text(TARGET_ARRIVED_P95_S, 0.02, " target p95 1.5 s", color="tab:red", fontsize=8)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylim(0.0, 1.02)
-    ax.set_xlabel("detection delay, agent connected -> screen sharing started (s, log)")
-    ax.set_ylabel("share of contacts (cumulative)")
-    c = figures["options"]
-    ax.set_title(
-        f"Contact events on vs off: {c['contacts']} contacts, {c['agents']} agents, "
-        f"DescribeContact {c['describe_rate']:g}/s"
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with figure(path, figsize=(8, 4.5)) as (_, ax):
+        for label, data, colour in series:
+            if not data:
+                continue
+            ordered = sorted(data)
+            ys = [(i + 1) / len(ordered) for i in range(len(ordered))]
+            ax.step(ordered, ys, where="post", label=f"{label} (n={len(ordered)})", color=colour)
+        ax.axvline(TARGET_ARRIVED_P95_S, linestyle="--", color="tab:red", linewidth=1)
+        ax.axhline(0.95, linestyle=":", color="tab:red", linewidth=1)
+        ax.text(TARGET_ARRIVED_P95_S, 0.02, " target p95 1.5 s", color="tab:red", fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(0.0, 1.02)
+        ax.set_xlabel("detection delay, agent connected -> screen sharing started (s, log)")
+        ax.set_ylabel("share of contacts (cumulative)")
+        c = figures["options"]
+        ax.set_title(
+            f"Contact events on vs off: {c['contacts']} contacts, {c['agents']} agents, "
+            f"DescribeContact {c['describe_rate']:g}/s"
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
 
 
 def markdown(figures: Mapping[str, Any]) -> str:
@@ -186,12 +178,6 @@ def markdown(figures: Mapping[str, Any]) -> str:
     p95_target, calls_target = t["arrived_detection_p95_s"], t["describe_calls_per_contact_mean"]
     arrived_calls_target = t["arrived_describe_calls_per_contact_mean"]
     wait = on["time_to_agent_s"]
-
-    def row(label: str, d: Mapping[str, Any], n: int, calls_d: Mapping[str, Any]) -> str:
-        return (
-            f"| {label} | {n} | {fmt(d['p50'])} | {fmt(d['p95'])} | {fmt(d['p99'])} | "
-            f"{fmt(calls_d['mean'], 1)} | {fmt(calls_d['p95'], 0)} |"
-        )
 
     setup = " ".join(
         [
@@ -219,48 +205,21 @@ def markdown(figures: Mapping[str, Any]) -> str:
             'ground truth; "lost" = the emulator dropped the contact\'s CONNECTED_TO_AGENT event.',
         ]
     )
-    table = "\n".join(
-        [
-            "| run | contacts | p50 (s) | p95 (s) | p99 (s) | DescribeContact/contact | (p95) |",
-            "|---|---|---|---|---|---|---|",
-            row(
-                "events on, event arrived",
-                arrived["detection_delay_s"],
-                arrived["contacts"],
-                arrived["describe_calls_per_contact"],
-            ),
-            row(
-                "events on, event lost",
-                lost["detection_delay_s"],
-                lost["contacts"],
-                lost["describe_calls_per_contact"],
-            ),
-            row(
-                "events on, all",
-                on["detection_delay_s"],
-                on["connected"],
-                on["describe_calls_per_contact"],
-            ),
-            row(
-                "events off",
-                off["detection_delay_s"],
-                off["connected"],
-                off["describe_calls_per_contact"],
-            ),
-            row(
-                "random order: events on, event arrived",
-                rnd["arrived"]["detection_delay_s"],
-                rnd["arrived"]["contacts"],
-                rnd["arrived"]["describe_calls_per_contact"],
-            ),
-            row(
-                "random order: events on, event lost",
-                rnd["lost"]["detection_delay_s"],
-                rnd["lost"]["contacts"],
-                rnd["lost"]["describe_calls_per_contact"],
-            ),
-        ]
-    )
+    runs = [
+        ("events on, event arrived", arrived, "contacts"),
+        ("events on, event lost", lost, "contacts"),
+        ("events on, all", on, "connected"), ("events off", off, "connected"),
+        ("random order: events on, event arrived", rnd["arrived"], "contacts"),
+        ("random order: events on, event lost", rnd["lost"], "contacts"),
+    ]  # fmt: skip
+    rows = [
+        [label, str(r[n]), *(fmt(r["detection_delay_s"][q]) for q in ("p50", "p95", "p99")),
+         *(fmt(r["describe_calls_per_contact"][q], d) for q, d in (("mean", 1), ("p95", 0)))]
+        for label, r, n in runs
+    ]  # fmt: skip
+    header = ["run", "contacts", "p50 (s)", "p95 (s)", "p99 (s)"]
+    header += ["DescribeContact/contact", "(p95)"]
+    delay_table = table(header, rows)
     counts = " ".join(
         [
             f"DescribeContact calls (429s): events on {on['describe_calls']}",
@@ -294,7 +253,7 @@ def markdown(figures: Mapping[str, Any]) -> str:
     )
     plot_line = "![detection delay, events on vs off](plots/events-detection.png)"
     heading = "## Contact events: detection on a 2/s DescribeContact budget"
-    return "\n\n".join([heading, setup, table, counts, targets, plot_line]) + "\n"
+    return "\n\n".join([heading, setup, delay_table, counts, targets, plot_line]) + "\n"
 
 
 async def measure(opts: EventsOptions, ctx: RunContext) -> dict[str, Any]:
@@ -305,16 +264,12 @@ async def measure(opts: EventsOptions, ctx: RunContext) -> dict[str, Any]:
         f"(about {c.drain_estimate_s():.0f} s)"
     )
     began = time.monotonic()
-    async with sqs_server(ctx.log("sqs")) as sqs:
+    async with sqs_server_process(ctx.log("sqs")) as sqs:
         async with AioSession().create_client(
             "sqs", region_name=REGION, endpoint_url=sqs.url, config=aws_client_config()
         ) as client:
-            queues = {
-                key: (await client.create_queue(QueueName=f"bench-contact-events-{key}"))[
-                    "QueueUrl"
-                ]
-                for key in ("on", "random")
-            }
+            made = {k: await client.create_queue(QueueName=f"events-{k}") for k in ("on", "random")}
+            queues = {key: queue["QueueUrl"] for key, queue in made.items()}
         events_args = [
             "--events-endpoint-url", sqs.url, "--events-drop-rate", f"{opts.drop_rate:g}",
             "--events-duplicate-rate", f"{opts.duplicate_rate:g}",
@@ -329,7 +284,7 @@ async def measure(opts: EventsOptions, ctx: RunContext) -> dict[str, Any]:
                 args += ["--events-queue-url", queues[key], *events_args]
                 args += ["--service-order", "random" if key == "random" else "fifo"]
                 events = {"queue_url": queues[key], "endpoint_url": sqs.url}
-            async with emulator(args, ctx.log(f"{key}-emulator")) as emu:
+            async with emulator_process(args, ctx.log(f"{key}-emulator")) as emu:
                 return await run_worker(
                     c, emu.url, run=f"events-{key}", seed=ctx.seed, contact_events=events
                 )
@@ -338,45 +293,32 @@ async def measure(opts: EventsOptions, ctx: RunContext) -> dict[str, Any]:
             runs = await run_all({k: partial(one, k) for k in VARIANTS if ctx.wants(k)})
     figures = events_figures(runs, opts)
     figures["wall_s"] = time.monotonic() - began
-    for label, d in (
-        ("on, arrived", figures.get("events_on", {}).get("arrived")),
-        ("on, lost", figures.get("events_on", {}).get("lost")),
-        ("on, all", figures.get("events_on")),
-        ("off", figures.get("events_off")),
-        ("random, arrived", figures.get("events_on_random_order", {}).get("arrived")),
-        ("random, lost", figures.get("events_on_random_order", {}).get("lost")),
-    ):
-        if d is not None:
-            dd, cc = d["detection_delay_s"], d["describe_calls_per_contact"]
-            say(
-                f"  events {label:<15} p50 {fmt(dd['p50'])} s  p95 {fmt(dd['p95'])} s  "
-                f"p99 {fmt(dd['p99'])} s  DescribeContact/contact {fmt(cc['mean'], 1)}"
-            )
+    for run in ("events_on", "events_off", "events_on_random_order"):
+        for fate in ("all", "arrived", "lost"):
+            d = figures.get(run) if fate == "all" else figures.get(run, {}).get(fate)
+            if d is not None:
+                dd, calls_d = d["detection_delay_s"], d["describe_calls_per_contact"]
+                say(
+                    f"  {run:<22} {fate:<7} p50 {fmt(dd['p50'])} s  p95 {fmt(dd['p95'])} s  "
+                    f"p99 {fmt(dd['p99'])} s  DescribeContact/contact {fmt(calls_d['mean'], 1)}"
+                )
     return figures
 
 
 VARIANTS = ("on", "off", "random")
+TARGETS = {
+    "arrived_detection_p95_s": Target(
+        "events_on.arrived.detection_delay_s.p95", "<=", TARGET_ARRIVED_P95_S
+    ),
+    "describe_calls_per_contact_mean": Target(
+        "events_on.describe_calls_per_contact.mean", "<=", TARGET_CALLS_PER_CONTACT
+    ),
+    "arrived_describe_calls_per_contact_mean": Target(
+        "events_on.arrived.describe_calls_per_contact.mean", "<=", TARGET_CALLS_PER_CONTACT
+    ),
+}
 SCENARIO = Scenario(
-    name="events",
-    title="contact events on vs off, detection on a tight DescribeContact budget",
-    options=EventsOptions(),
-    quick=QUICK,
-    measure=measure,
-    markdown=markdown,
-    seed=20261202,
-    targets={
-        "arrived_detection_p95_s": Target(
-            "events_on.arrived.detection_delay_s.p95", "<=", TARGET_ARRIVED_P95_S
-        ),
-        "describe_calls_per_contact_mean": Target(
-            "events_on.describe_calls_per_contact.mean", "<=", TARGET_CALLS_PER_CONTACT
-        ),
-        "arrived_describe_calls_per_contact_mean": Target(
-            "events_on.arrived.describe_calls_per_contact.mean", "<=", TARGET_CALLS_PER_CONTACT
-        ),
-    },
-    plot=plot,
-    plot_name="events-detection",
-    variants=VARIANTS,
-    unrecorded=("plot_values",),
-)
+    "events", "contact events on vs off, detection on a tight DescribeContact budget",
+    EventsOptions(), QUICK, measure, markdown, seed=20261202, targets=TARGETS, plot=plot,
+    plot_name="events-detection", variants=VARIANTS, unrecorded=("plot_values",),
+)  # fmt: skip

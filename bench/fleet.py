@@ -26,13 +26,24 @@ from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
 from orchestrator.connect.ratelimit import RateBudget
 from orchestrator.daemon.fleet import FleetBudget, redis_client
 from orchestrator.daemon.fleet.breaker import Breaker
+from orchestrator.testing.processes import sqs_server_process
 from orchestrator.testing.redis import RedisServer
 from orchestrator.testing.requests import REGION
 from orchestrator.testing.stats import distribution
 
 from . import analysis
-from .drain import MAX_RECEIVE_COUNT, START, Drain, Mode, drain, errors_logged, figures, share
-from .harness import Quotas, RunContext, Scenario, Target, say, sqs_server, verdict
+from .drain import (
+    MAX_RECEIVE_COUNT,
+    START,
+    Drain,
+    Mode,
+    drain,
+    drained,
+    errors_logged,
+    figures,
+    share,
+)
+from .harness import Quotas, RunContext, Scenario, Target, figure, say, verdict
 
 MODES = (
     Mode("static", "static share (quota_share 0.25)", {"CONNECT__QUOTA_SHARE": 0.25}),
@@ -63,25 +74,13 @@ class FleetOptions:
 
 
 QUICK = FleetOptions(
-    requests=18,
-    phases=((2, 3.0), (3, 3.0), (2, None)),
-    quotas={
-        START: (6.0, 3.0),
-        Operation.DESCRIBE_CONTACT: (100.0, 100.0),
-        Operation.START_SCREEN_SHARING: (100.0, 100.0),
-    },
-    agent_delay="0.2:0.5",
-    talk_time="3:4",
-    after_contact_work="0.1:0.2",
-    worker_settings={
-        "QUEUE__WAIT_TIME_S": 1,
-        "SHUTDOWN__GRACE_PERIOD_S": 3,
-        "WATCH__FIRST_DELAY_S": 0.3,
-    },
-    deadline_s=20.0,
-    sample_every_s=0.5,
-    latency_calls=200,
-)
+    requests=18, phases=((2, 3.0), (3, 3.0), (2, None)), agent_delay="0.2:0.5", talk_time="3:4",
+    after_contact_work="0.1:0.2", deadline_s=45.0, sample_every_s=0.5, latency_calls=200,
+    quotas={START: (6.0, 3.0), Operation.DESCRIBE_CONTACT: (100.0, 100.0),
+            Operation.START_SCREEN_SHARING: (100.0, 100.0)},
+    worker_settings={"QUEUE__WAIT_TIME_S": 1, "SHUTDOWN__GRACE_PERIOD_S": 3,
+                     "WATCH__FIRST_DELAY_S": 0.3},
+)  # fmt: skip
 
 
 async def run_mode(mode: Mode, opts: FleetOptions, ctx: RunContext, sqs_url: str) -> Drain:
@@ -92,7 +91,7 @@ async def run_mode(mode: Mode, opts: FleetOptions, ctx: RunContext, sqs_url: str
             if await d.until(at):
                 break
             d.marks.append({"at_s": round(d.now(), 1), "workers": count})
-            await d.pool.scale_to(count)
+            await d.rig.pool.scale_to(count)
             if length is None:
                 break
             at += length
@@ -105,38 +104,26 @@ async def run_mode(mode: Mode, opts: FleetOptions, ctx: RunContext, sqs_url: str
         "--after-contact-work", opts.after_contact_work,
     ]  # fmt: skip
     return await drain(
-        mode,
-        ctx=ctx,
-        run=f"fleet-{mode.name}",
-        sqs_url=sqs_url,
-        requests=opts.requests,
-        quotas=opts.quotas,
-        emulator_args=emulator_args,
-        settings=opts.worker_settings,
-        drive=scale_on_schedule,
-        stop_timeout_s=60.0,
-        sample_every_s=opts.sample_every_s,
-    )
+        mode, ctx=ctx, run=f"fleet-{mode.name}", sqs_url=sqs_url, requests=opts.requests,
+        quotas=opts.quotas, emulator_args=emulator_args, settings=opts.worker_settings,
+        drive=scale_on_schedule, stop_timeout_s=60.0, sample_every_s=opts.sample_every_s,
+    )  # fmt: skip
 
 
 def mode_figures(d: Drain, opts: FleetOptions) -> dict[str, Any]:
     rate, burst = opts.quotas[START]
     out = figures(d, (rate, burst))
-    matched, _ = analysis.match_requests(d.contacts, d.ids)
-    created = sorted(float(c["CreatedAt"]) for c in matched.values())
-    detection = analysis.detection(list(matched.values()))
+    detection = analysis.detection(d.matched)
+    redis = {"FLEET__REDIS_URL": "<local>"} if d.mode.redis else {}
     return {
         **out,
-        "settings": {
-            **d.mode.settings,
-            **({"FLEET__REDIS_URL": "<local>"} if d.mode.redis else {}),
-        },
+        "settings": {**d.mode.settings, **redis},
         "start_rate_per_s": out["achieved_start_rate"],
         "start_rate_share": out["achieved_start_rate"] / rate,
-        "phases": phase_figures(d, created, rate),
+        "phases": phase_figures(d, d.created, rate),
         "detection_delay_s": detection["detection_delay_s"],
         "undetected": detection["undetected"],
-        "errors_logged": errors_logged(d.pool.workers),
+        "errors_logged": errors_logged(d.rig.pool.workers),
         "schedule": d.marks,
     }
 
@@ -199,7 +186,7 @@ async def measure(opts: FleetOptions, ctx: RunContext) -> dict[str, Any]:
     say(f"fleet: {opts.requests} requests, workers {[n for n, _ in opts.phases]}")
     results: dict[str, dict[str, Any]] = {}
     began = time.monotonic()
-    async with sqs_server(ctx.log("sqs")) as sqs:
+    async with sqs_server_process(ctx.log("sqs")) as sqs:
         for mode in MODES:
             if ctx.wants(mode.name):
                 results[mode.name] = mode_figures(await run_mode(mode, opts, ctx, sqs.url), opts)
@@ -225,52 +212,44 @@ async def measure(opts: FleetOptions, ctx: RunContext) -> dict[str, Any]:
 
 
 def plot(figures: Mapping[str, Any], path: Path) -> None:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, panels = plt.subplots(len(MODES), 1, figsize=(10, 9), sharex=True, sharey=True)
-    rate = figures["quota"]["rate"]
-    bin_s = 2.0
-    for axes, mode in zip(panels, MODES, strict=True):
-        data = figures[mode.name]
-        starts = data["timeline"]["starts_s"]
-        samples = data["timeline"]["samples"]
-        end = max([*starts, *(s[0] for s in samples), 1.0])
-        bins = [i * bin_s for i in range(int(end / bin_s) + 2)]
-        per_bin = Counter(int(t // bin_s) for t in starts)
-        axes.step(
-            bins, [per_bin[i] / bin_s for i in range(len(bins))], where="post",
-            color="tab:blue", label=f"starts/s ({bin_s:g} s bins)",
-        )  # fmt: skip
-        t429, r429 = [], []
-        for before, after in itertools.pairwise(samples):
-            dt = after[0] - before[0]
-            if dt > 0:
-                t429.append(after[0])
-                r429.append((after[6] - before[6]) / dt)
-        axes.plot(t429, r429, color="tab:red", label="StartWebRTCContact 429s/s")
-        axes.axhline(rate, color="grey", linestyle=":", label=f"quota {rate:g}/s")
-        twin = axes.twinx()
-        twin.step(
-            [s[0] for s in samples], [s[1] for s in samples], where="post",
-            color="black", alpha=0.35, label="workers",
-        )  # fmt: skip
-        twin.set_ylim(0, 8)
-        twin.set_ylabel("workers")
-        rate_share, thr = data["start_rate_share"], data["start_throttled_share"]
-        axes.set_title(
-            f"{mode.label}: {share(rate_share)} of the quota, {share(thr)} of starts throttled",
-            fontsize=10,
-        )
-        axes.set_ylabel("per second")
-        axes.legend(fontsize=8, loc="upper left")
-        twin.legend(fontsize=8, loc="upper right")
-    panels[-1].set_xlabel("seconds since the first workers started")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, len(MODES), figsize=(10, 9), sharex=True, sharey=True) as (_, panels):
+        rate = figures["quota"]["rate"]
+        bin_s = 2.0
+        for axes, mode in zip(panels, MODES, strict=True):
+            data = figures[mode.name]
+            starts = data["timeline"]["starts_s"]
+            samples = data["timeline"]["samples"]
+            end = max([*starts, *(s[0] for s in samples), 1.0])
+            bins = [i * bin_s for i in range(int(end / bin_s) + 2)]
+            per_bin = Counter(int(t // bin_s) for t in starts)
+            axes.step(
+                bins, [per_bin[i] / bin_s for i in range(len(bins))], where="post",
+                color="tab:blue", label=f"starts/s ({bin_s:g} s bins)",
+            )  # fmt: skip
+            t429, r429 = [], []
+            for before, after in itertools.pairwise(samples):
+                dt = after[0] - before[0]
+                if dt > 0:
+                    t429.append(after[0])
+                    r429.append((after[6] - before[6]) / dt)
+            axes.plot(t429, r429, color="tab:red", label="StartWebRTCContact 429s/s")
+            axes.axhline(rate, color="grey", linestyle=":", label=f"quota {rate:g}/s")
+            twin = axes.twinx()
+            twin.step(
+                [s[0] for s in samples], [s[1] for s in samples], where="post",
+                color="black", alpha=0.35, label="workers",
+            )  # fmt: skip
+            twin.set_ylim(0, 8)
+            twin.set_ylabel("workers")
+            rate_share, thr = data["start_rate_share"], data["start_throttled_share"]
+            axes.set_title(
+                f"{mode.label}: {share(rate_share)} of the quota, {share(thr)} of starts throttled",
+                fontsize=10,
+            )
+            axes.set_ylabel("per second")
+            axes.legend(fontsize=8, loc="upper left")
+            twin.legend(fontsize=8, loc="upper right")
+        panels[-1].set_xlabel("seconds since the first workers started")
 
 
 def markdown(figures: Mapping[str, Any]) -> str:
@@ -280,9 +259,6 @@ def markdown(figures: Mapping[str, Any]) -> str:
 
     def row(label: str, fmt: Any) -> str:
         return f"| {label} | " + " | ".join(fmt(c) for c in cols) + " |"
-
-    def secs(value: Any) -> str:
-        return "did not drain" if value is None else f"{value:.0f} s"
 
     def throttled(c: Mapping[str, Any], what: str) -> str:
         part = share(c[f"{what}_throttled_share"], 1)
@@ -335,7 +311,7 @@ schedule, run one after the other, each on a fresh emulator, queues (DLQ after
 {row("StartWebRTCContact 429s / calls", lambda c: throttled(c, "start"))}
 {row("all Connect calls: 429s / calls", lambda c: throttled(c, "connect"))}
 {row("detection delay p50 / p95", delays)}
-{row("drain time (queue empty)", lambda c: secs(c["drain_s"]))}
+{row("drain time (queue empty)", lambda c: drained(c["drain_s"]))}
 {row("in the DLQ", lambda c: str(c["dead_letters"]))}
 {row("requests without a final event", lambda c: str(c["requests_without_final_event"]))}
 {row("duplicate contacts", lambda c: str(c["duplicate_contacts"]))}
@@ -361,18 +337,9 @@ an empty queue (visible + in flight), sampled every second.
 
 
 SCENARIO = Scenario(
-    name="fleet",
-    title="fleet mode: one shared budget while workers come and go",
-    options=FleetOptions(),
-    quick=QUICK,
-    measure=measure,
-    markdown=markdown,
-    seed=7,
-    targets={
-        "start_rate_share": Target("fleet.start_rate_share", ">=", 0.90),
-        "start_throttled_share": Target("fleet.start_throttled_share", "<", 0.01),
-    },
-    plot=plot,
-    plot_name="fleet-start-rate",
+    "fleet", "fleet mode: one shared budget while workers come and go", FleetOptions(), QUICK,
+    measure, markdown, seed=7, plot=plot, plot_name="fleet-start-rate",
     variants=tuple(m.name for m in MODES),
-)
+    targets={"start_rate_share": Target("fleet.start_rate_share", ">=", 0.90),
+             "start_throttled_share": Target("fleet.start_throttled_share", "<", 0.01)},
+)  # fmt: skip

@@ -2,15 +2,12 @@
 its targets and how it is shown; the harness runs it, checks the targets and formats the figures.
 
 ```python
-SCENARIO = Scenario(
-    name="quota", title="quota efficiency", seed=20261121,
-    options=QuotaOptions(), quick=QuotaOptions(requests=16), measure=measure,
-    targets={"quota_efficiency": Target("quota_efficiency", ">=", 0.95)}, markdown=markdown,
-)
+SCENARIO = Scenario("quota", "quota efficiency", QuotaOptions(), QuotaOptions(requests=16),
+                    measure, markdown, seed=7, targets={"x": Target("x", ">=", 0.95)})
 ```
 
 Every peer runs in its own process (the testing kit's `orchestrator.testing.processes`), with the
-fake credentials of `FAKE_AWS_ENV` only.
+fake credentials of `FAKE_AWS_ENV` only (`isolate_environment`, before anything starts).
 """
 
 from __future__ import annotations
@@ -19,9 +16,10 @@ import contextlib
 import dataclasses
 import json
 import math
+import operator
 import os
 import sys
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +27,7 @@ from typing import Any, TypeVar
 import anyio
 
 from orchestrator.testing import processes
-from orchestrator.testing.processes import RESULT_PREFIX, ServerProcess
+from orchestrator.testing.processes import RESULT_PREFIX
 from orchestrator.testing.requests import REGION, customer_document
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -87,26 +85,13 @@ def span(low: float, high: float) -> str:
     return f"{low:g}:{high:g}"
 
 
-def emulator(
-    args: Sequence[str], log_path: Path
-) -> contextlib.AbstractAsyncContextManager[ServerProcess]:
-    """`orchestrator emulator --port 0 ARGS` in its own process."""
-    return processes.emulator_process(args, log_path, env=processes.child_env(FAKE_AWS_ENV))
-
-
-def sqs_server(log_path: Path) -> contextlib.AbstractAsyncContextManager[ServerProcess]:
-    """moto's SQS server in its own process."""
-    return processes.sqs_server_process(log_path, env=processes.child_env(FAKE_AWS_ENV))
-
-
 async def run_child(
     module: str, options: Mapping[str, Any], log_path: Path, *, timeout_s: float
 ) -> dict[str, Any]:
     """`python -m MODULE OPTIONS-AS-JSON` (a measuring child, see `child_main`) to completion:
     the JSON it printed."""
     argv = [sys.executable, "-m", module, json.dumps(options)]
-    env = processes.child_env(FAKE_AWS_ENV)
-    return await processes.run_child(argv, log_path, timeout_s=timeout_s, env=env)
+    return await processes.run_child(argv, log_path, timeout_s=timeout_s)
 
 
 def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
@@ -144,11 +129,8 @@ class RunContext:
 
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": lambda value, threshold: value >= threshold,
-    "<=": lambda value, threshold: value <= threshold,
-    "<": lambda value, threshold: value < threshold,
-    "==": lambda value, threshold: value == threshold,
-}
+    ">=": operator.ge, "<=": operator.le, "<": operator.lt, "==": operator.eq
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -271,6 +253,24 @@ async def run_all(runs: Mapping[K, Callable[[], Awaitable[T]]]) -> dict[K, T]:
 
 
 # -- formatting ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def figure(path: Path, nrows: int = 1, **options: Any) -> Iterator[tuple[Any, Any]]:
+    """A matplotlib figure and its axes (`nrows` panels, `options` as `plt.subplots` takes
+    them), saved to `path` when the block ends."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(nrows, 1, **options)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def finite(value: Any) -> bool:

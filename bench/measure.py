@@ -21,26 +21,23 @@ from orchestrator.testing.stats import distribution
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _status_kib(field_name: str) -> int:
-    """A `kB` line of /proc/self/status (VmRSS, VmHWM), in KiB; 0 when unavailable."""
+def _proc_kib(path: str, name: str) -> int:
+    """A `kB` line of a /proc file (VmRSS of /proc/self/status...), in KiB; 0 when unavailable."""
     try:
-        text = Path("/proc/self/status").read_text(encoding="ascii")
+        lines = Path(path).read_text(encoding="ascii").splitlines()
     except OSError:
         return 0
-    for line in text.splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    return 0
+    return next((int(line.split()[1]) for line in lines if line.startswith(name + ":")), 0)
 
 
 def rss_bytes() -> int:
     """Resident set size now."""
-    return _status_kib("VmRSS") * 1024
+    return _proc_kib("/proc/self/status", "VmRSS") * 1024
 
 
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process (VmHWM, else ru_maxrss, which Linux gives in KiB)."""
-    peak = _status_kib("VmHWM")
+    peak = _proc_kib("/proc/self/status", "VmHWM")
     if not peak:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak * 1024
@@ -101,7 +98,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    mem_kib = _meminfo_kib("MemTotal")
+    mem_kib = _proc_kib("/proc/meminfo", "MemTotal")
     return {
         "cpu_model": model,
         "cores": os.cpu_count() or 0,
@@ -111,13 +108,3 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "executable": sys.executable,
     }
-
-
-def _meminfo_kib(name: str) -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0

@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import matplotlib
-from matplotlib.figure import Figure
+from orchestrator.testing.processes import emulator_process
 
 from .center import Center, WorkerRun, describe_figures, run_worker
 from .daemon import worker_logs
-from .harness import RunContext, Scenario, emulator, fmt, ratio, run_all, say, span, verdict
+from .harness import RunContext, Scenario, figure, fmt, ratio, run_all, say, span, verdict
 
 #: The service orders of the emulator's contact-center model (`--service-order`).
 ORDERS = ("fifo", "random")
@@ -53,12 +52,7 @@ class PollingOptions:
 
     def center(self, rate: float, burst: float) -> Center:
         return Center(
-            contacts=self.contacts,
-            agents=self.agents,
-            handle_time_s=self.handle_time_s,
-            describe_rate=rate,
-            describe_burst=burst,
-            fillers=self.fillers,
+            self.contacts, self.agents, self.handle_time_s, rate, burst, fillers=self.fillers
         )
 
 
@@ -72,14 +66,12 @@ def combination(order: str, rate: float, policy: str) -> str:
 def polling_figures(
     runs: Mapping[tuple[str, float, str], WorkerRun], opts: PollingOptions
 ) -> dict[str, Any]:
-    combos: dict[str, Any] = {}
-    for (order, rate, policy), run in runs.items():
-        combos[combination(order, rate, policy)] = {
-            "order": order,
-            "describe_rate": rate,
-            "policy": policy,
-            **describe_figures(run),
+    combos = {
+        combination(order, rate, policy): {
+            "order": order, "describe_rate": rate, "policy": policy, **describe_figures(run)
         }
+        for (order, rate, policy), run in runs.items()
+    }  # fmt: skip
     comparisons: dict[str, Any] = {}
     for order in ORDERS:
         for rate, _ in opts.budgets:
@@ -105,17 +97,16 @@ def polling_figures(
             comparisons[f"{order}-{rate:g}rps"] = entry
     fifo = [c for name, c in comparisons.items() if name.startswith("fifo-")]
     fifo_gain = bool(fifo) and all(c["p50_ratio"] < 1.0 and c["p95_ratio"] <= 1.0 for c in fifo)
+    center = opts.center(*opts.budgets[0])
+    options = {
+        "contacts": opts.contacts, "agents": opts.agents,
+        "handle_time_s": list(opts.handle_time_s), "budgets": [list(b) for b in opts.budgets],
+        "fillers": opts.fillers, "waiting_at_start": center.waiting_at_start,
+        "drain_estimate_s": center.drain_estimate_s(),
+        "orders": sorted({c["order"] for c in combos.values()}, key=ORDERS.index),
+    }  # fmt: skip
     return {
-        "options": {
-            "contacts": opts.contacts,
-            "agents": opts.agents,
-            "handle_time_s": list(opts.handle_time_s),
-            "budgets": [list(b) for b in opts.budgets],
-            "fillers": opts.fillers,
-            "waiting_at_start": opts.center(*opts.budgets[0]).waiting_at_start,
-            "drain_estimate_s": opts.center(*opts.budgets[0]).drain_estimate_s(),
-            "orders": sorted({c["order"] for c in combos.values()}, key=ORDERS.index),
-        },
+        "options": options,
         "combinations": combos,
         "comparisons": comparisons,
         "targets": {
@@ -129,7 +120,6 @@ def polling_figures(
 
 
 def plot(figures: Mapping[str, Any], path: Any) -> None:
-    matplotlib.use("Agg")
     combos = figures["combinations"]
     names = list(combos)
     labels = [
@@ -140,22 +130,20 @@ def plot(figures: Mapping[str, Any], path: Any) -> None:
     p95 = [combos[n]["detection_delay_s"]["p95"] for n in names]
     xs = list(range(len(names)))
     width = 0.38
-    fig = Figure(figsize=(max(6.0, 1.8 * len(names)), 4.5))
-    ax = fig.subplots()
-    bars50 = ax.bar([x - width / 2 for x in xs], p50, width, label="p50", color="tab:blue")
-    bars95 = ax.bar([x + width / 2 for x in xs], p95, width, label="p95", color="tab:orange")
-    for bars in (bars50, bars95):
-        ax.bar_label(bars, fmt="%.1f", fontsize=8)
-    ax.set_xticks(xs, labels, fontsize=8)
-    ax.set_ylabel("detection delay (s)")
-    o = figures["options"]
-    ax.set_title(
-        f"Queue-aware vs plain backoff: {o['contacts']} contacts, {o['agents']} agents, events off"
-    )
-    ax.legend()
-    ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with figure(path, figsize=(max(6.0, 1.8 * len(names)), 4.5)) as (_, ax):
+        bars50 = ax.bar([x - width / 2 for x in xs], p50, width, label="p50", color="tab:blue")
+        bars95 = ax.bar([x + width / 2 for x in xs], p95, width, label="p95", color="tab:orange")
+        for bars in (bars50, bars95):
+            ax.bar_label(bars, fmt="%.1f", fontsize=8)
+        ax.set_xticks(xs, labels, fontsize=8)
+        ax.set_ylabel("detection delay (s)")
+        o = figures["options"]
+        contacts, agents = o["contacts"], o["agents"]
+        ax.set_title(
+            f"Queue-aware vs plain backoff: {contacts} contacts, {agents} agents, events off"
+        )
+        ax.legend()
+        ax.grid(True, axis="y", alpha=0.3)
 
 
 def table(combinations: Mapping[str, Any]) -> str:
@@ -294,7 +282,7 @@ async def run_combinations(
         center = opts.center(rate, burst)
         name = f"{prefix}-{combination(order, rate, policy)}"
         args = [*center.emulator_args(ctx.seed), "--service-order", order]
-        async with emulator(args, ctx.log(f"{name}-emulator")) as emu:
+        async with emulator_process(args, ctx.log(f"{name}-emulator")) as emu:
             watch = {"queue_aware": POLICIES[policy]}
             return await run_worker(center, emu.url, run=name, seed=ctx.seed, watch=watch)
 
@@ -335,14 +323,7 @@ def show(figures: Mapping[str, Any]) -> None:
 
 
 SCENARIO = Scenario(
-    name="polling",
-    title="queue-aware polling vs plain backoff, contact events off",
-    options=PollingOptions(),
-    quick=QUICK,
-    measure=measure,
-    markdown=markdown,
-    seed=20261202,
-    plot=plot,
-    plot_name="polling-policies",
+    "polling", "queue-aware polling vs plain backoff, contact events off", PollingOptions(),
+    QUICK, measure, markdown, seed=20261202, plot=plot, plot_name="polling-policies",
     variants=tuple(f"{o}-{r:g}" for o in ORDERS for r, _ in PollingOptions().budgets),
-)
+)  # fmt: skip

@@ -22,7 +22,7 @@ from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.settings import Settings
 from orchestrator.metrics import Metrics
 from orchestrator.testing.emulator import EmulatorControl
-from orchestrator.testing.processes import quota_args
+from orchestrator.testing.processes import emulator_process, quota_args, sqs_server_process
 from orchestrator.testing.requests import REGION
 
 from . import analysis
@@ -31,14 +31,12 @@ from .harness import (
     RunContext,
     Scenario,
     Target,
-    emulator,
     num,
     pct,
     request_body,
     request_id,
     say,
     span,
-    sqs_server,
     table,
     verdict,
 )
@@ -66,8 +64,8 @@ async def measure(opts: QuotaOptions, ctx: RunContext) -> dict[str, Any]:
     session = AioSession()
     bodies = [request_body("quota", i) for i in range(n)]
     async with (
-        sqs_server(ctx.log("sqs")) as sqs,
-        emulator(emulator_args, ctx.log("emulator")) as emu,
+        sqs_server_process(ctx.log("sqs")) as sqs,
+        emulator_process(emulator_args, ctx.log("emulator")) as emu,
     ):
         queue_url = await sqs_queue_with(session, sqs.url, bodies)
         settings = Settings(
@@ -134,46 +132,24 @@ async def measure(opts: QuotaOptions, ctx: RunContext) -> dict[str, Any]:
 
 def markdown(q: Mapping[str, Any]) -> str:
     t = q["targets"]
+    throttled = f"{num(q['start_throttled'])} of {num(q['start_calls'])}"
+    ideal = (q["starts"] - q["quota_burst"]) / q["quota_rate"]
+    end_to_end = f"{num(q['wall_s'], 1, ' s')} ({num(q['wall_requests_per_s'], 2, ' requests/s')})"
     rows = [
-        [
-            "StartWebRTCContact rate achieved, share of the quota",
-            pct(q["quota_efficiency"]),
-            "≥ 95 %",
-            verdict(t["quota_efficiency"]),
-        ],
-        [
-            "requests failed (request.failed, or no final event)",
-            num(q["failed_requests"]),
-            "0",
-            verdict(t["failed_requests"]),
-        ],
-        [
-            "StartWebRTCContact 429s (share of calls)",
-            f"{num(q['start_throttled'])} of {num(q['start_calls'])} "
-            f"({pct(q['start_throttled_fraction'], 2)})",
-            "< 1 %",
-            verdict(t["start_throttled_fraction"]),
-        ],
+        ["StartWebRTCContact rate achieved, share of the quota", pct(q["quota_efficiency"]),
+         "≥ 95 %", verdict(t["quota_efficiency"])],
+        ["requests failed (request.failed, or no final event)", num(q["failed_requests"]), "0",
+         verdict(t["failed_requests"])],
+        ["StartWebRTCContact 429s (share of calls)",
+         f"{throttled} ({pct(q['start_throttled_fraction'], 2)})", "< 1 %",
+         verdict(t["start_throttled_fraction"])],
         ["contacts started", num(q["starts"]), "", ""],
-        [
-            "first to last contact creation",
-            num(q["start_window_s"], 1, " s"),
-            f"ideal {num((q['starts'] - q['quota_burst']) / q['quota_rate'], 1, ' s')}",
-            "",
-        ],
-        [
-            "average start rate (raw, burst included)",
-            num(q["achieved_start_rate"], 3, "/s"),
-            "",
-            "",
-        ],
-        [
-            "end to end: worker start to last final event",
-            f"{num(q['wall_s'], 1, ' s')} ({num(q['wall_requests_per_s'], 2, ' requests/s')})",
-            "",
-            "",
-        ],
-    ]
+        ["first to last contact creation", num(q["start_window_s"], 1, " s"),
+         f"ideal {num(ideal, 1, ' s')}", ""],
+        ["average start rate (raw, burst included)", num(q["achieved_start_rate"], 3, "/s"),
+         "", ""],
+        ["end to end: worker start to last final event", end_to_end, "", ""],
+    ]  # fmt: skip
     finals = ", ".join(f"{k} {v}" for k, v in sorted(q["finals"].items()))
     return "\n\n".join(
         [
@@ -198,17 +174,12 @@ def markdown(q: Mapping[str, Any]) -> str:
     )
 
 
+TARGETS = {
+    "quota_efficiency": Target("quota_efficiency", ">=", 0.95),
+    "failed_requests": Target("failed_requests", "==", 0),
+    "start_throttled_fraction": Target("start_throttled_fraction", "<", 0.01),
+}
 SCENARIO = Scenario(
-    name="quota",
-    title="quota efficiency: the real daemon path against StartWebRTCContact's quota",
-    options=QuotaOptions(),
-    quick=QuotaOptions(requests=16),
-    measure=measure,
-    markdown=markdown,
-    seed=20261121,
-    targets={
-        "quota_efficiency": Target("quota_efficiency", ">=", 0.95),
-        "failed_requests": Target("failed_requests", "==", 0),
-        "start_throttled_fraction": Target("start_throttled_fraction", "<", 0.01),
-    },
-)
+    "quota", "quota efficiency: the real daemon path against StartWebRTCContact's quota",
+    QuotaOptions(), QuotaOptions(requests=16), measure, markdown, seed=20261121, targets=TARGETS,
+)  # fmt: skip

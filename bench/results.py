@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import notes
 from .harness import BENCH_DIR, Scenario, num, table
 
 REPO = BENCH_DIR.parent
@@ -94,16 +93,11 @@ def record(
             data["scenarios"][name] = {**figures, **stamp}
         # The top level describes the last run (as it always has); each section its own.
         data.update(
-            generated_at=now(),
-            argv=run["argv"],
-            quick=run["quick"],
-            commit=commit,
-            machine=dict(machine),
-            suite_wall_s=run["wall_s"],
-            load_average=run["load_average"],
+            generated_at=now(), argv=run["argv"], quick=run["quick"], commit=commit,
+            machine=dict(machine), suite_wall_s=run["wall_s"], load_average=run["load_average"],
             quota_efficiency=data["scenarios"].get("quota", {}).get("quota_efficiency"),
             scenarios=data.pop("scenarios"),  # last, as it always was
-        )
+        )  # fmt: skip
         write_json(data, path)
         data = json.loads(path.read_text(encoding="utf-8"))
         (out / "RESULTS.md").write_text(render(data, scenarios), encoding="utf-8")
@@ -116,19 +110,15 @@ def record(
 def render(data: Mapping[str, Any], scenarios: Sequence[Scenario]) -> str:
     """The whole report, from results.json alone."""
     m = data["machine"]
+    machine = [
+        ["CPU", f"{m['cpu_model']}, {m['cores']} cores"],
+        ["memory", num(m.get("memory_gib"), 1, " GiB")], ["Python", m["python"]], ["OS", m["os"]],
+    ]  # fmt: skip
     head = [
         "# Benchmark results",
         "Each section below was recorded on its own: its heading is followed by when, on which "
         "commit and how busy the machine was. The machine of the last run:",
-        table(
-            ["machine", ""],
-            [
-                ["CPU", f"{m['cpu_model']}, {m['cores']} cores"],
-                ["memory", num(m.get("memory_gib"), 1, " GiB")],
-                ["Python", m["python"]],
-                ["OS", m["os"]],
-            ],
-        ),
+        table(["machine", ""], machine),
         "## How to reproduce",
         "```sh\n"
         "make bench          # every scenario, full size (about 35 minutes); records each one\n"
@@ -137,7 +127,7 @@ def render(data: Mapping[str, Any], scenarios: Sequence[Scenario]) -> str:
         "python -m bench events                     # one scenario: only its section changes\n"
         "python -m bench detection --only ours --set center.contacts=500   # bench/.runs/partial/\n"
         "python -m bench --render                   # re-render this file after editing "
-        "bench/notes.py\n"
+        "bench/notes/\n"
         "```",
         "Every peer runs in its own process: the Connect emulator (`orchestrator emulator`, one "
         "per implementation and scenario, seeded) and moto's SQS server, so the figures count "
@@ -188,7 +178,10 @@ def _stamp(section: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     return text
 
 
+def note(name: str) -> str:
+    """A note of prose for RESULTS.md, bench/notes/<name>.md (edit it, then `--render`)."""
+    return (BENCH_DIR / "notes" / f"{name}.md").read_text(encoding="utf-8").strip()
+
+
 def limits_note() -> str:
-    return "## What limits these figures\n\n" + (
-        notes.LIMITS_NOTE.strip() or notes.PENDING.format(name="LIMITS_NOTE")
-    )
+    return "## What limits these figures\n\n" + note("limits")

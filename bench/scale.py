@@ -17,14 +17,13 @@ from typing import Any
 
 from orchestrator.connect.operations import Operation
 from orchestrator.testing.emulator import EmulatorControl
-from orchestrator.testing.processes import quota_args
+from orchestrator.testing.processes import emulator_process, quota_args
 
 from . import analysis, naive
 from .detection import DETECTION_HEADER, NAMES, detection_row
 from .harness import (
     RunContext,
     Scenario,
-    emulator,
     num,
     pct,
     ratio,
@@ -82,7 +81,7 @@ NAIVE_SIZE_NOTE = (
     "by default the naive implementation runs as many threads as ours watches contacts: on the "
     "2-core machine of these results it completed every lifecycle at 3,000, 5,000 and 10,000 "
     "threads (40-50 KiB of RSS per thread, CPU-bound like ours), so the comparison is made at "
-    "equal size. `--naive-threads N` changes it."
+    "equal size. `--set naive_threads=N` changes it."
 )
 
 
@@ -122,7 +121,7 @@ def _figures(
 
 async def _run_one(impl: str, opts: ScaleOptions, ctx: RunContext, n: int) -> dict[str, Any]:
     deadline = opts.deadline_s(n)
-    async with emulator(opts.emulator_args(ctx.seed), ctx.log(f"{impl}-emulator")) as emu:
+    async with emulator_process(opts.emulator_args(ctx.seed), ctx.log(f"{impl}-emulator")) as emu:
         log = ctx.log(f"{impl}-process")
         if impl == "ours":
             options = {
@@ -141,27 +140,15 @@ async def _run_one(impl: str, opts: ScaleOptions, ctx: RunContext, n: int) -> di
 
 async def measure(opts: ScaleOptions, ctx: RunContext) -> dict[str, Any]:
     result: dict[str, Any] = {"options": _options(opts, ctx.wants("naive"))}
-    if ctx.wants("ours"):
-        say(
-            f"scale: {opts.contacts} contacts watched at once by one worker process "
-            "(requests fed through orchestrator.testing.memory_queue.MemoryQueue, not SQS)"
-        )
-        ours = result["ours"] = await _run_one("ours", opts, ctx, opts.contacts)
-        say(
-            f"  ours: {ours['completed']}/{opts.contacts} completed, peak RSS "
-            f"{ours['peak_rss_mib']:.0f} MiB ({ours['rss_per_contact_kib']:.1f} KiB/contact), "
-            f"{ours['cpu_ms_per_lifecycle']:.2f} CPU ms/lifecycle, loop lag p99 "
-            f"{ours['process']['loop_lag_ms']['p99']:.1f} ms"
-        )
-    if ctx.wants("naive"):
-        say(f"scale: naive, {opts.naive_size} threads, one per contact")
-        naive_run = result["naive"] = await _run_one("naive", opts, ctx, opts.naive_size)
-        say(
-            f"  naive: {naive_run['completed']}/{opts.naive_size} completed, peak RSS "
-            f"{naive_run['peak_rss_mib']:.0f} MiB "
-            f"({naive_run['rss_per_contact_kib']:.1f} KiB/contact), "
-            f"{naive_run['cpu_ms_per_lifecycle']:.2f} CPU ms/lifecycle"
-        )
+    for impl, n in (("ours", opts.contacts), ("naive", opts.naive_size)):
+        if ctx.wants(impl):
+            say(f"scale: {impl}, {n} contacts watched at once by one process")
+            r = result[impl] = await _run_one(impl, opts, ctx, n)
+            say(
+                f"  {impl}: {r['completed']}/{n} completed, peak RSS {r['peak_rss_mib']:.0f} MiB "
+                f"({r['rss_per_contact_kib']:.1f} KiB/contact), "
+                f"{r['cpu_ms_per_lifecycle']:.2f} CPU ms/lifecycle"
+            )
     return result
 
 
@@ -173,11 +160,9 @@ def _options(opts: ScaleOptions, naive: bool) -> dict[str, Any]:
         "start_rate": opts.start_rate,
         "describe_rate": opts.describe_rate,
         "naive_threads": opts.naive_size if naive else None,
-        "naive_reason": (
-            NAIVE_SIZE_NOTE
-            if opts.naive_threads is None
-            else "chosen by --naive-threads or --quick"
-        ),
+        "naive_reason": NAIVE_SIZE_NOTE
+        if opts.naive_threads is None
+        else "chosen by --set or --quick",
         "watch": {"first_delay_s": 2.0, "multiplier": 1.5, "max_interval_s": 10.0},
     }
 
@@ -200,24 +185,14 @@ def _scale_row(name: str, s: Mapping[str, Any]) -> list[str]:
 
 
 _SCALE_HEADER = [
-    "implementation",
-    "completed",
-    "peak RSS",
-    "RSS per contact",
-    "CPU per lifecycle",
-    "lifecycles per CPU second",
-    "lifecycles per wall second",
-    "event-loop lag p99",
-    "DescribeContact polls/s",
-    "emulator CPU (one core)",
-    "detection p99",
-]
+    "implementation", "completed", "peak RSS", "RSS per contact", "CPU per lifecycle",
+    "lifecycles per CPU second", "lifecycles per wall second", "event-loop lag p99",
+    "DescribeContact polls/s", "emulator CPU (one core)", "detection p99",
+]  # fmt: skip
 
 
 def markdown(s: Mapping[str, Any]) -> str:
-    o = s["options"]
-    ours = s["ours"]
-    rows = [_scale_row("ours", ours)]
+    o, ours = s["options"], s["ours"]
     return "\n\n".join(
         [
             "## 3. Scale",
@@ -225,15 +200,13 @@ def markdown(s: Mapping[str, Any]) -> str:
             "and `LifecycleEngine` assembled as `open_worker` does, but fed through "
             "`orchestrator.testing.memory_queue.MemoryQueue` instead of SQS (the local SQS server "
             "is too slow to be the thing measured). Quotas raised in the emulator and in the "
-            "client "
-            "budget "
-            f"(StartWebRTCContact {o['start_rate']:g}/s, "
-            f"DescribeContact {o['describe_rate']:g}/s), "
+            f"client budget (StartWebRTCContact {o['start_rate']:g}/s, DescribeContact "
+            f"{o['describe_rate']:g}/s), "
             f"agents connect after uniform {o['agent_delay_s'][0]:g}-{o['agent_delay_s'][1]:g} s, "
             "so every contact is watched at the same time, on the production schedule (first "
             "poll after 2 s, x1.5 up to 10 s). Structured JSON logs at INFO go to a file, as in "
             "production.",
-            table(_SCALE_HEADER[:-1], [row[:-1] for row in rows]),
+            table(_SCALE_HEADER[:-1], [_scale_row("ours", ours)[:-1]]),
             _scale_detection(ours, o),
             f"Peak concurrently watched contacts: {num(ours['process']['peak_watched'])}. "
             f"Wall time from enqueueing to the last final event: {num(ours['wall_s'], 1, ' s')}. "
@@ -248,17 +221,15 @@ def markdown(s: Mapping[str, Any]) -> str:
 
 def _scale_detection(s: Mapping[str, Any], options: Mapping[str, Any]) -> str:
     wait_low, wait_high = options["agent_delay_s"]
-    det = s["detection"]
-    delay = det["detection_delay_s"]
-    polls = det["describe_calls_per_contact"]["mean"]
+    delay, polls = s["detection"]["detection_delay_s"], s["detection"]["describe_calls_per_contact"]
     poll = s["process"].get("poll_detection_delay_s", {})
     return (
         f"Detection at this scale: p50 {num(delay['p50'], 1, ' s')}, p95 "
         f"{num(delay['p95'], 1, ' s')}, p99 {num(delay['p99'], 1, ' s')} from the agent "
         f"connecting to screen sharing (the worker's own histogram puts the poll that noticed "
         f"it {num(poll.get('mean'), 1, ' s')} after the connection on average), with "
-        f"{num(polls, 1)} DescribeContact calls per contact. The schedule alone (first poll "
-        "after 2 s, then x1.5 up to 10 s, jittered) polls a contact that waits "
+        f"{num(polls['mean'], 1)} DescribeContact calls per contact. The schedule alone (first "
+        "poll after 2 s, then x1.5 up to 10 s, jittered) polls a contact that waits "
         f"{wait_low:g}-{wait_high:g} s about {_scheduled_polls((wait_low + wait_high) / 2):.0f} "
         "times and notices its agent within 10 s: fewer polls and later detection mean the "
         "worker could not keep the schedule."
@@ -290,48 +261,28 @@ def appendix(results: Mapping[str, Any]) -> str:
     ]
     det, sc = (results.get(name, {}) for name in ("detection", "scale"))
     if {"naive", "ours"} <= set(det) and "naive" in det["ratios"]:
-        r = det["ratios"]["naive"]
-        ours, theirs = det["ours"], det["naive"]
+        r, ours, theirs = det["ratios"]["naive"], det["ours"], det["naive"]
+        throttled = f"{num(ours['describe_throttled'])} vs {num(theirs['describe_throttled'])}"
+        ratios = [times(r[k]) for k in ("detection_p50", "detection_p95", "detection_p99")]
+        ratios += [times(r["describe_calls_per_contact"]), throttled]
+        header = ["ours / naive", "p50", "p95", "p99", "DescribeContact per contact", "429s"]
         parts += [
             f"### On scenario 2 ({det['options']['contacts']:,} contacts, "
             f"DescribeContact {det['options']['describe_quota'][0]:g}/s)",
             table(DETECTION_HEADER, [detection_row("ours", ours), detection_row("naive", theirs)]),
-            table(
-                ["ours / naive", "p50", "p95", "p99", "DescribeContact per contact", "429s"],
-                [
-                    [
-                        "ratio",
-                        times(r["detection_p50"]),
-                        times(r["detection_p95"]),
-                        times(r["detection_p99"]),
-                        times(r["describe_calls_per_contact"]),
-                        f"{num(ours['describe_throttled'])} vs {num(theirs['describe_throttled'])}",
-                    ]
-                ],
-            ),
+            table(header, [["ratio", *ratios]]),
         ]
     if {"naive", "ours"} <= set(sc):
         ours, theirs = sc["ours"], sc["naive"]
+        keys = ("rss_per_contact_kib", "cpu_ms_per_lifecycle")
+        ratios = [times(ratio(ours[k], theirs[k])) for k in keys]
+        p99 = [x["detection"]["detection_delay_s"]["p99"] for x in (ours, theirs)]
+        header = ["ours / naive", "RSS per contact", "CPU per lifecycle", "detection p99"]
         parts += [
             f"### On scenario 3 ({num(theirs['contacts'])} threads; ours at "
             f"{num(ours['contacts'])} contacts)",
             table(_SCALE_HEADER, [_scale_row("ours", ours), _scale_row("naive", theirs)]),
-            table(
-                ["ours / naive", "RSS per contact", "CPU per lifecycle", "detection p99"],
-                [
-                    [
-                        "ratio",
-                        times(ratio(ours["rss_per_contact_kib"], theirs["rss_per_contact_kib"])),
-                        times(ratio(ours["cpu_ms_per_lifecycle"], theirs["cpu_ms_per_lifecycle"])),
-                        times(
-                            ratio(
-                                ours["detection"]["detection_delay_s"]["p99"],
-                                theirs["detection"]["detection_delay_s"]["p99"],
-                            )
-                        ),
-                    ]
-                ],
-            ),
+            table(header, [["ratio", *ratios, times(ratio(*p99))]]),
             f"Naive size: {sc['options'].get('naive_reason', '')}",
         ]
     if len(parts) == 2:  # no naive figures recorded
@@ -340,13 +291,6 @@ def appendix(results: Mapping[str, Any]) -> str:
 
 
 SCENARIO = Scenario(
-    name="scale",
-    title="scale: thousands of contacts watched by one worker process",
-    options=ScaleOptions(),
-    quick=QUICK,
-    measure=measure,
-    markdown=markdown,
-    seed=20261121,
-    variants=("ours", "naive"),
-    appendix=appendix,
-)
+    "scale", "scale: thousands of contacts watched by one worker process", ScaleOptions(), QUICK,
+    measure, markdown, seed=20261121, variants=("ours", "naive"), appendix=appendix,
+)  # fmt: skip

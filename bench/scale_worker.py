@@ -17,11 +17,9 @@ from typing import Any
 import anyio
 from aiobotocore.session import AioSession
 
-from orchestrator.daemon.settings import Settings
 from orchestrator.metrics import Metrics
-from orchestrator.testing.requests import REGION
 
-from .daemon import FinalCounter, connect_settings, memory_worker, run_until, worker_logs
+from .daemon import FinalCounter, memory_settings, memory_worker, run_until, worker_logs
 from .harness import child_main, request_body
 from .measure import (
     LagMonitor,
@@ -33,26 +31,17 @@ from .measure import (
 )
 
 
-def settings_for(options: Mapping[str, Any]) -> Settings:
-    quotas = {op: (rate, burst) for op, (rate, burst) in options["quotas"].items()}
-    return Settings(
-        aws={"region": REGION},
-        queue={
-            "url": "http://memory.invalid/scale",  # a MemoryQueue feeds the worker; never called
-            "wait_time_s": 1,
-            "max_in_flight": max(1000, options["contacts"]),
-        },
-        connect=connect_settings(options["endpoint_url"], quotas),
-        watch={"first_delay_s": 2.0, "max_interval_s": 10.0, **options.get("watch", {})},
-        observability={"enabled": False},
-    )
-
-
 async def measure(options: Mapping[str, Any]) -> dict[str, Any]:
     metrics = Metrics()
     counter = FinalCounter(expected=options["contacts"])
     async with memory_worker(
-        settings_for(options),
+        memory_settings(
+            "scale",
+            options["contacts"],
+            options["endpoint_url"],
+            options["quotas"],
+            watch={"first_delay_s": 2.0, "max_interval_s": 10.0},
+        ),
         session=AioSession(),
         metrics=metrics,
         extra_sinks=[counter],

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     isolate_environment()  # fake credentials only: nothing may reach AWS
     args.workdir.mkdir(parents=True, exist_ok=True)
-    for pattern in ("worker-*.log", "emulator.log", "sqs-server.log", "soak.txt"):
+    for pattern in ("chaos-w*.log", "emulator.log", "sqs-server.log", "soak.txt"):
         for stale in args.workdir.glob(pattern):  # a previous soak's
             stale.unlink()
     print(

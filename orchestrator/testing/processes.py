@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 from anyio.abc import Process
@@ -106,6 +106,16 @@ async def stop_process(
         await process.aclose()
 
 
+async def _open(
+    argv: Sequence[str], stdin: int, log: IO[str], env: Mapping[str, str] | None
+) -> Process:
+    """`argv` with its stdout piped (to read what it announces), its stderr to `log`."""
+    environment = dict(env) if env is not None else child_env()
+    return await anyio.open_process(
+        list(argv), stdin=stdin, stdout=subprocess.PIPE, stderr=log, env=environment
+    )
+
+
 @contextlib.asynccontextmanager
 async def server_process(
     name: str,
@@ -119,13 +129,8 @@ async def server_process(
     """Start `argv` (stderr to `log_path`), wait for its announcement, stop it on exit."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
-        process = await anyio.open_process(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=dict(env) if env is not None else child_env(),
-        )
+        # stdin stays open: the SQS server exits when it closes.
+        process = await _open(argv, subprocess.PIPE, log, env)
         try:
             url = await announced(process, ready_prefix, timeout_s)
             yield ServerProcess(name, process, url)
@@ -168,13 +173,7 @@ async def run_child(
     """Run a measuring child to completion and return the JSON it printed after `prefix`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
-        process = await anyio.open_process(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=dict(env) if env is not None else child_env(),
-        )
+        process = await _open(argv, subprocess.DEVNULL, log, env)
         line = ""
         try:
             line = await announced(process, prefix, timeout_s)

@@ -3,14 +3,16 @@ that starts them with one environment, keeps each one's JSON log, signals and re
 waits for their exits with a deadline.
 
 ```python
-env = worker_env(sqs_url=sqs.url, queue_url=queue, connect_url=emulator.url,
-                 settings={"QUEUE__WAIT_TIME_S": 1})
-async with worker_pool(env, tmp_path) as pool:
-    await pool.start(3)
-    await pool.replace(SIGKILL)                 # the oldest running worker, and a new one
+async with worker_rig(sqs.url, tmp_path, emulator_args=["--seed", "7"], quotas=QUOTAS,
+                      settings=BRISK) as rig:          # queues, the emulator, the pool
+    await send_all(rig.sqs, rig.queues.requests, bodies)
+    await rig.pool.start(3)
+    await rig.pool.replace(SIGKILL)                     # the oldest running worker, and a new one
     ...
-    assert await pool.stop(timeout_s=20) == []  # SIGTERM the rest; every worker exited
+    assert await rig.pool.stop(timeout_s=20) == []      # SIGTERM the rest; every worker exited
 ```
+
+`worker_pool` and `worker_env` are the parts, for a run that brings its own peers.
 
 Every worker still running when the pool closes is SIGKILLed (also on cancellation).
 """
@@ -24,22 +26,71 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from signal import SIGTERM, Signals
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
+from aiobotocore.session import get_session
 from anyio.abc import Process, TaskGroup
 
 from orchestrator.connect.operations import Operation
-from orchestrator.testing.processes import child_env
+from orchestrator.testing.emulator import EmulatorControl
+from orchestrator.testing.processes import ServerProcess, child_env, emulator_process, quota_args
+from orchestrator.testing.queues import EventFollower, create_queue, create_queue_with_dlq
 from orchestrator.testing.requests import REGION
 from orchestrator.testing.worker_logs import log_records
 
-__all__ = ["WorkerPool", "WorkerProcess", "quota_settings", "worker_env", "worker_pool"]
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+__all__ = [
+    "BRISK",
+    "Rig",
+    "WorkQueues",
+    "WorkerPool",
+    "WorkerProcess",
+    "quota_settings",
+    "work_queues",
+    "worker_env",
+    "worker_pool",
+    "worker_rig",
+]
 
 #: What a worker runs.
 RUN = (sys.executable, "-m", "orchestrator", "run")
 #: The log event after which a worker receives (and handles signals): its queue's redrive policy.
 RECEIVING = '"queue.redrive_policy"'
+
+
+@dataclass(frozen=True)
+class WorkQueues:
+    """What a fleet of workers shares: a request queue, its dead-letter queue, and the queue
+    their SQS sink writes lifecycle events to."""
+
+    requests: str
+    dead_letters: str
+    events: str
+
+
+async def work_queues(
+    sqs: SQSClient, *, prefix: str = "work", max_receive_count: int = 5
+) -> WorkQueues:
+    """Fresh queues: requests go to the dead-letter queue after `max_receive_count` receives."""
+    requests, dead_letters = await create_queue_with_dlq(
+        sqs, max_receive_count=max_receive_count, prefix=prefix
+    )
+    return WorkQueues(requests, dead_letters, await create_queue(sqs, f"{prefix}-ev"))
+
+
+#: What makes a worker process brisk in a test: short long polls and retry delays, polls every
+#: few tenths of a second.
+BRISK: Mapping[str, float] = {
+    "QUEUE__WAIT_TIME_S": 1,
+    "QUEUE__RETRY_BASE_DELAY_S": 1,
+    "QUEUE__RETRY_MAX_DELAY_S": 2,
+    "WATCH__FIRST_DELAY_S": 0.2,
+    "WATCH__MAX_INTERVAL_S": 0.5,
+    "WATCH__HEAD_INTERVAL_S": 0.3,
+}
 
 
 def quota_settings(quotas: Mapping[str, tuple[float, float]]) -> dict[str, float]:
@@ -233,3 +284,58 @@ async def worker_pool(
             yield pool
         finally:
             await pool.close()
+
+
+@dataclass
+class Rig:
+    """Worker processes on fresh queues of an SQS server and a Connect emulator of their own,
+    their lifecycle events followed as they come."""
+
+    sqs: SQSClient
+    queues: WorkQueues
+    emulator: ServerProcess
+    control: EmulatorControl
+    pool: WorkerPool
+    follower: EventFollower
+
+
+@contextlib.asynccontextmanager
+async def worker_rig(
+    sqs_url: str,
+    workdir: Path,
+    *,
+    emulator_args: Sequence[str],
+    quotas: Mapping[str, tuple[float, float]],
+    settings: Mapping[str, Any],
+    prefix: str = "work",
+    max_receive_count: int = 5,
+    readers: int = 1,
+) -> AsyncIterator[Rig]:
+    """The emulator (`emulator_args`, `quotas`) and worker processes (`settings`, `quotas`) of
+    one run, logs under `workdir`. When the block ends, the events still queued are read and
+    every worker is gone (SIGKILLed if it still ran)."""
+    emulator_argv = [*emulator_args, *quota_args(quotas)]
+    async with (
+        get_session().create_client("sqs", region_name=REGION, endpoint_url=sqs_url) as sqs,
+        emulator_process(emulator_argv, workdir / "emulator.log") as emulator,
+    ):
+        queues = await work_queues(sqs, prefix=prefix, max_receive_count=max_receive_count)
+        env = worker_env(
+            sqs_url=sqs_url,
+            queue_url=queues.requests,
+            connect_url=emulator.url,
+            events_url=queues.events,
+            quotas=quotas,
+            settings=settings,
+        )
+        control = EmulatorControl(emulator.url, timeout_s=120)
+        follower = EventFollower()
+        async with (
+            worker_pool(env, workdir, prefix=f"{prefix}-w") as pool,
+            anyio.create_task_group() as tg,
+        ):
+            for _ in range(readers):  # one per few workers keeps up with their events
+                tg.start_soon(follower.follow, sqs, queues.events)
+            yield Rig(sqs, queues, emulator, control, pool, follower)
+            tg.cancel_scope.cancel()
+        await follower.sweep(sqs, queues.events)

@@ -24,9 +24,9 @@ FIGURES = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_quick_backlog_scenario_records_every_figure_for_every_mode(tmp_path: Path) -> None:
-    figures = quick_figures("backlog", tmp_path)
+    figures = quick_figures("backlog", tmp_path, timeout_s=230)
     modes = {"capacity", "fleet", "deep"}
     assert modes <= set(figures) and "timelines" not in figures
     for mode in modes:

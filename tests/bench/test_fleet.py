@@ -27,9 +27,9 @@ FIGURES = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_quick_fleet_scenario_records_every_figure_for_the_three_modes(tmp_path: Path) -> None:
-    figures = quick_figures("fleet", tmp_path)
+    figures = quick_figures("fleet", tmp_path, timeout_s=230)
     assert set(figures) >= MODES
     for mode in MODES:
         values = figures[mode] | {

@@ -30,9 +30,9 @@ FIGURES = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_quick_polling_scenario_records_every_order_policy_and_budget(tmp_path: Path) -> None:
-    figures = quick_figures("polling", tmp_path)
+    figures = quick_figures("polling", tmp_path, timeout_s=170)
 
     assert sorted(figures["combinations"]) == sorted(COMBINATIONS)
     for combination in COMBINATIONS:

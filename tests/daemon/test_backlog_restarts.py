@@ -12,23 +12,14 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import pytest
-from aiobotocore.session import get_session
 
 from orchestrator.testing.emulator import EmulatorControl
-from orchestrator.testing.processes import emulator_process, quota_args, sqs_server_process
-from orchestrator.testing.queues import (
-    EventFollower,
-    create_queue,
-    create_queue_with_dlq,
-    drain_bodies,
-    queue_counts,
-    send_all,
-)
-from orchestrator.testing.requests import REGION, request_body
+from orchestrator.testing.processes import sqs_server_process
+from orchestrator.testing.queues import EventFollower, drain_bodies, queue_counts, send_all
+from orchestrator.testing.requests import request_body
 from orchestrator.testing.worker_logs import admission_bound, most_waiting_to_start
-from orchestrator.testing.workers import WorkerPool, WorkerProcess, worker_env, worker_pool
+from orchestrator.testing.workers import BRISK, WorkerPool, WorkerProcess, worker_rig
 from tests.support import eventually
 
 if TYPE_CHECKING:
@@ -49,24 +40,17 @@ RESTARTS = [
     (72, signal.SIGTERM),
 ]
 GRACE_PERIOD_S = 5
-#: Ends a lifecycle without a contact start, or hands its message back unstarted.
 
 
-QUOTAS = {
-    "StartWebRTCContact": (START_RATE, START_BURST),
-    "DescribeContact": (300.0, 300.0),
-    "StartScreenSharing": (300.0, 300.0),
-}
+#: The start quota is what limits the drain: the other operations' are far above their use.
+QUOTAS = {"StartWebRTCContact": (START_RATE, START_BURST)} | dict.fromkeys(
+    ("DescribeContact", "StartScreenSharing"), (300.0, 300.0)
+)
 SETTINGS = {
-    "QUEUE__WAIT_TIME_S": 1,
+    **BRISK,
     # A SIGKILLed worker's messages come back soon (the heartbeat keeps live ones hidden).
     "QUEUE__VISIBILITY_TIMEOUT_S": 4,
-    "QUEUE__RETRY_BASE_DELAY_S": 1,
-    "QUEUE__RETRY_MAX_DELAY_S": 2,
     "CONNECT__QUOTA_SHARE": round(1 / WORKERS, 4),
-    "WATCH__FIRST_DELAY_S": 0.2,
-    "WATCH__MAX_INTERVAL_S": 0.5,
-    "WATCH__HEAD_INTERVAL_S": 0.3,
     "SHUTDOWN__GRACE_PERIOD_S": GRACE_PERIOD_S,
 }
 
@@ -74,57 +58,39 @@ SETTINGS = {
 async def test_a_backlog_survives_rolling_restarts_and_kills_without_dead_letters(
     tmp_path: Path,
 ) -> None:
-    async with (
-        sqs_server_process(tmp_path / "sqs.log") as sqs_server,
-        get_session().create_client("sqs", region_name=REGION, endpoint_url=sqs_server.url) as sqs,
-    ):
-        await drain_under_restarts(tmp_path, sqs_server.url, sqs)
-
-
-async def drain_under_restarts(tmp_path: Path, sqs_url: str, sqs: SQSClient) -> None:
-    queue, dlq = await create_queue_with_dlq(sqs, max_receive_count=5)
-    events_queue = await create_queue(sqs)
     # Calls outlast a killed worker's visibility timeout: a resumed lifecycle still shares the
     # screen (a shorter call would end first and its request with screen_sharing.skipped).
     emulator_args = [
         "--agent-delay", "0.2:0.6", "--talk-time", "20:30", "--abandon-rate", "0",
-        "--max-concurrent-calls", "1000", "--seed", "23", *quota_args(QUOTAS),
+        "--max-concurrent-calls", "1000", "--seed", "23",
     ]  # fmt: skip
     requests = [f"backlog-{i:03d}" for i in range(REQUESTS)]
-    await send_all(sqs, queue, [request_body(r) for r in requests])
-    follower = EventFollower()
-    async with emulator_process(emulator_args, tmp_path / "emulator.log") as emulator:
-        control = EmulatorControl(emulator.url)
-        env = worker_env(
-            sqs_url=sqs_url,
-            queue_url=queue,
-            connect_url=emulator.url,
-            events_url=events_queue,
-            quotas=QUOTAS,
-            settings=SETTINGS,
+    async with (
+        sqs_server_process(tmp_path / "sqs.log") as sqs_server,
+        worker_rig(
+            sqs_server.url, tmp_path, emulator_args=emulator_args, quotas=QUOTAS,
+            settings=SETTINGS, prefix="backlog",
+        ) as rig,
+    ):  # fmt: skip
+        queue, follower = rig.queues.requests, rig.follower
+        await send_all(rig.sqs, queue, [request_body(r) for r in requests])
+        await rig.pool.start(WORKERS)
+        visible_mid_drain = await restart_on_schedule(rig.pool, rig.control, rig.sqs, queue)
+        done = await follower.wait_until(
+            lambda: set(follower.finals) >= set(requests), time.monotonic() + 60
         )
-        async with worker_pool(env, tmp_path) as pool:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(follower.follow, sqs, events_queue)
-                await pool.start(WORKERS)
-                visible_mid_drain = await restart_on_schedule(pool, control, sqs, queue)
-                done = await follower.wait_until(
-                    lambda: set(follower.finals) >= set(requests), time.monotonic() + 60
-                )
-                assert done, f"{len(set(follower.finals) & set(requests))} of {REQUESTS} ended"
-                await eventually(
-                    lambda: _is_empty(sqs, queue), within=20, message="the request queue to empty"
-                )
-                contacts = await control.contacts()
-                tg.cancel_scope.cancel()
-            # Graceful stops end, and cleanly: none hangs in its shutdown.
-            assert await pool.stop(GRACE_PERIOD_S + 15) == []
-    graceful = {w.name: w.exit_code for w in pool.workers if w.signalled == "SIGTERM"}
+        assert done, f"{len(set(follower.finals) & set(requests))} of {REQUESTS} ended"
+        await eventually(
+            lambda: _is_empty(rig.sqs, queue), within=20, message="the request queue to empty"
+        )
+        contacts = await rig.control.contacts()
+        # Graceful stops end, and cleanly: none hangs in its shutdown.
+        assert await rig.pool.stop(GRACE_PERIOD_S + 15) == []
+        dead_letters = await drain_bodies(rig.sqs, rig.queues.dead_letters)
+    graceful = {w.name: w.exit_code for w in rig.pool.workers if w.signalled == "SIGTERM"}
     assert graceful == dict.fromkeys(graceful, 0)
-    await follower.sweep(sqs, events_queue)
-    dead_letters = await drain_bodies(sqs, dlq)
 
-    check(requests, follower, contacts, dead_letters, pool.workers)
+    check(requests, follower, contacts, dead_letters, rig.pool.workers)
     assert visible_mid_drain[0] > 0, visible_mid_drain  # restarted with a backlog queued
 
 

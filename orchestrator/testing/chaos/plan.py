@@ -10,7 +10,6 @@ from typing import Any
 
 from orchestrator.engine.request import RequestRejected, parse_request
 from orchestrator.testing.poison import Poison
-from orchestrator.testing.processes import quota_args
 from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, customer_document
 
 
@@ -183,7 +182,8 @@ def worker_settings(plan: ChaosPlan) -> dict[str, Any]:
 
 
 def emulator_args(plan: ChaosPlan) -> list[str]:
-    """The `orchestrator emulator` options of this plan's contact center and faults."""
+    """The `orchestrator emulator` options of this plan's contact center and faults (its quotas
+    are `quotas`)."""
 
     def span(pair: tuple[float, float]) -> str:
         return f"{pair[0]:g}:{pair[1]:g}"
@@ -197,5 +197,4 @@ def emulator_args(plan: ChaosPlan) -> list[str]:
         "--error-rate", str(plan.error_rate),
         "--drop-rate", str(plan.drop_rate),
         "--latency", span(plan.latency_ms),
-        *quota_args(quotas(plan)),
     ]  # fmt: skip

@@ -8,10 +8,8 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
-from aiobotocore.session import get_session
 
 from orchestrator.testing.chaos.plan import (
     ChaosPlan,
@@ -23,37 +21,21 @@ from orchestrator.testing.chaos.plan import (
 )
 from orchestrator.testing.chaos.promises import check
 from orchestrator.testing.chaos.report import ChaosReport
-from orchestrator.testing.emulator import EmulatorControl
-from orchestrator.testing.processes import emulator_process
-from orchestrator.testing.queues import (
-    EventFollower,
-    create_queue,
-    create_queue_with_dlq,
-    drain_bodies,
-    queue_counts,
-    send_all,
-)
-from orchestrator.testing.requests import REGION
-from orchestrator.testing.workers import WorkerPool, worker_env, worker_pool
-
-if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
+from orchestrator.testing.queues import drain_bodies, queue_counts, send_all
+from orchestrator.testing.workers import Rig, worker_rig
 
 
 class _Run:
     """One chaos run in progress: the queues, the processes, the events read so far."""
 
-    def __init__(self, plan: ChaosPlan, sqs: SQSClient, sqs_url: str, connect_url: str) -> None:
+    def __init__(self, plan: ChaosPlan, rig: Rig) -> None:
         self.plan = plan
-        self.sqs = sqs
-        self.sqs_url = sqs_url
-        self.connect_url = connect_url
+        self.rig = rig
+        self.sqs, self.queues, self.pool, self.log = rig.sqs, rig.queues, rig.pool, rig.follower
         self.rng = random.Random(plan.seed)
         valid = plan_requests(plan, self.rng)
         poison = [p for copy in range(plan.poison_sets) for p in poison_set(copy, plan.seed)]
         self.report = ChaosReport(plan, valid, poison)
-        self.log = EventFollower()
-        self.queue = self.dlq = self.events_url = ""
         #: (body, is a valid request) not sent yet, in the seeded order they are sent.
         self.to_send: list[tuple[str, bool]] = []
         self.sent_valid = 0
@@ -62,30 +44,16 @@ class _Run:
         self.readable = {p.request_id for p in poison if p.request_id is not None}
 
     async def set_up(self) -> None:
-        self.queue, self.dlq = await create_queue_with_dlq(
-            self.sqs, max_receive_count=self.plan.max_receive_count, prefix="chaos"
-        )
-        self.events_url = await create_queue(self.sqs, "chaos-ev")
         self.to_send = [(v.body, True) for v in self.report.valid]
         self.to_send += [(p.text, False) for p in self.report.poison]
         self.rng.shuffle(self.to_send)
         if self.plan.backlog is None:
             await self.send(len(self.to_send))
 
-    def worker_env(self) -> dict[str, str]:
-        return worker_env(
-            sqs_url=self.sqs_url,
-            queue_url=self.queue,
-            connect_url=self.connect_url,
-            events_url=self.events_url,
-            quotas=quotas(self.plan),
-            settings=worker_settings(self.plan),
-        )
-
     async def send(self, count: int) -> int:
         """Send the next `count` messages; how many of them were valid requests."""
         batch, self.to_send = self.to_send[:count], self.to_send[count:]
-        await send_all(self.sqs, self.queue, [body for body, _ in batch])
+        await send_all(self.sqs, self.queues.requests, [body for body, _ in batch])
         valid = sum(is_valid for _, is_valid in batch)
         self.sent_valid += valid
         return valid
@@ -111,16 +79,16 @@ class _Run:
     async def complete(self) -> bool:
         if self.to_send or self.progress() < 1 or not self.readable <= set(self.log.finals):
             return False
-        visible, hidden = await queue_counts(self.sqs, self.dlq)
+        visible, hidden = await queue_counts(self.sqs, self.queues.dead_letters)
         if visible + hidden < len(self.report.poison):
             return False
-        return await queue_counts(self.sqs, self.queue) == (0, 0)
+        return await queue_counts(self.sqs, self.queues.requests) == (0, 0)
 
-    async def strike(self, pool: WorkerPool, action: str) -> None:
+    async def strike(self, action: str) -> None:
         """SIGKILL or SIGTERM a running worker (chosen by the seeded schedule); replace it."""
         at = f"{time.monotonic() - self.started:5.1f} s, {self.progress():4.0%} done"
         which = signal.SIGKILL if action == "kill" else signal.SIGTERM
-        victim, replacement = await pool.replace(which, self.rng.choice(pool.alive))
+        victim, replacement = await self.pool.replace(which, self.rng.choice(self.pool.alive))
         if action == "kill":
             self.report.kills += 1
         else:
@@ -130,17 +98,17 @@ class _Run:
             f"(up {time.monotonic() - victim.started_at:.1f} s), started {replacement.name}"
         )
 
-    async def drain_under_chaos(self, pool: WorkerPool) -> None:
+    async def drain_under_chaos(self) -> None:
         plan = self.plan
         self.started = time.monotonic()
         deadline = self.started + plan.deadline_s
-        await pool.start(plan.workers)
+        await self.pool.start(plan.workers)
         actions = ["kill"] * plan.kills + ["term"] * plan.graceful_stops
         self.rng.shuffle(actions)
         marks = sorted(self.rng.uniform(*plan.window) for _ in actions)
         for action, mark in zip(actions, marks, strict=True):
             await self.log.wait_until(functools.partial(self.reached, mark), deadline)
-            await self.strike(pool, action)
+            await self.strike(action)
         while not await self.complete():
             if time.monotonic() > deadline:
                 self.report.problems.append(f"did not drain within {plan.deadline_s:g} s")
@@ -150,22 +118,21 @@ class _Run:
             self.report.completed = True
         self.report.drain_s = time.monotonic() - self.started
 
-    async def stop_workers(self, pool: WorkerPool) -> None:
+    async def stop_workers(self) -> None:
         """SIGTERM the survivors; every SIGTERMed worker must exit, and cleanly."""
-        for child in await pool.stop(self.plan.stop_timeout_s):
+        for child in await self.pool.stop(self.plan.stop_timeout_s):
             self.report.problems.append(
                 f"{child.name} did not exit within {self.plan.stop_timeout_s:g} s"
             )
 
     async def collect(self) -> None:
         report = self.report
-        await self.log.sweep(self.sqs, self.events_url)
+        await self.log.sweep(self.sqs, self.queues.events)
         report.events = self.log.events
-        control = EmulatorControl(self.connect_url)
-        report.contacts = await control.contacts()
-        report.stats = await control.stats()
-        report.dead_letters = await drain_bodies(self.sqs, self.dlq)
-        report.left_in_queue = await queue_counts(self.sqs, self.queue)
+        report.contacts = await self.rig.control.contacts()
+        report.stats = await self.rig.control.stats()
+        report.dead_letters = await drain_bodies(self.sqs, self.queues.dead_letters)
+        report.left_in_queue = await queue_counts(self.sqs, self.queues.requests)
 
 
 async def run_chaos(plan: ChaosPlan, *, sqs_url: str, workdir: Path) -> ChaosReport:
@@ -174,23 +141,22 @@ async def run_chaos(plan: ChaosPlan, *, sqs_url: str, workdir: Path) -> ChaosRep
     The report's `problems` list every broken promise (see `check`).
     """
     await anyio.Path(workdir).mkdir(parents=True, exist_ok=True)
-    async with (
-        get_session().create_client("sqs", region_name=REGION, endpoint_url=sqs_url) as sqs,
-        emulator_process(emulator_args(plan), workdir / "emulator.log") as emulator,
-    ):
-        run = _Run(plan, sqs, sqs_url, emulator.url)
+    async with worker_rig(
+        sqs_url, workdir, emulator_args=emulator_args(plan), quotas=quotas(plan),
+        settings=worker_settings(plan), prefix="chaos", max_receive_count=plan.max_receive_count,
+        readers=2,  # two readers keep up with several workers' events
+    ) as rig:  # fmt: skip
+        run = _Run(plan, rig)
         await run.set_up()
-        async with worker_pool(run.worker_env(), workdir, prefix="worker-") as pool:
-            async with anyio.create_task_group() as tg:
-                for _ in range(2):  # two readers keep up with several workers' events
-                    tg.start_soon(run.log.follow, sqs, run.events_url)
-                tg.start_soon(run.feed)
-                await run.drain_under_chaos(pool)
-                tg.cancel_scope.cancel()
-            await run.stop_workers(pool)
-            await run.collect()
-        run.report.workers_started = len(pool.workers)
-        run.report.worker_logs = [w.log_path for w in pool.workers]
-        run.report.exits = [(w.name, w.signalled, w.exit_code) for w in pool.workers]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run.feed)
+            await run.drain_under_chaos()
+            tg.cancel_scope.cancel()
+        await run.stop_workers()
+        await run.collect()
+    pool = rig.pool
+    run.report.workers_started = len(pool.workers)
+    run.report.worker_logs = [w.log_path for w in pool.workers]
+    run.report.exits = [(w.name, w.signalled, w.exit_code) for w in pool.workers]
     run.report.problems += check(run.report)
     return run.report
