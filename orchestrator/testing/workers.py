@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from signal import SIGTERM, Signals
@@ -297,6 +297,21 @@ class Rig:
     control: EmulatorControl
     pool: WorkerPool
     follower: EventFollower
+
+    async def all_final(self, request_ids: Iterable[str], *, stall_s: float = 30.0) -> bool:
+        """Wait until every one of `request_ids` has a final event: whether it came to that
+        before `stall_s` passed without any event arriving (on a loaded machine moto hands out
+        a thousand events slowly, but it does not stop)."""
+        wanted = set(request_ids)
+        seen = -1
+        while len(self.follower.events) > seen:
+            seen = len(self.follower.events)
+            deadline = time.monotonic() + stall_s
+            if await self.follower.wait_until(
+                lambda: set(self.follower.finals) >= wanted, deadline
+            ):
+                return True
+        return False
 
 
 @contextlib.asynccontextmanager
