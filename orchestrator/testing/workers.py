@@ -298,15 +298,17 @@ class Rig:
     pool: WorkerPool
     follower: EventFollower
 
-    async def all_final(self, request_ids: Iterable[str], *, stall_s: float = 30.0) -> bool:
+    async def all_final(
+        self, request_ids: Iterable[str], *, stall_s: float = 30.0, within_s: float = 180.0
+    ) -> bool:
         """Wait until every one of `request_ids` has a final event: whether it came to that
-        before `stall_s` passed without any event arriving (on a loaded machine moto hands out
-        a thousand events slowly, but it does not stop)."""
-        wanted = set(request_ids)
+        within `within_s`, and before `stall_s` passed without any event arriving (moto hands
+        out a thousand queued events at about 30 a second, slower on a loaded machine)."""
+        wanted, end = set(request_ids), time.monotonic() + within_s
         seen = -1
-        while len(self.follower.events) > seen:
+        while len(self.follower.events) > seen and time.monotonic() < end:
             seen = len(self.follower.events)
-            deadline = time.monotonic() + stall_s
+            deadline = min(end, time.monotonic() + stall_s)
             if await self.follower.wait_until(
                 lambda: set(self.follower.finals) >= wanted, deadline
             ):

@@ -24,7 +24,7 @@ from tests.support import eventually
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
 REQUESTS = 90
 START_RATE, START_BURST = 10.0, 5.0

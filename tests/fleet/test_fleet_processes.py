@@ -18,7 +18,7 @@ from orchestrator.testing.requests import request_body
 from orchestrator.testing.workers import BRISK, worker_rig
 from tests.support import eventually
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
 START_RATE, START_BURST = 20.0, 20.0
 REQUESTS = 200
