@@ -61,18 +61,13 @@ test: lint typecheck docs-check pytest
 demo: $(DEMO_STAMP)
 	$(BIN)/orchestrator demo
 
-# The first-round scenarios (quota, detection, scale) write bench/RESULTS.md and results.json
-# whole; each round-two scenario then records its own section, figures and plots.
-BENCH_SCENARIOS := backlog events polling fleet
-
+# Every scenario; each one records its own section of bench/results.json and bench/RESULTS.md
+# and its plot as it finishes (`python -m bench SCENARIO` runs one, `--help` lists them).
 bench: $(STAMP)
 	$(BIN)/python -m bench
-	for s in $(BENCH_SCENARIOS); do $(BIN)/python -m bench.$$s || exit 1; done
-	$(BIN)/python -m bench.plots
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
-	for s in $(BENCH_SCENARIOS); do $(BIN)/python -m bench.$$s --quick || exit 1; done
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak

@@ -1,201 +1,203 @@
-"""`python -m bench`: run the benchmark scenarios, print the tables, write the results.
+"""`python -m bench [SCENARIO ...]`: run benchmark scenarios (all of them by default), print their
+figures and record each one in results.json and RESULTS.md, leaving the other scenarios' sections
+as they were.
 
-A full run (no `--quick`, every scenario) writes bench/RESULTS.md and bench/results.json; any
-other run writes under bench/.runs/ (git-ignored) unless `--out` says where, so that quick runs
-and the smoke test never touch the committed results.
+A full run (no `--quick`, `--only` or `--set`) records into bench/; any other run into
+bench/.runs/quick/ or bench/.runs/partial/ (git-ignored) unless `--out` says where, so that quick
+runs and the smoke tests never touch the committed results. A scenario that fails records nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from orchestrator.testing.emulator.config import parse_range
-
-from . import detection, quota, report, scale
-from .common import isolate_environment
-from .context import RunContext, say
-from .measure import git_commit, machine
-
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-SCENARIOS = ("quota", "detection", "scale")
-
-QUICK_QUOTA = quota.QuotaOptions(requests=16)
-QUICK_DETECTION = detection.DetectionOptions(contacts=40, agents=20, handle_time_s=(4.0, 6.0))
-QUICK_SCALE = scale.ScaleOptions(
-    contacts=1000, agent_delay_s=(4.0, 6.0), talk_time_s=(20.0, 30.0), naive_threads=300
+from . import backlog, detection, events, fleet, polling, quota, scale
+from .harness import (
+    BENCH_DIR,
+    RunContext,
+    Scenario,
+    isolate_environment,
+    override,
+    parse_setting,
+    say,
 )
+from .measure import machine
+from .results import git_commit, record, render
+
+#: In the order they run and appear in RESULTS.md.
+SCENARIOS: tuple[Scenario, ...] = tuple(
+    m.SCENARIO for m in (quota, detection, scale, events, backlog, polling, fleet)
+)
+BY_NAME = {s.name: s for s in SCENARIOS}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    listing = "\n".join(
+        f"  {s.name:<10} {s.title}"
+        + (f" (variants: {', '.join(s.variants)})" if s.variants else "")
+        for s in SCENARIOS
+    )
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmarks of contact-orchestrator against the Connect emulator.",
+        epilog=f"scenarios:\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="default: every scenario")
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small sizes, under a minute in total (figures only prove the suite runs)",
+        help="small sizes, a minute or two a scenario (figures only prove the suite runs)",
     )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="VARIANT",
+        help="run only this variant of the scenarios that have it (repeatable): a partial run",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=parse_setting,
+        metavar="OPTION=VALUE",
+        help="change an option of the scenarios that have it, the value read as JSON "
+        "(e.g. requests=50, center.contacts=500, handle_time_s=[4,6]; repeatable)",
+    )
+    p.add_argument("--seed", type=int, help="seed of every emulator and worker (default: each "
+                   "scenario's own)")  # fmt: skip
     p.add_argument(
         "--out",
         type=Path,
-        help="directory for RESULTS.md, results.json and logs/ (default: bench/ for a full run, "
-        "bench/.runs/quick or bench/.runs/partial otherwise)",
+        help="directory of results.json, RESULTS.md, plots/ and logs/ (default: bench/ for a "
+        "full run, bench/.runs/quick or bench/.runs/partial otherwise)",
     )
     p.add_argument(
-        "--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
-    )
-    p.add_argument("--no-naive", action="store_true", help="skip the naive implementation")
-    p.add_argument("--seed", type=int, default=20261121, help="seed of every emulator and worker")
-
-    q = p.add_argument_group("scenario 1: quota efficiency")
-    q.add_argument("--quota-requests", type=int, help="requests (default 300, quick 16)")
-
-    d = p.add_argument_group("scenario 2: detection under a shared budget")
-    d.add_argument("--detect-contacts", type=int, help="contacts waiting at once (1000, quick 40)")
-    d.add_argument("--detect-agents", type=int, help="agents in the FIFO model (450, quick 20)")
-    d.add_argument(
-        "--detect-handle-time",
-        type=parse_range,
-        metavar="MIN:MAX",
-        help="seconds an agent spends per call (80:120, quick 4:6); keep MIN above the "
-        "round-robin cycle (contacts / 10 s) or calls end before they are noticed",
-    )
-
-    s = p.add_argument_group("scenario 3: scale")
-    s.add_argument(
-        "--scale-contacts", type=int, help="contacts watched at once (10000, quick 1000)"
-    )
-    s.add_argument(
-        "--scale-agent-delay",
-        type=parse_range,
-        metavar="MIN:MAX",
-        help=(
-            "seconds before an agent connects (100:130: long enough that all 10,000 are "
-            "watched at once; quick 4:6)"
-        ),
-    )
-    s.add_argument(
-        "--naive-threads",
-        type=int,
-        help="threads of the naive run of scenario 3 (default: as many as --scale-contacts; "
-        "quick 300)",
+        "--render",
+        action="store_true",
+        help="run nothing: re-render RESULTS.md from the results.json there (after editing "
+        "bench/notes/)",
     )
     return p
 
 
-def options(
-    args: argparse.Namespace,
-) -> tuple[quota.QuotaOptions, detection.DetectionOptions, scale.ScaleOptions]:
-    qo = QUICK_QUOTA if args.quick else quota.QuotaOptions()
-    do = QUICK_DETECTION if args.quick else detection.DetectionOptions()
-    so = QUICK_SCALE if args.quick else scale.ScaleOptions()
-    if args.quota_requests:
-        qo = replace(qo, requests=args.quota_requests)
-    if args.detect_contacts:
-        do = replace(do, contacts=args.detect_contacts)
-    if args.detect_agents:
-        do = replace(do, agents=args.detect_agents)
-    if args.detect_handle_time:
-        do = replace(do, handle_time_s=args.detect_handle_time)
-    if args.scale_contacts:
-        so = replace(so, contacts=args.scale_contacts)
-    if args.scale_agent_delay:
-        so = replace(so, agent_delay_s=args.scale_agent_delay)
-    if args.naive_threads:
-        so = replace(so, naive_threads=args.naive_threads)
-    if args.no_naive:
-        do = replace(do, naive=False)
-        so = replace(so, naive=False)
-    return qo, do, so
-
-
 def output_dir(args: argparse.Namespace) -> Path:
     if args.out is not None:
-        out: Path = args.out
-        return out.resolve()
+        return Path(args.out).resolve()
     if args.quick:
         return BENCH_DIR / ".runs" / "quick"
-    if args.only and set(args.only) != set(SCENARIOS):
+    if args.only or args.set:
         return BENCH_DIR / ".runs" / "partial"
     return BENCH_DIR
 
 
-def logs_dir(out: Path) -> Path:
-    # The committed bench/ directory keeps only the results; its logs go to bench/.runs/.
-    return BENCH_DIR / ".runs" / "logs" if out == BENCH_DIR else out / "logs"
+def options_of(scenario: Scenario, args: argparse.Namespace) -> Any:
+    """The scenario's options (quick or full) with every `--set` it has."""
+    options = scenario.quick if args.quick else scenario.options
+    for key, value in args.set:
+        if accepts(options, key, value):
+            options = override(options, key, value)
+    return options
 
 
-async def run_all(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
-    qo, do, so = options(args)
-    chosen = args.only or list(SCENARIOS)
-    runs: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-        "quota": lambda: quota.run(qo, ctx),
-        "detection": lambda: detection.run(do, ctx),
-        "scale": lambda: scale.run(so, ctx),
-    }
-    scenarios: dict[str, Any] = {}
-    for name in SCENARIOS:
-        if name not in chosen:
+def accepts(options: Any, key: str, value: Any) -> bool:
+    try:
+        override(options, key, value)
+    except ValueError:
+        return False
+    return True
+
+
+def chosen(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Scenario]:
+    if unknown := [n for n in args.scenarios if n not in BY_NAME]:
+        parser.error(f"no scenario {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+    picked = [s for s in SCENARIOS if not args.scenarios or s.name in args.scenarios]
+    names = ", ".join(s.name for s in picked)
+    variants = {v for s in picked for v in s.variants}
+    if stray := [v for v in args.only if v not in variants]:
+        parser.error(f"--only {', '.join(stray)}: no such variant of {names}")
+    for key, value in args.set:
+        if not any(accepts(s.options, key, value) for s in picked):
+            parser.error(f"--set {key}: no such option of {names}")
+    return picked
+
+
+def show_targets(targets: Mapping[str, Any], prefix: str = "") -> None:
+    for name, target in targets.items():
+        if "pass" not in target:
+            show_targets(target, f"{prefix}{name}.")
             continue
+        value = (
+            f": {target['value']} {target['op']} {target['threshold']}" if "op" in target else ""
+        )
+        say(f"  target {prefix}{name}{value}: {'met' if target['pass'] else 'MISSED'}")
+
+
+def run_one(scenario: Scenario, args: argparse.Namespace, out: Path, argv: Sequence[str]) -> bool:
+    """Run one scenario and record it: whether it succeeded."""
+    only = frozenset(v for v in args.only if v in scenario.variants)
+    logs = (BENCH_DIR / ".runs" / "logs" if out == BENCH_DIR else out / "logs") / scenario.name
+    seed = scenario.seed if args.seed is None else args.seed
+    ctx = RunContext(logs, out / "plots", seed, quick=args.quick, only=only)
+    say(f"\n== {scenario.name}: {scenario.title}{' (quick)' if args.quick else ''}; logs in {logs}")
+    began, load_start = time.monotonic(), os.getloadavg()[0]
+    try:
+        figures = anyio.run(scenario.run, options_of(scenario, args), ctx)
+    except Exception as exc:  # the other scenarios still run, and this one's record stays
+        traceback.print_exc()
+        say(f"  scenario {scenario.name} FAILED: {exc!r}; nothing recorded")
+        return False
+    if scenario.plot is not None and not only:
         try:
-            scenarios[name] = await runs[name]()
-        except Exception as exc:  # one broken scenario must not lose the others' figures
+            scenario.plot(figures, ctx.plot(scenario.plot_name))
+        except Exception:  # the figures are recorded all the same
             traceback.print_exc()
-            say(f"      scenario {name} FAILED: {exc!r}")
-            scenarios[name] = {"error": repr(exc)}
-    return scenarios
-
-
-def main(argv: list[str] | None = None) -> int:
-    raw = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(raw)
-    isolate_environment()
-    out = output_dir(args)
-    ctx = RunContext(logs=logs_dir(out), seed=args.seed)
-    commit = git_commit(REPO)
-    say(
-        f"contact-orchestrator benchmarks{' (quick)' if args.quick else ''} on commit "
-        f"{commit['short']}{' + changes' if commit['dirty'] else ''}; results to {out}, "
-        f"logs to {ctx.logs}"
-    )
-    started = time.monotonic()
-    load_start = os.getloadavg()[0]
-    scenarios = anyio.run(run_all, args, ctx)
-    suite_wall = time.monotonic() - started
-    qe = scenarios.get("quota", {}).get("quota_efficiency")  # None when not run
-    results: dict[str, Any] = {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "argv": shlex.join(raw),
-        "quick": args.quick,
-        "commit": commit,
-        "machine": machine(),
-        "suite_wall_s": suite_wall,
-        # Other work on the machine shares its cores with the benchmark: say how busy it was.
+            say(f"  {scenario.name}: the plot FAILED")
+    show_targets(figures.get("targets", {}))
+    run = {
+        "argv": shlex.join(argv), "quick": args.quick, "only": sorted(only), "set": dict(args.set),
+        "wall_s": time.monotonic() - began,
         "load_average": {"start": load_start, "end": os.getloadavg()[0]},
-        "quota_efficiency": qe,
-        "scenarios": scenarios,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    report.write_json(results, out / "results.json")
-    markdown = report.render_markdown(report.finite_or_none(results))
-    (out / "RESULTS.md").write_text(markdown, encoding="utf-8")
-    say("\n" + report.summary_tables(report.finite_or_none(results)))
-    say(f"\nSuite took {suite_wall:.0f} s. Wrote {out / 'RESULTS.md'} and {out / 'results.json'}.")
-    failed = [name for name, figures in scenarios.items() if "error" in figures]
+    }  # fmt: skip
+    recorded = {k: v for k, v in figures.items() if k not in scenario.unrecorded}
+    record(out, {scenario.name: recorded}, run, machine(), SCENARIOS)
+    say(f"  {scenario.name} took {run['wall_s']:.0f} s; recorded in {out / 'results.json'}")
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(raw)
+    scenarios = chosen(args, parser)
+    out = output_dir(args)
+    if args.render:
+        data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        (out / "RESULTS.md").write_text(render(data, SCENARIOS), encoding="utf-8")
+        say(f"wrote {out / 'RESULTS.md'}")
+        return 0
+    isolate_environment()
+    commit = git_commit()
+    say(
+        f"contact-orchestrator benchmarks ({', '.join(s.name for s in scenarios)})"
+        f"{' quick' if args.quick else ''} on commit {commit['short']}"
+        f"{' + changes' if commit['dirty'] else ''}; results to {out}"
+    )
+    failed = [s.name for s in scenarios if not run_one(s, args, out, raw)]
+    if failed:
+        say(f"\nFAILED: {', '.join(failed)}")
     return 1 if failed else 0
 
 

@@ -7,8 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from orchestrator.engine.request import client_token
-
-from .measure import distribution
+from orchestrator.testing.stats import distribution
 
 OPERATIONS = ("StartWebRTCContact", "DescribeContact", "StartScreenSharing")
 

@@ -1,18 +1,22 @@
-"""Running the real worker for a benchmark: queues, settings, a counting sink, a deadline."""
+"""Running the real worker in the benchmark's process: its settings, queues, a counting sink, a
+deadline, its logs."""
 
 from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 from aiobotocore.session import AioSession
 
+from orchestrator.connect.operations import Operation
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.settings import Settings
@@ -23,8 +27,9 @@ from orchestrator.sinks import EventSink
 from orchestrator.sqs import aws_client_config
 from orchestrator.testing.memory_queue import MemoryQueue
 from orchestrator.testing.queues import create_queue_with_dlq, send_all
+from orchestrator.testing.requests import REGION
 
-from .common import REGION
+from .harness import Quotas
 
 
 @dataclass
@@ -60,12 +65,38 @@ def worker_logs(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as stream:
         configure_logging(level="INFO", json_output=True, stream=stream)
-        yield
+        try:
+            yield
+        finally:  # the file closes: later records (matplotlib's) go to stderr
+            configure_logging(level="WARNING", json_output=False, stream=sys.stderr)
 
 
-def aio_session() -> AioSession:
-    """A session with the fake credentials (also in the environment) of the local peers."""
-    return AioSession()
+def memory_settings(
+    run: str,
+    contacts: int,
+    endpoint_url: str,
+    quotas: Quotas,
+    /,
+    *,
+    watch: Mapping[str, Any] | None = None,
+    contact_events: Mapping[str, Any] | None = None,
+) -> Settings:
+    """The settings of a worker fed by a `MemoryQueue` (`memory_worker`) that starts `contacts`
+    at once on the emulator at `endpoint_url` with `quotas`."""
+    connect: dict[str, Any] = {"endpoint_url": endpoint_url}
+    for operation, (rate, burst) in quotas.items():
+        connect[f"{Operation(operation).name.lower()}_rate"] = rate
+        connect[f"{Operation(operation).name.lower()}_burst"] = burst
+    return Settings(
+        aws={"region": REGION},
+        # The queue's URL (a reserved .invalid name) is never called.
+        queue={"url": f"http://memory.invalid/{run}", "wait_time_s": 1,
+               "max_in_flight": max(1000, contacts)},
+        connect=connect,
+        observability={"enabled": False},
+        watch=dict(watch or {}),
+        contact_events=dict(contact_events or {}),
+    )  # fmt: skip
 
 
 async def sqs_queue_with(session: AioSession, sqs_url: str, bodies: Sequence[str]) -> str:

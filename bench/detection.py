@@ -1,174 +1,96 @@
-"""Scenario 2, detection under a shared budget: how soon an agent connection is noticed.
+"""Detection under a shared budget: how soon an agent connection is noticed.
 
 Every contact is started at once (StartWebRTCContact and StartScreenSharing quotas raised, both
-in the emulator and in the client), then all of them wait in the emulator's contact-center model:
-one FIFO queue served by `agents` agents, each busy for uniform(`handle_time_s`) per call, with a
-patience long enough that nobody hangs up. DescribeContact keeps Connect's default quota (10/s,
-burst 15) in the emulator and in the client, so the budget is far too small to poll every waiting
-contact often: how it is spent decides how soon connections are noticed.
+in the emulator and in the client), then all of them wait in the emulator's contact-center model
+(`bench.center`): one FIFO queue served by `agents` agents, each busy for uniform(`handle_time_s`)
+per call, with a patience long enough that nobody hangs up. DescribeContact keeps Connect's
+default quota (10/s, burst 15) in the emulator and in the client, so the budget is far too small
+to poll every waiting contact often: how it is spent decides how soon connections are noticed.
 
-Three implementations, each against a fresh emulator with the same seed and model, run at the same
-time (each at most 10 DescribeContact calls/s; the naive one in its own process):
+Three implementations (`--only` picks some), each against a fresh emulator with the same seed and
+model, run at the same time (each at most 10 DescribeContact calls/s; the naive one in its own
+process):
 
-* ours: the real worker and lifecycle engine (`bench.daemon.memory_worker`), the requests fed
-  through an in-memory queue: moto's SQS server hands out 1,000 messages too slowly (about a
-  minute) for the contacts to start at once;
-* round-robin: `bench.roundrobin`, one loop cycling through the waiting contacts at the budget rate;
+* ours: the real worker and lifecycle engine, the requests fed through an in-memory queue: moto's
+  SQS server hands out 1,000 messages too slowly (about a minute) for the contacts to start at once;
+* round_robin: `bench.roundrobin`, one loop cycling through the waiting contacts at the budget rate;
 * naive: `bench.naive`, a thread per contact polling every 2 s with no budget.
-
-Detection delay = ScreenSharingStartedAt - ConnectedToAgentAt, per contact, from the emulator.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
-import anyio
-
-from orchestrator.connect.operations import Operation, Quota
-from orchestrator.daemon.settings import Settings
-from orchestrator.metrics import Metrics
+from orchestrator.connect.operations import Operation
 from orchestrator.testing.emulator import EmulatorControl
+from orchestrator.testing.processes import emulator_process
 
-from . import analysis, naive, servers
-from .common import REGION, quota_args, request_body, span
-from .context import RunContext, say
-from .daemon import FinalCounter, aio_session, memory_worker, run_until, worker_logs
-from .measure import ratio
+from . import analysis, naive
+from .center import RAISED, Center, run_worker
+from .daemon import worker_logs
+from .harness import (
+    RunContext,
+    Scenario,
+    figure,
+    num,
+    pct,
+    ratio,
+    run_all,
+    say,
+    span,
+    table,
+    times,
+)
+from .results import note
 from .roundrobin import run_round_robin
 
-RAISED = 1000.0
+IMPLEMENTATIONS = ("ours", "round_robin", "naive")
+
+
+CENTER = Center(
+    contacts=1000, agents=450, handle_time_s=(80.0, 120.0), describe_rate=10.0,
+    describe_burst=15.0, slack_s=120.0,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class DetectionOptions:
-    contacts: int = 1000
-    agents: int = 450
-    handle_time_s: tuple[float, float] = (80.0, 120.0)
-    patience_s: float = 3600.0
-    describe_rate: float = 10.0
-    describe_burst: float = 15.0
-    naive: bool = True
-    #: Implementations to run (ours, round_robin, naive).
-    implementations: tuple[str, ...] = field(default=("ours", "round_robin", "naive"))
-
-    def drain_estimate_s(self) -> float:
-        """When the last contact gets an agent: the first `agents` at once, then the rest as
-        agents free up (mean handle time each), starting after the shortest handle time."""
-        waiting = max(0, self.contacts - self.agents)
-        if waiting == 0:
-            return 0.0
-        mean_handle = sum(self.handle_time_s) / 2
-        return self.handle_time_s[0] + waiting * mean_handle / self.agents
-
-    def deadline_s(self) -> float:
-        return self.drain_estimate_s() + self.handle_time_s[1] + 120.0
+    center: Center = CENTER
 
 
-def _emulator_args(opts: DetectionOptions, seed: int) -> list[str]:
-    return [
-        "--seed",
-        str(seed),
-        "--max-concurrent-calls",
-        "0",
-        "--agents",
-        str(opts.agents),
-        "--handle-time",
-        span(*opts.handle_time_s),
-        "--patience",
-        span(opts.patience_s, opts.patience_s),
-        *quota_args(
-            {
-                "StartWebRTCContact": (RAISED, RAISED),
-                "DescribeContact": (opts.describe_rate, opts.describe_burst),
-                "StartScreenSharing": (RAISED, RAISED),
-            }
-        ),
-    ]
+QUICK = DetectionOptions(
+    Center(
+        contacts=40, agents=20, handle_time_s=(4.0, 6.0), describe_rate=10.0, describe_burst=15.0,
+        slack_s=120.0,
+    )
+)  # fmt: skip
 
 
-def _client_quotas(opts: DetectionOptions) -> dict[str, Quota]:
-    return {
-        Operation.START_WEBRTC_CONTACT: Quota(RAISED, RAISED),
-        Operation.DESCRIBE_CONTACT: Quota(opts.describe_rate, opts.describe_burst),
-        Operation.START_SCREEN_SHARING: Quota(RAISED, RAISED),
-    }
-
-
-async def _ours(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
-    n = opts.contacts
-    async with servers.emulator(
-        _emulator_args(opts, ctx.seed), ctx.log("detection-ours-emulator")
-    ) as emulator:
-        settings = Settings(
-            aws={"region": REGION},
-            # A MemoryQueue feeds the worker: the URL (a reserved .invalid name) is never called.
-            queue={
-                "url": "http://memory.invalid/detection",
-                "wait_time_s": 1,
-                "max_in_flight": max(1000, n),
-            },
-            connect={
-                "endpoint_url": emulator.url,
-                "start_webrtc_contact_rate": RAISED,
-                "start_webrtc_contact_burst": RAISED,
-                "describe_contact_rate": opts.describe_rate,
-                "describe_contact_burst": opts.describe_burst,
-                "start_screen_sharing_rate": RAISED,
-                "start_screen_sharing_burst": RAISED,
-            },
-            observability={"enabled": False},
-        )
-        counter = FinalCounter(expected=n)
-        with worker_logs(ctx.log("detection-ours-worker")):
-            async with memory_worker(
-                settings,
-                session=aio_session(),
-                metrics=Metrics(),
-                extra_sinks=[counter],
-                seed=ctx.seed,
-            ) as (worker, queue):
-                started = time.monotonic()
-                for i in range(n):
-                    queue.send(request_body("detect", i))
-                completed = await run_until(worker, counter, opts.deadline_s())
-                wall = (counter.last_final or time.monotonic()) - started
-        truth = EmulatorControl(emulator.url, timeout_s=120)
+async def _implementation(name: str, opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
+    """One implementation against its own emulator: its figures from the emulator's truth."""
+    c = opts.center
+    async with emulator_process(c.emulator_args(ctx.seed), ctx.log(f"{name}-emulator")) as emu:
+        own: dict[str, Any]
+        if name == "ours":
+            with worker_logs(ctx.log("ours-worker")):
+                run = await run_worker(c, emu.url, run="detect", seed=ctx.seed)
+            own = {"completed": run.completed, "wall_s": run.wall_s, "finals": run.finals}
+        elif name == "round_robin":
+            poller = await run_round_robin(
+                emu.url, c.contacts, "detect", c.quotas(), c.deadline_s()
+            )
+            own = {"poller": poller}
+        else:
+            log = ctx.log("naive-process")
+            own = {"process": await naive.run(emu.url, emu.pid, c.contacts, c.deadline_s(), log)}
+        truth = EmulatorControl(emu.url, timeout_s=120)
         contacts, stats = await truth.contacts(), await truth.stats()
-    return {
-        **_common(contacts, stats, opts),
-        "completed": completed,
-        "wall_s": wall,
-        "finals": dict(counter.finals),
-    }
-
-
-async def _round_robin(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
-    async with servers.emulator(
-        _emulator_args(opts, ctx.seed), ctx.log("detection-rr-emulator")
-    ) as emulator:
-        poller = await run_round_robin(
-            emulator.url, opts.contacts, "detect", _client_quotas(opts), opts.deadline_s()
-        )
-        truth = EmulatorControl(emulator.url, timeout_s=120)
-        contacts, stats = await truth.contacts(), await truth.stats()
-    return {**_common(contacts, stats, opts), "poller": poller}
-
-
-async def _naive(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
-    async with servers.emulator(
-        _emulator_args(opts, ctx.seed), ctx.log("detection-naive-emulator")
-    ) as emulator:
-        argv = naive.command(emulator.url, emulator.pid, opts.contacts, opts.deadline_s())
-        process = await servers.run_child(
-            argv, ctx.log("detection-naive-process"), timeout_s=opts.deadline_s() + 120
-        )
-        truth = EmulatorControl(emulator.url, timeout_s=120)
-        contacts, stats = await truth.contacts(), await truth.stats()
-    return {**_common(contacts, stats, opts), "process": process}
+    return {**_common(contacts, stats, opts), **own}
 
 
 def _common(
@@ -176,7 +98,7 @@ def _common(
 ) -> dict[str, Any]:
     ops = analysis.operation_stats(stats)
     return {
-        **analysis.detection(contacts, wave_s=opts.handle_time_s[0]),
+        **analysis.detection(contacts, wave_s=opts.center.handle_time_s[0]),
         "start_window_s": analysis.start_window(contacts)["spread_s"],
         "describe_calls": ops[Operation.DESCRIBE_CONTACT]["calls"],
         "describe_throttled": ops[Operation.DESCRIBE_CONTACT]["throttled"],
@@ -186,9 +108,6 @@ def _common(
         ),
         "operations": ops,
     }
-
-
-RUNNERS = {"ours": _ours, "round_robin": _round_robin, "naive": _naive}
 
 
 def comparison(ours: dict[str, Any], other: dict[str, Any]) -> dict[str, float]:
@@ -211,48 +130,180 @@ def comparison(ours: dict[str, Any], other: dict[str, Any]) -> dict[str, float]:
     }
 
 
-async def run(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
-    impls = [i for i in opts.implementations if opts.naive or i != "naive"]
+async def measure(opts: DetectionOptions, ctx: RunContext) -> dict[str, Any]:
+    c = opts.center
+    impls = [i for i in IMPLEMENTATIONS if ctx.wants(i)]
     say(
-        f"\n[2/3] detection: {opts.contacts} contacts waiting at once, {opts.agents} agents, "
-        f"handle time {span(*opts.handle_time_s)} s, DescribeContact "
-        f"{opts.describe_rate:g}/s burst {opts.describe_burst:g}; "
-        f"{', '.join(impls)} side by side (about {opts.drain_estimate_s():.0f} s)"
+        f"detection: {c.contacts} contacts waiting at once, {c.agents} agents, "
+        f"handle time {span(*c.handle_time_s)} s, DescribeContact "
+        f"{c.describe_rate:g}/s burst {c.describe_burst:g}; "
+        f"{', '.join(impls)} side by side (about {c.drain_estimate_s():.0f} s)"
     )
-    results: dict[str, Any] = {}
-
-    async def one(name: str) -> None:
-        results[name] = await RUNNERS[name](opts, ctx)
-
-    async with anyio.create_task_group() as tg:
-        for name in impls:
-            tg.start_soon(one, name)
-    n = opts.contacts
-    theory = n / (2 * opts.describe_rate)
+    results = await run_all({name: partial(_implementation, name, opts, ctx) for name in impls})
+    theory = c.contacts / (2 * c.describe_rate)
     out: dict[str, Any] = {
         "options": {
-            "contacts": n,
-            "agents": opts.agents,
-            "handle_time_s": list(opts.handle_time_s),
-            "patience_s": opts.patience_s,
-            "describe_quota": [opts.describe_rate, opts.describe_burst],
+            "contacts": c.contacts,
+            "agents": c.agents,
+            "handle_time_s": list(c.handle_time_s),
+            "patience_s": c.patience_s,
+            "describe_quota": [c.describe_rate, c.describe_burst],
             "other_quotas": [RAISED, RAISED],
-            "drain_estimate_s": opts.drain_estimate_s(),
+            "drain_estimate_s": c.drain_estimate_s(),
         },
         "round_robin_theory_mean_s": theory,
-        **{name: results[name] for name in impls},
+        **results,
     }
     if "ours" in results:
         out["ratios"] = {
             other: comparison(results["ours"], results[other]) for other in impls if other != "ours"
         }
-    for name in impls:
-        d = results[name]["detection_delay_s"]
+    for name, r in results.items():
+        d = r["detection_delay_s"]
         say(
-            f"      {name:<12} detection p50 {d['p50']:6.1f} s  p95 {d['p95']:6.1f} s  "
-            f"p99 {d['p99']:6.1f} s  polls/contact "
-            f"{results[name]['describe_calls_per_contact']['mean']:5.1f}  429s "
-            f"{results[name]['describe_throttled']}  undetected {results[name]['undetected']}"
+            f"  {name:<12} detection p50 {d['p50']:6.1f} s  p95 {d['p95']:6.1f} s  "
+            f"p99 {d['p99']:6.1f} s  polls/contact {r['describe_calls_per_contact']['mean']:5.1f}"
+            f"  429s {r['describe_throttled']}  undetected {r['undetected']}"
         )
-    say(f"      round-robin expectation N/(2 x rate) = {theory:.0f} s for the initial N = {n}")
+    say(f"  round-robin expectation N/(2 x rate) = {theory:.0f} s for the initial N")
     return out
+
+
+NAMES = {"ours": "contact-orchestrator", "round_robin": "round-robin", "naive": "naive"}
+DETECTION_HEADER = [
+    "implementation", "detection p50", "p95", "p99", "mean",
+    "DescribeContact per contact (answered)", "(attempted)", "429s", "undetected / never connected",
+]  # fmt: skip
+
+
+def detection_row(name: str, d: Mapping[str, Any]) -> list[str]:
+    delay = d["detection_delay_s"]
+    return [
+        NAMES.get(name, name),
+        *(num(delay[q], 1, " s") for q in ("p50", "p95", "p99", "mean")),
+        num(d["describe_calls_per_contact"]["mean"], 1),
+        num(d["describe_attempts_per_contact"], 1),
+        f"{num(d['describe_throttled'])} ({pct(d['describe_throttled_fraction'])})",
+        f"{num(d['undetected'])} / {num(d['never_connected'])}",
+    ]
+
+
+def _quantiles(d: Mapping[str, Any]) -> str:
+    return " / ".join(num(d[q], 1) for q in ("p50", "p95", "p99")) + " s"
+
+
+def markdown(d: Mapping[str, Any]) -> str:
+    o = d["options"]
+    impls = [i for i in IMPLEMENTATIONS if i in d]
+    parts = [
+        "## 2. Detection under a shared budget",
+        f"{o['contacts']:,} contacts started at once (StartWebRTCContact and StartScreenSharing "
+        f"quotas raised to {o['other_quotas'][0]:g}/s in the emulator and in the client) wait in "
+        f"the emulator's contact-center model: one FIFO queue, {o['agents']} agents, handle time "
+        f"uniform {o['handle_time_s'][0]:g}-{o['handle_time_s'][1]:g} s, patience "
+        f"{o['patience_s']:g} s (nobody hangs up). The first {o['agents']} contacts get an agent "
+        "at once; the others as agents free up, oldest first, the last after about "
+        f"{o['drain_estimate_s']:.0f} s. DescribeContact keeps Connect's default quota "
+        f"({o['describe_quota'][0]:g}/s, burst {o['describe_quota'][1]:g}) in the emulator "
+        "and in every client budget. Each implementation runs against its own emulator "
+        "(same seed, same model), the three at the same time. Ours is the real `Worker` and "
+        "`LifecycleEngine` with every watch setting at its default (queue-aware polling "
+        "included), fed through `orchestrator.testing.memory_queue.MemoryQueue`: moto's SQS "
+        "server hands out 1,000 messages too slowly (about a minute) for the contacts to start "
+        "at once.",
+        "Detection delay = `ScreenSharingStartedAt - ConnectedToAgentAt` per contact (emulator "
+        "ground truth): the time from the agent connecting to screen sharing starting. "
+        "*Answered* DescribeContact calls are the emulator's per-contact count; *attempted* "
+        "include the throttled ones. *Undetected*: an agent connected but screen sharing never "
+        "started (the call ended first, or the implementation gave up).",
+        table(DETECTION_HEADER, [detection_row(name, d[name]) for name in impls]),
+    ]
+    phased = [name for name in impls if d[name].get("detection_by_phase")]
+    if phased:
+        by_phase = d[phased[0]]["detection_by_phase"]
+        parts.append(
+            "By phase: the *first wave* are the contacts every free agent takes at once (within "
+            f"{o['handle_time_s'][0]:g} s, the shortest handle time, of the first start; "
+            f"{num(by_phase['first_wave_s']['count'])} contacts for {NAMES[phased[0]]}): nothing "
+            "can detect them faster than the budget allows polls, one per contact. The *queued* "
+            f"contacts ({num(by_phase['queued_s']['count'])}) connect one by one, oldest first, as "
+            "agents free up: there the choice of whom to poll matters."
+        )
+        header = ["implementation", "first wave p50 / p95 / p99", "queued p50 / p95 / p99"]
+        waves = ("first_wave_s", "queued_s")
+        rows = [
+            [NAMES[n], *(_quantiles(d[n]["detection_by_phase"][k]) for k in waves)] for n in phased
+        ]
+        parts.append(table(header, rows))
+    if "ours" in d and "round_robin" in d:
+        r = d["ratios"]["round_robin"]
+        qs = ("p50", "p95", "p99")
+        rows = [
+            ["all contacts (below 1: ours is better)",
+             *(times(r[f"detection_{q}"]) for q in (*qs, "mean")),
+             times(r["describe_calls_per_contact"])],
+            ["first wave", *(times(r.get(f"first_wave_{q}")) for q in qs), "", ""],
+            ["queued", *(times(r.get(f"queued_{q}")) for q in qs), "", ""],
+        ]  # fmt: skip
+        header = ["ours / round-robin", "p50", "p95", "p99", "mean", "DescribeContact per contact"]
+        parts.append(table(header, rows))
+    measured = d.get("round_robin", {}).get("detection_delay_s", {}).get("mean")
+    parts += [
+        f"Round-robin in theory: a contact that connects at a random moment waits half a cycle, "
+        f"N / (2 x rate) = {o['contacts']:,} / (2 x {o['describe_quota'][0]:g}) = "
+        f"**{num(d['round_robin_theory_mean_s'], 0, ' s')}** for the initial N (the ring "
+        "shrinks as contacts are served, so later contacts wait less)."
+        + (f" Measured mean: {num(measured, 1, ' s')}." if measured is not None else ""),
+        "### What the FIFO queue model implies for polling",
+        note("fifo-policy"),
+    ]
+    return "\n\n".join(parts)
+
+
+#: (key under scenarios.detection, label), in the order drawn.
+POLICIES = (("ours", "ours"), ("round_robin", "round robin"), ("naive", "naive"))
+
+
+def policies(detection: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Detection delay percentiles per implementation, from the scenario's figures."""
+    delays = {key: detection[key]["detection_delay_s"] for key, _ in POLICIES}
+    return {
+        key: {q: float(d[q]) for q in ("p50", "p95", "p99", "count")}
+        | {"contacts": float(detection[key].get("contacts", math.nan))}
+        for key, d in delays.items()
+    }
+
+
+def plot(detection: Mapping[str, Any], out: Path) -> None:
+    """Grouped bars of the detection delay's p50/p95/p99 for ours, round robin and naive."""
+    figures = policies(detection)
+    width = 0.8 / 3
+    with figure(out, figsize=(8, 4.8)) as (_, axes):
+        for i, quantile in enumerate(("p50", "p95", "p99")):
+            xs = [j + (i - 1) * width for j in range(len(POLICIES))]
+            values = [figures[key][quantile] for key, _ in POLICIES]
+            bars = axes.bar(xs, values, width, label=quantile)
+            axes.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=8, padding=2)
+        labels = []
+        for key, name in POLICIES:
+            detected, contacts = figures[key]["count"], figures[key]["contacts"]
+            missed = math.isfinite(contacts) and detected < contacts
+            labels.append(
+                name + (f"\n({detected:.0f} of {contacts:.0f} detected)" if missed else "")
+            )
+        axes.set_xticks(range(len(POLICIES)), labels)
+        axes.set_ylabel("detection delay (s): screen sharing started - agent connected")
+        options = detection.get("options", {})
+        axes.set_title(
+            f"Detection delay by polling policy ({options.get('contacts', '?')} contacts, "
+            f"{options.get('agents', '?')} agents)",
+            fontsize=10,
+        )
+        axes.legend()
+
+
+SCENARIO = Scenario(
+    "detection", "detection under a shared DescribeContact budget, against round-robin and naive",
+    DetectionOptions(), QUICK, measure, markdown, seed=20261121, plot=plot,
+    plot_name="detection-policies", variants=IMPLEMENTATIONS,
+)  # fmt: skip

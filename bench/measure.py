@@ -1,4 +1,5 @@
-"""Measuring the process and the machine: CPU time, RSS, event-loop lag, percentiles."""
+"""Measuring the process and the machine: CPU time, RSS, event-loop lag (percentiles are the
+testing kit's, `orchestrator.testing.stats`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ import math
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,30 +16,28 @@ from typing import Any
 import anyio
 
 from orchestrator.metrics import Metrics
+from orchestrator.testing.stats import distribution
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _status_kib(field_name: str) -> int:
-    """A `kB` line of /proc/self/status (VmRSS, VmHWM), in KiB; 0 when unavailable."""
+def _proc_kib(path: str, name: str) -> int:
+    """A `kB` line of a /proc file (VmRSS of /proc/self/status...), in KiB; 0 when unavailable."""
     try:
-        text = Path("/proc/self/status").read_text(encoding="ascii")
+        lines = Path(path).read_text(encoding="ascii").splitlines()
     except OSError:
         return 0
-    for line in text.splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    return 0
+    return next((int(line.split()[1]) for line in lines if line.startswith(name + ":")), 0)
 
 
 def rss_bytes() -> int:
     """Resident set size now."""
-    return _status_kib("VmRSS") * 1024
+    return _proc_kib("/proc/self/status", "VmRSS") * 1024
 
 
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process (VmHWM, else ru_maxrss, which Linux gives in KiB)."""
-    peak = _status_kib("VmHWM")
+    peak = _proc_kib("/proc/self/status", "VmHWM")
     if not peak:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak * 1024
@@ -59,36 +56,6 @@ def process_cpu_seconds(pid: int) -> float:
         return math.nan
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1) by linear interpolation; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def distribution(values: Sequence[float]) -> dict[str, float]:
-    """count, mean, p50, p95, p99, max."""
-    return {
-        "count": len(values),
-        "mean": sum(values) / len(values) if values else math.nan,
-        "p50": percentile(values, 0.50),
-        "p95": percentile(values, 0.95),
-        "p99": percentile(values, 0.99),
-        "max": max(values) if values else math.nan,
-    }
-
-
-def ratio(ours: float, theirs: float) -> float:
-    """ours / theirs, NaN when undefined."""
-    if not (math.isfinite(ours) and math.isfinite(theirs)) or theirs == 0:
-        return math.nan
-    return ours / theirs
 
 
 @dataclass
@@ -121,23 +88,6 @@ def histogram_summary(metrics: Metrics, name: str) -> dict[str, float]:
     return out
 
 
-def git_commit(repo: Path) -> dict[str, Any]:
-    """The commit the benchmark ran on, and whether the working tree had changes."""
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return ""
-        return done.stdout.strip()
-
-    sha = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"sha": sha or "unknown", "short": sha[:10] or "unknown", "dirty": dirty}
-
-
 def machine() -> dict[str, Any]:
     """CPU model, cores, memory, Python and OS of this machine."""
     model = platform.processor() or "unknown"
@@ -148,7 +98,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    mem_kib = _meminfo_kib("MemTotal")
+    mem_kib = _proc_kib("/proc/meminfo", "MemTotal")
     return {
         "cpu_model": model,
         "cores": os.cpu_count() or 0,
@@ -158,13 +108,3 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "executable": sys.executable,
     }
-
-
-def _meminfo_kib(name: str) -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0

@@ -13,42 +13,36 @@ DescribeContact every 2 s with no backoff and no deadline), made as fair as it c
   threads: no rate budget, no backoff of its own, no deadline (the harness stops the threads
   when the scenario is over and counts those still polling).
 
-`python -m bench.naive --endpoint-url URL --contacts N` runs it in its own process and prints
-its figures (CPU, peak RSS, counters) as one JSON line for the benchmark.
+`run` runs it in its own process (`python -m bench.naive OPTIONS-AS-JSON`), which prints its
+figures (CPU, peak RSS, counters) as one JSON line for the benchmark.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import boto3
 
-from .common import REGION, isolate_environment, request_params
+from orchestrator.testing.requests import REGION
+
+from .harness import child_main, request_params, run_child
 from .measure import cpu_seconds, peak_rss_bytes, process_cpu_seconds, rss_bytes
-from .servers import RESULT_PREFIX
 
 log = logging.getLogger("naive")
 
 
-@dataclass
-class Counters:
-    started: int = 0
-    start_failures: int = 0
-    describe_calls: int = 0
-    describe_errors: int = 0
-    connected_seen: int = 0
-    disconnected_seen: int = 0
-    screen_sharing_started: int = 0
-    screen_sharing_failures: int = 0
-    still_polling_at_deadline: int = 0
-    peak_threads: int = 0
+#: What the threads count (as the figures name them).
+COUNTS = (
+    "started", "start_failures", "describe_calls", "describe_errors", "connected_seen",
+    "disconnected_seen", "screen_sharing_started", "screen_sharing_failures",
+    "still_polling_at_deadline", "peak_threads",
+)  # fmt: skip
 
 
 class NaiveOrchestrator:
@@ -56,12 +50,12 @@ class NaiveOrchestrator:
         self.client = client
         self.interval_s = interval_s
         self.stop = threading.Event()
-        self.counters = Counters()
+        self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def _count(self, name: str) -> None:
         with self._lock:
-            setattr(self.counters, name, getattr(self.counters, name) + 1)
+            self.counters[name] += 1
 
     def handle_call(self, index: int) -> None:
         params = request_params(index)
@@ -104,7 +98,7 @@ class NaiveOrchestrator:
         ]
         for thread in threads:
             thread.start()
-        self.counters.peak_threads = threading.active_count()
+        self.counters["peak_threads"] = threading.active_count()
         deadline = time.monotonic() + deadline_s
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -114,57 +108,42 @@ class NaiveOrchestrator:
             thread.join()
 
 
-def command(endpoint_url: str, emulator_pid: int, contacts: int, deadline_s: float) -> list[str]:
-    """The argv that runs this baseline in its own process (the benchmarks' child)."""
-    return [
-        sys.executable,
-        "-m",
-        "bench.naive",
-        "--endpoint-url",
-        endpoint_url,
-        "--emulator-pid",
-        str(emulator_pid),
-        "--contacts",
-        str(contacts),
-        "--deadline-s",
-        str(deadline_s),
-    ]
+async def run(
+    endpoint_url: str, emulator_pid: int, contacts: int, deadline_s: float, log_path: Path
+) -> dict[str, Any]:
+    """This baseline in its own process, until `deadline_s` at most: its figures."""
+    options = {
+        "endpoint_url": endpoint_url,
+        "emulator_pid": emulator_pid,
+        "contacts": contacts,
+        "deadline_s": deadline_s,
+    }
+    return await run_child("bench.naive", options, log_path, timeout_s=deadline_s + 120)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.naive")
-    parser.add_argument("--endpoint-url", required=True)
-    parser.add_argument("--contacts", type=int, required=True)
-    parser.add_argument("--interval", type=float, default=2.0)
-    parser.add_argument("--deadline-s", type=float, required=True)
-    parser.add_argument("--emulator-pid", type=int, default=0)
-    args = parser.parse_args(argv)
-    isolate_environment()
+def measure(options: Mapping[str, Any]) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING, format="%(threadName)s %(levelname)s %(message)s")
-
-    client = boto3.client("connect", region_name=REGION, endpoint_url=args.endpoint_url)
+    client = boto3.client("connect", region_name=REGION, endpoint_url=options["endpoint_url"])
     # Load what the first call would load lazily, so the baseline holds it.
     client.meta.service_model.operation_model("DescribeContact")
-    naive = NaiveOrchestrator(client, args.interval)
+    naive = NaiveOrchestrator(client, options.get("interval_s", 2.0))
     baseline_rss = rss_bytes()
     cpu_before = cpu_seconds()
-    emu_before = process_cpu_seconds(args.emulator_pid) if args.emulator_pid else float("nan")
+    emulator_pid = options["emulator_pid"]
+    emu_before = process_cpu_seconds(emulator_pid)
     started = time.monotonic()
-    naive.run(args.contacts, args.deadline_s)
+    naive.run(options["contacts"], options["deadline_s"])
     wall = time.monotonic() - started
-    result = {
-        **asdict(naive.counters),
-        "contacts": args.contacts,
+    return {
+        **{k: naive.counters[k] for k in COUNTS},
+        "contacts": options["contacts"],
         "wall_s": wall,
         "cpu_s": cpu_seconds() - cpu_before,
         "baseline_rss_bytes": baseline_rss,
         "peak_rss_bytes": peak_rss_bytes(),
-        "emulator_cpu_s": (
-            process_cpu_seconds(args.emulator_pid) - emu_before if args.emulator_pid else None
-        ),
+        "emulator_cpu_s": process_cpu_seconds(emulator_pid) - emu_before,
     }
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    child_main(measure)

@@ -1,63 +1,40 @@
 """Queue-aware polling vs plain backoff, contact events off, on a generous and a tight
 DescribeContact budget.
 
-`python -m bench.polling [--quick]`. Every combination of service order, policy (`[watch]
-queue_aware` true or false, the other `[watch]` settings at their defaults) and DescribeContact
-quota (10/s burst 15, Connect's default, and 2/s burst 3; the same in the emulator and in the
-worker's `[connect]`) runs against its own fresh emulator with the same seed and contact-center
-model, all at the same time: `contacts` contacts started at once into one queue served by
-`agents` agents (uniform(`handle_time_s`) per call), so that agents free up over about two
-minutes.
+`python -m bench polling`. Every combination of service order, policy (`[watch] queue_aware` true
+or false, the other `[watch]` settings at their defaults) and DescribeContact quota (10/s burst 15,
+Connect's default, and 2/s burst 3; the same in the emulator and in the worker's `[connect]`) runs
+against its own fresh emulator with the same seed and contact-center model (`bench.center`), all
+at the same time: `contacts` contacts started at once into one queue served by `agents` agents, so
+that agents free up over about two minutes.
 
 Service order (the emulator's `--service-order`): "fifo", a free agent takes the oldest waiting
 contact; "random", a uniformly random one (skills-based routing seen from one queue), where the
 queue-aware policy's FIFO inferences are wrong and it must fall back to plain backoff.
 
 Worker timing is real, so the same seed gives figures a few tenths of a second apart: where
-queue-aware comes out worse than plain backoff, the full run measures that budget and order once
+queue-aware comes out worse than plain backoff, a full run measures that budget and order once
 more (both policies, same seed), and counts it as worse only if the rerun agrees.
 
-`--only ORDER-RATE` (e.g. `random-2`, repeatable) runs those combinations alone, both policies,
-and writes under bench/.runs/ instead of recording: to see the run-to-run noise of a few.
-
-Detection delay = ScreenSharingStartedAt - ConnectedToAgentAt, per contact, from the emulator.
+`--only ORDER-RATE` (e.g. `random-2`, repeatable) runs those combinations alone, both policies: to
+see the run-to-run noise of a few.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import anyio
-import matplotlib
-from matplotlib.figure import Figure
+from orchestrator.testing.processes import emulator_process
 
-from . import servers
-from .common import isolate_environment, span
-from .context import RunContext, say
+from .center import Center, WorkerRun, describe_figures, run_worker
 from .daemon import worker_logs
-from .events import (
-    RUNS_DIR,
-    Center,
-    WorkerRun,
-    describe_figures,
-    fmt,
-    output_path,
-    restore_logging,
-    run_worker,
-    write_quick,
-)
-from .measure import ratio
-from .record import record
+from .harness import RunContext, Scenario, figure, fmt, ratio, run_all, say, span, verdict
 
-NAME = "polling"
 #: The service orders of the emulator's contact-center model (`--service-order`).
 ORDERS = ("fifo", "random")
 POLICIES = {"queue_aware": True, "plain_backoff": False}
@@ -75,12 +52,7 @@ class PollingOptions:
 
     def center(self, rate: float, burst: float) -> Center:
         return Center(
-            contacts=self.contacts,
-            agents=self.agents,
-            handle_time_s=self.handle_time_s,
-            describe_rate=rate,
-            describe_burst=burst,
-            fillers=self.fillers,
+            self.contacts, self.agents, self.handle_time_s, rate, burst, fillers=self.fillers
         )
 
 
@@ -94,14 +66,12 @@ def combination(order: str, rate: float, policy: str) -> str:
 def polling_figures(
     runs: Mapping[tuple[str, float, str], WorkerRun], opts: PollingOptions
 ) -> dict[str, Any]:
-    combos: dict[str, Any] = {}
-    for (order, rate, policy), run in runs.items():
-        combos[combination(order, rate, policy)] = {
-            "order": order,
-            "describe_rate": rate,
-            "policy": policy,
-            **describe_figures(run),
+    combos = {
+        combination(order, rate, policy): {
+            "order": order, "describe_rate": rate, "policy": policy, **describe_figures(run)
         }
+        for (order, rate, policy), run in runs.items()
+    }  # fmt: skip
     comparisons: dict[str, Any] = {}
     for order in ORDERS:
         for rate, _ in opts.budgets:
@@ -127,17 +97,16 @@ def polling_figures(
             comparisons[f"{order}-{rate:g}rps"] = entry
     fifo = [c for name, c in comparisons.items() if name.startswith("fifo-")]
     fifo_gain = bool(fifo) and all(c["p50_ratio"] < 1.0 and c["p95_ratio"] <= 1.0 for c in fifo)
+    center = opts.center(*opts.budgets[0])
+    options = {
+        "contacts": opts.contacts, "agents": opts.agents,
+        "handle_time_s": list(opts.handle_time_s), "budgets": [list(b) for b in opts.budgets],
+        "fillers": opts.fillers, "waiting_at_start": center.waiting_at_start,
+        "drain_estimate_s": center.drain_estimate_s(),
+        "orders": sorted({c["order"] for c in combos.values()}, key=ORDERS.index),
+    }  # fmt: skip
     return {
-        "options": {
-            "contacts": opts.contacts,
-            "agents": opts.agents,
-            "handle_time_s": list(opts.handle_time_s),
-            "budgets": [list(b) for b in opts.budgets],
-            "fillers": opts.fillers,
-            "waiting_at_start": opts.center(*opts.budgets[0]).waiting_at_start,
-            "drain_estimate_s": opts.center(*opts.budgets[0]).drain_estimate_s(),
-            "orders": sorted({c["order"] for c in combos.values()}, key=ORDERS.index),
-        },
+        "options": options,
         "combinations": combos,
         "comparisons": comparisons,
         "targets": {
@@ -151,7 +120,6 @@ def polling_figures(
 
 
 def plot(figures: Mapping[str, Any], path: Any) -> None:
-    matplotlib.use("Agg")
     combos = figures["combinations"]
     names = list(combos)
     labels = [
@@ -162,22 +130,20 @@ def plot(figures: Mapping[str, Any], path: Any) -> None:
     p95 = [combos[n]["detection_delay_s"]["p95"] for n in names]
     xs = list(range(len(names)))
     width = 0.38
-    fig = Figure(figsize=(max(6.0, 1.8 * len(names)), 4.5))
-    ax = fig.subplots()
-    bars50 = ax.bar([x - width / 2 for x in xs], p50, width, label="p50", color="tab:blue")
-    bars95 = ax.bar([x + width / 2 for x in xs], p95, width, label="p95", color="tab:orange")
-    for bars in (bars50, bars95):
-        ax.bar_label(bars, fmt="%.1f", fontsize=8)
-    ax.set_xticks(xs, labels, fontsize=8)
-    ax.set_ylabel("detection delay (s)")
-    o = figures["options"]
-    ax.set_title(
-        f"Queue-aware vs plain backoff: {o['contacts']} contacts, {o['agents']} agents, events off"
-    )
-    ax.legend()
-    ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with figure(path, figsize=(max(6.0, 1.8 * len(names)), 4.5)) as (_, ax):
+        bars50 = ax.bar([x - width / 2 for x in xs], p50, width, label="p50", color="tab:blue")
+        bars95 = ax.bar([x + width / 2 for x in xs], p95, width, label="p95", color="tab:orange")
+        for bars in (bars50, bars95):
+            ax.bar_label(bars, fmt="%.1f", fontsize=8)
+        ax.set_xticks(xs, labels, fontsize=8)
+        ax.set_ylabel("detection delay (s)")
+        o = figures["options"]
+        contacts, agents = o["contacts"], o["agents"]
+        ax.set_title(
+            f"Queue-aware vs plain backoff: {contacts} contacts, {agents} agents, events off"
+        )
+        ax.legend()
+        ax.grid(True, axis="y", alpha=0.3)
 
 
 def table(combinations: Mapping[str, Any]) -> str:
@@ -213,7 +179,8 @@ def noise(figures: Mapping[str, Any]) -> str:
     return " (here: " + "; ".join(moved) + ")"
 
 
-def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
+def markdown(figures: Mapping[str, Any]) -> str:
+    wall_s = figures["wall_s"]
     o, t = figures["options"], figures["targets"]
     rows = table(figures["combinations"])
     reruns = figures.get("reruns")
@@ -226,19 +193,18 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
             return "not worse" if c["not_worse"] else "**worse**"
         first = "not worse" if c["first_run_not_worse"] else "worse"
         rerun = "not worse" if c["rerun_not_worse"] else "worse"
-        verdict = "not worse" if c["not_worse"] else "**worse**"
-        return f"{first}, rerun {rerun}: {verdict}"
+        overall = "not worse" if c["not_worse"] else "**worse**"
+        return f"{first}, rerun {rerun}: {overall}"
 
     comparisons = [
         f"- {name}: queue-aware / plain p50 {fmt(c['p50_ratio'])}, p95 {fmt(c['p95_ratio'])}, "
         f"calls per contact {fmt(c['calls_per_contact_ratio'])}: {judged(c)}"
         for name, c in figures["comparisons"].items()
     ]
-    verdict = {True: "met", False: "missed"}
     worse = ", ".join(t["never_worse"]["where_worse"]) or "nowhere"
     setup = " ".join(
         [
-            f"`python -m bench.polling` (wall time {wall_s:.0f} s with any rerun; all",
+            f"`python -m bench polling` (wall time {wall_s:.0f} s with any rerun; all",
             "combinations at the same time, each on its own emulator with the same seed). One",
             "queue served by",
             f"{o['agents']} agents (handle time {span(*o['handle_time_s'])} s): {o['fillers']}",
@@ -254,9 +220,9 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
     targets = " ".join(
         [
             "Targets: queue-aware never worse than plain backoff (p50, p95, contacts never",
-            f"noticed): **{verdict[t['never_worse']['pass']]}** (worse: {worse}); keeps its FIFO",
+            f"noticed): {verdict(t['never_worse'])} (worse: {worse}); keeps its FIFO",
             "gain (p50 lower and p95 not higher at both budgets):",
-            f"**{verdict[t['keeps_fifo_gain']['pass']]}**. A combination where queue-aware",
+            f"{verdict(t['keeps_fifo_gain'])}. A combination where queue-aware",
             "comes out worse (p50 or p95 higher, or more contacts never noticed) runs once more",
             "with the same seed, and counts as worse only if it is worse again: worker timing is",
             f"real, so the same seed gives other figures{noise(figures)}.",
@@ -268,19 +234,15 @@ def markdown(figures: Mapping[str, Any], wall_s: float) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-async def run(
-    opts: PollingOptions, ctx: RunContext, only: Sequence[str] = (), *, confirm: bool = False
-) -> dict[str, Any]:
-    """Every wanted combination at once; with `confirm`, those where queue-aware came out worse
+async def measure(opts: PollingOptions, ctx: RunContext) -> dict[str, Any]:
+    """Every wanted combination at once; in a full run, those where queue-aware came out worse
     run once more, and it counts as worse only if it is worse in both runs."""
     wanted = [
         (order, budget)
         for order in ORDERS
         for budget in opts.budgets
-        if not only or f"{order}-{budget[0]:g}" in only
+        if ctx.wants(f"{order}-{budget[0]:g}")
     ]
-    if not wanted:
-        raise SystemExit(f"--only matches nothing: {', '.join(only)}")
     say(
         f"polling: {opts.contacts} contacts, {opts.agents} agents, handle "
         f"{span(*opts.handle_time_s)} s; queue-aware vs plain backoff at DescribeContact "
@@ -288,53 +250,50 @@ async def run(
         f"{'/'.join(dict.fromkeys(o.upper() for o, _ in wanted))}, all at once "
         f"(about {opts.center(*opts.budgets[0]).drain_estimate_s():.0f} s)"
     )
-    figures = polling_figures(await measure(opts, ctx, wanted, "polling"), opts)
+    began = time.monotonic()
+    figures = polling_figures(await run_combinations(opts, ctx, wanted, "polling"), opts)
     show(figures)
     worse = [
         (order, budget)
         for order, budget in wanted
         if not figures["comparisons"][f"{order}-{budget[0]:g}rps"]["not_worse"]
     ]
-    if confirm and worse:
+    if worse and not ctx.quick:
         # Run-to-run noise: measure where queue-aware came out worse once more, same seed.
         say(f"polling: rerunning {', '.join(f'{o}-{b[0]:g}rps' for o, b in worse)}")
-        again = polling_figures(await measure(opts, ctx, worse, "polling-rerun"), opts)
+        again = polling_figures(await run_combinations(opts, ctx, worse, "polling-rerun"), opts)
         show(again)
         confirm_worse(figures, again)
+    figures["wall_s"] = time.monotonic() - began
+    figures["options"]["quick"] = ctx.quick
+    figures["options"]["only"] = sorted(ctx.only)
     return figures
 
 
-async def measure(
+async def run_combinations(
     opts: PollingOptions,
     ctx: RunContext,
     wanted: Sequence[tuple[str, tuple[float, float]]],
     prefix: str,
 ) -> dict[tuple[str, float, str], WorkerRun]:
     """Both policies at each (order, budget) of `wanted`, all at the same time."""
-    runs: dict[tuple[str, float, str], WorkerRun] = {}
 
-    async def one(order: str, rate: float, burst: float, policy: str) -> None:
+    async def one(order: str, rate: float, burst: float, policy: str) -> WorkerRun:
         center = opts.center(rate, burst)
         name = f"{prefix}-{combination(order, rate, policy)}"
         args = [*center.emulator_args(ctx.seed), "--service-order", order]
-        async with servers.emulator(args, ctx.log(f"{name}-emulator")) as emulator:
-            runs[(order, rate, policy)] = await run_worker(
-                center,
-                emulator.url,
-                run=name,
-                seed=ctx.seed,
-                watch={"queue_aware": POLICIES[policy]},
-            )
+        async with emulator_process(args, ctx.log(f"{name}-emulator")) as emu:
+            watch = {"queue_aware": POLICIES[policy]}
+            return await run_worker(center, emu.url, run=name, seed=ctx.seed, watch=watch)
 
+    keys = sorted(
+        ((order, rate, policy) for order, (rate, _) in wanted for policy in POLICIES),
+        key=lambda k: (ORDERS.index(k[0]), -k[1], k[2] != "queue_aware"),
+    )
+    bursts = {(order, rate): burst for order, (rate, burst) in wanted}
     with worker_logs(ctx.log(f"{prefix}-workers")):
-        async with anyio.create_task_group() as tg:
-            for order, (rate, burst) in wanted:
-                for policy in POLICIES:
-                    tg.start_soon(one, order, rate, burst, policy)
-    return {
-        key: runs[key]
-        for key in sorted(runs, key=lambda k: (ORDERS.index(k[0]), -k[1], k[2] != "queue_aware"))
-    }
+        runs = await run_all({k: partial(one, k[0], k[1], bursts[k[:2]], k[2]) for k in keys})
+    return {k: runs[k] for k in keys}
 
 
 def confirm_worse(figures: dict[str, Any], again: Mapping[str, Any]) -> None:
@@ -363,46 +322,8 @@ def show(figures: Mapping[str, Any]) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.polling", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="tiny sizes; writes under bench/.runs/")
-    p.add_argument("--seed", type=int, default=20261202)
-    p.add_argument("--contacts", type=int, help="contacts started at once")
-    p.add_argument("--agents", type=int, help="agents of the queue")
-    p.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="ORDER-RATE",
-        help="run only these combinations (e.g. random-2; repeatable); writes under bench/.runs/",
-    )
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    isolate_environment()
-    opts = QUICK if args.quick else PollingOptions()
-    opts = replace(opts, contacts=args.contacts or opts.contacts, agents=args.agents or opts.agents)
-    scratch = args.quick or bool(args.only)
-    logs = RUNS_DIR / ("polling-quick-logs" if scratch else "polling-logs")
-    ctx = RunContext(logs=logs, seed=args.seed)
-    began = time.monotonic()
-    figures = anyio.run(partial(run, opts, ctx, args.only, confirm=not args.quick))
-    wall = time.monotonic() - began
-    restore_logging()
-    figures["wall_s"] = wall
-    figures["options"]["quick"] = args.quick
-    figures["options"]["only"] = list(args.only)
-    plot(figures, output_path("polling-policies", scratch))
-    if scratch:
-        write_quick(NAME, figures)
-    else:
-        record(NAME, figures, markdown(figures, wall))
-    say(f"polling: wall time {wall:.0f} s")
-    print(json.dumps(figures, default=str), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+SCENARIO = Scenario(
+    "polling", "queue-aware polling vs plain backoff, contact events off", PollingOptions(),
+    QUICK, measure, markdown, seed=20261202, plot=plot, plot_name="polling-policies",
+    variants=tuple(f"{o}-{r:g}" for o in ORDERS for r, _ in PollingOptions().budgets),
+)  # fmt: skip

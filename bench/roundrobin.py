@@ -1,4 +1,5 @@
-"""The comparison poller of scenario 2: round-robin under the same DescribeContact budget.
+"""The comparison poller of the detection scenario: round-robin under the same DescribeContact
+budget.
 
 It starts every contact (StartWebRTCContact with the same ClientTokens as the orchestrator), then
 runs ONE loop that takes the next waiting contact in the ring, spends a token of the shared
@@ -13,21 +14,21 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
 
 from orchestrator.connect.gateway import connect_client_config
 from orchestrator.connect.operations import Operation, Quota
 from orchestrator.connect.ratelimit import RateBudget
 from orchestrator.engine.request import client_token
+from orchestrator.testing.requests import REGION
 
-from .common import REGION, request_id, request_params
-from .daemon import aio_session
+from .harness import Quotas, request_id, request_params
 
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient
@@ -35,19 +36,6 @@ if TYPE_CHECKING:
 _THROTTLED = frozenset(
     {"ThrottlingException", "LimitExceededException", "TooManyRequestsException"}
 )
-
-
-@dataclass
-class RoundRobinStats:
-    started: int = 0
-    start_failures: int = 0
-    polls: int = 0
-    poll_errors: int = 0
-    throttled: int = 0
-    shared: int = 0
-    share_failures: int = 0
-    gave_up: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 def _code(error: ClientError) -> str:
@@ -61,71 +49,72 @@ class RoundRobinPoller:
         self._run = run
         self._ring: deque[tuple[int, str]] = deque()
         self._added = anyio.Event()
-        self.stats = RoundRobinStats()
+        #: started, start_failures, polls, poll_errors, throttled, shared, share_failures
+        self.counts: Counter[str] = Counter()
+        self.errors: list[str] = []
 
-    def _note(self, text: str) -> None:
-        if len(self.stats.errors) < 20:
-            self.stats.errors.append(text)
+    async def _until_done(
+        self, operation: Operation, call: Callable[[], Awaitable[Any]], what: str
+    ) -> Any:
+        """`call()` within the budget, again after each 429; None (counted) after another
+        error."""
+        while True:
+            await self._budget[operation].acquire()
+            try:
+                return await call()
+            except ClientError as exc:
+                if _code(exc) in _THROTTLED:
+                    self._budget[operation].on_throttle()
+                    continue
+                self.counts[f"{what}_failures"] += 1
+                if len(self.errors) < 20:
+                    self.errors.append(f"{what}: {_code(exc)}")
+                return None
 
     async def _start(self, index: int, limiter: anyio.CapacityLimiter) -> None:
-        params: Any = {
-            **request_params(index),
-            "ClientToken": client_token(request_id(self._run, index), "start"),
-        }
+        token = client_token(request_id(self._run, index), "start")
+        params: Any = {**request_params(index), "ClientToken": token}
         async with limiter:
-            while True:
-                await self._budget[Operation.START_WEBRTC_CONTACT].acquire()
-                try:
-                    response = await self._client.start_web_rtc_contact(**params)
-                except ClientError as exc:
-                    if _code(exc) in _THROTTLED:
-                        self._budget[Operation.START_WEBRTC_CONTACT].on_throttle()
-                        continue
-                    self.stats.start_failures += 1
-                    self._note(f"start {index}: {_code(exc)}")
-                    return
-                break
-        self.stats.started += 1
-        self._ring.append((index, response["ContactId"]))
-        self._added.set()
+            response = await self._until_done(
+                Operation.START_WEBRTC_CONTACT,
+                lambda: self._client.start_web_rtc_contact(**params),
+                "start",
+            )
+        if response is not None:
+            self.counts["started"] += 1
+            self._ring.append((index, response["ContactId"]))
+            self._added.set()
 
     async def _share(self, index: int, contact_id: str) -> None:
         token = client_token(request_id(self._run, index), "screen-sharing")
-        while True:
-            await self._budget[Operation.START_SCREEN_SHARING].acquire()
-            try:
-                await self._client.start_screen_sharing(
-                    InstanceId=request_params(index)["InstanceId"],
-                    ContactId=contact_id,
-                    ClientToken=token,
-                )
-            except ClientError as exc:
-                if _code(exc) in _THROTTLED:
-                    self._budget[Operation.START_SCREEN_SHARING].on_throttle()
-                    continue
-                self.stats.share_failures += 1
-                self._note(f"share {index}: {_code(exc)}")
-                return
-            self.stats.shared += 1
-            return
+        instance = request_params(index)["InstanceId"]
+        shared = await self._until_done(
+            Operation.START_SCREEN_SHARING,
+            lambda: self._client.start_screen_sharing(
+                InstanceId=instance, ContactId=contact_id, ClientToken=token
+            ),
+            "share",
+        )
+        if shared is not None:
+            self.counts["shared"] += 1
 
-    async def run(self, count: int, deadline_s: float) -> None:
+    async def run(self, count: int, deadline_s: float) -> int:
+        """Start `count` contacts and follow them until none waits or the deadline: how many
+        still waited then."""
         deadline = time.monotonic() + deadline_s
         limiter = anyio.CapacityLimiter(50)
-        async with anyio.create_task_group() as tg:
-            async with anyio.create_task_group() as starts:
-                for index in range(count):
-                    starts.start_soon(self._start, index, limiter)
-                # The ring is polled while contacts are still being started.
-                await self._poll(tg, count, deadline)
-            self.stats.gave_up = len(self._ring)
+        async with anyio.create_task_group() as tg, anyio.create_task_group() as starts:
+            for index in range(count):
+                starts.start_soon(self._start, index, limiter)
+            # The ring is polled while contacts are still being started.
+            await self._poll(tg, count, deadline)
+        return len(self._ring)  # the screen-sharing tasks leave the ring alone
 
     async def _poll(self, tg: anyio.abc.TaskGroup, count: int, deadline: float) -> None:
         describe = self._budget[Operation.DESCRIBE_CONTACT]
         while time.monotonic() < deadline:
-            finished = self.stats.started + self.stats.start_failures
             if not self._ring:
-                if finished >= count:
+                if self.counts["started"] + self.counts["start_failures"] >= count:
                     return
                 self._added = anyio.Event()
                 with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
@@ -138,13 +127,13 @@ class RoundRobinPoller:
                     InstanceId=request_params(index)["InstanceId"], ContactId=contact_id
                 )
             except ClientError as exc:
-                self.stats.poll_errors += 1
+                self.counts["poll_errors"] += 1
                 if _code(exc) in _THROTTLED:
-                    self.stats.throttled += 1
+                    self.counts["throttled"] += 1
                     describe.on_throttle()
                 self._ring.append((index, contact_id))
                 continue
-            self.stats.polls += 1
+            self.counts["polls"] += 1
             contact = response["Contact"]
             if (contact.get("AgentInfo") or {}).get("ConnectedToAgentTimestamp") is not None:
                 tg.start_soon(self._share, index, contact_id)
@@ -153,29 +142,24 @@ class RoundRobinPoller:
 
 
 async def run_round_robin(
-    endpoint_url: str, count: int, run: str, quotas: Mapping[str, Quota], deadline_s: float
+    endpoint_url: str, count: int, run: str, quotas: Quotas, deadline_s: float
 ) -> dict[str, Any]:
     """Start `count` contacts and follow them round-robin; returns the poller's own counters."""
-    session = aio_session()
-    budget = RateBudget(quotas, headroom=0.03)
+    budget = RateBudget({op: Quota(r, b) for op, (r, b) in quotas.items()}, headroom=0.03)
     started = time.monotonic()
-    async with session.create_client(
+    async with AioSession().create_client(
         "connect", region_name=REGION, endpoint_url=endpoint_url, config=connect_client_config()
     ) as client:
         poller = RoundRobinPoller(client, budget, run)
-        await poller.run(count, deadline_s)
-    s = poller.stats
-    wall = time.monotonic() - started
+        waiting = await poller.run(count, deadline_s)
+    c, wall = poller.counts, time.monotonic() - started
     return {
-        "started": s.started,
-        "start_failures": s.start_failures,
-        "polls": s.polls,
-        "poll_errors": s.poll_errors,
-        "throttled_seen": s.throttled,
-        "screen_sharing_started": s.shared,
-        "screen_sharing_failures": s.share_failures,
-        "still_waiting_at_deadline": s.gave_up,
+        **{k: c[k] for k in ("started", "start_failures", "polls", "poll_errors")},
+        "throttled_seen": c["throttled"],
+        "screen_sharing_started": c["shared"],
+        "screen_sharing_failures": c["share_failures"],
+        "still_waiting_at_deadline": waiting,
         "wall_s": wall,
-        "polls_per_s": s.polls / wall if wall > 0 else math.nan,
-        "errors": s.errors,
+        "polls_per_s": c["polls"] / wall if wall > 0 else math.nan,
+        "errors": poller.errors,
     }

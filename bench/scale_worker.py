@@ -3,27 +3,24 @@
 The real `Worker` and `LifecycleEngine` (`bench.daemon.memory_worker`: assembled as
 `orchestrator.daemon.assembly.open_worker` does) fed by an in-memory `MemoryQueue` instead of
 SQS, so that the local SQS server's cost is not measured (the worker still receives 10 messages per
-call, holds them in flight, extends their visibility and acknowledges them). Prints its own
-accounting as one
-JSON line.
+call, holds them in flight, extends their visibility and acknowledges them). Its options come as
+JSON in argv[1]; it prints its own accounting as one JSON line.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio
 from aiobotocore.session import AioSession
 
-from orchestrator.daemon.settings import Settings
 from orchestrator.metrics import Metrics
 
-from .common import REGION, isolate_environment, parse_setting, request_body
-from .daemon import FinalCounter, memory_worker, run_until, worker_logs
+from .daemon import FinalCounter, memory_settings, memory_worker, run_until, worker_logs
+from .harness import child_main, request_body
 from .measure import (
     LagMonitor,
     cpu_seconds,
@@ -32,44 +29,23 @@ from .measure import (
     process_cpu_seconds,
     rss_bytes,
 )
-from .servers import RESULT_PREFIX
 
 
-def settings_for(args: argparse.Namespace) -> Settings:
-    return Settings(
-        aws={"region": REGION},
-        queue={
-            "url": "http://memory.invalid/scale",  # a MemoryQueue feeds the worker; never called
-            "wait_time_s": 1,
-            "max_in_flight": max(1000, args.contacts),
-        },
-        connect={
-            "endpoint_url": args.endpoint_url,
-            "start_webrtc_contact_rate": args.start_rate,
-            "start_webrtc_contact_burst": args.start_rate,
-            "describe_contact_rate": args.describe_rate,
-            "describe_contact_burst": args.describe_rate,
-            "start_screen_sharing_rate": args.start_rate,
-            "start_screen_sharing_burst": args.start_rate,
-        },
-        watch={
-            "first_delay_s": args.first_delay,
-            "max_interval_s": args.max_interval,
-            **dict(args.watch),
-        },
-        observability={"enabled": False},
-    )
-
-
-async def measure(args: argparse.Namespace) -> dict[str, Any]:
+async def measure(options: Mapping[str, Any]) -> dict[str, Any]:
     metrics = Metrics()
-    counter = FinalCounter(expected=args.contacts)
+    counter = FinalCounter(expected=options["contacts"])
     async with memory_worker(
-        settings_for(args),
+        memory_settings(
+            "scale",
+            options["contacts"],
+            options["endpoint_url"],
+            options["quotas"],
+            watch={"first_delay_s": 2.0, "max_interval_s": 10.0},
+        ),
         session=AioSession(),
         metrics=metrics,
         extra_sinks=[counter],
-        seed=args.seed,
+        seed=options["seed"],
     ) as (worker, queue):
         notifier = worker.engine.notifier
         monitor = LagMonitor()
@@ -83,21 +59,21 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
         baseline_rss = rss_bytes()
         cpu_before = cpu_seconds()
-        emu_before = process_cpu_seconds(args.emulator_pid)
+        emu_before = process_cpu_seconds(options["emulator_pid"])
         started = time.monotonic()
-        for i in range(args.contacts):
+        for i in range(options["contacts"]):
             queue.send(request_body("scale", i))
         async with anyio.create_task_group() as tg:
             tg.start_soon(monitor.run)
             tg.start_soon(sample_watched)
-            completed = await run_until(worker, counter, args.deadline_s)
+            completed = await run_until(worker, counter, options["deadline_s"])
             tg.cancel_scope.cancel()
         end = counter.last_final or time.monotonic()
         wall = end - started
         cpu = cpu_seconds() - cpu_before
-        emu_cpu = process_cpu_seconds(args.emulator_pid) - emu_before
+        emu_cpu = process_cpu_seconds(options["emulator_pid"]) - emu_before
     return {
-        "contacts": args.contacts,
+        "contacts": options["contacts"],
         "completed": completed,
         "finals": dict(counter.finals),
         "wall_s": wall,
@@ -119,25 +95,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.scale_worker")
-    parser.add_argument("--endpoint-url", required=True)
-    parser.add_argument("--emulator-pid", type=int, required=True)
-    parser.add_argument("--contacts", type=int, required=True)
-    parser.add_argument("--start-rate", type=float, required=True)
-    parser.add_argument("--describe-rate", type=float, required=True)
-    parser.add_argument("--first-delay", type=float, default=2.0)
-    parser.add_argument("--max-interval", type=float, default=10.0)
-    parser.add_argument("--deadline-s", type=float, required=True)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--watch", type=parse_setting, action="append", default=[])
-    parser.add_argument("--log", required=True)
-    args = parser.parse_args(argv)
-    isolate_environment()
-    with worker_logs(Path(args.log)):
-        result = anyio.run(measure, args)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+def main(options: Mapping[str, Any]) -> dict[str, Any]:
+    with worker_logs(Path(options["log"])):
+        return anyio.run(measure, options)
 
 
 if __name__ == "__main__":
-    main()
+    child_main(main)

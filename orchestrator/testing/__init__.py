@@ -9,7 +9,10 @@
 * `eventually`: wait for a condition with a deadline;
 * `RedisServer`: a real redis-server on a free loopback port, to kill and restart (fleet mode);
 * `orchestrator.testing.processes`: child processes (servers that announce their URL);
-  `orchestrator.testing.chaos`: the chaos soak.
+  `orchestrator.testing.workers`: `orchestrator run` worker processes (a pool to start, signal
+  and stop them, and a rig of fresh queues and an emulator around it);
+  `orchestrator.testing.chaos`: the chaos soak;
+* `orchestrator.testing.stats`: percentiles; `orchestrator.testing.poison`: a poison message.
 
 Nothing in the daemon imports this package.
 """

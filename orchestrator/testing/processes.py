@@ -1,10 +1,10 @@
-"""Child processes of tests and benchmarks: servers that announce their URL, measuring children
-that print one JSON result, and logged workers a chaos run can signal.
+"""Child processes of tests and benchmarks: servers that announce their URL and measuring children
+that print one JSON result (worker processes: `orchestrator.testing.workers`).
 
 ```python
 async with emulator_process(["--seed", "7"], log_path) as emulator:   # its own process
     ...EmulatorControl(emulator.url)...
-result = await run_child([sys.executable, "-m", "bench.scale_worker"], log_path, timeout_s=600)
+result = await run_child([sys.executable, "-m", "bench.naive", options], log_path, timeout_s=600)
 ```
 
 Every child is stopped on the way out, also on cancellation: SIGTERM, then SIGKILL.
@@ -15,10 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +106,16 @@ async def stop_process(
         await process.aclose()
 
 
+async def _open(
+    argv: Sequence[str], stdin: int, log: IO[str], env: Mapping[str, str] | None
+) -> Process:
+    """`argv` with its stdout piped (to read what it announces), its stderr to `log`."""
+    environment = dict(env) if env is not None else child_env()
+    return await anyio.open_process(
+        list(argv), stdin=stdin, stdout=subprocess.PIPE, stderr=log, env=environment
+    )
+
+
 @contextlib.asynccontextmanager
 async def server_process(
     name: str,
@@ -121,18 +129,21 @@ async def server_process(
     """Start `argv` (stderr to `log_path`), wait for its announcement, stop it on exit."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
-        process = await anyio.open_process(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=dict(env) if env is not None else child_env(),
-        )
+        # stdin stays open: the SQS server exits when it closes.
+        process = await _open(argv, subprocess.PIPE, log, env)
         try:
             url = await announced(process, ready_prefix, timeout_s)
             yield ServerProcess(name, process, url)
         finally:
             await stop_process(process)
+
+
+def quota_args(quotas: Mapping[str, tuple[float, float]]) -> list[str]:
+    """`--quota OPERATION=RATE/BURST` options of `orchestrator emulator`."""
+    args: list[str] = []
+    for operation, (rate, burst) in quotas.items():
+        args += ["--quota", f"{operation}={rate:g}/{burst:g}"]
+    return args
 
 
 def emulator_process(
@@ -162,13 +173,7 @@ async def run_child(
     """Run a measuring child to completion and return the JSON it printed after `prefix`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
-        process = await anyio.open_process(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=dict(env) if env is not None else child_env(),
-        )
+        process = await _open(argv, subprocess.DEVNULL, log, env)
         line = ""
         try:
             line = await announced(process, prefix, timeout_s)
@@ -179,52 +184,3 @@ async def run_child(
             await stop_process(process, exit_within_s=30.0 if line else 0.0)
     data: dict[str, Any] = json.loads(line)
     return data
-
-
-@dataclass
-class LoggedChild:
-    """A process whose output (stdout and stderr) goes to a file, to be signalled at will."""
-
-    name: str
-    log_path: Path
-    process: Process
-    log_file: IO[bytes]
-    started_at: float
-    #: The name of the last signal sent (None: never signalled).
-    signalled: str | None = None
-    exit_code: int | None = None
-    closed: bool = False
-
-    @classmethod
-    async def start(
-        cls, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path
-    ) -> LoggedChild:
-        log_file = log_path.open("wb")
-        process = await anyio.open_process(
-            list(argv), env=dict(env), stdin=None, stdout=log_file, stderr=log_file
-        )
-        return cls(name, log_path, process, log_file, time.monotonic())
-
-    def signal(self, which: signal.Signals) -> None:
-        self.signalled = which.name
-        self.process.send_signal(which)
-
-    async def wait(self, timeout_s: float) -> int:
-        """Its exit code; TimeoutError if it is still running after `timeout_s`."""
-        with anyio.fail_after(timeout_s):
-            self.exit_code = await self.process.wait()
-        return self.exit_code
-
-    async def close(self) -> None:
-        """Make sure it is gone (SIGKILL if it is still running)."""
-        if self.closed:
-            return
-        self.closed = True
-        with anyio.CancelScope(shield=True):
-            if self.process.returncode is None:
-                self.process.kill()
-                with contextlib.suppress(TimeoutError):
-                    await self.wait(10)
-            self.exit_code = self.process.returncode
-            await self.process.aclose()
-            self.log_file.close()

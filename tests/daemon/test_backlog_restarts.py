@@ -7,39 +7,24 @@ from __future__ import annotations
 
 import functools
 import signal
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import pytest
-from aiobotocore.session import get_session
 
 from orchestrator.testing.emulator import EmulatorControl
-from orchestrator.testing.processes import (
-    LoggedChild,
-    child_env,
-    emulator_process,
-    sqs_server_process,
-)
-from orchestrator.testing.queues import (
-    EventFollower,
-    create_queue,
-    create_queue_with_dlq,
-    drain_bodies,
-    queue_counts,
-    send_all,
-)
-from orchestrator.testing.requests import REGION, request_body
-from orchestrator.testing.worker_logs import admission_bound, log_records, most_waiting_to_start
+from orchestrator.testing.processes import sqs_server_process
+from orchestrator.testing.queues import EventFollower, drain_bodies, queue_counts, send_all
+from orchestrator.testing.requests import request_body
+from orchestrator.testing.worker_logs import admission_bound, most_waiting_to_start
+from orchestrator.testing.workers import BRISK, WorkerPool, WorkerProcess, worker_rig
 from tests.support import eventually
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
 REQUESTS = 90
 START_RATE, START_BURST = 10.0, 5.0
@@ -54,131 +39,83 @@ RESTARTS = [
     (72, signal.SIGTERM),
 ]
 GRACE_PERIOD_S = 5
-#: Ends a lifecycle without a contact start, or hands its message back unstarted.
 
 
-def worker_env(queue: str, events: str, sqs_url: str, connect_url: str) -> dict[str, str]:
-    settings: dict[str, Any] = {
-        "AWS__REGION": REGION,
-        "AWS__ENDPOINT_URL": sqs_url,
-        "QUEUE__URL": queue,
-        "QUEUE__WAIT_TIME_S": 1,
-        # A SIGKILLed worker's messages come back soon (the heartbeat keeps live ones hidden).
-        "QUEUE__VISIBILITY_TIMEOUT_S": 4,
-        "QUEUE__RETRY_BASE_DELAY_S": 1,
-        "QUEUE__RETRY_MAX_DELAY_S": 2,
-        "CONNECT__ENDPOINT_URL": connect_url,
-        "CONNECT__QUOTA_SHARE": round(1 / WORKERS, 4),
-        "CONNECT__START_WEBRTC_CONTACT_RATE": START_RATE,
-        "CONNECT__START_WEBRTC_CONTACT_BURST": START_BURST,
-        "CONNECT__DESCRIBE_CONTACT_RATE": 300,
-        "CONNECT__DESCRIBE_CONTACT_BURST": 300,
-        "CONNECT__START_SCREEN_SHARING_RATE": 300,
-        "CONNECT__START_SCREEN_SHARING_BURST": 300,
-        "WATCH__FIRST_DELAY_S": 0.2,
-        "WATCH__MAX_INTERVAL_S": 0.5,
-        "WATCH__HEAD_INTERVAL_S": 0.3,
-        "EVENTS__SQS_QUEUE_URL": events,
-        "SHUTDOWN__GRACE_PERIOD_S": GRACE_PERIOD_S,
-        "OBSERVABILITY__ENABLED": "false",
-        "LOGGING__LEVEL": "INFO",
-    }
-    return child_env({f"ORCHESTRATOR_{k}": str(v) for k, v in settings.items()})
+#: The start quota is what limits the drain: the other operations' are far above their use.
+QUOTAS = {"StartWebRTCContact": (START_RATE, START_BURST)} | dict.fromkeys(
+    ("DescribeContact", "StartScreenSharing"), (300.0, 300.0)
+)
+SETTINGS = {
+    **BRISK,
+    # A SIGKILLed worker's messages come back soon (the heartbeat keeps live ones hidden).
+    "QUEUE__VISIBILITY_TIMEOUT_S": 4,
+    "CONNECT__QUOTA_SHARE": round(1 / WORKERS, 4),
+    "SHUTDOWN__GRACE_PERIOD_S": GRACE_PERIOD_S,
+}
 
 
 async def test_a_backlog_survives_rolling_restarts_and_kills_without_dead_letters(
     tmp_path: Path,
 ) -> None:
-    async with (
-        sqs_server_process(tmp_path / "sqs.log") as sqs_server,
-        get_session().create_client("sqs", region_name=REGION, endpoint_url=sqs_server.url) as sqs,
-    ):
-        await drain_under_restarts(tmp_path, sqs_server.url, sqs)
-
-
-async def drain_under_restarts(tmp_path: Path, sqs_url: str, sqs: SQSClient) -> None:
-    queue, dlq = await create_queue_with_dlq(sqs, max_receive_count=5)
-    events_queue = await create_queue(sqs)
     # Calls outlast a killed worker's visibility timeout: a resumed lifecycle still shares the
     # screen (a shorter call would end first and its request with screen_sharing.skipped).
     emulator_args = [
         "--agent-delay", "0.2:0.6", "--talk-time", "20:30", "--abandon-rate", "0",
         "--max-concurrent-calls", "1000", "--seed", "23",
-        "--quota", f"StartWebRTCContact={START_RATE:g}/{START_BURST:g}",
-        "--quota", "DescribeContact=300/300", "--quota", "StartScreenSharing=300/300",
     ]  # fmt: skip
     requests = [f"backlog-{i:03d}" for i in range(REQUESTS)]
-    await send_all(sqs, queue, [request_body(r) for r in requests])
-    workers: list[LoggedChild] = []
-    alive: list[LoggedChild] = []
-    stopped: list[LoggedChild] = []
-    follower = EventFollower()
-    visible_mid_drain: list[int] = []
-    try:
-        async with (
-            emulator_process(emulator_args, tmp_path / "emulator.log") as emulator,
-            anyio.create_task_group() as tg,
-        ):
-            control = EmulatorControl(emulator.url)
-            env = worker_env(queue, events_queue, sqs_url, emulator.url)
-
-            async def add_worker() -> None:
-                n = len(workers)
-                argv = [sys.executable, "-m", "orchestrator", "run"]
-                child = await LoggedChild.start(f"w{n}", argv, env, tmp_path / f"w{n}.log")
-                workers.append(child)
-                alive.append(child)
-
-            async def starts_reached(count: int) -> bool:
-                stats = await control.op_stats("StartWebRTCContact")
-                return int(stats["successes"]) >= count
-
-            tg.start_soon(follower.follow, sqs, events_queue)
-            for _ in range(WORKERS):
-                await add_worker()
-            for count, which in RESTARTS:
-                await eventually(
-                    functools.partial(starts_reached, count),
-                    within=60,
-                    interval=0.05,
-                    message=f"{count} contacts started",
-                )
-                visible_mid_drain.append((await queue_counts(sqs, queue))[0])
-                victim = alive.pop(0)
-                # A worker signalled before it handles signals just dies: wait until it is up.
-                await eventually(
-                    functools.partial(_ready, victim),
-                    within=30,
-                    interval=0.1,
-                    message=f"{victim.name} to receive",
-                )
-                victim.signal(which)
-                if which is signal.SIGTERM:
-                    stopped.append(victim)
-                await add_worker()
-            done = await follower.wait_until(
-                lambda: set(follower.finals) >= set(requests), time.monotonic() + 60
-            )
-            assert done, f"{len(set(follower.finals) & set(requests))} of {REQUESTS} ended"
-            await eventually(
-                lambda: _is_empty(sqs, queue), within=20, message="the request queue to empty"
-            )
-            contacts = await control.contacts()
-            tg.cancel_scope.cancel()
+    async with (
+        sqs_server_process(tmp_path / "sqs.log") as sqs_server,
+        worker_rig(
+            sqs_server.url, tmp_path, emulator_args=emulator_args, quotas=QUOTAS,
+            settings=SETTINGS, prefix="backlog",
+        ) as rig,
+    ):  # fmt: skip
+        queue, follower = rig.queues.requests, rig.follower
+        await send_all(rig.sqs, queue, [request_body(r) for r in requests])
+        await rig.pool.start(WORKERS)
+        visible_mid_drain = await restart_on_schedule(rig.pool, rig.control, rig.sqs, queue)
+        done = await rig.all_final(requests)
+        assert done, f"{len(set(follower.finals) & set(requests))} of {REQUESTS} ended"
+        await eventually(
+            lambda: _is_empty(rig.sqs, queue), within=20, message="the request queue to empty"
+        )
+        contacts = await rig.control.contacts()
         # Graceful stops end, and cleanly: none hangs in its shutdown.
-        for child in stopped:
-            assert await child.wait(GRACE_PERIOD_S + 15) == 0, child.name
-        for child in alive:
-            child.signal(signal.SIGTERM)
-            assert await child.wait(GRACE_PERIOD_S + 15) == 0, child.name
-        await follower.sweep(sqs, events_queue)
-        dead_letters = await drain_bodies(sqs, dlq)
-    finally:
-        for child in workers:
-            await child.close()
+        assert await rig.pool.stop(GRACE_PERIOD_S + 15) == []
+        dead_letters = await drain_bodies(rig.sqs, rig.queues.dead_letters)
+    graceful = {w.name: w.exit_code for w in rig.pool.workers if w.signalled == "SIGTERM"}
+    assert graceful == dict.fromkeys(graceful, 0)
 
-    check(requests, follower, contacts, dead_letters, workers)
+    check(requests, follower, contacts, dead_letters, rig.pool.workers)
     assert visible_mid_drain[0] > 0, visible_mid_drain  # restarted with a backlog queued
+
+
+async def restart_on_schedule(
+    pool: WorkerPool, control: EmulatorControl, sqs: SQSClient, queue: str
+) -> list[int]:
+    """Replace the oldest worker at each point of RESTARTS; the messages visible each time."""
+
+    async def starts_reached(count: int) -> bool:
+        stats = await control.op_stats("StartWebRTCContact")
+        return int(stats["successes"]) >= count
+
+    visible = []
+    for count, which in RESTARTS:
+        await eventually(
+            functools.partial(starts_reached, count),
+            within=60,
+            interval=0.05,
+            message=f"{count} contacts started",
+        )
+        visible.append((await queue_counts(sqs, queue))[0])
+        victim = pool.alive[0]
+        # A worker signalled before it handles signals just dies: wait until it is up.
+        await eventually(
+            victim.receiving, within=30, interval=0.1, message=f"{victim.name} to receive"
+        )
+        await pool.replace(which, victim)
+    return visible
 
 
 def check(
@@ -186,7 +123,7 @@ def check(
     follower: EventFollower,
     contacts: list[dict[str, Any]],
     dead_letters: list[str],
-    workers: list[LoggedChild],
+    workers: list[WorkerProcess],
 ) -> None:
     # Nothing dead-lettered; every request ended once, with its screen shared.
     assert dead_letters == []
@@ -204,16 +141,12 @@ def check(
     assert len(per_token) == REQUESTS and set(per_token.values()) == {1}, per_token
     # No worker held more unstarted messages than its admission bound.
     for child in workers:
-        records = log_records(child.log_path)
+        records = child.records()
         bound = admission_bound(records)
         assert bound < REQUESTS // WORKERS  # the bound, not the backlog, limits what is held
         held = most_waiting_to_start(records)
         print(f"{child.name}: held at most {held} unstarted messages (bound {bound})")
         assert held <= bound, f"{child.name} held {held} unstarted messages, bound {bound}"
-
-
-def _ready(child: LoggedChild) -> bool:
-    return '"queue.redrive_policy"' in child.log_path.read_text(errors="replace")
 
 
 async def _is_empty(sqs: SQSClient, queue: str) -> bool:

@@ -4,72 +4,42 @@ real redis-server, while workers join and leave and Redis dies and comes back.""
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import anyio
 import pytest
-from aiobotocore.session import get_session
 
-from orchestrator.testing.emulator import EmulatorControl
-from orchestrator.testing.processes import (
-    LoggedChild,
-    child_env,
-    emulator_process,
-    sqs_server_process,
-)
-from orchestrator.testing.queues import EventFollower, create_queue, create_queue_with_dlq, send_all
+from orchestrator.testing.processes import sqs_server_process
+from orchestrator.testing.queues import EventFollower, send_all
 from orchestrator.testing.redis import RedisServer
-from orchestrator.testing.requests import REGION, request_body
+from orchestrator.testing.requests import request_body
+from orchestrator.testing.workers import BRISK, worker_rig
 from tests.support import eventually
 
-if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
 START_RATE, START_BURST = 20.0, 20.0
 REQUESTS = 200
 PASSWORD = "fleet-test-password-7"
 
 
-def worker_env(
-    queue: str, events: str, sqs_url: str, connect_url: str, redis_url: str
-) -> dict[str, str]:
-    settings = {
-        "AWS__REGION": REGION,
-        "AWS__ENDPOINT_URL": sqs_url,
-        "QUEUE__URL": queue,
-        "QUEUE__WAIT_TIME_S": 1,
-        # Hold enough received requests that a slow receive on a loaded machine does not limit
-        # starts: the budget is what is measured here.
-        "QUEUE__MAX_WAITING_TO_START": 60,
-        "QUEUE__VISIBILITY_TIMEOUT_S": 10,
-        "QUEUE__RETRY_BASE_DELAY_S": 1,
-        "QUEUE__RETRY_MAX_DELAY_S": 2,
-        "CONNECT__ENDPOINT_URL": connect_url,
-        "CONNECT__START_WEBRTC_CONTACT_RATE": START_RATE,
-        "CONNECT__START_WEBRTC_CONTACT_BURST": START_BURST,
-        "CONNECT__DESCRIBE_CONTACT_RATE": 200,
-        "CONNECT__DESCRIBE_CONTACT_BURST": 200,
-        "CONNECT__START_SCREEN_SHARING_RATE": 200,
-        "CONNECT__START_SCREEN_SHARING_BURST": 200,
-        "WATCH__FIRST_DELAY_S": 0.2,
-        "WATCH__MAX_INTERVAL_S": 0.5,
-        "WATCH__HEAD_INTERVAL_S": 0.3,
-        "EVENTS__SQS_QUEUE_URL": events,
-        "FLEET__REDIS_URL": redis_url,
-        "FLEET__HEARTBEAT_INTERVAL_S": 0.5,
-        "FLEET__HEARTBEAT_TTL_S": 3,
-        "FLEET__BREAKER_RESET_S": 1,
-        "SHUTDOWN__GRACE_PERIOD_S": 5,
-        "OBSERVABILITY__ENABLED": "false",
-        "LOGGING__LEVEL": "INFO",
-    }
-    return child_env({f"ORCHESTRATOR_{k}": str(v) for k, v in settings.items()})
+#: The shared start quota is what is measured: the other operations' are far above their use.
+QUOTAS = {"StartWebRTCContact": (START_RATE, START_BURST)} | dict.fromkeys(
+    ("DescribeContact", "StartScreenSharing"), (200.0, 200.0)
+)
+SETTINGS = {
+    **BRISK,
+    # Hold enough received requests that a slow receive on a loaded machine does not limit
+    # starts: the budget is what is measured here.
+    "QUEUE__MAX_WAITING_TO_START": 60,
+    "QUEUE__VISIBILITY_TIMEOUT_S": 10,
+    "FLEET__HEARTBEAT_INTERVAL_S": 0.5,
+    "FLEET__HEARTBEAT_TTL_S": 3,
+    "FLEET__BREAKER_RESET_S": 1,
+    "SHUTDOWN__GRACE_PERIOD_S": 5,
+}
 
 
 def busiest_second(stamps: list[float]) -> int:
@@ -85,75 +55,47 @@ def busiest_second(stamps: list[float]) -> int:
 async def test_a_fleet_shares_one_start_quota_through_joins_leaves_and_a_redis_outage(
     tmp_path: Path,
 ) -> None:
-    # moto in its own process (its own core and GIL): receiving must not be what limits starts.
-    async with (
-        sqs_server_process(tmp_path / "sqs.log") as sqs_server,
-        get_session().create_client("sqs", region_name=REGION, endpoint_url=sqs_server.url) as sqs,
-    ):
-        await run_fleet(tmp_path, sqs_server.url, sqs)
-
-
-async def run_fleet(tmp_path: Path, sqs_url: str, sqs_client: SQSClient) -> None:
-    redis = RedisServer(tmp_path, password=PASSWORD)
-    redis.start()
-    queue, _ = await create_queue_with_dlq(sqs_client, max_receive_count=5)
-    events_queue = await create_queue(sqs_client)
     emulator_args = [
         "--agent-delay", "0.2:0.6", "--talk-time", "0.3:0.8", "--abandon-rate", "0",
         "--max-concurrent-calls", "1000", "--seed", "11",
-        "--quota", f"StartWebRTCContact={START_RATE:g}/{START_BURST:g}",
-        "--quota", "DescribeContact=200/200", "--quota", "StartScreenSharing=200/200",
     ]  # fmt: skip
     requests = [f"fleet-{i:04d}" for i in range(REQUESTS)]
-    await send_all(sqs_client, queue, [request_body(r) for r in requests])
-    workers: list[LoggedChild] = []
-    follower = EventFollower()
     marks: list[tuple[int, float]] = []
-    try:
+    # moto in its own process (its own core and GIL): receiving must not be what limits starts.
+    with RedisServer(tmp_path, password=PASSWORD) as redis:
         async with (
-            emulator_process(emulator_args, tmp_path / "emulator.log") as emulator,
-            anyio.create_task_group() as tg,
-        ):
-            control = EmulatorControl(emulator.url)
-            env = worker_env(queue, events_queue, sqs_url, emulator.url, redis.url)
-
-            async def add_worker() -> None:
-                n = len(workers)
-                argv = [sys.executable, "-m", "orchestrator", "run"]
-                workers.append(await LoggedChild.start(f"w{n}", argv, env, tmp_path / f"w{n}.log"))
+            sqs_server_process(tmp_path / "sqs.log") as sqs_server,
+            worker_rig(
+                sqs_server.url, tmp_path, emulator_args=emulator_args, quotas=QUOTAS,
+                settings={**SETTINGS, "FLEET__REDIS_URL": redis.url}, prefix="fleet",
+            ) as rig,
+        ):  # fmt: skip
+            follower, pool = rig.follower, rig.pool
 
             async def started() -> int:
-                return int((await control.op_stats("StartWebRTCContact"))["successes"])
+                return int((await rig.control.op_stats("StartWebRTCContact"))["successes"])
 
             async def reached(count: int) -> None:
                 await eventually(lambda: _at_least(started(), count), within=40, interval=0.1)
                 marks.append((count, time.time()))
 
-            tg.start_soon(follower.follow, sqs_client, events_queue)
-            await add_worker()
-            await add_worker()
+            await send_all(rig.sqs, rig.queues.requests, [request_body(r) for r in requests])
+            await pool.start(2)
             await reached(40)
-            await add_worker()  # a worker joins
+            await pool.start()  # a worker joins
             await reached(80)
             redis.kill()  # Redis dies: every worker falls back to a third of the quota
             await reached(140)
             redis.start()  # and comes back, empty, on the same port
             await reached(170)
-            workers[0].signal(signal.SIGTERM)  # a worker leaves gracefully
-            done = await follower.wait_until(
-                lambda: len(follower.finals) >= REQUESTS, time.monotonic() + 60
-            )
+            pool.signal(pool.workers[0], signal.SIGTERM)  # a worker leaves gracefully
+            done = await rig.all_final(requests)
             assert done, f"{len(follower.finals)} of {REQUESTS} requests ended"
-            stats = await control.op_stats("StartWebRTCContact")
-            contacts = await control.contacts()
-            tg.cancel_scope.cancel()
-    finally:
-        for worker in workers:
-            await worker.close()
-        redis.kill()
+            stats = await rig.control.op_stats("StartWebRTCContact")
+            contacts = await rig.control.contacts()
 
     check(follower, stats, contacts, requests, marks)
-    logs = "".join(w.log_path.read_text(errors="replace") for w in workers)
+    logs = "".join(w.log_text() for w in pool.workers)
     assert "fleet.degraded" in logs and "fleet.recovered" in logs
     assert PASSWORD not in logs
 

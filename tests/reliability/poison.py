@@ -27,12 +27,13 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, get_args
 
 from hypothesis import strategies as st
 
 from orchestrator.engine.request import MAX_BODY_BYTES, ReferenceType
+from orchestrator.testing.poison import Poison
 from orchestrator.testing.requests import request_document
 
 #: SQS's own limit on a message (moto allows 1 MiB; real queues default to 256 KiB).
@@ -87,32 +88,6 @@ def valid_document(request_id: str) -> dict[str, Any]:
         RelatedContactId="e619cfeb-55fd-4cdd-9eaa-14e2a0791b22",
         ScreenSharing=True,
     )
-
-
-@dataclass(frozen=True)
-class Poison:
-    body: str | bytes
-    #: The RequestId the parser must report, None when none can be read.
-    request_id: str | None
-    #: How it was made, for failure reports.
-    recipe: tuple[str, ...] = field(default=())
-
-    @property
-    def text(self) -> str:
-        """The body of a poison meant for SQS (always text)."""
-        assert isinstance(self.body, str), "SQS bodies are text"
-        return self.body
-
-    def __repr__(self) -> str:
-        size = len(self.body)
-        head = self.body[:160]
-        return (
-            f"Poison(recipe={self.recipe}, request_id={self.request_id!r}, {size} long: {head!r})"
-        )
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        """How Hypothesis shows a falsifying example: the recipe and the start of the body."""
-        printer.text(repr(self))
 
 
 @dataclass(frozen=True)

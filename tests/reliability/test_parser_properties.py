@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from orchestrator.engine.request import RequestRejected, parse_request
+from orchestrator.testing.poison import Poison
 from tests.reliability.poison import (
-    Poison,
     huge_key,
     many_unknown_fields,
     parser_poison,

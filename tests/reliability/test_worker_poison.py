@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 from orchestrator.engine.request import ATTRIBUTES_MAX_BYTES, MAX_BODY_BYTES, client_token
 from orchestrator.testing.local_sqs import LocalSqsServer
+from orchestrator.testing.poison import Poison
 from tests.reliability.poison import (
     TOPIC_ARN,
-    Poison,
     huge_key,
     many_unknown_fields,
     sqs_poison,

@@ -23,9 +23,10 @@ assert report.problems == [], report.render()
 ```
 """
 
-from orchestrator.testing.chaos.plan import ChaosPlan, Planned, Poison
+from orchestrator.testing.chaos.plan import ChaosPlan, Planned
 from orchestrator.testing.chaos.promises import check
 from orchestrator.testing.chaos.report import ChaosReport, outcome_of
 from orchestrator.testing.chaos.run import run_chaos
+from orchestrator.testing.poison import Poison
 
 __all__ = ["ChaosPlan", "ChaosReport", "Planned", "Poison", "check", "outcome_of", "run_chaos"]

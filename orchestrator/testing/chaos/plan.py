@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.engine.request import RequestRejected, parse_request
-from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, REGION, customer_document
+from orchestrator.testing.poison import Poison
+from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, customer_document
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,6 @@ class Planned:
     #: "share" (screen sharing wanted and allowed), "declines" (ScreenSharing false) or
     #: "not-allowed" (the customer may not share their screen).
     kind: str
-
-
-@dataclass(frozen=True)
-class Poison:
-    body: str
-    #: The RequestId its `request.rejected` is filed under; None when none is readable.
-    request_id: str | None
 
 
 def plan_requests(plan: ChaosPlan, rng: random.Random) -> list[Planned]:
@@ -143,8 +136,8 @@ def poison_set(copy: int, seed: int) -> list[Poison]:
         ),
     ]
     for poison in poisons:  # the plan checks itself: each is rejected as expected
-        if _rejected_as(poison.body) != (poison.request_id,):
-            raise AssertionError(f"not rejected as planned: {poison.body[:80]}")
+        if _rejected_as(poison.text) != (poison.request_id,):
+            raise AssertionError(f"not rejected as planned: {poison.text[:80]}")
     return poisons
 
 
@@ -160,28 +153,20 @@ def _rejected_as(body: str) -> tuple[str | None, ...]:
 # -- how the processes are configured -------------------------------------------------------------
 
 
-_QUOTA_KEYS = {
-    "StartWebRTCContact": "START_WEBRTC_CONTACT",
-    "DescribeContact": "DESCRIBE_CONTACT",
-    "StartScreenSharing": "START_SCREEN_SHARING",
-}
+def quotas(plan: ChaosPlan) -> dict[str, tuple[float, float]]:
+    """{operation: (rate, burst)}: the account's quotas, emulated and configured."""
+    return {operation: (rate, burst) for operation, rate, burst in plan.quotas}
 
 
-def worker_env(
-    plan: ChaosPlan, *, queue_url: str, events_url: str, sqs_url: str, connect_url: str
-) -> dict[str, str]:
-    """The environment of an `orchestrator run` worker process of this plan."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
-    settings: dict[str, Any] = {
-        "AWS__REGION": REGION,
-        "AWS__ENDPOINT_URL": sqs_url,
-        "QUEUE__URL": queue_url,
+def worker_settings(plan: ChaosPlan) -> dict[str, Any]:
+    """The settings of this plan's `orchestrator run` workers, beyond endpoints, queues and
+    quotas (`orchestrator.testing.workers.worker_env` adds those)."""
+    return {
         "QUEUE__WAIT_TIME_S": 1,
         "QUEUE__VISIBILITY_TIMEOUT_S": plan.visibility_timeout_s,
         "QUEUE__MAX_IN_FLIGHT": plan.max_in_flight,
         "QUEUE__RETRY_BASE_DELAY_S": 1,
         "QUEUE__RETRY_MAX_DELAY_S": 4,
-        "CONNECT__ENDPOINT_URL": connect_url,
         # Every worker takes the whole quota: together they overshoot it and get throttled.
         "CONNECT__QUOTA_SHARE": 1.0,
         "CONNECT__RETRY_MAX_ATTEMPTS": 8,
@@ -192,42 +177,24 @@ def worker_env(
         "WATCH__MAX_INTERVAL_S": 1.0,
         "WATCH__MAX_WAIT_S": 120,
         "WATCH__HEAD_INTERVAL_S": 0.5,
-        "EVENTS__SQS_QUEUE_URL": events_url,
         "SHUTDOWN__GRACE_PERIOD_S": plan.grace_period_s,
-        "OBSERVABILITY__ENABLED": "false",
-        "LOGGING__LEVEL": "INFO",
     }
-    for operation, rate, burst in plan.quotas:
-        settings[f"CONNECT__{_QUOTA_KEYS[operation]}_RATE"] = rate
-        settings[f"CONNECT__{_QUOTA_KEYS[operation]}_BURST"] = burst
-    env.update({f"ORCHESTRATOR_{key}": str(value) for key, value in settings.items()})
-    return env
 
 
 def emulator_args(plan: ChaosPlan) -> list[str]:
-    """The `orchestrator emulator` options of this plan's contact center and faults."""
+    """The `orchestrator emulator` options of this plan's contact center and faults (its quotas
+    are `quotas`)."""
 
     def span(pair: tuple[float, float]) -> str:
         return f"{pair[0]:g}:{pair[1]:g}"
 
-    args = [
-        "--seed",
-        str(plan.seed),
-        "--agent-delay",
-        span(plan.agent_delay_s),
-        "--talk-time",
-        span(plan.talk_time_s),
-        "--abandon-rate",
-        str(plan.abandon_rate),
-        "--max-concurrent-calls",
-        str(plan.max_concurrent_calls),
-        "--error-rate",
-        str(plan.error_rate),
-        "--drop-rate",
-        str(plan.drop_rate),
-        "--latency",
-        span(plan.latency_ms),
-    ]
-    for operation, rate, burst in plan.quotas:
-        args += ["--quota", f"{operation}={rate:g}/{burst:g}"]
-    return args
+    return [
+        "--seed", str(plan.seed),
+        "--agent-delay", span(plan.agent_delay_s),
+        "--talk-time", span(plan.talk_time_s),
+        "--abandon-rate", str(plan.abandon_rate),
+        "--max-concurrent-calls", str(plan.max_concurrent_calls),
+        "--error-rate", str(plan.error_rate),
+        "--drop-rate", str(plan.drop_rate),
+        "--latency", span(plan.latency_ms),
+    ]  # fmt: skip

@@ -143,7 +143,7 @@ def _check_queues(report: ChaosReport) -> list[str]:
     problems = []
     if report.left_in_queue != (0, 0):
         problems.append(f"request queue not empty: (visible, in flight) = {report.left_in_queue}")
-    expected = sorted(p.body for p in report.poison)
+    expected = sorted(p.text for p in report.poison)
     if sorted(report.dead_letters) != expected:
         extra = Counter(report.dead_letters) - Counter(expected)
         missing = Counter(expected) - Counter(report.dead_letters)

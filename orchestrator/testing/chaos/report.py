@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.testing.chaos.plan import ChaosPlan, Planned, Poison
+from orchestrator.testing.chaos.plan import ChaosPlan, Planned
+from orchestrator.testing.poison import Poison
 from orchestrator.testing.queues import first_finals
 
 

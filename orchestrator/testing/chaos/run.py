@@ -6,60 +6,36 @@ from __future__ import annotations
 import functools
 import random
 import signal
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
-from aiobotocore.session import get_session
 
 from orchestrator.testing.chaos.plan import (
     ChaosPlan,
     emulator_args,
     plan_requests,
     poison_set,
-    worker_env,
+    quotas,
+    worker_settings,
 )
 from orchestrator.testing.chaos.promises import check
 from orchestrator.testing.chaos.report import ChaosReport
-from orchestrator.testing.emulator import EmulatorControl
-from orchestrator.testing.processes import LoggedChild, emulator_process
-from orchestrator.testing.queues import (
-    EventFollower,
-    create_queue,
-    create_queue_with_dlq,
-    drain_bodies,
-    queue_counts,
-    send_all,
-)
-from orchestrator.testing.requests import REGION
-
-if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
+from orchestrator.testing.queues import drain_bodies, queue_counts, send_all
+from orchestrator.testing.workers import Rig, worker_rig
 
 
 class _Run:
     """One chaos run in progress: the queues, the processes, the events read so far."""
 
-    def __init__(
-        self, plan: ChaosPlan, sqs: SQSClient, sqs_url: str, connect_url: str, workdir: Path
-    ) -> None:
+    def __init__(self, plan: ChaosPlan, rig: Rig) -> None:
         self.plan = plan
-        self.sqs = sqs
-        self.sqs_url = sqs_url
-        self.connect_url = connect_url
-        self.workdir = workdir
+        self.rig = rig
+        self.sqs, self.queues, self.pool, self.log = rig.sqs, rig.queues, rig.pool, rig.follower
         self.rng = random.Random(plan.seed)
         valid = plan_requests(plan, self.rng)
         poison = [p for copy in range(plan.poison_sets) for p in poison_set(copy, plan.seed)]
         self.report = ChaosReport(plan, valid, poison)
-        self.log = EventFollower()
-        self.children: list[LoggedChild] = []
-        self.alive: list[LoggedChild] = []
-        self.stopping: list[LoggedChild] = []
-        self.env: dict[str, str] = {}
-        self.queue = self.dlq = self.events_url = ""
         #: (body, is a valid request) not sent yet, in the seeded order they are sent.
         self.to_send: list[tuple[str, bool]] = []
         self.sent_valid = 0
@@ -68,27 +44,16 @@ class _Run:
         self.readable = {p.request_id for p in poison if p.request_id is not None}
 
     async def set_up(self) -> None:
-        self.queue, self.dlq = await create_queue_with_dlq(
-            self.sqs, max_receive_count=self.plan.max_receive_count, prefix="chaos"
-        )
-        self.events_url = await create_queue(self.sqs, "chaos-ev")
         self.to_send = [(v.body, True) for v in self.report.valid]
-        self.to_send += [(p.body, False) for p in self.report.poison]
+        self.to_send += [(p.text, False) for p in self.report.poison]
         self.rng.shuffle(self.to_send)
         if self.plan.backlog is None:
             await self.send(len(self.to_send))
-        self.env = worker_env(
-            self.plan,
-            queue_url=self.queue,
-            events_url=self.events_url,
-            sqs_url=self.sqs_url,
-            connect_url=self.connect_url,
-        )
 
     async def send(self, count: int) -> int:
         """Send the next `count` messages; how many of them were valid requests."""
         batch, self.to_send = self.to_send[:count], self.to_send[count:]
-        await send_all(self.sqs, self.queue, [body for body, _ in batch])
+        await send_all(self.sqs, self.queues.requests, [body for body, _ in batch])
         valid = sum(is_valid for _, is_valid in batch)
         self.sent_valid += valid
         return valid
@@ -104,16 +69,6 @@ class _Run:
             else:
                 await self.log.next_arrival(within_s=0.5)
 
-    async def start_worker(self) -> LoggedChild:
-        self.report.workers_started += 1
-        name = f"worker-{self.report.workers_started}"
-        command = [sys.executable, "-m", "orchestrator", "run"]
-        child = await LoggedChild.start(name, command, self.env, self.workdir / f"{name}.log")
-        self.children.append(child)
-        self.alive.append(child)
-        self.report.worker_logs.append(child.log_path)
-        return child
-
     def progress(self) -> float:
         done = sum(rid in self.log.finals for rid in self.valid_ids)
         return done / max(1, len(self.valid_ids))
@@ -124,24 +79,20 @@ class _Run:
     async def complete(self) -> bool:
         if self.to_send or self.progress() < 1 or not self.readable <= set(self.log.finals):
             return False
-        visible, hidden = await queue_counts(self.sqs, self.dlq)
+        visible, hidden = await queue_counts(self.sqs, self.queues.dead_letters)
         if visible + hidden < len(self.report.poison):
             return False
-        return await queue_counts(self.sqs, self.queue) == (0, 0)
+        return await queue_counts(self.sqs, self.queues.requests) == (0, 0)
 
     async def strike(self, action: str) -> None:
         """SIGKILL or SIGTERM a running worker (chosen by the seeded schedule); replace it."""
-        victim = self.rng.choice(self.alive)
-        self.alive.remove(victim)
         at = f"{time.monotonic() - self.started:5.1f} s, {self.progress():4.0%} done"
+        which = signal.SIGKILL if action == "kill" else signal.SIGTERM
+        victim, replacement = await self.pool.replace(which, self.rng.choice(self.pool.alive))
         if action == "kill":
-            victim.signal(signal.SIGKILL)
             self.report.kills += 1
         else:
-            victim.signal(signal.SIGTERM)
             self.report.graceful_stops += 1
-            self.stopping.append(victim)
-        replacement = await self.start_worker()
         self.report.timeline.append(
             f"{at}: {victim.signalled} {victim.name} "
             f"(up {time.monotonic() - victim.started_at:.1f} s), started {replacement.name}"
@@ -151,8 +102,7 @@ class _Run:
         plan = self.plan
         self.started = time.monotonic()
         deadline = self.started + plan.deadline_s
-        for _ in range(plan.workers):
-            await self.start_worker()
+        await self.pool.start(plan.workers)
         actions = ["kill"] * plan.kills + ["term"] * plan.graceful_stops
         self.rng.shuffle(actions)
         marks = sorted(self.rng.uniform(*plan.window) for _ in actions)
@@ -170,34 +120,19 @@ class _Run:
 
     async def stop_workers(self) -> None:
         """SIGTERM the survivors; every SIGTERMed worker must exit, and cleanly."""
-        for child in self.alive:
-            child.signal(signal.SIGTERM)
-            self.stopping.append(child)
-        self.alive = []
-        for child in self.stopping:
-            try:
-                await child.wait(self.plan.stop_timeout_s)
-            except TimeoutError:
-                self.report.problems.append(
-                    f"{child.name} did not exit within {self.plan.stop_timeout_s:g} s"
-                )
+        for child in await self.pool.stop(self.plan.stop_timeout_s):
+            self.report.problems.append(
+                f"{child.name} did not exit within {self.plan.stop_timeout_s:g} s"
+            )
 
     async def collect(self) -> None:
         report = self.report
-        await self.log.sweep(self.sqs, self.events_url)
+        await self.log.sweep(self.sqs, self.queues.events)
         report.events = self.log.events
-        control = EmulatorControl(self.connect_url)
-        report.contacts = await control.contacts()
-        report.stats = await control.stats()
-        report.dead_letters = await drain_bodies(self.sqs, self.dlq)
-        report.left_in_queue = await queue_counts(self.sqs, self.queue)
-        for child in self.children:
-            await child.close()
-            report.exits.append((child.name, child.signalled, child.exit_code))
-
-    async def close(self) -> None:
-        for child in self.children:
-            await child.close()
+        report.contacts = await self.rig.control.contacts()
+        report.stats = await self.rig.control.stats()
+        report.dead_letters = await drain_bodies(self.sqs, self.queues.dead_letters)
+        report.left_in_queue = await queue_counts(self.sqs, self.queues.requests)
 
 
 async def run_chaos(plan: ChaosPlan, *, sqs_url: str, workdir: Path) -> ChaosReport:
@@ -206,22 +141,22 @@ async def run_chaos(plan: ChaosPlan, *, sqs_url: str, workdir: Path) -> ChaosRep
     The report's `problems` list every broken promise (see `check`).
     """
     await anyio.Path(workdir).mkdir(parents=True, exist_ok=True)
-    async with (
-        get_session().create_client("sqs", region_name=REGION, endpoint_url=sqs_url) as sqs,
-        emulator_process(emulator_args(plan), workdir / "emulator.log") as emulator,
-    ):
-        run = _Run(plan, sqs, sqs_url, emulator.url, workdir)
-        try:
-            await run.set_up()
-            async with anyio.create_task_group() as tg:
-                for _ in range(2):  # two readers keep up with several workers' events
-                    tg.start_soon(run.log.follow, sqs, run.events_url)
-                tg.start_soon(run.feed)
-                await run.drain_under_chaos()
-                tg.cancel_scope.cancel()
-            await run.stop_workers()
-            await run.collect()
-        finally:
-            await run.close()
+    async with worker_rig(
+        sqs_url, workdir, emulator_args=emulator_args(plan), quotas=quotas(plan),
+        settings=worker_settings(plan), prefix="chaos", max_receive_count=plan.max_receive_count,
+        readers=2,  # two readers keep up with several workers' events
+    ) as rig:  # fmt: skip
+        run = _Run(plan, rig)
+        await run.set_up()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run.feed)
+            await run.drain_under_chaos()
+            tg.cancel_scope.cancel()
+        await run.stop_workers()
+        await run.collect()
+    pool = rig.pool
+    run.report.workers_started = len(pool.workers)
+    run.report.worker_logs = [w.log_path for w in pool.workers]
+    run.report.exits = [(w.name, w.signalled, w.exit_code) for w in pool.workers]
     run.report.problems += check(run.report)
     return run.report

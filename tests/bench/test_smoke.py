@@ -1,4 +1,5 @@
-"""The benchmark suite runs end to end (`python -m bench --quick`) and produces every figure.
+"""The first-round scenarios run end to end (`python -m bench quota detection scale --quick`) and
+produce every figure and section.
 
 Only that figures exist and are finite numbers is checked, not their values: a quick run is far too
 small for them to mean anything. Output goes to a temporary directory, never to bench/.
@@ -6,12 +7,11 @@ small for them to mean anything. Output goes to a temporary directory, never to 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.support.bench import dig, number, run_quick
+from tests.bench.quick import dig, number, run_quick
 
 #: (path in results.json, description): every one must be a finite number.
 FIGURES = [
@@ -44,12 +44,15 @@ RATIOS = ["detection_p50", "detection_p95", "detection_p99", "describe_calls_per
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
-    done = run_quick("bench", "--out", str(tmp_path), timeout_s=140)
+    results, done = run_quick(tmp_path, "quota", "detection", "scale", timeout_s=230)
 
-    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert results["quick"] is True
+    for name in ("quota", "detection", "scale"):
+        section = results["scenarios"][name]
+        assert section["recorded_run"]["quick"] is True
+        assert section["commit"]["sha"] and section["recorded_at"]
     assert results["commit"]["sha"]
     assert {"cpu_model", "cores", "python", "os"} <= set(results["machine"])
     for path, what in FIGURES:
@@ -67,3 +70,4 @@ def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
         assert heading in markdown
     assert "What limits these figures" in markdown
     assert "quota" in done.stdout
+    assert (tmp_path / "plots" / "detection-policies.png").read_bytes().startswith(b"\x89PNG")

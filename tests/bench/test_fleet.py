@@ -1,17 +1,16 @@
 """The fleet scenario runs end to end in its quick mode and prints every figure for its three
 modes (their values mean nothing at that size: only that they exist is checked); the detection
-plot is drawn from a results file alone."""
+plot is drawn from recorded figures alone."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
 
-from bench.plots import detection_policies, plot_detection_policies
-from tests.support.bench import quick_figures
+from bench.detection import plot, policies
+from tests.bench.quick import quick_figures
 
 MODES = {"static", "independent", "fleet"}
 FIGURES = [
@@ -28,23 +27,28 @@ FIGURES = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_quick_fleet_scenario_prints_every_figure_for_the_three_modes() -> None:
-    figures = quick_figures("bench.fleet")
+@pytest.mark.timeout(240)
+def test_quick_fleet_scenario_records_every_figure_for_the_three_modes(tmp_path: Path) -> None:
+    figures = quick_figures("fleet", tmp_path, timeout_s=230)
     assert set(figures) >= MODES
     for mode in MODES:
-        values = figures[mode]
+        values = figures[mode] | {
+            "detection_p50_s": figures[mode]["detection_delay_s"]["p50"],
+            "detection_p95_s": figures[mode]["detection_delay_s"]["p95"],
+        }
         for name in FIGURES:
             value = values[name]
             assert isinstance(value, int | float) and not isinstance(value, bool), (mode, name)
             assert math.isfinite(value), (mode, name, value)
-        assert "drain_s" in values and values["phase_shares"]
+        assert "drain_s" in values and values["phases"]
+        assert values["schedule"][-1]["workers"] == 0
         # Even this small run loses nothing.
         assert values["requests_with_a_contact"] == 18, (mode, values)
         assert values["requests_without_final_event"] == 0, (mode, values)
     latency = figures["acquire_latency"]
     assert latency["fleet_redis"]["count"] == latency["local_bucket"]["count"] > 0
     assert set(figures["targets"]) == {"start_rate_share", "start_throttled_share"}
+    assert (tmp_path / "plots" / "fleet-start-rate.png").read_bytes().startswith(b"\x89PNG")
 
 
 def _delays(p50: float, p95: float, p99: float, count: int) -> dict[str, float]:
@@ -52,21 +56,17 @@ def _delays(p50: float, p95: float, p99: float, count: int) -> dict[str, float]:
 
 
 def test_detection_plot_is_drawn_from_the_recorded_figures_alone(tmp_path: Path) -> None:
-    results = {
-        "scenarios": {
-            "detection": {
-                "options": {"contacts": 10, "agents": 4},
-                "ours": {"contacts": 10, "detection_delay_s": _delays(1.0, 2.0, 3.0, 10)},
-                "round_robin": {"contacts": 10, "detection_delay_s": _delays(2.0, 4.0, 5.0, 10)},
-                "naive": {"contacts": 10, "detection_delay_s": _delays(3.0, 8.0, 9.0, 7)},
-            }
-        }
+    detection = {
+        "options": {"contacts": 10, "agents": 4},
+        "ours": {"contacts": 10, "detection_delay_s": _delays(1.0, 2.0, 3.0, 10)},
+        "round_robin": {"contacts": 10, "detection_delay_s": _delays(2.0, 4.0, 5.0, 10)},
+        "naive": {"contacts": 10, "detection_delay_s": _delays(3.0, 8.0, 9.0, 7)},
     }
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(results), encoding="utf-8")
+    out = tmp_path / "detection.png"
 
-    figures = detection_policies(results)
-    out = plot_detection_policies(path, tmp_path / "detection.png")
+    plot(detection, out)
 
-    assert figures["naive"] == {"p50": 3.0, "p95": 8.0, "p99": 9.0, "count": 7.0, "contacts": 10.0}
+    assert policies(detection)["naive"] == {
+        "p50": 3.0, "p95": 8.0, "p99": 9.0, "count": 7.0, "contacts": 10.0
+    }  # fmt: skip
     assert out.read_bytes().startswith(b"\x89PNG")
