@@ -5,7 +5,8 @@ values. Environment variables override the file; the file is optional, so enviro
 alone are a complete configuration. Credentials are never read from here: they come only from the
 standard AWS chain (environment, shared files, IAM roles for service accounts, ECS task roles).
 
-`config.example.toml` documents every key; a test keeps the two in step.
+`config.example.toml` and `docs/settings-reference.md` are generated from this module
+(`python -m orchestrator.daemon.settings_docs --write`); a test keeps them in step.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import difflib
 import json
 import os
 import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -33,49 +36,164 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from orchestrator import bounds
+from orchestrator.connect.gateway import GatewayPolicies
+from orchestrator.connect.operations import DEFAULT_QUOTAS, BudgetShare, Operation, Quota
+from orchestrator.daemon.source import MAX_WAIT_TIME_S
+from orchestrator.daemon.worker import WorkerOptions
+from orchestrator.engine.request import RequestDefaults
+from orchestrator.engine.watch import WatchPolicy
 from orchestrator.errors import ConfigError
+from orchestrator.retry import RetryPolicy
 
 ENV_PREFIX = "ORCHESTRATOR_"
 CONFIG_ENV = "ORCHESTRATOR_CONFIG"
 _CREDENTIAL_WORDS = ("secret", "access_key", "session_token", "password", "credential")
 
 
+# -- one home per setting --------------------------------------------------------------------------
+#
+# A setting that configures an engine value takes its default, bounds and description from that
+# value's field (`engine_field`); `engine_values` then builds the engine value from the sections.
+# Settings that configure nothing below the daemon (endpoints, sinks, fleet, observability,
+# logging) declare theirs here with `Field`. Either way each is written once.
+
+
+@dataclass(frozen=True)
+class EngineRef:
+    """Which engine field a setting feeds (kept in the settings field's metadata)."""
+
+    owner: type[Any]
+    name: str
+    #: Turns the setting's value into the engine's (a TOML list into a frozenset, say).
+    convert: Callable[[Any], Any] | None = None
+
+
+_UNSET: Any = object()
+
+
+def engine_field(
+    owner: type[Any],
+    name: str,
+    *,
+    default: Any = _UNSET,
+    description: str | None = None,
+    convert: Callable[[Any], Any] | None = None,
+    **extra: Any,
+) -> Any:
+    """The settings field that feeds `owner.name`: its default, bounds and description as the
+    engine declares them. `default`/`description` replace the engine's (a section that feeds the
+    same field differently); `extra` adds `Field` options (examples, a tighter operator bound)."""
+    field, spec = bounds.spec(owner, name)
+    value = bounds.default_of(field) if default is _UNSET else default
+    if isinstance(value, frozenset | tuple):
+        value = sorted(value)
+    info: Any = Field(
+        value,
+        description=description or spec.description,
+        **{**spec.bounds.as_kwargs(), **extra},
+    )
+    info.metadata.append(EngineRef(owner, name, convert))
+    return info
+
+
+def engine_refs(section: type[BaseModel]) -> dict[str, EngineRef]:
+    """The settings of `section` that feed an engine field, by setting name."""
+    refs: dict[str, EngineRef] = {}
+    for key, info in section.model_fields.items():
+        refs.update((key, m) for m in info.metadata if isinstance(m, EngineRef))
+    return refs
+
+
+def engine_values(owner: type[Any], *sections: BaseModel) -> dict[str, Any]:
+    """Keyword arguments for `owner` from the settings that feed its fields (a later section
+    wins over an earlier one)."""
+    values: dict[str, Any] = {}
+    for section in sections:
+        for key, ref in engine_refs(type(section)).items():
+            if ref.owner is owner:
+                value = getattr(section, key)
+                values[ref.name] = ref.convert(value) if ref.convert else value
+    return values
+
+
+def quota_key(operation: Operation, part: Literal["rate", "burst"]) -> str:
+    """`[connect]`'s key for one quota: `describe_contact_rate`, `start_webrtc_contact_burst`."""
+    return f"{operation.name.lower()}_{part}"
+
+
+def _quota_field(operation: Operation, part: Literal["rate", "burst"]) -> Any:
+    _, spec = bounds.spec(Quota, part)
+    return Field(
+        getattr(DEFAULT_QUOTAS[operation], part),
+        description=f"{operation}: {spec.description[0].lower()}{spec.description[1:]} "
+        "The default is Connect's; raise it here after raising it in Service Quotas.",
+        **spec.bounds.as_kwargs(),
+    )
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_LOCAL_ENDPOINT = "http://localhost:4566"
+
+
+def _endpoint(of: str, example: str = _LOCAL_ENDPOINT) -> Any:
+    return Field(
+        None,
+        description=f"Endpoint of {of}. Unset: [aws] endpoint_url, else AWS.",
+        examples=[example],
+    )
+
+
 class AwsSettings(_Section):
-    region: str = "us-east-1"
-    #: One endpoint for every AWS client (a local stack); a section's own endpoint_url wins.
-    endpoint_url: str | None = None
+    """Every AWS client: region and endpoint."""
+
+    region: str = Field("us-east-1", description="Region of every AWS client.")
+    endpoint_url: str | None = Field(
+        None,
+        description="One endpoint for every AWS client (a local stack such as LocalStack). "
+        "Unset: AWS itself. A section's own endpoint_url wins over this one.",
+        examples=[_LOCAL_ENDPOINT],
+    )
 
 
 class QueueSettings(_Section):
-    url: str
-    endpoint_url: str | None = None
-    max_in_flight: int = Field(1000, ge=1, le=100_000)
-    wait_time_s: int = Field(20, ge=0, le=20)
-    visibility_timeout_s: int = Field(60, ge=1, le=43_200)
-    #: Visibility of a received message until its contact starts (then visibility_timeout_s):
-    #: a crashed worker's unstarted messages are hidden only this long.
-    unstarted_visibility_timeout_s: int = Field(15, ge=2, le=43_200)
-    #: Deliveries before a request is treated as on its last attempt. Read from the queue's
-    #: redrive policy when it has one; this value is used when it has none.
-    max_receive_count: int = Field(5, ge=1, le=1000)
-    #: Delete invalid messages after their `request.rejected` instead of letting them reach the DLQ.
-    delete_rejected: bool = False
-    #: Hand-back delay after a transient failure: base * 2^(receives-1), capped.
-    retry_base_delay_s: int = Field(10, ge=0, le=43_200)
-    retry_max_delay_s: int = Field(900, ge=0, le=43_200)
-    #: A request not started within this many seconds of its SentTimestamp ends with
-    #: `request.expired` instead of reaching Connect (0: never). A redelivery whose contact
-    #: may exist is never expired.
-    request_ttl_s: float = Field(300.0, ge=0)
-    #: Admission: receive only what StartWebRTCContact can start within this many seconds at
-    #: the rate this worker may use (the backlog stays in the queue) ...
-    admission_window_s: float = Field(5.0, gt=0, le=3600)
-    #: ... and never hold more than this many received-but-unstarted messages.
-    max_waiting_to_start: int = Field(10, ge=1, le=1000)
+    """The request queue, admission (what a worker receives before it can start it), and how
+    messages are kept hidden, handed back and expired."""
+
+    url: str = Field(
+        description="The request queue (required).",
+        examples=["https://sqs.us-east-1.amazonaws.com/123456789012/call-requests"],
+    )
+    endpoint_url: str | None = _endpoint("the request queue's SQS service")
+    max_in_flight: int = engine_field(WorkerOptions, "max_in_flight")
+    admission_window_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Admission: a worker holds at most what its StartWebRTCContact budget "
+        "starts within this many seconds (rate * window + burst, at its share of the quota), "
+        "and never more than max_waiting_to_start.",
+    )
+    max_waiting_to_start: int = engine_field(
+        WorkerOptions,
+        "max_waiting_to_start",
+        description="Messages received but not started yet, at most (the admission window may "
+        "allow fewer). The backlog stays in the queue: durable, shared by every replica, "
+        "visible to autoscalers.",
+    )
+    request_ttl_s: float = engine_field(WorkerOptions, "request_ttl_s")
+    wait_time_s: int = engine_field(WorkerOptions, "wait_time_s")
+    visibility_timeout_s: int = engine_field(WorkerOptions, "visibility_timeout_s")
+    unstarted_visibility_timeout_s: int = engine_field(
+        WorkerOptions, "unstarted_visibility_timeout_s"
+    )
+    max_receive_count: int = engine_field(WorkerOptions, "max_receive_count")
+    delete_rejected: bool = engine_field(WorkerOptions, "delete_rejected")
+    retry_base_delay_s: int = engine_field(WorkerOptions, "retry_base_delay_s")
+    retry_max_delay_s: int = engine_field(WorkerOptions, "retry_max_delay_s")
 
     @field_validator("url")
     @classmethod
@@ -90,30 +208,37 @@ class QueueSettings(_Section):
 
 
 class ConnectSettings(_Section):
-    instance_id: str | None = None
-    contact_flow_id: str | None = None
-    #: Instances and contact flows requests may use (empty: any the IAM role allows).
-    allowed_instance_ids: list[str] = Field(default_factory=list)
-    allowed_contact_flow_ids: list[str] = Field(default_factory=list)
-    endpoint_url: str | None = None
-    #: This worker's share of the account's quotas (1 / number of workers sharing the account).
-    quota_share: float = Field(1.0, gt=0, le=1)
-    #: Stay this fraction under the quota so latency jitter does not become 429s.
-    rate_headroom: float = Field(0.03, ge=0, lt=1)
-    start_webrtc_contact_rate: float = Field(2.0, gt=0)
-    start_webrtc_contact_burst: float = Field(5.0, ge=1)
-    describe_contact_rate: float = Field(10.0, gt=0)
-    describe_contact_burst: float = Field(15.0, ge=1)
-    start_screen_sharing_rate: float = Field(2.0, gt=0)
-    start_screen_sharing_burst: float = Field(5.0, ge=1)
-    #: Retries of one Connect call after transient errors (5xx, connection errors): attempts and
-    #: total time, whichever ends first. Throttles are paced by the rate budget, bounded by time.
-    retry_max_attempts: int = Field(6, ge=1, le=100)
-    retry_max_time_s: float = Field(60.0, gt=0)
-    #: How long StartWebRTCContact keeps retrying while the instance is at its concurrent-call cap.
-    capacity_max_wait_s: float = Field(600.0, gt=0)
-    #: A 404 right after StartWebRTCContact is retried for this long (eventual consistency).
-    consistency_window_s: float = Field(10.0, ge=0)
+    """Amazon Connect: request defaults, the account's quotas and this worker's share of them,
+    and how calls are retried. Connect's quotas are per account and Region, shared by every
+    worker."""
+
+    instance_id: str | None = engine_field(
+        RequestDefaults, "instance_id", examples=["11111111-2222-3333-4444-555555555555"]
+    )
+    contact_flow_id: str | None = engine_field(
+        RequestDefaults, "contact_flow_id", examples=["66666666-7777-8888-9999-000000000000"]
+    )
+    allowed_instance_ids: list[str] = engine_field(
+        RequestDefaults, "allowed_instance_ids", convert=frozenset
+    )
+    allowed_contact_flow_ids: list[str] = engine_field(
+        RequestDefaults, "allowed_contact_flow_ids", convert=frozenset
+    )
+    endpoint_url: str | None = _endpoint(
+        "Amazon Connect (the emulator, in tests and the demo)", "http://127.0.0.1:8900"
+    )
+    quota_share: float = engine_field(BudgetShare, "share")
+    rate_headroom: float = engine_field(BudgetShare, "headroom")
+    start_webrtc_contact_rate: float = _quota_field(Operation.START_WEBRTC_CONTACT, "rate")
+    start_webrtc_contact_burst: float = _quota_field(Operation.START_WEBRTC_CONTACT, "burst")
+    describe_contact_rate: float = _quota_field(Operation.DESCRIBE_CONTACT, "rate")
+    describe_contact_burst: float = _quota_field(Operation.DESCRIBE_CONTACT, "burst")
+    start_screen_sharing_rate: float = _quota_field(Operation.START_SCREEN_SHARING, "rate")
+    start_screen_sharing_burst: float = _quota_field(Operation.START_SCREEN_SHARING, "burst")
+    retry_max_attempts: int = engine_field(RetryPolicy, "max_attempts", le=100)
+    retry_max_time_s: float = engine_field(RetryPolicy, "max_time_s")
+    capacity_max_wait_s: float = engine_field(GatewayPolicies, "capacity_max_wait_s")
+    consistency_window_s: float = engine_field(GatewayPolicies, "consistency_window_s")
 
     @model_validator(mode="after")
     def _defaults_allowed(self) -> ConnectSettings:
@@ -127,87 +252,173 @@ class ConnectSettings(_Section):
 
 
 class WatchSettings(_Section):
-    first_delay_s: float = Field(2.0, gt=0)
-    multiplier: float = Field(1.5, ge=1)
-    max_interval_s: float = Field(10.0, gt=0)
-    max_wait_s: float = Field(900.0, gt=0)
-    jitter: float = Field(0.25, ge=0, lt=1)
-    queue_aware: bool = True
-    head_contacts: int = Field(2, ge=0, le=100)
-    head_interval_s: float = Field(1.0, gt=0)
-    #: Share of the DescribeContact budget all heads together may use.
-    head_budget_share: float = Field(0.25, gt=0, le=1)
+    """DescribeContact polling: the first poll after first_delay_s, then each pause multiplied
+    by multiplier up to max_interval_s, jittered; the watch gives up max_wait_s after the
+    contact's InitiationTimestamp. Queue-aware polling polls the contacts next in line often."""
+
+    first_delay_s: float = engine_field(WatchPolicy, "first_delay_s")
+    multiplier: float = engine_field(WatchPolicy, "multiplier")
+    max_interval_s: float = engine_field(WatchPolicy, "max_interval_s")
+    max_wait_s: float = engine_field(WatchPolicy, "max_wait_s")
+    jitter: float = engine_field(WatchPolicy, "jitter")
+    queue_aware: bool = engine_field(WatchPolicy, "queue_aware")
+    head_contacts: int = engine_field(WatchPolicy, "head_contacts")
+    head_interval_s: float = engine_field(WatchPolicy, "head_interval_s")
+    head_budget_share: float = engine_field(WatchPolicy, "head_budget_share")
 
     @model_validator(mode="after")
-    def _ordered(self) -> WatchSettings:
-        if self.max_interval_s < self.first_delay_s:
-            raise ValueError("max_interval_s must be >= first_delay_s")
+    def _a_policy(self) -> WatchSettings:
+        WatchPolicy(**engine_values(WatchPolicy, self))  # its own rules (max_interval_s ...)
         return self
 
 
 class EventsSettings(_Section):
-    sqs_queue_url: str | None = None
-    sns_topic_arn: str | None = None
-    eventbridge_bus: str | None = None
-    jsonl_path: str | None = None
-    #: Whether sinks carry contact.started's ParticipantToken and ConnectionData (logs never do).
-    include_connection_data: bool = True
-    endpoint_url: str | None = None
+    """Where lifecycle events go besides the log (always): any combination of the sinks."""
+
+    sqs_queue_url: str | None = Field(
+        None,
+        description="An SQS queue for the events (a `type` message attribute on each).",
+        examples=["https://sqs.us-east-1.amazonaws.com/123456789012/call-events"],
+    )
+    sns_topic_arn: str | None = Field(
+        None,
+        description="An SNS topic for the events (a `type` message attribute for subscription "
+        "filters).",
+        examples=["arn:aws:sns:us-east-1:123456789012:call-events"],
+    )
+    eventbridge_bus: str | None = Field(
+        None,
+        description="An EventBridge bus for the events (source contact-orchestrator, "
+        "detail-type the event type).",
+        examples=["call-events"],
+    )
+    jsonl_path: str | None = Field(
+        None,
+        description="A file the events are appended to, one JSON object a line.",
+        examples=["/var/log/contact-orchestrator/events.jsonl"],
+    )
+    include_connection_data: bool = Field(
+        True,
+        description="Whether the sinks carry contact.started's ParticipantToken and "
+        "ConnectionData, which the requester's app needs to join the call. The log never "
+        "carries them.",
+    )
+    endpoint_url: str | None = _endpoint("the sinks' AWS services")
 
 
 class ContactEventsSettings(_Section):
-    """Connect contact events (EventBridge -> SQS) that wake watches at once; polling stays the
-    fallback. Off unless `queue_url` is set."""
+    """Connect contact events (EventBridge -> SQS) that wake watches at once; polling becomes
+    the slower safety net. Off unless queue_url is set."""
 
-    queue_url: str | None = None
-    endpoint_url: str | None = None
-    #: Long-poll wait of each receive.
-    wait_time_s: int = Field(20, ge=0, le=20)
-    #: The polling schedule while events are on (replaces [watch]'s): the safety net for lost
-    #: events. A lost event costs at most max_interval_s of detection delay.
-    first_delay_s: float = Field(10.0, gt=0)
-    multiplier: float = Field(2.0, ge=1)
-    max_interval_s: float = Field(60.0, gt=0)
-    #: Queue-aware head polling while events are on (events already notice connections).
-    queue_aware: bool = False
-    #: A connection confirmed after its event wakes the watched contacts enqueued before it in
-    #: its queue (known from QUEUED events and polls): in a queue that serves oldest first they
-    #: were served too, so a lost CONNECTED_TO_AGENT event costs one connection's delay.
-    wake_passed: bool = True
-    #: The safety net's scheduled polls of all watched contacts together use at most this share
-    #: of the DescribeContact budget (each contact pauses at least watched / (share * rate) s);
-    #: confirmations of events keep the rest.
-    poll_budget_share: float = Field(0.25, gt=0, le=1)
-    #: The same share for contacts in a queue seen to serve oldest first, where `wake_passed`
-    #: catches lost events (the safety net is then for the youngest contacts only).
-    fifo_poll_budget_share: float = Field(0.1, gt=0, le=1)
+    queue_url: str | None = Field(
+        None,
+        description="An SQS queue an EventBridge rule fills with Connect's contact events "
+        "(deploy/ has the rule and the queue policy). Set: an event wakes the watch of its "
+        "contact at once (one DescribeContact confirms it). Unset: polling only.",
+        examples=["https://sqs.us-east-1.amazonaws.com/123456789012/connect-contact-events"],
+    )
+    endpoint_url: str | None = _endpoint("the events queue's SQS service")
+    wait_time_s: int = Field(
+        MAX_WAIT_TIME_S,
+        ge=0,
+        le=MAX_WAIT_TIME_S,
+        description="Long-poll wait of each receive, seconds.",
+    )
+    first_delay_s: float = engine_field(
+        WatchPolicy,
+        "first_delay_s",
+        default=10.0,
+        description="While events are on, this polling schedule replaces [watch]'s (max_wait_s "
+        "and jitter stay): the safety net for a lost event, which costs at most max_interval_s "
+        "of detection delay, or more when the budget is scarce (poll_budget_share). Seconds "
+        "from the start to the first poll.",
+    )
+    multiplier: float = engine_field(WatchPolicy, "multiplier", default=2.0)
+    max_interval_s: float = engine_field(WatchPolicy, "max_interval_s", default=60.0)
+    queue_aware: bool = engine_field(
+        WatchPolicy,
+        "queue_aware",
+        default=False,
+        description="Queue-aware head polling while events are on (off: events notice "
+        "connections within about a second).",
+    )
+    wake_passed: bool = engine_field(WatchPolicy, "wake_passed", default=True)
+    poll_budget_share: float = engine_field(
+        WatchPolicy,
+        "poll_budget_share",
+        default=0.25,
+        description="The safety net's polls of all watched contacts together use at most this "
+        "share of the DescribeContact budget: each contact waits at least watched / (share * "
+        "rate) seconds between polls (70 contacts at 2/s: 140 s), and confirmations of events "
+        "keep the rest.",
+    )
+    fifo_poll_budget_share: float = engine_field(
+        WatchPolicy,
+        "fifo_poll_budget_share",
+        default=0.1,
+        description="The same for contacts in a queue seen to serve oldest first (wake_passed "
+        "covers them; the safety net is left with the youngest): 70 such contacts at 2/s poll "
+        "every 350 s at most.",
+    )
 
     @model_validator(mode="after")
-    def _ordered(self) -> ContactEventsSettings:
-        if self.max_interval_s < self.first_delay_s:
-            raise ValueError("max_interval_s must be >= first_delay_s")
+    def _a_policy(self) -> ContactEventsSettings:
+        WatchPolicy(**engine_values(WatchPolicy, self))  # its own rules (max_interval_s ...)
         return self
 
 
 class FleetSettings(_Section):
-    """Fleet mode: replicas share the account's Connect quotas and contact events through Redis.
-    Off unless `redis_url` is set (`redis://` or `rediss://`, AUTH in the URL's user info)."""
+    """Fleet mode: replicas share one budget per Connect operation and fan contact events out
+    through Redis. Off unless redis_url is set: one process, local buckets at [connect]
+    quota_share."""
 
-    redis_url: str | None = None
-    #: Keys and channels start with `<key_prefix>:<region>`; workers spending one account's
-    #: quotas share it, another account needs another prefix (or another Redis).
-    key_prefix: str = Field("orchestrator", min_length=1)
-    #: Connect and read timeout of each Redis call (one quick retry after a connection error).
-    timeout_s: float = Field(0.5, gt=0, le=10)
-    #: Each worker renews its heartbeat this often; one not renewed for `heartbeat_ttl_s` is gone.
-    heartbeat_interval_s: float = Field(2.0, gt=0)
-    heartbeat_ttl_s: float = Field(10.0, gt=0)
-    #: Consecutive Redis failures before the worker switches to its local share, and how long
-    #: it waits before probing Redis again.
-    breaker_failures: int = Field(3, ge=1, le=100)
-    breaker_reset_s: float = Field(3.0, gt=0)
-    #: While Redis is unreachable each worker spends quota / max(workers last seen, this).
-    min_workers: int = Field(1, ge=1, le=10_000)
+    redis_url: str | None = Field(
+        None,
+        description="redis:// or rediss://, AUTH in the URL's user info (a password in the URL "
+        "is masked everywhere).",
+        examples=["rediss://:password@my-redis.example.internal:6379/0"],
+    )
+    key_prefix: str = Field(
+        "orchestrator",
+        min_length=1,
+        description="Keys and channels live under <key_prefix>:<region>: every worker spending "
+        "one account's quotas shares it, another account needs another prefix (or another "
+        "Redis).",
+    )
+    timeout_s: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="Connect and read timeout of each Redis call (one quick retry after a "
+        "connection error only).",
+    )
+    heartbeat_interval_s: float = Field(
+        2.0, gt=0, description="How often each worker renews its heartbeat."
+    )
+    heartbeat_ttl_s: float = Field(
+        10.0,
+        gt=0,
+        description="A worker whose heartbeat was not renewed for this long is gone (longer "
+        "than heartbeat_interval_s).",
+    )
+    breaker_failures: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="After this many consecutive Redis failures the worker spends a local "
+        "share of the quotas (quota / workers last seen, at least min_workers); it goes back to "
+        "the shared budget by itself when Redis answers.",
+    )
+    breaker_reset_s: float = Field(
+        3.0, gt=0, description="While Redis fails, probe it again this often (seconds)."
+    )
+    min_workers: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="While Redis is unreachable each worker spends quota / max(workers last "
+        "seen, this).",
+    )
 
     @model_validator(mode="after")
     def _heartbeat_outlives_interval(self) -> FleetSettings:
@@ -217,23 +428,46 @@ class FleetSettings(_Section):
 
 
 class ShutdownSettings(_Section):
-    #: After SIGTERM: how long in-flight lifecycles may finish before being handed back.
-    grace_period_s: float = Field(30.0, ge=0)
+    """Stopping: SIGTERM or SIGINT stops receiving, lets in-flight lifecycles finish, then
+    hands the rest back."""
+
+    grace_period_s: float = engine_field(WorkerOptions, "grace_period_s")
 
 
 class ObservabilitySettings(_Section):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(9464, ge=0, le=65535)
-    #: /healthz fails when the receive loop or the event loop has not made progress for this long.
-    stall_threshold_s: float = Field(60.0, gt=0)
-    #: A `worker.progress` log line this often while the numbers change.
-    progress_interval_s: float = Field(30.0, gt=0)
+    """The HTTP server for /metrics (Prometheus), /healthz (liveness) and /readyz (readiness),
+    and the progress log line."""
+
+    enabled: bool = Field(True, description="Serve /metrics, /healthz and /readyz.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to listen on: loopback by default; 0.0.0.0 in a container so the "
+        "kubelet and Prometheus reach it.",
+    )
+    port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Port to listen on (0: a free one). Give each worker on a host its own.",
+    )
+    stall_threshold_s: float = Field(
+        60.0,
+        gt=0,
+        description="/healthz fails when the receive loop or the event loop has not made "
+        "progress for this long.",
+    )
+    progress_interval_s: float = engine_field(WorkerOptions, "progress_interval_s")
 
 
 class LoggingSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    json_output: bool = True
+    """The structured log on stdout."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="The least severe level written."
+    )
+    json_output: bool = Field(
+        True, description="JSON lines on stdout (false: human-readable console output)."
+    )
 
 
 class Settings(BaseSettings):

@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+#: SQS hides a message for at most 12 hours (visibility timeouts and hand-back delays).
+MAX_VISIBILITY_TIMEOUT_S = 43_200
+#: SQS's longest long poll (ReceiveMessage's WaitTimeSeconds).
+MAX_WAIT_TIME_S = 20
+
 
 @dataclass(frozen=True)
 class QueueMessage:

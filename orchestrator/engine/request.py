@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,6 +26,8 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_pascal
+
+from orchestrator.bounds import described
 
 #: Bodies larger than this are refused before parsing (SQS itself allows up to 1 MiB).
 MAX_BODY_BYTES = 1024 * 1024
@@ -184,10 +186,27 @@ class RequestDefaults:
     """What requests may leave out, and which instances and flows they may use (from `[connect]`
     in the configuration; an empty allow-list allows any)."""
 
-    instance_id: str | None = None
-    contact_flow_id: str | None = None
-    allowed_instance_ids: frozenset[str] = frozenset()
-    allowed_contact_flow_ids: frozenset[str] = frozenset()
+    instance_id: str | None = field(
+        default=None,
+        metadata=described("The Connect instance of requests that leave out InstanceId."),
+    )
+    contact_flow_id: str | None = field(
+        default=None,
+        metadata=described("The contact flow of requests that leave out ContactFlowId."),
+    )
+    allowed_instance_ids: frozenset[str] = field(
+        default=frozenset(),
+        metadata=described(
+            "Instances requests may use; a request naming another one is rejected. Empty: any "
+            "(then only the IAM policy limits them)."
+        ),
+    )
+    allowed_contact_flow_ids: frozenset[str] = field(
+        default=frozenset(),
+        metadata=described(
+            "Contact flows requests may use; a request naming another one is rejected. Empty: any."
+        ),
+    )
 
     def refusals(self, request: CallRequest) -> list[FieldError]:
         """Why `request` may not use its instance or flow (empty: it may)."""
