@@ -60,7 +60,7 @@ class Spec:
 
 
 def _num(value: float) -> str:
-    return f"{value:,g}".replace(",", "_") if abs(value) >= 10_000 else f"{value:g}"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def described(

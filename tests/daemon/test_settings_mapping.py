@@ -119,7 +119,7 @@ def build(base: dict[str, dict[str, Any]], section: str, key: str, value: Any) -
     sections.setdefault("queue", {}).setdefault("url", QUEUE)
     sections.setdefault(section, {})[key] = value
     try:
-        return Settings(**sections)
+        return Settings.model_validate(sections)
     except ValidationError:
         return None
 
