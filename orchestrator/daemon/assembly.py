@@ -6,6 +6,7 @@ everything below receives them. `run_daemon` is `orchestrator run`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -311,9 +312,10 @@ async def run_daemon(settings: Settings) -> None:
             connect_url = settings.endpoint("connect") or (
                 f"https://connect.{settings.aws.region}.amazonaws.com"
             )
-            await tg.start(
-                serve_observability, settings.observability, worker, metrics, connect_url
+            serve = functools.partial(
+                serve_observability, port_origin=settings.origin("observability", "port")
             )
+            await tg.start(serve, settings.observability, worker, metrics, connect_url)
         structlog.get_logger("orchestrator.cli").info("worker.started", **startup_summary(settings))
         await worker.run()
         tg.cancel_scope.cancel()

@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -507,7 +508,19 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
 
+    #: Where `load_settings` found each value that is not a default (None: not built by it).
+    _origins: dict[tuple[str, str], str] | None = PrivateAttr(default=None)
+
     # -- derived values --------------------------------------------------------------------------
+
+    def origin(self, section: str, key: str) -> str:
+        """Where the value of `[section] key` came from, as an operator looks for it: the
+        environment variable, the file's key, or the default (and how to change it)."""
+        env = f"{ENV_PREFIX}{section}__{key}".upper()
+        change = f"[{section}] {key} or environment variable {env}"
+        if self._origins is None:
+            return change
+        return self._origins.get((section, key), f"the default; set {change} to change it")
 
     def endpoint(
         self, section: Literal["queue", "connect", "events", "contact_events"]
@@ -573,7 +586,9 @@ def _unknown_environment() -> list[str]:
     return problems
 
 
-def _explain(loc: list[str], err: Any) -> str:
+def _explain(loc: list[str], err: Any, variable: str | None) -> str:
+    """What is wrong with the value at `loc` (`variable`: the environment variable it came
+    from, if any)."""
     if err["type"] == "missing":
         return "required"
     if err["type"] == "extra_forbidden":
@@ -582,11 +597,43 @@ def _explain(loc: list[str], err: Any) -> str:
                 "not a setting: credentials come only from the standard AWS chain "
                 "(environment, shared config, instance or task role), never from this file"
             )
-        sections = _section_keys()
-        candidates = list(sections) if len(loc) == 1 else sections.get(loc[0], [])
-        guess = _closest(loc[-1].lower(), candidates) if len(loc) <= 2 else None
-        return "unknown setting" + (f", did you mean {guess}?" if guess else "")
+        return _unknown(loc, from_environment=variable is not None)
     return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _unknown(loc: list[str], *, from_environment: bool) -> str:
+    """An unknown section or key, with the setting most likely meant: the same key in another
+    section, else the closest name in its own section, else in another one."""
+    sections = _section_keys()
+    here = loc[0] if len(loc) == 2 else None
+    key = loc[-1].lower()
+
+    def spelled(places: list[tuple[str, str]]) -> str:
+        if from_environment:
+            names = [f"{ENV_PREFIX}{s}__{k}".upper() for s, k in places]
+            return names[0] if len(names) == 1 else f"one of {', '.join(names)}"
+        if len(places) == 1:
+            return f"[{places[0][0]}] {places[0][1]}"
+        return f"{places[0][1]} of " + ", ".join(f"[{s}]" for s, _ in places)
+
+    others = [(s, k) for s, keys in sections.items() if s != here for k in keys]
+    elsewhere = [(s, k) for s, k in others if k == key]
+    if len(loc) > 2:
+        return "unknown setting"
+    if here is None:  # a section, or a key written outside any section
+        guess = _closest(key, list(sections))
+        if guess or not elsewhere:
+            return "unknown setting" + (f", did you mean {guess}?" if guess else "")
+        return f"not a section; did you mean {spelled(elsewhere)}?"
+    own = _closest(key, sections.get(here, []))
+    if not elsewhere and own:
+        return f"unknown setting, did you mean {own}?"
+    if not elsewhere:
+        near = _closest(key, [k for _, k in others])
+        if near is None:
+            return "unknown setting"
+        elsewhere = [next((s, k) for s, k in others if k == near)]
+    return f"not a setting of [{here}]; did you mean {spelled(elsewhere)}?"
 
 
 def _lookup(data: Any, key: str) -> str | None:
@@ -598,17 +645,27 @@ def _lookup(data: Any, key: str) -> str | None:
     return None
 
 
-def _where(loc: list[str], file: Path | None, document: dict[str, Any]) -> str:
-    """Where the value at `loc` was set, as the user wrote it: a variable or the file's key."""
-    env = ENV_PREFIX + "__".join(p.upper() for p in loc)
+def _variable(loc: list[str]) -> str | None:
+    """The environment variable that set the value at `loc`, as written, or None."""
     set_names = {name.upper(): name for name in os.environ}
     for depth in range(len(loc), 0, -1):  # a whole section may come as one JSON variable
         name = ENV_PREFIX + "__".join(p.upper() for p in loc[:depth])
         if name in set_names:
-            return f"environment variable {set_names[name]}"
+            return set_names[name]
+    return None
+
+
+def _where(loc: list[str], file: Path | None, document: dict[str, Any]) -> str:
+    """Where the value at `loc` was set, as the user wrote it: a variable or the file's key."""
+    env = ENV_PREFIX + "__".join(p.upper() for p in loc)
+    variable = _variable(loc)
+    if variable is not None:
+        return f"environment variable {variable}"
     if file is not None:
         section = _lookup(document, loc[0])
         key = _lookup(document[section], loc[1]) if section is not None and len(loc) > 1 else None
+        if section is not None and len(loc) == 1 and not isinstance(document[section], dict):
+            return f"in {file}: {section}, outside any section"
         if section is not None and (len(loc) == 1 or key is not None):
             return f"in {file}: [{section}]" + (f" {key}" if key else "")
         if len(loc) > 1:
@@ -631,7 +688,8 @@ def _describe(
             fields = getattr(section, "model_fields", {})
             loc += [next((k for k, f in fields.items() if f.is_required()), "")]
         key = ".".join(loc) or "settings"
-        lines.append(f"{key}: {_explain(loc, err)} ({_where(loc, file, document or {})})")
+        problem = _explain(loc, err, _variable(loc))
+        lines.append(f"{key}: {problem} ({_where(loc, file, document or {})})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
@@ -663,7 +721,27 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         raise ConfigError(_describe(exc, file, document, unknown)) from None
     if unknown:
         raise ConfigError(_describe(None, unknown=unknown))
+    settings._origins = _origins(file, document, overrides)
     return settings
+
+
+def _origins(
+    file: Path | None, document: dict[str, Any], overrides: dict[str, Any]
+) -> dict[tuple[str, str], str]:
+    """Where each value set outside the defaults came from, by the same precedence as the
+    sources: `load_settings`'s arguments, then the environment, then the file."""
+    found: dict[tuple[str, str], str] = {}
+    for section, keys in _section_keys().items():
+        for key in keys:
+            given = overrides.get(section)
+            variable = _variable([section, key])
+            if given is not None and (not isinstance(given, dict) or key in given):
+                found[section, key] = "given to load_settings"
+            elif variable is not None:
+                found[section, key] = f"environment variable {variable}"
+            elif file is not None and _lookup(document.get(_lookup(document, section) or ""), key):
+                found[section, key] = _where([section, key], file, document)
+    return found
 
 
 def settings_json(settings: Settings) -> str:
