@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_pascal
 
@@ -105,8 +107,20 @@ class Reference(_Model):
     type: ReferenceType
 
 
+#: The AllowedCapabilities a request that wants screen sharing gets when it sets none: screen
+#: sharing from both sides (Connect allows it only when both may send it), nothing else.
+SCREEN_SHARING_CAPABILITIES: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {"Customer": {"ScreenShare": "SEND"}, "Agent": {"ScreenShare": "SEND"}}
+)
+
+
 class CallRequest(_Model):
-    """One validated call request. Field names are snake_case; the JSON uses PascalCase."""
+    """One validated call request. Field names are snake_case; the JSON uses PascalCase.
+
+    A request that asks for screen sharing (the default) and sets no `AllowedCapabilities` is
+    given `SCREEN_SHARING_CAPABILITIES`, so that screen sharing can start; one that sets them is
+    sent to Connect as it is.
+    """
 
     request_id: Annotated[str, AfterValidator(_request_id)]
     instance_id: Annotated[str, StringConstraints(min_length=1, max_length=100), Utf8]
@@ -132,6 +146,17 @@ class CallRequest(_Model):
     #: The producer's own shelf life for the request (ISO-8601 with a time zone, e.g. UTC "Z"):
     #: past it, a request not yet started ends with `request.expired`.
     expires_at: datetime | None = Field(default=None, strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _screen_sharing_capabilities(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        wants = data.get("ScreenSharing", data.get("screen_sharing", True)) is True
+        key = "allowed_capabilities" if "allowed_capabilities" in data else "AllowedCapabilities"
+        if not wants or data.get(key) is not None:
+            return data
+        return {**data, key: {side: dict(c) for side, c in SCREEN_SHARING_CAPABILITIES.items()}}
 
     @field_validator("expires_at", mode="before")
     @classmethod
