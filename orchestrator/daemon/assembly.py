@@ -23,6 +23,7 @@ from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, con
 from orchestrator.connect.operations import BudgetShare, Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
 from orchestrator.daemon.contact_events import ContactEventsConsumer
+from orchestrator.daemon.engine_fields import engine_values, quota_key
 from orchestrator.daemon.fleet import Fleet, redis_client
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.daemon.settings import (
@@ -30,8 +31,6 @@ from orchestrator.daemon.settings import (
     ContactEventsSettings,
     Settings,
     WatchSettings,
-    engine_values,
-    quota_key,
 )
 from orchestrator.daemon.source import QueueSource
 from orchestrator.daemon.sqs import SqsQueueSource, aws_client_config

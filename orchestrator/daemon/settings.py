@@ -11,12 +11,9 @@ standard AWS chain (environment, shared files, IAM roles for service accounts, E
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -37,9 +34,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from orchestrator import bounds
 from orchestrator.connect.gateway import GatewayPolicies
-from orchestrator.connect.operations import DEFAULT_QUOTAS, BudgetShare, Operation, Quota
+from orchestrator.connect.operations import BudgetShare, Operation
+from orchestrator.daemon import settings_sources
+from orchestrator.daemon.engine_fields import engine_field, engine_values, quota_field
+from orchestrator.daemon.settings_sources import describe, origins, unknown_environment
 from orchestrator.daemon.source import MAX_WAIT_TIME_S
 from orchestrator.daemon.worker import WorkerOptions
 from orchestrator.engine.request import RequestDefaults
@@ -47,90 +46,9 @@ from orchestrator.engine.watch import WatchPolicy
 from orchestrator.errors import ConfigError
 from orchestrator.retry import RetryPolicy
 
-ENV_PREFIX = "ORCHESTRATOR_"
-CONFIG_ENV = "ORCHESTRATOR_CONFIG"
-_CREDENTIAL_WORDS = ("secret", "access_key", "session_token", "password", "credential")
-
-
-# -- one home per setting --------------------------------------------------------------------------
-#
-# A setting that configures an engine value takes its default, bounds and description from that
-# value's field (`engine_field`); `engine_values` then builds the engine value from the sections.
-# Settings that configure nothing below the daemon (endpoints, sinks, fleet, observability,
-# logging) declare theirs here with `Field`. Either way each is written once.
-
-
-@dataclass(frozen=True)
-class EngineRef:
-    """Which engine field a setting feeds (kept in the settings field's metadata)."""
-
-    owner: type[Any]
-    name: str
-    #: Turns the setting's value into the engine's (a TOML list into a frozenset, say).
-    convert: Callable[[Any], Any] | None = None
-
-
-_UNSET: Any = object()
-
-
-def engine_field(
-    owner: type[Any],
-    name: str,
-    *,
-    default: Any = _UNSET,
-    description: str | None = None,
-    convert: Callable[[Any], Any] | None = None,
-    **extra: Any,
-) -> Any:
-    """The settings field that feeds `owner.name`: its default, bounds and description as the
-    engine declares them. `default`/`description` replace the engine's (a section that feeds the
-    same field differently); `extra` adds `Field` options (examples, a tighter operator bound)."""
-    field, spec = bounds.spec(owner, name)
-    value = bounds.default_of(field) if default is _UNSET else default
-    if isinstance(value, frozenset | tuple):
-        value = sorted(value)
-    info: Any = Field(
-        value,
-        description=description or spec.description,
-        **{**spec.bounds.as_kwargs(), **extra},
-    )
-    info.metadata.append(EngineRef(owner, name, convert))
-    return info
-
-
-def engine_refs(section: type[BaseModel]) -> dict[str, EngineRef]:
-    """The settings of `section` that feed an engine field, by setting name."""
-    refs: dict[str, EngineRef] = {}
-    for key, info in section.model_fields.items():
-        refs.update((key, m) for m in info.metadata if isinstance(m, EngineRef))
-    return refs
-
-
-def engine_values(owner: type[Any], *sections: BaseModel) -> dict[str, Any]:
-    """Keyword arguments for `owner` from the settings that feed its fields (a later section
-    wins over an earlier one)."""
-    values: dict[str, Any] = {}
-    for section in sections:
-        for key, ref in engine_refs(type(section)).items():
-            if ref.owner is owner:
-                value = getattr(section, key)
-                values[ref.name] = ref.convert(value) if ref.convert else value
-    return values
-
-
-def quota_key(operation: Operation, part: Literal["rate", "burst"]) -> str:
-    """`[connect]`'s key for one quota: `describe_contact_rate`, `start_webrtc_contact_burst`."""
-    return f"{operation.name.lower()}_{part}"
-
-
-def _quota_field(operation: Operation, part: Literal["rate", "burst"]) -> Any:
-    _, spec = bounds.spec(Quota, part)
-    return Field(
-        getattr(DEFAULT_QUOTAS[operation], part),
-        description=f"{operation}: {spec.description[0].lower()}{spec.description[1:]} "
-        "The default is Connect's; raise it here after raising it in Service Quotas.",
-        **spec.bounds.as_kwargs(),
-    )
+#: `ORCHESTRATOR_<SECTION>__<KEY>`, and the variable naming the file.
+ENV_PREFIX = settings_sources.ENV_PREFIX
+CONFIG_ENV = settings_sources.CONFIG_ENV
 
 
 class _Section(BaseModel):
@@ -230,12 +148,12 @@ class ConnectSettings(_Section):
     )
     quota_share: float = engine_field(BudgetShare, "share")
     rate_headroom: float = engine_field(BudgetShare, "headroom")
-    start_webrtc_contact_rate: float = _quota_field(Operation.START_WEBRTC_CONTACT, "rate")
-    start_webrtc_contact_burst: float = _quota_field(Operation.START_WEBRTC_CONTACT, "burst")
-    describe_contact_rate: float = _quota_field(Operation.DESCRIBE_CONTACT, "rate")
-    describe_contact_burst: float = _quota_field(Operation.DESCRIBE_CONTACT, "burst")
-    start_screen_sharing_rate: float = _quota_field(Operation.START_SCREEN_SHARING, "rate")
-    start_screen_sharing_burst: float = _quota_field(Operation.START_SCREEN_SHARING, "burst")
+    start_webrtc_contact_rate: float = quota_field(Operation.START_WEBRTC_CONTACT, "rate")
+    start_webrtc_contact_burst: float = quota_field(Operation.START_WEBRTC_CONTACT, "burst")
+    describe_contact_rate: float = quota_field(Operation.DESCRIBE_CONTACT, "rate")
+    describe_contact_burst: float = quota_field(Operation.DESCRIBE_CONTACT, "burst")
+    start_screen_sharing_rate: float = quota_field(Operation.START_SCREEN_SHARING, "rate")
+    start_screen_sharing_burst: float = quota_field(Operation.START_SCREEN_SHARING, "burst")
     retry_max_attempts: int = engine_field(RetryPolicy, "max_attempts", le=100)
     retry_max_time_s: float = engine_field(RetryPolicy, "max_time_s")
     capacity_max_wait_s: float = engine_field(GatewayPolicies, "capacity_max_wait_s")
@@ -547,152 +465,6 @@ def _mask_urls(value: Any) -> Any:
     return value
 
 
-def _section_keys() -> dict[str, list[str]]:
-    """Every section of `Settings` and the keys it takes."""
-    out: dict[str, list[str]] = {}
-    for name, field in Settings.model_fields.items():
-        out[name] = list(getattr(field.annotation, "model_fields", {}))
-    return out
-
-
-def _closest(word: str, candidates: list[str]) -> str | None:
-    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
-def _unknown_environment() -> list[str]:
-    """`ORCHESTRATOR_*` variables naming no section (misspelled, or one `_` instead of `__`).
-
-    pydantic-settings ignores those silently; an unknown key inside a known section is caught by
-    the section's `extra="forbid"` instead.
-    """
-    sections = _section_keys()
-    known = [CONFIG_ENV] + [
-        f"{ENV_PREFIX}{section}__{key}".upper()
-        for section, keys in sections.items()
-        for key in keys
-    ]
-    problems = []
-    for name in sorted(os.environ):
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
-            continue
-        section = upper.removeprefix(ENV_PREFIX).split("__", 1)[0].lower()
-        if section in sections:
-            continue
-        guess = _closest(upper, known)
-        hint = f", did you mean {guess}?" if guess else ""
-        problems.append(f"{name}: not a setting{hint}")
-    return problems
-
-
-def _explain(loc: list[str], err: Any, variable: str | None) -> str:
-    """What is wrong with the value at `loc` (`variable`: the environment variable it came
-    from, if any)."""
-    if err["type"] == "missing":
-        return "required"
-    if err["type"] == "extra_forbidden":
-        if any(word in loc[-1].lower() for word in _CREDENTIAL_WORDS):
-            return (
-                "not a setting: credentials come only from the standard AWS chain "
-                "(environment, shared config, instance or task role), never from this file"
-            )
-        return _unknown(loc, from_environment=variable is not None)
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
-def _unknown(loc: list[str], *, from_environment: bool) -> str:
-    """An unknown section or key, with the setting most likely meant: the same key in another
-    section, else the closest name in its own section, else in another one."""
-    sections = _section_keys()
-    here = loc[0] if len(loc) == 2 else None
-    key = loc[-1].lower()
-
-    def spelled(places: list[tuple[str, str]]) -> str:
-        if from_environment:
-            names = [f"{ENV_PREFIX}{s}__{k}".upper() for s, k in places]
-            return names[0] if len(names) == 1 else f"one of {', '.join(names)}"
-        if len(places) == 1:
-            return f"[{places[0][0]}] {places[0][1]}"
-        return f"{places[0][1]} of " + ", ".join(f"[{s}]" for s, _ in places)
-
-    others = [(s, k) for s, keys in sections.items() if s != here for k in keys]
-    elsewhere = [(s, k) for s, k in others if k == key]
-    if len(loc) > 2:
-        return "unknown setting"
-    if here is None:  # a section, or a key written outside any section
-        guess = _closest(key, list(sections))
-        if guess or not elsewhere:
-            return "unknown setting" + (f", did you mean {guess}?" if guess else "")
-        return f"not a section; did you mean {spelled(elsewhere)}?"
-    own = _closest(key, sections.get(here, []))
-    if not elsewhere and own:
-        return f"unknown setting, did you mean {own}?"
-    if not elsewhere:
-        near = _closest(key, [k for _, k in others])
-        if near is None:
-            return "unknown setting"
-        elsewhere = [next((s, k) for s, k in others if k == near)]
-    return f"not a setting of [{here}]; did you mean {spelled(elsewhere)}?"
-
-
-def _lookup(data: Any, key: str) -> str | None:
-    """`key` as spelled in `data` (TOML keys match case-insensitively), or None."""
-    if isinstance(data, dict):
-        for written in data:
-            if str(written).lower() == key.lower():
-                return str(written)
-    return None
-
-
-def _variable(loc: list[str]) -> str | None:
-    """The environment variable that set the value at `loc`, as written, or None."""
-    set_names = {name.upper(): name for name in os.environ}
-    for depth in range(len(loc), 0, -1):  # a whole section may come as one JSON variable
-        name = ENV_PREFIX + "__".join(p.upper() for p in loc[:depth])
-        if name in set_names:
-            return set_names[name]
-    return None
-
-
-def _where(loc: list[str], file: Path | None, document: dict[str, Any]) -> str:
-    """Where the value at `loc` was set, as the user wrote it: a variable or the file's key."""
-    env = ENV_PREFIX + "__".join(p.upper() for p in loc)
-    variable = _variable(loc)
-    if variable is not None:
-        return f"environment variable {variable}"
-    if file is not None:
-        section = _lookup(document, loc[0])
-        key = _lookup(document[section], loc[1]) if section is not None and len(loc) > 1 else None
-        if section is not None and len(loc) == 1 and not isinstance(document[section], dict):
-            return f"in {file}: {section}, outside any section"
-        if section is not None and (len(loc) == 1 or key is not None):
-            return f"in {file}: [{section}]" + (f" {key}" if key else "")
-        if len(loc) > 1:
-            return f"set {loc[1]} under [{loc[0]}] in {file}, or environment variable {env}"
-    return f"environment variable {env}"
-
-
-def _describe(
-    error: ValidationError | None,
-    file: Path | None = None,
-    document: dict[str, Any] | None = None,
-    unknown: list[str] | None = None,
-) -> str:
-    lines = list(unknown or [])
-    for err in error.errors() if error is not None else []:
-        loc = [str(p) for p in err["loc"]]
-        if err["type"] == "missing" and len(loc) == 1 and loc[0] in Settings.model_fields:
-            # A whole section is missing: name the keys it needs.
-            section = Settings.model_fields[loc[0]].annotation
-            fields = getattr(section, "model_fields", {})
-            loc += [next((k for k, f in fields.items() if f.is_required()), "")]
-        key = ".".join(loc) or "settings"
-        problem = _explain(loc, err, _variable(loc))
-        lines.append(f"{key}: {problem} ({_where(loc, file, document or {})})")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
-
-
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read the file (`path`, else $ORCHESTRATOR_CONFIG, else none) and the environment.
 
@@ -714,34 +486,15 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
         config = SettingsConfigDict(**{**Settings.model_config, "toml_file": file})
         cls = type("FileSettings", (Settings,), {"model_config": config})
-    unknown = _unknown_environment()
+    unknown = unknown_environment(Settings)
     try:
         settings = cls(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, file, document, unknown)) from None
+        raise ConfigError(describe(exc, Settings, file, document, unknown)) from None
     if unknown:
-        raise ConfigError(_describe(None, unknown=unknown))
-    settings._origins = _origins(file, document, overrides)
+        raise ConfigError(describe(None, Settings, unknown=unknown))
+    settings._origins = origins(Settings, file, document, overrides)
     return settings
-
-
-def _origins(
-    file: Path | None, document: dict[str, Any], overrides: dict[str, Any]
-) -> dict[tuple[str, str], str]:
-    """Where each value set outside the defaults came from, by the same precedence as the
-    sources: `load_settings`'s arguments, then the environment, then the file."""
-    found: dict[tuple[str, str], str] = {}
-    for section, keys in _section_keys().items():
-        for key in keys:
-            given = overrides.get(section)
-            variable = _variable([section, key])
-            if given is not None and (not isinstance(given, dict) or key in given):
-                found[section, key] = "given to load_settings"
-            elif variable is not None:
-                found[section, key] = f"environment variable {variable}"
-            elif file is not None and _lookup(document.get(_lookup(document, section) or ""), key):
-                found[section, key] = _where([section, key], file, document)
-    return found
 
 
 def settings_json(settings: Settings) -> str:

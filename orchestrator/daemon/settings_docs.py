@@ -21,18 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from orchestrator.bounds import Bounds
+from orchestrator.daemon.engine_fields import bounds_of
 from orchestrator.daemon.settings import CONFIG_ENV, ENV_PREFIX, Settings
 
 REGENERATE = "python -m orchestrator.daemon.settings_docs --write"
 EXAMPLE = Path("config.example.toml")
 REFERENCE = Path("docs/settings-reference.md")
 _WIDTH = 100
-_BOUND_KINDS = (annotated_types.Gt, annotated_types.Ge, annotated_types.Lt, annotated_types.Le)
 
 
 @dataclass(frozen=True)
@@ -64,19 +62,11 @@ class Key:
 
     @property
     def bounds(self) -> str:
-        limits = {
-            kind.__name__.lower(): getattr(m, kind.__name__.lower())
-            for m in self.info.metadata
-            for kind in _BOUND_KINDS
-            if isinstance(m, kind)
-        }
-        text = str(Bounds(**limits))
-        lengths = [
-            m.min_length for m in self.info.metadata if isinstance(m, annotated_types.MinLen)
-        ]
-        if lengths:
-            text = f"at least {lengths[0]} character" + ("s" if lengths[0] > 1 else "")
-        return text
+        lengths = [getattr(m, "min_length", None) for m in self.info.metadata]
+        shortest = next((n for n in lengths if n is not None), None)
+        if shortest is not None:
+            return f"at least {shortest} character" + ("s" if shortest > 1 else "")
+        return str(bounds_of(self.info))
 
     @property
     def type(self) -> str:

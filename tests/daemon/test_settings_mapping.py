@@ -11,7 +11,6 @@ import typing
 from collections.abc import Iterator
 from typing import Any, Literal, get_args, get_origin
 
-import annotated_types
 import pytest
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -25,7 +24,8 @@ from orchestrator.daemon.assembly import (
     watch_policy,
     worker_options,
 )
-from orchestrator.daemon.settings import Settings, engine_refs
+from orchestrator.daemon.engine_fields import bounds_of, engine_refs
+from orchestrator.daemon.settings import Settings
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/call-requests"
 ASSEMBLY = "orchestrator.daemon.assembly"
@@ -89,11 +89,6 @@ def every_setting() -> Iterator[tuple[str, str, FieldInfo]]:
             yield section, key, info
 
 
-def _bound(info: FieldInfo, kind: type[Any]) -> float | None:
-    found = [m for m in info.metadata if isinstance(m, kind)]
-    return float(getattr(found[0], kind.__name__.lower())) if found else None
-
-
 def other_values(info: FieldInfo) -> list[Any]:
     """Values unlike the default, some of which the field's own bounds admit."""
     default = info.default
@@ -104,8 +99,9 @@ def other_values(info: FieldInfo) -> list[Any]:
     if isinstance(default, bool):
         return [not default]
     if isinstance(default, int | float):
-        low = _bound(info, annotated_types.Ge) or _bound(info, annotated_types.Gt) or 0.0
-        high = _bound(info, annotated_types.Le) or _bound(info, annotated_types.Lt) or 2 * default
+        limits = bounds_of(info)
+        low = limits.ge or limits.gt or 0.0
+        high = limits.le or limits.lt or 2 * default
         candidates = [default * 2, default / 2, default + 1, default - 1, (low + high) / 2, high]
         kind = int if type(default) is int else float
         return [kind(c) for c in candidates if kind(c) != default]
@@ -177,11 +173,5 @@ def test_a_setting_that_feeds_an_engine_field_has_its_type_default_and_bounds(
         else:  # a TOML list for a frozenset, say
             assert isinstance(ref.convert(info.default), get_origin(engine_type) or engine_type)
             assert ref.convert(info.default) == bounds.default_of(engine_field)
-        for limit, kind in (
-            (spec.bounds.gt, annotated_types.Gt),
-            (spec.bounds.ge, annotated_types.Ge),
-            (spec.bounds.lt, annotated_types.Lt),
-            (spec.bounds.le, annotated_types.Le),
-        ):
-            if limit is not None:
-                assert _bound(info, kind) == limit, f"[{section}] {key}: {kind.__name__}"
+        expected = {**spec.bounds.as_kwargs(), **bounds_of(info).as_kwargs()}
+        assert bounds_of(info).as_kwargs() == expected, f"[{section}] {key}: engine bounds lost"
