@@ -24,6 +24,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from orchestrator.bounds import check_bounds, described
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.operations import Operation
@@ -170,15 +171,9 @@ class ConnectGateway(Protocol):
 
 
 def _default_policy(name: str, **overrides: Any) -> RetryPolicy:
-    settings: dict[str, Any] = {
-        "retry_on": (RetryableConnectError,),
-        "max_attempts": 6,
-        "max_time_s": 60.0,
-        "initial_s": 0.25,
-        "max_backoff_s": 5.0,
-    }
-    settings.update(overrides)
-    return RetryPolicy(name, **settings)
+    """A Connect call's policy: retries transient errors; attempts and time as `RetryPolicy`'s."""
+    options: dict[str, Any] = {"initial_s": 0.25, "max_backoff_s": 5.0, **overrides}
+    return RetryPolicy(name, retry_on=(RetryableConnectError,), **options)
 
 
 @dataclass(frozen=True)
@@ -188,24 +183,47 @@ class GatewayPolicies:
     start: RetryPolicy = field(
         default_factory=lambda: _default_policy("connect.start_webrtc_contact")
     )
-    #: How long one start may wait at the instance's concurrent-call cap (`CapacityGate`).
-    capacity_max_wait_s: float = 600.0
+    capacity_max_wait_s: float = field(
+        default=RetryPolicy.capacity_max_time_s,
+        metadata=described(
+            "How long StartWebRTCContact keeps retrying while the instance is at its "
+            "concurrent-call cap.",
+            gt=0,
+        ),
+    )
     describe: RetryPolicy = field(default_factory=lambda: _default_policy("connect.describe"))
     screen_sharing: RetryPolicy = field(
         default_factory=lambda: _default_policy("connect.start_screen_sharing")
     )
+    consistency_window_s: float = field(
+        default=10.0,
+        metadata=described(
+            "A 404 (or InvalidRequest) right after a contact was created or connected is "
+            "retried for this many seconds (eventual consistency).",
+            ge=0,
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
     @classmethod
     def bounded(
-        cls, *, max_attempts: int, max_time_s: float, capacity_max_time_s: float
+        cls,
+        *,
+        max_attempts: int,
+        max_time_s: float,
+        capacity_max_wait_s: float,
+        consistency_window_s: float,
     ) -> GatewayPolicies:
         """Policies with the given retry bounds (the capacity wait applies to the start call)."""
         bounds: dict[str, Any] = {"max_attempts": max_attempts, "max_time_s": max_time_s}
         return cls(
             start=_default_policy("connect.start_webrtc_contact", **bounds),
-            capacity_max_wait_s=capacity_max_time_s,
+            capacity_max_wait_s=capacity_max_wait_s,
             describe=_default_policy("connect.describe", **bounds),
             screen_sharing=_default_policy("connect.start_screen_sharing", **bounds),
+            consistency_window_s=consistency_window_s,
         )
 
 
@@ -263,7 +281,6 @@ class AioConnectGateway:
         policies: GatewayPolicies | None = None,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
-        consistency_window_s: float = 10.0,
         capacity: CapacityGate | None = None,
     ) -> None:
         self._client = client
@@ -273,7 +290,7 @@ class AioConnectGateway:
         self._policies = policies or GatewayPolicies()
         self._metrics = metrics or Metrics()
         self._clock = clock or SystemClock()
-        self._window = consistency_window_s
+        self._window = self._policies.consistency_window_s
 
     def _fresh(self, since: float | None) -> bool:
         return since is not None and self._clock.monotonic() - since < self._window

@@ -1,14 +1,18 @@
-"""The Connect operations the orchestrator calls, and Connect's default quotas for them.
+"""The Connect operations the orchestrator calls, Connect's default quotas for them, and how much
+of them one budget spends.
 
-One name per operation (`Operation`) and one table of default quotas: the settings, the rate
-budget, the gateway, the metrics labels and the emulator all read them from here.
+One name per operation (`Operation`), one table of default quotas (`DEFAULT_QUOTAS`) and one
+declaration of a budget's share and headroom (`BudgetShare`): the settings, the rate budgets, the
+gateway, the metrics labels and the emulator all read them from here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+from orchestrator.bounds import check_bounds, described
 
 
 class Operation(StrEnum):
@@ -23,12 +27,11 @@ class Operation(StrEnum):
 class Quota:
     """An account-level quota: `rate` requests per second, bursts of up to `burst`."""
 
-    rate: float
-    burst: float
+    rate: float = field(metadata=described("Requests per second the account may make.", gt=0))
+    burst: float = field(metadata=described("Requests the account may make at once.", ge=1))
 
     def __post_init__(self) -> None:
-        if self.rate <= 0 or self.burst < 1:
-            raise ValueError(f"a quota needs rate > 0 and burst >= 1, got {self.rate}/{self.burst}")
+        check_bounds(self)
 
 
 #: Amazon Connect's default quotas per account and Region (`../shared/connect-facts.md`).
@@ -37,3 +40,29 @@ DEFAULT_QUOTAS: Mapping[Operation, Quota] = {
     Operation.DESCRIBE_CONTACT: Quota(10.0, 15.0),
     Operation.START_SCREEN_SHARING: Quota(2.0, 5.0),
 }
+
+
+@dataclass(frozen=True)
+class BudgetShare:
+    """How much of the account's quotas one rate budget spends."""
+
+    share: float = field(
+        default=1.0,
+        metadata=described(
+            "This worker's share of the account's quotas (1 / number of workers sharing the "
+            "account). Fleet mode shares the quotas through Redis instead.",
+            gt=0,
+            le=1,
+        ),
+    )
+    headroom: float = field(
+        default=0.03,
+        metadata=described(
+            "Stay this fraction under each quota, so latency jitter does not turn into 429s.",
+            ge=0,
+            lt=1,
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        check_bounds(self)

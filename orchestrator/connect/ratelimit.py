@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
+from orchestrator.connect.operations import DEFAULT_QUOTAS, BudgetShare, Operation, Quota
 from orchestrator.waiters import Priority, Waiters
 
 
@@ -160,15 +160,12 @@ class RateBudget:
         self,
         quotas: Mapping[Operation, Quota] | Mapping[str, Quota] = DEFAULT_QUOTAS,
         *,
-        share: float = 1.0,
-        headroom: float = 0.03,
+        share: float = BudgetShare.share,
+        headroom: float = BudgetShare.headroom,
         clock: Clock | None = None,
         recovery_s: float = 30.0,
     ) -> None:
-        if not 0 < share <= 1:
-            raise ValueError(f"share must be in (0, 1], got {share}")
-        if not 0 <= headroom < 1:
-            raise ValueError(f"headroom must be in [0, 1), got {headroom}")
+        BudgetShare(share, headroom)  # checks both
         factor = share * (1.0 - headroom)
         self.buckets: dict[str, AdaptiveTokenBucket] = {
             Operation(op): AdaptiveTokenBucket(

@@ -6,6 +6,7 @@ everything below receives them. `run_daemon` is `orchestrator run`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -17,11 +18,13 @@ import structlog
 from aiobotocore.session import AioSession, get_session
 from anyio.abc import TaskStatus
 from botocore.exceptions import BotoCoreError
+from pydantic import BaseModel
 
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
-from orchestrator.connect.operations import Operation, Quota
+from orchestrator.connect.operations import BudgetShare, Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
 from orchestrator.daemon.contact_events import ContactEventsConsumer
+from orchestrator.daemon.engine_fields import engine_values, quota_key
 from orchestrator.daemon.fleet import Fleet, redis_client
 from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.readiness import ReadinessBoard
@@ -39,6 +42,7 @@ from orchestrator.engine.request import RequestDefaults
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.errors import ConfigError
 from orchestrator.metrics import Metrics
+from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import (
     BatchingSink,
     EventBridgeSink,
@@ -53,28 +57,21 @@ from orchestrator.sqs import QueueSource, SqsQueueSource, aws_client_config
 
 
 def connect_quotas(connect: ConnectSettings) -> dict[Operation, Quota]:
-    """The account's quotas as configured in `[connect]`."""
+    """The account's quotas as configured in `[connect]` (Connect's defaults unless raised)."""
     return {
-        Operation.START_WEBRTC_CONTACT: Quota(
-            connect.start_webrtc_contact_rate, connect.start_webrtc_contact_burst
-        ),
-        Operation.DESCRIBE_CONTACT: Quota(
-            connect.describe_contact_rate, connect.describe_contact_burst
-        ),
-        Operation.START_SCREEN_SHARING: Quota(
-            connect.start_screen_sharing_rate, connect.start_screen_sharing_burst
-        ),
+        op: Quota(getattr(connect, quota_key(op, "rate")), getattr(connect, quota_key(op, "burst")))
+        for op in Operation
     }
+
+
+def budget_share(connect: ConnectSettings) -> BudgetShare:
+    """How much of the quotas this worker's budget spends (its share, less the headroom)."""
+    return BudgetShare(**engine_values(BudgetShare, connect))
 
 
 def request_defaults(connect: ConnectSettings) -> RequestDefaults:
     """What requests may leave out, and the instances and flows they may use."""
-    return RequestDefaults(
-        instance_id=connect.instance_id,
-        contact_flow_id=connect.contact_flow_id,
-        allowed_instance_ids=frozenset(connect.allowed_instance_ids),
-        allowed_contact_flow_ids=frozenset(connect.allowed_contact_flow_ids),
-    )
+    return RequestDefaults(**engine_values(RequestDefaults, connect))
 
 
 def watch_policy(
@@ -84,24 +81,12 @@ def watch_policy(
     describe_rate: float | None = None,
 ) -> WatchPolicy:
     """When to poll DescribeContact, from `[watch]`; with contact events on, the slower safety-net
-    schedule of `[contact_events]`. `describe_rate` is the DescribeContact budget the heads of
-    queue-aware polling share."""
-    events = contact_events if contact_events and contact_events.queue_url else None
-    return WatchPolicy(
-        first_delay_s=events.first_delay_s if events else watch.first_delay_s,
-        multiplier=events.multiplier if events else watch.multiplier,
-        max_interval_s=events.max_interval_s if events else watch.max_interval_s,
-        max_wait_s=watch.max_wait_s,
-        jitter=watch.jitter,
-        queue_aware=events.queue_aware if events else watch.queue_aware,
-        head_contacts=watch.head_contacts,
-        head_interval_s=watch.head_interval_s,
-        describe_rate=describe_rate,
-        head_budget_share=watch.head_budget_share,
-        poll_budget_share=events.poll_budget_share if events else None,
-        fifo_poll_budget_share=events.fifo_poll_budget_share if events else None,
-        wake_passed=events.wake_passed if events else False,
-    )
+    schedule of `[contact_events]` replaces its schedule. `describe_rate` is the DescribeContact
+    budget the heads of queue-aware polling share."""
+    sections: list[BaseModel] = [watch]
+    if contact_events is not None and contact_events.queue_url:
+        sections.append(contact_events)
+    return WatchPolicy(**engine_values(WatchPolicy, *sections), describe_rate=describe_rate)
 
 
 def admission_bound(settings: Settings) -> int:
@@ -117,30 +102,17 @@ def admission_bound(settings: Settings) -> int:
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
-    q = settings.queue
-    return WorkerOptions(
-        max_in_flight=q.max_in_flight,
-        max_waiting_to_start=admission_bound(settings),
-        request_ttl_s=q.request_ttl_s,
-        wait_time_s=q.wait_time_s,
-        visibility_timeout_s=q.visibility_timeout_s,
-        unstarted_visibility_timeout_s=q.unstarted_visibility_timeout_s,
-        max_receive_count=q.max_receive_count,
-        delete_rejected=q.delete_rejected,
-        retry_base_delay_s=q.retry_base_delay_s,
-        retry_max_delay_s=q.retry_max_delay_s,
-        grace_period_s=settings.shutdown.grace_period_s,
-        progress_interval_s=settings.observability.progress_interval_s,
-        request_defaults=request_defaults(settings.connect),
-    )
+    """The worker's options from `[queue]`, `[shutdown]` and `[observability]`."""
+    values = engine_values(WorkerOptions, settings.queue, settings.shutdown, settings.observability)
+    values["max_waiting_to_start"] = admission_bound(settings)
+    return WorkerOptions(**values, request_defaults=request_defaults(settings.connect))
 
 
 def gateway_policies(settings: Settings) -> GatewayPolicies:
-    c = settings.connect
+    """How Connect calls are retried, from `[connect]`."""
     return GatewayPolicies.bounded(
-        max_attempts=c.retry_max_attempts,
-        max_time_s=c.retry_max_time_s,
-        capacity_max_time_s=c.capacity_max_wait_s,
+        **engine_values(RetryPolicy, settings.connect),
+        **engine_values(GatewayPolicies, settings.connect),
     )
 
 
@@ -210,16 +182,15 @@ async def open_worker(
                 settings.fleet,
                 region=region,
                 quotas=connect_quotas(settings.connect),
-                headroom=settings.connect.rate_headroom,
+                headroom=budget_share(settings.connect).headroom,
                 metrics=metrics,
                 readiness=readiness,
             )
             budget = fleet.budget
         else:
+            share = budget_share(settings.connect)
             budget = RateBudget(
-                connect_quotas(settings.connect),
-                share=settings.connect.quota_share,
-                headroom=settings.connect.rate_headroom,
+                connect_quotas(settings.connect), share=share.share, headroom=share.headroom
             )
         metrics.watch_budget(budget.snapshots)
         gateway = AioConnectGateway(
@@ -227,7 +198,6 @@ async def open_worker(
             budget,
             policies=gateway_policies(settings),
             metrics=metrics,
-            consistency_window_s=settings.connect.consistency_window_s,
         )
         engine = LifecycleEngine(
             gateway=gateway,
@@ -380,9 +350,10 @@ async def _run_daemon(settings: Settings) -> None:
             connect_url = settings.endpoint("connect") or (
                 f"https://connect.{settings.aws.region}.amazonaws.com"
             )
-            await tg.start(
-                serve_observability, settings.observability, worker, metrics, connect_url
+            serve = functools.partial(
+                serve_observability, port_origin=settings.origin("observability", "port")
             )
+            await tg.start(serve, settings.observability, worker, metrics, connect_url)
         structlog.get_logger("orchestrator.cli").info("worker.started", **startup_summary(settings))
         await worker.run()
         tg.cancel_scope.cancel()

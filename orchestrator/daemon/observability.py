@@ -194,9 +194,11 @@ async def serve_observability(
     metrics: Metrics,
     connect_endpoint: str,
     *,
+    port_origin: str | None = None,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; `task_status.started(url)` once listening."""
+    """Serve until cancelled; `task_status.started(url)` once listening. `port_origin` says
+    where the port was configured (`Settings.origin`), for the error when it is taken."""
     monitor = LoopMonitor(metrics)
     probe = EndpointProbe(connect_endpoint)
     health = Health(worker, monitor, probe, settings.stall_threshold_s)
@@ -208,10 +210,10 @@ async def serve_observability(
         if exc.errno != errno.EADDRINUSE:
             raise
         # Another process (often a second worker on this host) holds the port.
+        origin = port_origin or "[observability] port"
         raise ConfigError(
-            f"observability.port: {settings.host}:{settings.port} is already in use (environment "
-            "variable ORCHESTRATOR_OBSERVABILITY__PORT; give each worker its own port, or 0 for "
-            "a free one)"
+            f"observability.port: {settings.host}:{settings.port} is already in use ({origin}; "
+            "give each worker its own port, or 0 for a free one)"
         ) from None
     log.info("observability.listening", url=url)
     try:

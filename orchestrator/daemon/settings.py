@@ -5,12 +5,12 @@ values. Environment variables override the file; the file is optional, so enviro
 alone are a complete configuration. Credentials are never read from here: they come only from the
 standard AWS chain (environment, shared files, IAM roles for service accounts, ECS task roles).
 
-`config.example.toml` documents every key; a test keeps the two in step.
+`config.example.toml` and `docs/settings-reference.md` are generated from this module
+(`python -m orchestrator.daemon.settings_docs --write`); a test keeps them in step.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import tomllib
@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -33,50 +34,85 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from orchestrator.connect.gateway import GatewayPolicies
+from orchestrator.connect.operations import BudgetShare, Operation
+from orchestrator.daemon import settings_sources
+from orchestrator.daemon.engine_fields import engine_field, engine_values, quota_field
+from orchestrator.daemon.options import WorkerOptions
+from orchestrator.daemon.settings_sources import describe, origins, unknown_environment
+from orchestrator.engine.request import RequestDefaults
+from orchestrator.engine.watch import WatchPolicy
 from orchestrator.errors import ConfigError
-from orchestrator.sqs import MAX_VISIBILITY_TIMEOUT_S
+from orchestrator.retry import RetryPolicy
+from orchestrator.sqs import MAX_WAIT_TIME_S
 
-ENV_PREFIX = "ORCHESTRATOR_"
-CONFIG_ENV = "ORCHESTRATOR_CONFIG"
-_CREDENTIAL_WORDS = ("secret", "access_key", "session_token", "password", "credential")
+#: `ORCHESTRATOR_<SECTION>__<KEY>`, and the variable naming the file.
+ENV_PREFIX = settings_sources.ENV_PREFIX
+CONFIG_ENV = settings_sources.CONFIG_ENV
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_LOCAL_ENDPOINT = "http://localhost:4566"
+
+
+def _endpoint(of: str, example: str = _LOCAL_ENDPOINT) -> Any:
+    return Field(
+        None,
+        description=f"Endpoint of {of}. Unset: [aws] endpoint_url, else AWS.",
+        examples=[example],
+    )
+
+
 class AwsSettings(_Section):
-    region: str = "us-east-1"
-    #: One endpoint for every AWS client (a local stack); a section's own endpoint_url wins.
-    endpoint_url: str | None = None
+    """Every AWS client: region and endpoint."""
+
+    region: str = Field("us-east-1", description="Region of every AWS client.")
+    endpoint_url: str | None = Field(
+        None,
+        description="One endpoint for every AWS client (a local stack such as LocalStack). "
+        "Unset: AWS itself. A section's own endpoint_url wins over this one.",
+        examples=[_LOCAL_ENDPOINT],
+    )
 
 
 class QueueSettings(_Section):
-    url: str
-    endpoint_url: str | None = None
-    max_in_flight: int = Field(1000, ge=1, le=100_000)
-    wait_time_s: int = Field(20, ge=0, le=20)
-    visibility_timeout_s: int = Field(60, ge=1, le=MAX_VISIBILITY_TIMEOUT_S)
-    #: Visibility of a received message until its contact starts (then visibility_timeout_s):
-    #: a crashed worker's unstarted messages are hidden only this long.
-    unstarted_visibility_timeout_s: int = Field(15, ge=2, le=MAX_VISIBILITY_TIMEOUT_S)
-    #: Deliveries before a request is treated as on its last attempt. Read from the queue's
-    #: redrive policy when it has one; this value is used when it has none.
-    max_receive_count: int = Field(5, ge=1, le=1000)
-    #: Delete invalid messages after their `request.rejected` instead of letting them reach the DLQ.
-    delete_rejected: bool = False
-    #: Hand-back delay after a transient failure: base * 2^(receives-1), capped.
-    retry_base_delay_s: int = Field(10, ge=0, le=MAX_VISIBILITY_TIMEOUT_S)
-    retry_max_delay_s: int = Field(900, ge=0, le=MAX_VISIBILITY_TIMEOUT_S)
-    #: A request not started within this many seconds of its SentTimestamp ends with
-    #: `request.expired` instead of reaching Connect (0: never). A redelivery whose contact
-    #: may exist is never expired.
-    request_ttl_s: float = Field(300.0, ge=0)
-    #: Admission: receive only what StartWebRTCContact can start within this many seconds at
-    #: the rate this worker may use (the backlog stays in the queue) ...
-    admission_window_s: float = Field(5.0, gt=0, le=3600)
-    #: ... and never hold more than this many received-but-unstarted messages.
-    max_waiting_to_start: int = Field(10, ge=1, le=1000)
+    """The request queue, admission (what a worker receives before it can start it), and how
+    messages are kept hidden, handed back and expired."""
+
+    url: str = Field(
+        description="The request queue (required).",
+        examples=["https://sqs.us-east-1.amazonaws.com/123456789012/call-requests"],
+    )
+    endpoint_url: str | None = _endpoint("the request queue's SQS service")
+    max_in_flight: int = engine_field(WorkerOptions, "max_in_flight")
+    admission_window_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Admission: a worker holds at most what its StartWebRTCContact budget "
+        "starts within this many seconds (rate * window + burst, at its share of the quota), "
+        "and never more than max_waiting_to_start.",
+    )
+    max_waiting_to_start: int = engine_field(
+        WorkerOptions,
+        "max_waiting_to_start",
+        description="Messages received but not started yet, at most (the admission window may "
+        "allow fewer). The backlog stays in the queue: durable, shared by every replica, "
+        "visible to autoscalers.",
+    )
+    request_ttl_s: float = engine_field(WorkerOptions, "request_ttl_s")
+    wait_time_s: int = engine_field(WorkerOptions, "wait_time_s")
+    visibility_timeout_s: int = engine_field(WorkerOptions, "visibility_timeout_s")
+    unstarted_visibility_timeout_s: int = engine_field(
+        WorkerOptions, "unstarted_visibility_timeout_s"
+    )
+    max_receive_count: int = engine_field(WorkerOptions, "max_receive_count")
+    delete_rejected: bool = engine_field(WorkerOptions, "delete_rejected")
+    retry_base_delay_s: int = engine_field(WorkerOptions, "retry_base_delay_s")
+    retry_max_delay_s: int = engine_field(WorkerOptions, "retry_max_delay_s")
 
     @field_validator("url")
     @classmethod
@@ -91,30 +127,37 @@ class QueueSettings(_Section):
 
 
 class ConnectSettings(_Section):
-    instance_id: str | None = None
-    contact_flow_id: str | None = None
-    #: Instances and contact flows requests may use (empty: any the IAM role allows).
-    allowed_instance_ids: list[str] = Field(default_factory=list)
-    allowed_contact_flow_ids: list[str] = Field(default_factory=list)
-    endpoint_url: str | None = None
-    #: This worker's share of the account's quotas (1 / number of workers sharing the account).
-    quota_share: float = Field(1.0, gt=0, le=1)
-    #: Stay this fraction under the quota so latency jitter does not become 429s.
-    rate_headroom: float = Field(0.03, ge=0, lt=1)
-    start_webrtc_contact_rate: float = Field(2.0, gt=0)
-    start_webrtc_contact_burst: float = Field(5.0, ge=1)
-    describe_contact_rate: float = Field(10.0, gt=0)
-    describe_contact_burst: float = Field(15.0, ge=1)
-    start_screen_sharing_rate: float = Field(2.0, gt=0)
-    start_screen_sharing_burst: float = Field(5.0, ge=1)
-    #: Retries of one Connect call after transient errors (5xx, connection errors): attempts and
-    #: total time, whichever ends first. Throttles are paced by the rate budget, bounded by time.
-    retry_max_attempts: int = Field(6, ge=1, le=100)
-    retry_max_time_s: float = Field(60.0, gt=0)
-    #: How long StartWebRTCContact keeps retrying while the instance is at its concurrent-call cap.
-    capacity_max_wait_s: float = Field(600.0, gt=0)
-    #: A 404 right after StartWebRTCContact is retried for this long (eventual consistency).
-    consistency_window_s: float = Field(10.0, ge=0)
+    """Amazon Connect: request defaults, the account's quotas and this worker's share of them,
+    and how calls are retried. Connect's quotas are per account and Region, shared by every
+    worker."""
+
+    instance_id: str | None = engine_field(
+        RequestDefaults, "instance_id", examples=["11111111-2222-3333-4444-555555555555"]
+    )
+    contact_flow_id: str | None = engine_field(
+        RequestDefaults, "contact_flow_id", examples=["66666666-7777-8888-9999-000000000000"]
+    )
+    allowed_instance_ids: list[str] = engine_field(
+        RequestDefaults, "allowed_instance_ids", convert=frozenset
+    )
+    allowed_contact_flow_ids: list[str] = engine_field(
+        RequestDefaults, "allowed_contact_flow_ids", convert=frozenset
+    )
+    endpoint_url: str | None = _endpoint(
+        "Amazon Connect (the emulator, in tests and the demo)", "http://127.0.0.1:8900"
+    )
+    quota_share: float = engine_field(BudgetShare, "share")
+    rate_headroom: float = engine_field(BudgetShare, "headroom")
+    start_webrtc_contact_rate: float = quota_field(Operation.START_WEBRTC_CONTACT, "rate")
+    start_webrtc_contact_burst: float = quota_field(Operation.START_WEBRTC_CONTACT, "burst")
+    describe_contact_rate: float = quota_field(Operation.DESCRIBE_CONTACT, "rate")
+    describe_contact_burst: float = quota_field(Operation.DESCRIBE_CONTACT, "burst")
+    start_screen_sharing_rate: float = quota_field(Operation.START_SCREEN_SHARING, "rate")
+    start_screen_sharing_burst: float = quota_field(Operation.START_SCREEN_SHARING, "burst")
+    retry_max_attempts: int = engine_field(RetryPolicy, "max_attempts", le=100)
+    retry_max_time_s: float = engine_field(RetryPolicy, "max_time_s")
+    capacity_max_wait_s: float = engine_field(GatewayPolicies, "capacity_max_wait_s")
+    consistency_window_s: float = engine_field(GatewayPolicies, "consistency_window_s")
 
     @model_validator(mode="after")
     def _defaults_allowed(self) -> ConnectSettings:
@@ -128,87 +171,173 @@ class ConnectSettings(_Section):
 
 
 class WatchSettings(_Section):
-    first_delay_s: float = Field(2.0, gt=0)
-    multiplier: float = Field(1.5, ge=1)
-    max_interval_s: float = Field(10.0, gt=0)
-    max_wait_s: float = Field(900.0, gt=0)
-    jitter: float = Field(0.25, ge=0, lt=1)
-    queue_aware: bool = True
-    head_contacts: int = Field(2, ge=0, le=100)
-    head_interval_s: float = Field(1.0, gt=0)
-    #: Share of the DescribeContact budget all heads together may use.
-    head_budget_share: float = Field(0.25, gt=0, le=1)
+    """DescribeContact polling: the first poll after first_delay_s, then each pause multiplied
+    by multiplier up to max_interval_s, jittered; the watch gives up max_wait_s after the
+    contact's InitiationTimestamp. Queue-aware polling polls the contacts next in line often."""
+
+    first_delay_s: float = engine_field(WatchPolicy, "first_delay_s")
+    multiplier: float = engine_field(WatchPolicy, "multiplier")
+    max_interval_s: float = engine_field(WatchPolicy, "max_interval_s")
+    max_wait_s: float = engine_field(WatchPolicy, "max_wait_s")
+    jitter: float = engine_field(WatchPolicy, "jitter")
+    queue_aware: bool = engine_field(WatchPolicy, "queue_aware")
+    head_contacts: int = engine_field(WatchPolicy, "head_contacts")
+    head_interval_s: float = engine_field(WatchPolicy, "head_interval_s")
+    head_budget_share: float = engine_field(WatchPolicy, "head_budget_share")
 
     @model_validator(mode="after")
-    def _ordered(self) -> WatchSettings:
-        if self.max_interval_s < self.first_delay_s:
-            raise ValueError("max_interval_s must be >= first_delay_s")
+    def _a_policy(self) -> WatchSettings:
+        WatchPolicy(**engine_values(WatchPolicy, self))  # its own rules (max_interval_s ...)
         return self
 
 
 class EventsSettings(_Section):
-    sqs_queue_url: str | None = None
-    sns_topic_arn: str | None = None
-    eventbridge_bus: str | None = None
-    jsonl_path: str | None = None
-    #: Whether sinks carry contact.started's ParticipantToken and ConnectionData (logs never do).
-    include_connection_data: bool = True
-    endpoint_url: str | None = None
+    """Where lifecycle events go besides the log (always): any combination of the sinks."""
+
+    sqs_queue_url: str | None = Field(
+        None,
+        description="An SQS queue for the events (a `type` message attribute on each).",
+        examples=["https://sqs.us-east-1.amazonaws.com/123456789012/call-events"],
+    )
+    sns_topic_arn: str | None = Field(
+        None,
+        description="An SNS topic for the events (a `type` message attribute for subscription "
+        "filters).",
+        examples=["arn:aws:sns:us-east-1:123456789012:call-events"],
+    )
+    eventbridge_bus: str | None = Field(
+        None,
+        description="An EventBridge bus for the events (source contact-orchestrator, "
+        "detail-type the event type).",
+        examples=["call-events"],
+    )
+    jsonl_path: str | None = Field(
+        None,
+        description="A file the events are appended to, one JSON object a line.",
+        examples=["/var/log/contact-orchestrator/events.jsonl"],
+    )
+    include_connection_data: bool = Field(
+        True,
+        description="Whether the sinks carry contact.started's ParticipantToken and "
+        "ConnectionData, which the requester's app needs to join the call. The log never "
+        "carries them.",
+    )
+    endpoint_url: str | None = _endpoint("the sinks' AWS services")
 
 
 class ContactEventsSettings(_Section):
-    """Connect contact events (EventBridge -> SQS) that wake watches at once; polling stays the
-    fallback. Off unless `queue_url` is set."""
+    """Connect contact events (EventBridge -> SQS) that wake watches at once; polling becomes
+    the slower safety net. Off unless queue_url is set."""
 
-    queue_url: str | None = None
-    endpoint_url: str | None = None
-    #: Long-poll wait of each receive.
-    wait_time_s: int = Field(20, ge=0, le=20)
-    #: The polling schedule while events are on (replaces [watch]'s): the safety net for lost
-    #: events. A lost event costs at most max_interval_s of detection delay.
-    first_delay_s: float = Field(10.0, gt=0)
-    multiplier: float = Field(2.0, ge=1)
-    max_interval_s: float = Field(60.0, gt=0)
-    #: Queue-aware head polling while events are on (events already notice connections).
-    queue_aware: bool = False
-    #: A connection confirmed after its event wakes the watched contacts enqueued before it in
-    #: its queue (known from QUEUED events and polls): in a queue that serves oldest first they
-    #: were served too, so a lost CONNECTED_TO_AGENT event costs one connection's delay.
-    wake_passed: bool = True
-    #: The safety net's scheduled polls of all watched contacts together use at most this share
-    #: of the DescribeContact budget (each contact pauses at least watched / (share * rate) s);
-    #: confirmations of events keep the rest.
-    poll_budget_share: float = Field(0.25, gt=0, le=1)
-    #: The same share for contacts in a queue seen to serve oldest first, where `wake_passed`
-    #: catches lost events (the safety net is then for the youngest contacts only).
-    fifo_poll_budget_share: float = Field(0.1, gt=0, le=1)
+    queue_url: str | None = Field(
+        None,
+        description="An SQS queue an EventBridge rule fills with Connect's contact events "
+        "(deploy/ has the rule and the queue policy). Set: an event wakes the watch of its "
+        "contact at once (one DescribeContact confirms it). Unset: polling only.",
+        examples=["https://sqs.us-east-1.amazonaws.com/123456789012/connect-contact-events"],
+    )
+    endpoint_url: str | None = _endpoint("the events queue's SQS service")
+    wait_time_s: int = Field(
+        MAX_WAIT_TIME_S,
+        ge=0,
+        le=MAX_WAIT_TIME_S,
+        description="Long-poll wait of each receive, seconds.",
+    )
+    first_delay_s: float = engine_field(
+        WatchPolicy,
+        "first_delay_s",
+        default=10.0,
+        description="While events are on, this polling schedule replaces [watch]'s (max_wait_s "
+        "and jitter stay): the safety net for a lost event, which costs at most max_interval_s "
+        "of detection delay, or more when the budget is scarce (poll_budget_share). Seconds "
+        "from the start to the first poll.",
+    )
+    multiplier: float = engine_field(WatchPolicy, "multiplier", default=2.0)
+    max_interval_s: float = engine_field(WatchPolicy, "max_interval_s", default=60.0)
+    queue_aware: bool = engine_field(
+        WatchPolicy,
+        "queue_aware",
+        default=False,
+        description="Queue-aware head polling while events are on (off: events notice "
+        "connections within about a second).",
+    )
+    wake_passed: bool = engine_field(WatchPolicy, "wake_passed", default=True)
+    poll_budget_share: float = engine_field(
+        WatchPolicy,
+        "poll_budget_share",
+        default=0.25,
+        description="The safety net's polls of all watched contacts together use at most this "
+        "share of the DescribeContact budget: each contact waits at least watched / (share * "
+        "rate) seconds between polls (70 contacts at 2/s: 140 s), and confirmations of events "
+        "keep the rest.",
+    )
+    fifo_poll_budget_share: float = engine_field(
+        WatchPolicy,
+        "fifo_poll_budget_share",
+        default=0.1,
+        description="The same for contacts in a queue seen to serve oldest first (wake_passed "
+        "covers them; the safety net is left with the youngest): 70 such contacts at 2/s poll "
+        "every 350 s at most.",
+    )
 
     @model_validator(mode="after")
-    def _ordered(self) -> ContactEventsSettings:
-        if self.max_interval_s < self.first_delay_s:
-            raise ValueError("max_interval_s must be >= first_delay_s")
+    def _a_policy(self) -> ContactEventsSettings:
+        WatchPolicy(**engine_values(WatchPolicy, self))  # its own rules (max_interval_s ...)
         return self
 
 
 class FleetSettings(_Section):
-    """Fleet mode: replicas share the account's Connect quotas and contact events through Redis.
-    Off unless `redis_url` is set (`redis://` or `rediss://`, AUTH in the URL's user info)."""
+    """Fleet mode: replicas share one budget per Connect operation and fan contact events out
+    through Redis. Off unless redis_url is set: one process, local buckets at [connect]
+    quota_share."""
 
-    redis_url: str | None = None
-    #: Keys and channels start with `<key_prefix>:<region>`; workers spending one account's
-    #: quotas share it, another account needs another prefix (or another Redis).
-    key_prefix: str = Field("orchestrator", min_length=1)
-    #: Connect and read timeout of each Redis call (one quick retry after a connection error).
-    timeout_s: float = Field(0.5, gt=0, le=10)
-    #: Each worker renews its heartbeat this often; one not renewed for `heartbeat_ttl_s` is gone.
-    heartbeat_interval_s: float = Field(2.0, gt=0)
-    heartbeat_ttl_s: float = Field(10.0, gt=0)
-    #: Consecutive Redis failures before the worker switches to its local share, and how long
-    #: it waits before probing Redis again.
-    breaker_failures: int = Field(3, ge=1, le=100)
-    breaker_reset_s: float = Field(3.0, gt=0)
-    #: While Redis is unreachable each worker spends quota / max(workers last seen, this).
-    min_workers: int = Field(1, ge=1, le=10_000)
+    redis_url: str | None = Field(
+        None,
+        description="redis:// or rediss://, AUTH in the URL's user info (a password in the URL "
+        "is masked everywhere).",
+        examples=["rediss://:password@my-redis.example.internal:6379/0"],
+    )
+    key_prefix: str = Field(
+        "orchestrator",
+        min_length=1,
+        description="Keys and channels live under <key_prefix>:<region>: every worker spending "
+        "one account's quotas shares it, another account needs another prefix (or another "
+        "Redis).",
+    )
+    timeout_s: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="Connect and read timeout of each Redis call (one quick retry after a "
+        "connection error only).",
+    )
+    heartbeat_interval_s: float = Field(
+        2.0, gt=0, description="How often each worker renews its heartbeat."
+    )
+    heartbeat_ttl_s: float = Field(
+        10.0,
+        gt=0,
+        description="A worker whose heartbeat was not renewed for this long is gone (longer "
+        "than heartbeat_interval_s).",
+    )
+    breaker_failures: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="After this many consecutive Redis failures the worker spends a local "
+        "share of the quotas (quota / workers last seen, at least min_workers); it goes back to "
+        "the shared budget by itself when Redis answers.",
+    )
+    breaker_reset_s: float = Field(
+        3.0, gt=0, description="While Redis fails, probe it again this often (seconds)."
+    )
+    min_workers: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="While Redis is unreachable each worker spends quota / max(workers last "
+        "seen, this).",
+    )
 
     @model_validator(mode="after")
     def _heartbeat_outlives_interval(self) -> FleetSettings:
@@ -218,23 +347,46 @@ class FleetSettings(_Section):
 
 
 class ShutdownSettings(_Section):
-    #: After SIGTERM: how long in-flight lifecycles may finish before being handed back.
-    grace_period_s: float = Field(30.0, ge=0)
+    """Stopping: SIGTERM or SIGINT stops receiving, lets in-flight lifecycles finish, then
+    hands the rest back."""
+
+    grace_period_s: float = engine_field(WorkerOptions, "grace_period_s")
 
 
 class ObservabilitySettings(_Section):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(9464, ge=0, le=65535)
-    #: /healthz fails when the receive loop or the event loop has not made progress for this long.
-    stall_threshold_s: float = Field(60.0, gt=0)
-    #: A `worker.progress` log line this often while the numbers change.
-    progress_interval_s: float = Field(30.0, gt=0)
+    """The HTTP server for /metrics (Prometheus), /healthz (liveness) and /readyz (readiness),
+    and the progress log line."""
+
+    enabled: bool = Field(True, description="Serve /metrics, /healthz and /readyz.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to listen on: loopback by default; 0.0.0.0 in a container so the "
+        "kubelet and Prometheus reach it.",
+    )
+    port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Port to listen on (0: a free one). Give each worker on a host its own.",
+    )
+    stall_threshold_s: float = Field(
+        60.0,
+        gt=0,
+        description="/healthz fails when the receive loop or the event loop has not made "
+        "progress for this long.",
+    )
+    progress_interval_s: float = engine_field(WorkerOptions, "progress_interval_s")
 
 
 class LoggingSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    json_output: bool = True
+    """The structured log on stdout."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="The least severe level written."
+    )
+    json_output: bool = Field(
+        True, description="JSON lines on stdout (false: human-readable console output)."
+    )
 
 
 class Settings(BaseSettings):
@@ -274,7 +426,19 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
 
+    #: Where `load_settings` found each value that is not a default (None: not built by it).
+    _origins: dict[tuple[str, str], str] | None = PrivateAttr(default=None)
+
     # -- derived values --------------------------------------------------------------------------
+
+    def origin(self, section: str, key: str) -> str:
+        """Where the value of `[section] key` came from, as an operator looks for it: the
+        environment variable, the file's key, or the default (and how to change it)."""
+        env = f"{ENV_PREFIX}{section}__{key}".upper()
+        change = f"[{section}] {key} or environment variable {env}"
+        if self._origins is None:
+            return change
+        return self._origins.get((section, key), f"the default; set {change} to change it")
 
     def endpoint(
         self, section: Literal["queue", "connect", "events", "contact_events"]
@@ -301,107 +465,6 @@ def _mask_urls(value: Any) -> Any:
     return value
 
 
-def _section_keys() -> dict[str, list[str]]:
-    """Every section of `Settings` and the keys it takes."""
-    out: dict[str, list[str]] = {}
-    for name, field in Settings.model_fields.items():
-        out[name] = list(getattr(field.annotation, "model_fields", {}))
-    return out
-
-
-def _closest(word: str, candidates: list[str]) -> str | None:
-    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
-def _unknown_environment() -> list[str]:
-    """`ORCHESTRATOR_*` variables naming no section (misspelled, or one `_` instead of `__`).
-
-    pydantic-settings ignores those silently; an unknown key inside a known section is caught by
-    the section's `extra="forbid"` instead.
-    """
-    sections = _section_keys()
-    known = [CONFIG_ENV] + [
-        f"{ENV_PREFIX}{section}__{key}".upper()
-        for section, keys in sections.items()
-        for key in keys
-    ]
-    problems = []
-    for name in sorted(os.environ):
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
-            continue
-        section = upper.removeprefix(ENV_PREFIX).split("__", 1)[0].lower()
-        if section in sections:
-            continue
-        guess = _closest(upper, known)
-        hint = f", did you mean {guess}?" if guess else ""
-        problems.append(f"{name}: not a setting{hint}")
-    return problems
-
-
-def _explain(loc: list[str], err: Any) -> str:
-    if err["type"] == "missing":
-        return "required"
-    if err["type"] == "extra_forbidden":
-        if any(word in loc[-1].lower() for word in _CREDENTIAL_WORDS):
-            return (
-                "not a setting: credentials come only from the standard AWS chain "
-                "(environment, shared config, instance or task role), never from this file"
-            )
-        sections = _section_keys()
-        candidates = list(sections) if len(loc) == 1 else sections.get(loc[0], [])
-        guess = _closest(loc[-1].lower(), candidates) if len(loc) <= 2 else None
-        return "unknown setting" + (f", did you mean {guess}?" if guess else "")
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
-def _lookup(data: Any, key: str) -> str | None:
-    """`key` as spelled in `data` (TOML keys match case-insensitively), or None."""
-    if isinstance(data, dict):
-        for written in data:
-            if str(written).lower() == key.lower():
-                return str(written)
-    return None
-
-
-def _where(loc: list[str], file: Path | None, document: dict[str, Any]) -> str:
-    """Where the value at `loc` was set, as the user wrote it: a variable or the file's key."""
-    env = ENV_PREFIX + "__".join(p.upper() for p in loc)
-    set_names = {name.upper(): name for name in os.environ}
-    for depth in range(len(loc), 0, -1):  # a whole section may come as one JSON variable
-        name = ENV_PREFIX + "__".join(p.upper() for p in loc[:depth])
-        if name in set_names:
-            return f"environment variable {set_names[name]}"
-    if file is not None:
-        section = _lookup(document, loc[0])
-        key = _lookup(document[section], loc[1]) if section is not None and len(loc) > 1 else None
-        if section is not None and (len(loc) == 1 or key is not None):
-            return f"in {file}: [{section}]" + (f" {key}" if key else "")
-        if len(loc) > 1:
-            return f"set {loc[1]} under [{loc[0]}] in {file}, or environment variable {env}"
-    return f"environment variable {env}"
-
-
-def _describe(
-    error: ValidationError | None,
-    file: Path | None = None,
-    document: dict[str, Any] | None = None,
-    unknown: list[str] | None = None,
-) -> str:
-    lines = list(unknown or [])
-    for err in error.errors() if error is not None else []:
-        loc = [str(p) for p in err["loc"]]
-        if err["type"] == "missing" and len(loc) == 1 and loc[0] in Settings.model_fields:
-            # A whole section is missing: name the keys it needs.
-            section = Settings.model_fields[loc[0]].annotation
-            fields = getattr(section, "model_fields", {})
-            loc += [next((k for k, f in fields.items() if f.is_required()), "")]
-        key = ".".join(loc) or "settings"
-        lines.append(f"{key}: {_explain(loc, err)} ({_where(loc, file, document or {})})")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
-
-
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read the file (`path`, else $ORCHESTRATOR_CONFIG, else none) and the environment.
 
@@ -423,13 +486,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
         config = SettingsConfigDict(**{**Settings.model_config, "toml_file": file})
         cls = type("FileSettings", (Settings,), {"model_config": config})
-    unknown = _unknown_environment()
+    unknown = unknown_environment(Settings)
     try:
         settings = cls(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, file, document, unknown)) from None
+        raise ConfigError(describe(exc, Settings, file, document, unknown)) from None
     if unknown:
-        raise ConfigError(_describe(None, unknown=unknown))
+        raise ConfigError(describe(None, Settings, unknown=unknown))
+    settings._origins = origins(Settings, file, document, overrides)
     return settings
 
 

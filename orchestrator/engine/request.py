@@ -12,8 +12,9 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,8 +25,11 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_pascal
+
+from orchestrator.bounds import described
 
 #: Bodies larger than this are refused before parsing (SQS itself allows up to 1 MiB).
 MAX_BODY_BYTES = 1024 * 1024
@@ -103,8 +107,20 @@ class Reference(_Model):
     type: ReferenceType
 
 
+#: The AllowedCapabilities a request that wants screen sharing gets when it sets none: screen
+#: sharing from both sides (Connect allows it only when both may send it), nothing else.
+SCREEN_SHARING_CAPABILITIES: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {"Customer": {"ScreenShare": "SEND"}, "Agent": {"ScreenShare": "SEND"}}
+)
+
+
 class CallRequest(_Model):
-    """One validated call request. Field names are snake_case; the JSON uses PascalCase."""
+    """One validated call request. Field names are snake_case; the JSON uses PascalCase.
+
+    A request that asks for screen sharing (the default) and sets no `AllowedCapabilities` is
+    given `SCREEN_SHARING_CAPABILITIES`, so that screen sharing can start; one that sets them is
+    sent to Connect as it is.
+    """
 
     request_id: Annotated[str, AfterValidator(_request_id)]
     instance_id: Annotated[str, StringConstraints(min_length=1, max_length=100), Utf8]
@@ -130,6 +146,17 @@ class CallRequest(_Model):
     #: The producer's own shelf life for the request (ISO-8601 with a time zone, e.g. UTC "Z"):
     #: past it, a request not yet started ends with `request.expired`.
     expires_at: datetime | None = Field(default=None, strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _screen_sharing_capabilities(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        wants = data.get("ScreenSharing", data.get("screen_sharing", True)) is True
+        key = "allowed_capabilities" if "allowed_capabilities" in data else "AllowedCapabilities"
+        if not wants or data.get(key) is not None:
+            return data
+        return {**data, key: {side: dict(c) for side, c in SCREEN_SHARING_CAPABILITIES.items()}}
 
     @field_validator("expires_at", mode="before")
     @classmethod
@@ -184,10 +211,27 @@ class RequestDefaults:
     """What requests may leave out, and which instances and flows they may use (from `[connect]`
     in the configuration; an empty allow-list allows any)."""
 
-    instance_id: str | None = None
-    contact_flow_id: str | None = None
-    allowed_instance_ids: frozenset[str] = frozenset()
-    allowed_contact_flow_ids: frozenset[str] = frozenset()
+    instance_id: str | None = field(
+        default=None,
+        metadata=described("The Connect instance of requests that leave out InstanceId."),
+    )
+    contact_flow_id: str | None = field(
+        default=None,
+        metadata=described("The contact flow of requests that leave out ContactFlowId."),
+    )
+    allowed_instance_ids: frozenset[str] = field(
+        default=frozenset(),
+        metadata=described(
+            "Instances requests may use; a request naming another one is rejected. Empty: any "
+            "(then only the IAM policy limits them)."
+        ),
+    )
+    allowed_contact_flow_ids: frozenset[str] = field(
+        default=frozenset(),
+        metadata=described(
+            "Contact flows requests may use; a request naming another one is rejected. Empty: any."
+        ),
+    )
 
     def refusals(self, request: CallRequest) -> list[FieldError]:
         """Why `request` may not use its instance or flow (empty: it may)."""

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator"
-SHARED = {"errors", "clock", "metrics", "retry", "batcher", "waiters"}
+SHARED = {"errors", "clock", "metrics", "retry", "batcher", "waiters", "bounds"}
 
 #: What each layer may import from the package (beyond itself).
 ALLOWED: dict[str, set[str]] = {

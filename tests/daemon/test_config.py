@@ -1,66 +1,27 @@
-"""Configuration: TOML file plus environment, clear errors, and the example kept in step."""
+"""Configuration: TOML file plus environment, and clear errors naming where a value was set.
+
+The generated example and reference are tested in `test_settings_docs.py`, the mapping of settings
+to engine values in `test_settings_mapping.py`."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from orchestrator.daemon.assembly import request_defaults
-from orchestrator.daemon.settings import Settings, load_settings
+from orchestrator.daemon.settings import load_settings
 from orchestrator.errors import ConfigError
 from tests.conftest import ACCESS_KEY, SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/call-requests"
-
-
-def documented_keys(text: str) -> dict[str, set[str]]:
-    """Keys in the example, set or commented out (`# key = value`), per section."""
-    keys: dict[str, set[str]] = {}
-    section = ""
-    for line in text.splitlines():
-        header = re.match(r"^\[(\w+)\]", line)
-        if header:
-            section = header.group(1)
-            keys[section] = set()
-            continue
-        entry = re.match(r"^#?\s?(\w+) = ", line)
-        if entry and section:
-            keys[section].add(entry.group(1))
-    return keys
-
-
-def model_keys() -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for name, field in Settings.model_fields.items():
-        section = field.annotation
-        assert isinstance(section, type) and issubclass(section, BaseModel)
-        out[name] = set(section.model_fields)
-    return out
-
-
-def test_example_config_documents_every_key_and_nothing_else() -> None:
-    assert documented_keys(EXAMPLE.read_text()) == model_keys()
-
-
-def test_example_config_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    example = tomllib.loads(EXAMPLE.read_text())
-    defaults = load_settings(None, queue={"url": QUEUE}).model_dump()
-    for section, values in example.items():
-        for key, value in values.items():
-            if (section, key) == ("queue", "url"):
-                continue
-            assert defaults[section][key] == value, f"[{section}] {key}"
 
 
 def test_file_loads_and_environment_overrides_it(
@@ -315,3 +276,77 @@ def test_check_config_is_silent_about_credentials_it_finds_and_never_prints_them
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert ACCESS_KEY not in result.stdout and SECRET_KEY not in result.stdout
+
+
+# -- a key in the wrong section --------------------------------------------------------------
+
+
+def test_a_key_in_the_wrong_section_of_the_file_names_the_section_it_belongs_to(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'describe_contact_burst = 20\n[queue]\nurl = "{QUEUE}"\ndescribe_contact_rate = 5\n'
+        "describe_rate = 5\n[fleet]\nendpoint_url = 'http://localhost:4566'\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config)
+    lines = str(raised.value).splitlines()[1:]
+    by_key = {line.strip().split(":", 1)[0]: line.strip() for line in lines}
+    assert by_key["queue.describe_contact_rate"] == (
+        "queue.describe_contact_rate: not a setting of [queue]; did you mean [connect] "
+        f"describe_contact_rate? (in {config}: [queue] describe_contact_rate)"
+    )
+    # Not the same name anywhere: the closest one of another section.
+    assert "did you mean [connect] describe_contact_rate?" in by_key["queue.describe_rate"]
+    assert "did you mean endpoint_url of [aws], [queue], [connect]" in by_key["fleet.endpoint_url"]
+    assert by_key["describe_contact_burst"] == (
+        "describe_contact_burst: not a section; did you mean [connect] describe_contact_burst? "
+        f"(in {config}: describe_contact_burst, outside any section)"
+    )
+
+
+def test_a_variable_for_the_wrong_section_names_the_variable_meant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_QUEUE__URL", QUEUE)
+    monkeypatch.setenv("ORCHESTRATOR_QUEUE__DESCRIBE_CONTACT_RATE", "5")
+    monkeypatch.setenv("ORCHESTRATOR_WATCH__QUOTA_SHAR", "0.5")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert (
+        "queue.describe_contact_rate: not a setting of [queue]; did you mean "
+        "ORCHESTRATOR_CONNECT__DESCRIBE_CONTACT_RATE? "
+        "(environment variable ORCHESTRATOR_QUEUE__DESCRIBE_CONTACT_RATE)"
+    ) in message
+    assert (
+        "watch.quota_shar: not a setting of [watch]; did you mean "
+        "ORCHESTRATOR_CONNECT__QUOTA_SHARE?"
+    ) in message
+
+
+def test_a_misspelled_key_of_its_own_section_is_still_preferred(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[queue]\nurl = "{QUEUE}"\nmax_in_flite = 5\n')
+    with pytest.raises(ConfigError, match=r"queue\.max_in_flite: unknown setting, did you mean "):
+        load_settings(config)
+
+
+# -- where a value came from --------------------------------------------------------------------
+
+
+def test_each_value_knows_where_it_was_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[queue]\nurl = "{QUEUE}"\n[observability]\nport = 9500\nhost = "::1"\n')
+    monkeypatch.setenv("ORCHESTRATOR_OBSERVABILITY__HOST", "127.0.0.2")
+    settings = load_settings(config, logging={"level": "DEBUG"})
+    assert settings.origin("observability", "port") == f"in {config}: [observability] port"
+    assert settings.origin("observability", "host") == (
+        "environment variable ORCHESTRATOR_OBSERVABILITY__HOST"
+    )
+    assert settings.origin("logging", "level") == "given to load_settings"
+    assert settings.origin("watch", "jitter") == (
+        "the default; set [watch] jitter or environment variable ORCHESTRATOR_WATCH__JITTER to "
+        "change it"
+    )

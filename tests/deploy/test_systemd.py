@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import EXIT_CONFIG, build_parser
-from orchestrator.daemon.settings import CONFIG_ENV, load_settings
+from orchestrator.daemon.settings import CONFIG_ENV, Settings, load_settings
 from tests.deploy._support import (
     DEFAULT_OBSERVABILITY_PORT,
     EXAMPLE_CONFIG,
@@ -53,7 +53,7 @@ def test_runs_the_venv_console_script_with_the_config_file() -> None:
 
 def test_stop_outlasts_the_grace_period_and_failures_restart() -> None:
     svc = service()
-    grace = tomllib.loads(EXAMPLE_CONFIG.read_text())["shutdown"]["grace_period_s"]
+    grace = Settings.model_fields["shutdown"].default.grace_period_s
     assert svc["KillSignal"] == "SIGTERM"
     assert duration_s(svc["TimeoutStopSec"]) >= grace + 10
     assert svc["Restart"] == "on-failure"
@@ -75,7 +75,7 @@ def test_hardened_but_free_to_write_the_example_event_log() -> None:
     # where config.example.toml suggests [events] jsonl_path.
     example = EXAMPLE_CONFIG.read_text()
     (suggested,) = [
-        line.split("=", 1)[1].strip().strip('"')
+        tomllib.loads(line.removeprefix("# "))["jsonl_path"]
         for line in example.splitlines()
         if line.lstrip("# ").startswith("jsonl_path")
     ]

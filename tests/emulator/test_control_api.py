@@ -247,7 +247,7 @@ async def test_config_patch_of_instance_ids_restricts_the_instances(
         ({"agent_delay_s": [5, 1]}, "agent_delay_s must satisfy 0 <= MIN <= MAX"),
         ({"agents": 0}, "agents must be at least 1"),
         ({"quotas": {"ListContacts": "1/1"}}, "quota for unknown operation"),
-        ({"quotas": {"DescribeContact": "0/1"}}, "rate > 0"),
+        ({"quotas": {"DescribeContact": "0/1"}}, "rate must be > 0"),
         ({"seed": 3}, "cannot change at runtime"),
         ({"events_jsonl_path": "events.jsonl"}, "cannot change at runtime"),
         ({"instance_ids": "abc"}, "instance_ids must be a list of strings"),

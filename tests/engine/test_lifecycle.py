@@ -102,7 +102,7 @@ async def test_screen_sharing_not_requested_is_skipped_without_calling_connect(
 @pytest.mark.parametrize(
     ("capabilities", "sides"),
     [
-        (None, ["Customer", "Agent"]),
+        ({}, ["Customer", "Agent"]),
         ({"Customer": {"Video": "SEND"}, "Agent": {"ScreenShare": "SEND"}}, ["Customer"]),
         ({"Customer": {"ScreenShare": "SEND"}, "Agent": {"Video": "SEND"}}, ["Agent"]),
     ],

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 from redis.asyncio import Redis
 
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.connect.operations import Operation, Quota
+from orchestrator.connect.operations import BudgetShare, Operation, Quota
 from orchestrator.connect.ratelimit import AdaptiveTokenBucket
 from orchestrator.daemon.fleet.breaker import REDIS_ERRORS, Breaker
 from orchestrator.daemon.fleet.gcra import Decision, Gcra, GcraLimit
@@ -140,13 +140,12 @@ class FleetBudget:
         *,
         prefix: str,
         breaker: Breaker,
-        headroom: float = 0.03,
+        headroom: float = BudgetShare.headroom,
         workers: int = 1,
         recovery_s: float = 30.0,
         clock: Clock | None = None,
     ) -> None:
-        if not 0 <= headroom < 1:
-            raise ValueError(f"headroom must be in [0, 1), got {headroom}")
+        BudgetShare(headroom=headroom)  # checks it
         self._quotas = dict(quotas)
         self._headroom = headroom
         self._recovery_s = recovery_s
