@@ -62,7 +62,12 @@ def test_the_minimal_request_is_valid_and_nothing_in_it_can_be_left_out() -> Non
     request = parse_request(json.dumps(MINIMAL))
 
     assert request.request_id == MINIMAL["RequestId"]
-    assert request.allowed_capabilities is None
+    # Screen sharing is wanted by default, so both sides may share their screen, nothing else.
+    assert request.allowed_capabilities is not None
+    assert request.allowed_capabilities.customer is not None
+    assert request.allowed_capabilities.agent is not None
+    for side in (request.allowed_capabilities.customer, request.allowed_capabilities.agent):
+        assert (side.screen_share, side.video) == ("SEND", None)
     leaves = _leaves(MINIMAL)
     assert len(leaves) == 4
     for path in leaves:
@@ -70,11 +75,6 @@ def test_the_minimal_request_is_valid_and_nothing_in_it_can_be_left_out() -> Non
             parse_request(json.dumps(_without(MINIMAL, path)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until the default AllowedCapabilities (screen sharing for both sides) lands: "
-    "issue 19, another helper's branch; remove this mark when it is merged",
-)
 async def test_the_minimal_request_gets_screen_sharing_once_an_agent_connects(
     start_emulator: Any, sqs_server: LocalSqsServer, sqs_client: SQSClient
 ) -> None:
