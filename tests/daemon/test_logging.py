@@ -21,8 +21,8 @@ from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import FanoutSink, LogSink, MemorySink
 from orchestrator.testing.emulator import Emulator
 from tests.conftest import INSTANCE_ID, SECRET_KEY
-from tests.engine.conftest import ClientFactory
 from tests.support.engine import call_request, make_engine
+from tests.support.peers import ClientFactory
 
 Starter = Callable[..., Any]
 LogCapture = Callable[[], contextlib.AbstractContextManager[io.StringIO]]

@@ -1,6 +1,6 @@
 """Chaos soak: several worker processes on one queue, a faulty Connect, workers killed mid-flight.
 
-Used by tests/chaos/test_chaos.py (the short run of the test suite) and `python -m bench.soak`
+Used by tests/testing/chaos/test_chaos.py (the short run of the test suite) and `python -m bench.soak`
 (a long one). Everything is real and talks over loopback:
 
 * an SQS server (passed in: the test session's, or one the soak starts), holding a request queue
