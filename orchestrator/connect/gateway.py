@@ -278,8 +278,8 @@ class AioConnectGateway:
         client: ConnectClient,
         budget: Budget,
         *,
+        metrics: Metrics,
         policies: GatewayPolicies | None = None,
-        metrics: Metrics | None = None,
         clock: Clock | None = None,
         capacity: CapacityGate | None = None,
     ) -> None:
@@ -288,7 +288,7 @@ class AioConnectGateway:
         #: The instance's concurrent-call cap as this worker sees it (the worker reads it too).
         self.capacity = capacity or CapacityGate(clock=clock)
         self._policies = policies or GatewayPolicies()
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics
         self._clock = clock or SystemClock()
         self._window = self._policies.consistency_window_s
 

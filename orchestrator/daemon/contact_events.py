@@ -59,7 +59,7 @@ class ContactEventsConsumer:
         queue_url: str,
         sink: ContactEventSink,
         *,
-        metrics: Metrics | None = None,
+        metrics: Metrics,
         readiness: ReadinessBoard | None = None,
         wait_time_s: int = 20,
         max_messages: int = 10,
@@ -71,7 +71,7 @@ class ContactEventsConsumer:
         self._client = client
         self.queue_url = queue_url
         self._sink = sink
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics
         self._readiness = readiness or ReadinessBoard()
         self._wait_time_s = wait_time_s
         self._max_messages = max_messages

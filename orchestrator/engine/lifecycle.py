@@ -80,10 +80,11 @@ class LifecycleEngine:
 
     gateway: ConnectGateway
     sink: EventSink
+    #: The worker's one registry (assembly creates it): every part reports to the same one.
+    metrics: Metrics
     watch: WatchPolicy = field(default_factory=WatchPolicy)
     clock: Clock = field(default_factory=SystemClock)
     notifier: ContactNotifier = field(default_factory=ContactNotifier)
-    metrics: Metrics = field(default_factory=Metrics)
     rng: random.Random = field(default_factory=random.Random)
     #: The configured default instance and flow ids: Connect not knowing one of them is the
     #: deployment's fault, not the request's.

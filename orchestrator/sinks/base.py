@@ -108,14 +108,14 @@ class FanoutSink:
         self,
         sinks: Sequence[EventSink],
         *,
+        metrics: Metrics,
         policy: RetryPolicy | None = None,
-        metrics: Metrics | None = None,
     ) -> None:
         if not sinks:
             raise ValueError("FanoutSink needs at least one sink")
         self.sinks = list(sinks)
         self._policy = policy or default_sink_policy()
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics
 
     async def _deliver(self, sink: EventSink, events: Sequence[LifecycleEvent]) -> None:
         async def attempt() -> None:

@@ -167,7 +167,7 @@ async def test_fanout_raises_sink_error_when_one_sink_keeps_failing_and_still_de
 
 async def test_fanout_retries_a_sink_until_it_recovers() -> None:
     flaky = FailingSink("flaky", failures=2)
-    fanout = FanoutSink([flaky, MemorySink()], policy=quick_policy(3))
+    fanout = FanoutSink([flaky, MemorySink()], metrics=Metrics(), policy=quick_policy(3))
 
     await fanout.publish([plain_event("req-1")])
 
@@ -178,14 +178,14 @@ async def test_fanout_retries_a_sink_until_it_recovers() -> None:
 async def test_fanout_of_nothing_publishes_nothing() -> None:
     broken = FailingSink()
 
-    await FanoutSink([broken], policy=quick_policy()).publish([])
+    await FanoutSink([broken], metrics=Metrics(), policy=quick_policy()).publish([])
 
     assert broken.attempts == 0
 
 
 def test_fanout_needs_a_sink() -> None:
     with pytest.raises(ValueError, match="at least one sink"):
-        FanoutSink([])
+        FanoutSink([], metrics=Metrics())
 
 
 # -- batching --------------------------------------------------------------------------------
