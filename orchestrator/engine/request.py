@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
-from orchestrator.bounds import described
+from orchestrator.bounds import declared
 
 #: Bodies larger than this are refused before parsing (SQS itself allows up to 1 MiB).
 MAX_BODY_BYTES = 1024 * 1024
@@ -211,26 +211,20 @@ class RequestDefaults:
     """What requests may leave out, and which instances and flows they may use (from `[connect]`
     in the configuration; an empty allow-list allows any)."""
 
-    instance_id: str | None = field(
-        default=None,
-        metadata=described("The Connect instance of requests that leave out InstanceId."),
+    instance_id: str | None = declared(
+        None, "The Connect instance of requests that leave out InstanceId."
     )
-    contact_flow_id: str | None = field(
-        default=None,
-        metadata=described("The contact flow of requests that leave out ContactFlowId."),
+    contact_flow_id: str | None = declared(
+        None, "The contact flow of requests that leave out ContactFlowId."
     )
-    allowed_instance_ids: frozenset[str] = field(
-        default=frozenset(),
-        metadata=described(
-            "Instances requests may use; a request naming another one is rejected. Empty: any "
-            "(then only the IAM policy limits them)."
-        ),
+    allowed_instance_ids: frozenset[str] = declared(
+        frozenset(),
+        "Instances requests may use; a request naming another one is rejected. Empty: any "
+        "(then only the IAM policy limits them).",
     )
-    allowed_contact_flow_ids: frozenset[str] = field(
-        default=frozenset(),
-        metadata=described(
-            "Contact flows requests may use; a request naming another one is rejected. Empty: any."
-        ),
+    allowed_contact_flow_ids: frozenset[str] = declared(
+        frozenset(),
+        "Contact flows requests may use; a request naming another one is rejected. Empty: any.",
     )
 
     def refusals(self, request: CallRequest) -> list[FieldError]:
