@@ -274,32 +274,22 @@ class LifecycleEngine:
         )
         self.metrics.polls_per_contact.observe(result.polls)
         snap = result.snapshot
-        common = {"polls": result.polls, "initiated_at": _iso(snap.initiated_at)}
+        data: dict[str, Any]
         if result.outcome is WatchOutcome.DISCONNECTED:
-            return await self._emit(
-                EventType.DISCONNECTED,
-                rid,
-                instance_id=instance,
-                contact_id=contact,
-                data={
-                    **common,
-                    "disconnected_at": _iso(snap.disconnected_at),
-                    "reason": snap.disconnect_reason,
-                },
-            )
-        if result.outcome is WatchOutcome.TIMED_OUT:
-            return await self._emit(
-                EventType.TIMED_OUT,
-                rid,
-                instance_id=instance,
-                contact_id=contact,
-                data={
-                    **common,
-                    "max_wait_s": self.watch.max_wait_s,
-                    "deadline": _iso(result.deadline),
-                },
-            )
-        return await self._agent_connected(request, contact, result)
+            type_ = EventType.DISCONNECTED
+            data = {"disconnected_at": _iso(snap.disconnected_at), "reason": snap.disconnect_reason}
+        elif result.outcome is WatchOutcome.TIMED_OUT:
+            type_ = EventType.TIMED_OUT
+            data = {"max_wait_s": self.watch.max_wait_s, "deadline": _iso(result.deadline)}
+        else:
+            return await self._agent_connected(request, contact, result)
+        return await self._emit(
+            type_,
+            rid,
+            instance_id=instance,
+            contact_id=contact,
+            data={"polls": result.polls, "initiated_at": _iso(snap.initiated_at), **data},
+        )
 
     async def _agent_connected(
         self, request: CallRequest, contact: str, result: WatchResult

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -73,6 +73,13 @@ def _request_id(value: str) -> str:
     if not _REQUEST_ID.fullmatch(value):
         raise ValueError("must be 1-128 characters: letters, digits, '-', '_', '.' or ':'")
     return value
+
+
+def _within_budget(pairs: Iterable[tuple[str, str]], limit: int) -> None:
+    """Refuse keys and values that take more than `limit` UTF-8 bytes together."""
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in pairs)
+    if size > limit:
+        raise ValueError(f"{size} UTF-8 bytes in total, over the {limit} limit")
 
 
 Utf8 = AfterValidator(_utf8)
@@ -175,24 +182,20 @@ class CallRequest(_Model):
     @field_validator("attributes")
     @classmethod
     def _attributes_budget(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return None
-        for key in value:
-            if not _ATTRIBUTE_KEY.fullmatch(key):
-                raise ValueError(f"key {key[:64]!r} may contain only letters, digits, '-' and '_'")
-        size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
-        if size > ATTRIBUTES_MAX_BYTES:
-            raise ValueError(f"{size} UTF-8 bytes in total, over the {ATTRIBUTES_MAX_BYTES} limit")
+        if value is not None:
+            for key in value:
+                if not _ATTRIBUTE_KEY.fullmatch(key):
+                    raise ValueError(
+                        f"key {key[:64]!r} may contain only letters, digits, '-' and '_'"
+                    )
+            _within_budget(value.items(), ATTRIBUTES_MAX_BYTES)
         return value
 
     @field_validator("references")
     @classmethod
     def _references_budget(cls, value: dict[str, Reference] | None) -> dict[str, Reference] | None:
-        if value is None:
-            return None
-        size = sum(len(k.encode()) + len((r.value or "").encode()) for k, r in value.items())
-        if size > REFERENCES_MAX_BYTES:
-            raise ValueError(f"{size} UTF-8 bytes in total, over the {REFERENCES_MAX_BYTES} limit")
+        if value is not None:
+            _within_budget(((k, r.value or "") for k, r in value.items()), REFERENCES_MAX_BYTES)
         return value
 
     def start_webrtc_contact_params(self, client_token: str) -> dict[str, Any]:
