@@ -39,11 +39,11 @@ class LogSink:
 
 
 class JsonlSink:
-    """Appends each event as a JSON line to a file."""
+    """Appends each event as a JSON line to a file (with connection data if told: `[events]`)."""
 
     name = "jsonl"
 
-    def __init__(self, path: str | Path, *, include_connection_data: bool = False) -> None:
+    def __init__(self, path: str | Path, *, include_connection_data: bool) -> None:
         self.path = Path(path)
         self._include = include_connection_data
         self._lock = anyio.Lock()
