@@ -257,7 +257,6 @@ async def open_worker(
             source,
             engine,
             options,
-            metrics=metrics,
             rng=rng,
             readiness=readiness,
             capacity=gateway.capacity,
