@@ -36,7 +36,7 @@ from orchestrator.waiters import Priority
 
 @dataclass(frozen=True)
 class WatchPolicy(Bounded):
-    """When to poll. Defaults suit real Connect; the settings reference explains them."""
+    """When to poll. Defaults suit real Connect: docs/design.md ("The watch") says why."""
 
     first_delay_s: float = declared(
         2.0, "Seconds from the start of a contact to its first poll.", gt=0
