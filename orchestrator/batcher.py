@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -110,12 +109,7 @@ class Batcher(Generic[T]):
         self._tg.start_soon(self._run)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
         tg, self._tg = self._tg, None
         if tg is None:
             return None
@@ -129,4 +123,4 @@ class Batcher(Generic[T]):
             for holder in holders:
                 self._in_flight.release_on_behalf_of(holder)
         tg.cancel_scope.cancel()
-        return await tg.__aexit__(exc_type, exc, tb)
+        return await tg.__aexit__(*exc_info)

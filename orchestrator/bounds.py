@@ -1,9 +1,10 @@
 """Fields of value types declared once: default, bounds and description together.
 
 An engine value (`WatchPolicy`, `WorkerOptions`, `RetryPolicy`, a `Quota`, ...) is a frozen
-dataclass whose fields carry `metadata=described(...)`. The dataclass checks its own bounds
-(`check_bounds` in `__post_init__`), and the daemon's settings read the same declaration
-(`spec`) for their defaults, bounds and descriptions, so no default or bound is written twice.
+`Bounded` dataclass whose fields are `declared(default, description, bounds...)` (or carry
+`metadata=described(...)`). It checks its own bounds when built, and the daemon's settings
+read the same declaration (`spec`) for their defaults, bounds and descriptions, so no default
+or bound is written twice.
 """
 
 from __future__ import annotations
@@ -78,6 +79,24 @@ def described(
     return {_SPEC: Spec(" ".join(description.split()), Bounds(gt=gt, ge=ge, lt=lt, le=le))}
 
 
+def declared(
+    default: Any,
+    description: str,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """A dataclass field with its default, description and bounds, declared once.
+
+    `first_delay_s: float = declared(2.0, "...", gt=0)`
+    """
+    return dataclasses.field(
+        default=default, metadata=described(description, gt=gt, ge=ge, lt=lt, le=le)
+    )
+
+
 def spec(owner: type[Any], name: str) -> tuple[dataclasses.Field[Any], Spec]:
     """The dataclass field `name` of `owner` and what `described` declared for it."""
     field = {f.name: f for f in dataclasses.fields(owner)}[name]
@@ -94,6 +113,15 @@ def default_of(field: dataclasses.Field[Any]) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     raise TypeError(f"{field.name} has no default")
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """Base of a frozen dataclass whose fields are `declared`: it checks their bounds when built
+    (a subclass with checks of its own calls `super().__post_init__()` first)."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 def check_bounds(instance: Any) -> None:

@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=_positive,
         metavar="PER_SECOND",
-        help="messages per second (default: [connect] start_webrtc_contact_rate, 2)",
+        help="messages per second (default: [connect] start_webrtc_contact_rate)",
     )
     redrive.add_argument(
         "--include-invalid",

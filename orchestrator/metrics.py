@@ -6,7 +6,8 @@ stable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar, overload
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -22,170 +23,186 @@ _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 BudgetSnapshots = Callable[[], Iterable[tuple[str, tuple[float, float, int]]]]
 
 
+#: The rate budget's gauges: (name, help), each fed by one of a snapshot's three numbers.
+_BUDGET_GAUGES = (
+    ("orchestrator_rate_budget_tokens",
+     "Tokens available in the rate budget of each Connect operation"),
+    ("orchestrator_rate_budget_rate_per_second",
+     "Current (adaptive) request rate of each Connect operation's budget"),
+    ("orchestrator_rate_budget_waiters", "Calls waiting for a token, per Connect operation"),
+)  # fmt: skip
+
+
 class _BudgetCollector(Collector):
     def __init__(self, snapshots: BudgetSnapshots) -> None:
         self._snapshots = snapshots
 
     def collect(self) -> Iterator[Metric]:
-        tokens = GaugeMetricFamily(
-            "orchestrator_rate_budget_tokens",
-            "Tokens available in the rate budget of each Connect operation",
-            labels=["operation"],
+        families = [GaugeMetricFamily(n, h, labels=["operation"]) for n, h in _BUDGET_GAUGES]
+        for op, values in self._snapshots():
+            for family, value in zip(families, values, strict=True):
+                family.add_metric([op], value)
+        yield from families
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class _Declared(Generic[M]):
+    """One metric of `Metrics`, declared once on the class: each `Metrics` builds it on its own
+    registry, and the built metric (an instance attribute) shadows the declaration."""
+
+    def __init__(
+        self, kind: type[M], name: str, documentation: str, labels: Sequence[str], **options: Any
+    ) -> None:
+        self.kind: type[M] = kind
+        self.name, self.documentation = name, documentation
+        self.labels, self.options = tuple(labels), options
+
+    def __set_name__(self, owner: type[Any], attr: str) -> None:
+        self.attr = attr
+
+    def build(self, registry: CollectorRegistry) -> M:
+        built: M = self.kind(
+            self.name, self.documentation, self.labels, registry=registry, **self.options
         )
-        rate = GaugeMetricFamily(
-            "orchestrator_rate_budget_rate_per_second",
-            "Current (adaptive) request rate of each Connect operation's budget",
-            labels=["operation"],
-        )
-        waiting = GaugeMetricFamily(
-            "orchestrator_rate_budget_waiters",
-            "Calls waiting for a token, per Connect operation",
-            labels=["operation"],
-        )
-        for op, (available, current, waiters) in self._snapshots():
-            tokens.add_metric([op], available)
-            rate.add_metric([op], current)
-            waiting.add_metric([op], waiters)
-        yield from (tokens, rate, waiting)
+        return built
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> _Declared[M]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any]) -> M: ...
+    def __get__(self, instance: object, owner: type[Any]) -> _Declared[M] | M:
+        if instance is None:
+            return self
+        built: M = instance.__dict__[self.attr]
+        return built
+
+
+def _counter(name: str, documentation: str, *labels: str) -> _Declared[Counter]:
+    return _Declared(Counter, name, documentation, labels)
+
+
+def _gauge(name: str, documentation: str, *labels: str) -> _Declared[Gauge]:
+    return _Declared(Gauge, name, documentation, labels)
+
+
+def _histogram(
+    name: str, documentation: str, *labels: str, buckets: Sequence[float]
+) -> _Declared[Histogram]:
+    return _Declared(Histogram, name, documentation, labels, buckets=buckets)
 
 
 class Metrics:
-    """Every metric the orchestrator exports."""
+    """Every metric the orchestrator exports, each declared once below."""
+
+    messages_received = _counter("orchestrator_messages_received", "SQS messages received")
+    messages_acknowledged = _counter(
+        "orchestrator_messages_acknowledged", "SQS messages deleted after their final event"
+    )
+    messages_handed_back = _counter(
+        "orchestrator_messages_handed_back",
+        "SQS messages made visible again for redelivery, by reason",
+        "reason",
+    )
+    requests = _counter(
+        "orchestrator_requests", "Requests by final outcome (final event type)", "outcome"
+    )
+    in_flight = _gauge("orchestrator_lifecycles_in_flight", "Contact lifecycles running now")
+    connect_calls = _counter(
+        "orchestrator_connect_calls",
+        "Connect API calls by operation and result (ok, throttled, capacity, error)",
+        "operation",
+        "result",
+    )
+    time_to_agent = _histogram(
+        "orchestrator_time_to_agent_seconds",
+        "Contact initiation to agent connection, from Connect's timestamps",
+        buckets=_WAIT_BUCKETS,
+    )
+    detection_delay = _histogram(
+        "orchestrator_agent_detection_delay_seconds",
+        "Agent connection (Connect's timestamp) to the orchestrator noticing it, by how it "
+        "was noticed (event: a contact event woke the watch; poll: the polling schedule)",
+        "via",
+        buckets=_DELAY_BUCKETS,
+    )
+    polls_per_contact = _histogram(
+        "orchestrator_polls_per_contact",
+        "DescribeContact calls per watched contact",
+        buckets=_POLL_BUCKETS,
+    )
+    sink_publishes = _counter("orchestrator_event_publishes", "Events delivered, by sink", "sink")
+    sink_failures = _counter(
+        "orchestrator_event_publish_failures",
+        "Failed event deliveries (before retries), by sink",
+        "sink",
+    )
+    receive_errors = _counter("orchestrator_receive_errors", "Failed SQS ReceiveMessage calls")
+    visibility_extensions = _counter(
+        "orchestrator_visibility_extensions",
+        "Visibility timeout extensions, by result (ok, error)",
+        "result",
+    )
+    loop_lag = _histogram(
+        "orchestrator_event_loop_lag_seconds",
+        "How late the event loop runs a timer scheduled on time",
+        buckets=_LAG_BUCKETS,
+    )
+    waiting_to_start = _gauge(
+        "orchestrator_requests_waiting_to_start",
+        "Messages received but whose contact is not started yet (bounded by admission)",
+    )
+    capacity_blocked = _gauge(
+        "orchestrator_capacity_blocked",
+        "1 while the instance is at its concurrent-call cap and admission is paused",
+    )
+    deployment_faults = _counter(
+        "orchestrator_deployment_faults",
+        "Failures that are the deployment's, not the request's (access denied, not Connect, "
+        "unknown default instance or flow, sink down), by reason; the message goes back",
+        "reason",
+    )
+    messages_given_up = _counter(
+        "orchestrator_messages_given_up",
+        "Messages on their last allowed receive that the worker stopped retrying, by reason",
+        "reason",
+    )
+    contact_events = _counter(
+        "orchestrator_contact_events_received",
+        "Connect contact events read from the contact-events queue, by event type",
+        "type",
+    )
+    contact_event_outcomes = _counter(
+        "orchestrator_contact_events",
+        "What became of contact events: matched (woke a watch), early (kept for a watch "
+        "about to start), unmatched, duplicate, malformed",
+        "outcome",
+    )
+    passed_wakes = _counter(
+        "orchestrator_passed_wakes",
+        "Watched contacts woken because a younger contact of their queue got an agent, by "
+        "what their poll found: served (connected or gone) or waiting",
+        "result",
+    )
+    fleet_degraded = _gauge(
+        "orchestrator_fleet_degraded",
+        "1 while Redis is unreachable and the worker runs on its conservative local share",
+    )
+    fleet_workers = _gauge(
+        "orchestrator_fleet_workers_seen",
+        "Live workers seen in the fleet's heartbeats (1 without fleet mode)",
+    )
+    last_receive = _gauge(
+        "orchestrator_last_receive_timestamp_seconds",
+        "When the receive loop last completed a ReceiveMessage call (epoch seconds)",
+    )
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.messages_received = Counter(
-            "orchestrator_messages_received", "SQS messages received", registry=r
-        )
-        self.messages_acknowledged = Counter(
-            "orchestrator_messages_acknowledged",
-            "SQS messages deleted after their final event",
-            registry=r,
-        )
-        self.messages_handed_back = Counter(
-            "orchestrator_messages_handed_back",
-            "SQS messages made visible again for redelivery, by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.requests = Counter(
-            "orchestrator_requests",
-            "Requests by final outcome (final event type)",
-            ["outcome"],
-            registry=r,
-        )
-        self.in_flight = Gauge(
-            "orchestrator_lifecycles_in_flight", "Contact lifecycles running now", registry=r
-        )
-        self.connect_calls = Counter(
-            "orchestrator_connect_calls",
-            "Connect API calls by operation and result (ok, throttled, capacity, error)",
-            ["operation", "result"],
-            registry=r,
-        )
-        self.time_to_agent = Histogram(
-            "orchestrator_time_to_agent_seconds",
-            "Contact initiation to agent connection, from Connect's timestamps",
-            buckets=_WAIT_BUCKETS,
-            registry=r,
-        )
-        self.detection_delay = Histogram(
-            "orchestrator_agent_detection_delay_seconds",
-            "Agent connection (Connect's timestamp) to the orchestrator noticing it, by how it "
-            "was noticed (event: a contact event woke the watch; poll: the polling schedule)",
-            ["via"],
-            buckets=_DELAY_BUCKETS,
-            registry=r,
-        )
-        self.polls_per_contact = Histogram(
-            "orchestrator_polls_per_contact",
-            "DescribeContact calls per watched contact",
-            buckets=_POLL_BUCKETS,
-            registry=r,
-        )
-        self.sink_publishes = Counter(
-            "orchestrator_event_publishes", "Events delivered, by sink", ["sink"], registry=r
-        )
-        self.sink_failures = Counter(
-            "orchestrator_event_publish_failures",
-            "Failed event deliveries (before retries), by sink",
-            ["sink"],
-            registry=r,
-        )
-        self.receive_errors = Counter(
-            "orchestrator_receive_errors", "Failed SQS ReceiveMessage calls", registry=r
-        )
-        self.visibility_extensions = Counter(
-            "orchestrator_visibility_extensions",
-            "Visibility timeout extensions, by result (ok, error)",
-            ["result"],
-            registry=r,
-        )
-        self.loop_lag = Histogram(
-            "orchestrator_event_loop_lag_seconds",
-            "How late the event loop runs a timer scheduled on time",
-            buckets=_LAG_BUCKETS,
-            registry=r,
-        )
-        self.waiting_to_start = Gauge(
-            "orchestrator_requests_waiting_to_start",
-            "Messages received but whose contact is not started yet (bounded by admission)",
-            registry=r,
-        )
-        self.capacity_blocked = Gauge(
-            "orchestrator_capacity_blocked",
-            "1 while the instance is at its concurrent-call cap and admission is paused",
-            registry=r,
-        )
-        self.deployment_faults = Counter(
-            "orchestrator_deployment_faults",
-            "Failures that are the deployment's, not the request's (access denied, not Connect, "
-            "unknown default instance or flow, sink down), by reason; the message goes back",
-            ["reason"],
-            registry=r,
-        )
-        self.messages_given_up = Counter(
-            "orchestrator_messages_given_up",
-            "Messages on their last allowed receive that the worker stopped retrying, by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.contact_events = Counter(
-            "orchestrator_contact_events_received",
-            "Connect contact events read from the contact-events queue, by event type",
-            ["type"],
-            registry=r,
-        )
-        self.contact_event_outcomes = Counter(
-            "orchestrator_contact_events",
-            "What became of contact events: matched (woke a watch), early (kept for a watch "
-            "about to start), unmatched, duplicate, malformed",
-            ["outcome"],
-            registry=r,
-        )
-        self.passed_wakes = Counter(
-            "orchestrator_passed_wakes",
-            "Watched contacts woken because a younger contact of their queue got an agent, by "
-            "what their poll found: served (connected or gone) or waiting",
-            ["result"],
-            registry=r,
-        )
-        self.fleet_degraded = Gauge(
-            "orchestrator_fleet_degraded",
-            "1 while Redis is unreachable and the worker runs on its conservative local share",
-            registry=r,
-        )
-        self.fleet_workers = Gauge(
-            "orchestrator_fleet_workers_seen",
-            "Live workers seen in the fleet's heartbeats (1 without fleet mode)",
-            registry=r,
-        )
-        self.last_receive = Gauge(
-            "orchestrator_last_receive_timestamp_seconds",
-            "When the receive loop last completed a ReceiveMessage call (epoch seconds)",
-            registry=r,
-        )
+        for declared in vars(Metrics).values():
+            if isinstance(declared, _Declared):
+                self.__dict__[declared.attr] = declared.build(self.registry)
 
     def watch_budget(self, snapshots: BudgetSnapshots) -> None:
         """Export a rate budget's tokens, rates and waiters (`RateBudget.snapshots`)."""

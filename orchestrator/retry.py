@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from orchestrator.bounds import check_bounds, described
+from orchestrator.bounds import Bounded, declared
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import CapacityError, ThrottledError
 
@@ -54,43 +54,34 @@ def backoff_s(
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(Bounded):
     """Bounded, jittered exponential backoff for one kind of call."""
 
     name: str
     retry_on: tuple[type[BaseException], ...]
-    max_attempts: int = field(
-        default=6,
-        metadata=described(
-            "Attempts of one call after transient errors (5xx, connection errors, timeouts), "
-            "the first included. Throttles are bounded by time only (the rate budget paces them).",
-            ge=1,
-        ),
+    max_attempts: int = declared(
+        6,
+        "Attempts of one call after transient errors (5xx, connection errors, timeouts), "
+        "the first included. Throttles are bounded by time only (the rate budget paces them).",
+        ge=1,
     )
-    max_time_s: float = field(
-        default=60.0,
-        metadata=described(
-            "Seconds one call may spend retrying, whichever of the attempts and this ends first.",
-            gt=0,
-        ),
+    max_time_s: float = declared(
+        60.0,
+        "Seconds one call may spend retrying, whichever of the attempts and this ends first.",
+        gt=0,
     )
     initial_s: float = 0.2
     max_backoff_s: float = 5.0
     #: Waits after a `CapacityError` (instance at its concurrent-call cap).
     capacity_initial_s: float = 2.0
     capacity_max_backoff_s: float = 30.0
-    capacity_max_time_s: float = field(
-        default=600.0,
-        metadata=described(
-            "Seconds a call may keep retrying while the instance is at its concurrent-call cap "
-            "(attempts are not bounded while it lasts).",
-            gt=0,
-        ),
+    capacity_max_time_s: float = declared(
+        600.0,
+        "Seconds a call may keep retrying while the instance is at its concurrent-call cap "
+        "(attempts are not bounded while it lasts).",
+        gt=0,
     )
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
 
     def backoff(self, attempt: int, exc: BaseException | None) -> float:
         """Full jitter: uniform(0, min(cap, initial * 2**(attempt-1)))."""

@@ -1,7 +1,9 @@
-"""Shared fixtures: real protocol peers on loopback (the Connect emulator, an SQS server)."""
+"""Shared fixtures: real protocol peers on loopback (the Connect emulator, an SQS server), and
+Connect clients configured as the daemon configures them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -10,10 +12,18 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiobotocore.session import get_session
 
+from orchestrator.connect.gateway import connect_client_config
 from orchestrator.testing.emulator import Emulator
 from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, REGION
-from tests.support.peers import EmulatorFactory, emulator_config, no_retries
+from tests.support.clock import VirtualClock
+from tests.support.peers import (
+    ClientFactory,
+    EmulatorFactory,
+    VirtualEmulatorFactory,
+    emulator_config,
+    no_retries,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient
@@ -69,6 +79,45 @@ async def connect_client(emulator: Emulator) -> AsyncIterator[ConnectClient]:
         "connect", region_name=REGION, endpoint_url=emulator.url, config=no_retries()
     ) as client:
         yield client
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[ClientFactory]:
+    """`await client_for(emulator)`: a Connect client configured as the daemon configures it."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def create(emulator: Emulator) -> ConnectClient:
+            client: ConnectClient = await stack.enter_async_context(
+                get_session().create_client(
+                    "connect",
+                    region_name=REGION,
+                    endpoint_url=emulator.url,
+                    config=connect_client_config(),
+                )
+            )
+            return client
+
+        yield create
+
+
+@pytest.fixture
+def vclock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+async def start_virtual_emulator(
+    vclock: VirtualClock,
+) -> AsyncIterator[VirtualEmulatorFactory]:
+    """Start emulators whose time is `vclock` (shared with the engine under test)."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> Emulator:
+            emulator = Emulator(emulator_config(**overrides), clock=vclock.time)
+            await stack.enter_async_context(emulator)
+            return emulator
+
+        yield start
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from orchestrator.bounds import check_bounds, described
+from orchestrator.bounds import Bounded, declared
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.operations import Operation
@@ -177,35 +177,28 @@ def _default_policy(name: str, **overrides: Any) -> RetryPolicy:
 
 
 @dataclass(frozen=True)
-class GatewayPolicies:
+class GatewayPolicies(Bounded):
     """How each Connect call is retried. `bounded(...)` builds them from the settings."""
 
     start: RetryPolicy = field(
         default_factory=lambda: _default_policy("connect.start_webrtc_contact")
     )
-    capacity_max_wait_s: float = field(
-        default=RetryPolicy.capacity_max_time_s,
-        metadata=described(
-            "How long StartWebRTCContact keeps retrying while the instance is at its "
-            "concurrent-call cap.",
-            gt=0,
-        ),
+    capacity_max_wait_s: float = declared(
+        RetryPolicy.capacity_max_time_s,
+        "How long StartWebRTCContact keeps retrying while the instance is at its "
+        "concurrent-call cap.",
+        gt=0,
     )
     describe: RetryPolicy = field(default_factory=lambda: _default_policy("connect.describe"))
     screen_sharing: RetryPolicy = field(
         default_factory=lambda: _default_policy("connect.start_screen_sharing")
     )
-    consistency_window_s: float = field(
-        default=10.0,
-        metadata=described(
-            "A 404 (or InvalidRequest) right after a contact was created or connected is "
-            "retried for this many seconds (eventual consistency).",
-            ge=0,
-        ),
+    consistency_window_s: float = declared(
+        10.0,
+        "A 404 (or InvalidRequest) right after a contact was created or connected is "
+        "retried for this many seconds (eventual consistency).",
+        ge=0,
     )
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
 
     @classmethod
     def bounded(
@@ -278,8 +271,8 @@ class AioConnectGateway:
         client: ConnectClient,
         budget: Budget,
         *,
+        metrics: Metrics,
         policies: GatewayPolicies | None = None,
-        metrics: Metrics | None = None,
         clock: Clock | None = None,
         capacity: CapacityGate | None = None,
     ) -> None:
@@ -288,7 +281,7 @@ class AioConnectGateway:
         #: The instance's concurrent-call cap as this worker sees it (the worker reads it too).
         self.capacity = capacity or CapacityGate(clock=clock)
         self._policies = policies or GatewayPolicies()
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics
         self._clock = clock or SystemClock()
         self._window = self._policies.consistency_window_s
 

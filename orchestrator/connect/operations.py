@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from orchestrator.bounds import check_bounds, described
+from orchestrator.bounds import Bounded, declared, described
 
 
 class Operation(StrEnum):
@@ -24,14 +24,11 @@ class Operation(StrEnum):
 
 
 @dataclass(frozen=True)
-class Quota:
+class Quota(Bounded):
     """An account-level quota: `rate` requests per second, bursts of up to `burst`."""
 
     rate: float = field(metadata=described("Requests per second the account may make.", gt=0))
     burst: float = field(metadata=described("Requests the account may make at once.", ge=1))
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
 
 
 #: Amazon Connect's default quotas per account and Region (`../shared/connect-facts.md`).
@@ -43,26 +40,22 @@ DEFAULT_QUOTAS: Mapping[Operation, Quota] = {
 
 
 @dataclass(frozen=True)
-class BudgetShare:
+class BudgetShare(Bounded):
     """How much of the account's quotas one rate budget spends."""
 
-    share: float = field(
-        default=1.0,
-        metadata=described(
-            "This worker's share of the account's quotas (1 / number of workers sharing the "
-            "account). Fleet mode shares the quotas through Redis instead.",
-            gt=0,
-            le=1,
-        ),
+    share: float = declared(
+        1.0,
+        "This worker's share of the account's quotas (1 / number of workers sharing the "
+        "account). Fleet mode shares the quotas through Redis instead.",
+        gt=0,
+        le=1,
     )
-    headroom: float = field(
-        default=0.03,
-        metadata=described(
-            "Stay this fraction under each quota, so latency jitter does not turn into 429s.",
-            ge=0,
-            lt=1,
-        ),
+    headroom: float = declared(
+        0.03,
+        "Stay this fraction under each quota, so latency jitter does not turn into 429s.",
+        ge=0,
+        lt=1,
     )
 
     def __post_init__(self) -> None:
-        check_bounds(self)
+        super().__post_init__()

@@ -9,7 +9,7 @@ import contextlib
 import functools
 import random
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from importlib.metadata import version
 from typing import Any
 
@@ -116,6 +116,29 @@ def gateway_policies(settings: Settings) -> GatewayPolicies:
     )
 
 
+#: `await client(service, endpoint, config)`: an AWS client that closes with the worker.
+ClientOpener = Callable[[str, str | None, Any], Awaitable[Any]]
+
+
+async def _event_sinks(settings: Settings, client: ClientOpener) -> list[EventSink]:
+    """The sinks `[events]` names, each with its `include_connection_data`."""
+    ev = settings.events
+    include = ev.include_connection_data
+    sinks: list[EventSink] = []
+    if ev.jsonl_path:
+        sinks.append(JsonlSink(ev.jsonl_path, include_connection_data=include))
+    aws: tuple[tuple[str | None, str, Callable[..., EventSink]], ...] = (
+        (ev.sqs_queue_url, "sqs", SqsEventSink),
+        (ev.sns_topic_arn, "sns", SnsEventSink),
+        (ev.eventbridge_bus, "events", EventBridgeSink),
+    )
+    for target, service, kind in aws:
+        if target:
+            made = await client(service, settings.endpoint("events"), aws_client_config())
+            sinks.append(kind(made, target, include_connection_data=include))
+    return sinks
+
+
 @contextlib.asynccontextmanager
 async def open_worker(
     settings: Settings,
@@ -135,6 +158,7 @@ async def open_worker(
     session = session or get_session()
     metrics = metrics or Metrics()
     readiness = ReadinessBoard()
+    options = worker_options(settings)
     region = settings.aws.region
     async with contextlib.AsyncExitStack() as stack:
 
@@ -150,24 +174,9 @@ async def open_worker(
 
         connect = await client("connect", settings.endpoint("connect"), connect_client_config())
 
-        ev = settings.events
-        include = ev.include_connection_data
         # The log and in-process sinks are written directly; the others batch their calls (up
         # to 10 events each, several calls in flight) across concurrent lifecycles.
-        remote: list[EventSink] = []
-        if ev.jsonl_path:
-            remote.append(JsonlSink(ev.jsonl_path, include_connection_data=include))
-        if ev.sqs_queue_url:
-            events_sqs = await client("sqs", settings.endpoint("events"), aws_client_config())
-            remote.append(
-                SqsEventSink(events_sqs, ev.sqs_queue_url, include_connection_data=include)
-            )
-        if ev.sns_topic_arn:
-            sns = await client("sns", settings.endpoint("events"), aws_client_config())
-            remote.append(SnsEventSink(sns, ev.sns_topic_arn, include_connection_data=include))
-        if ev.eventbridge_bus:
-            bus = await client("events", settings.endpoint("events"), aws_client_config())
-            remote.append(EventBridgeSink(bus, ev.eventbridge_bus, include_connection_data=include))
+        remote = await _event_sinks(settings, client)
         batched = [await stack.enter_async_context(BatchingSink(sink)) for sink in remote]
         sink = FanoutSink([LogSink(), *extra_sinks, *batched], metrics=metrics)
 
@@ -238,6 +247,7 @@ async def open_worker(
                 metrics=metrics,
                 readiness=readiness,
                 wait_time_s=ce.wait_time_s,
+                backoff_s=options.receive_backoff_s,
                 rng=rng,
             )
             services.append(consumer.run)
@@ -246,8 +256,7 @@ async def open_worker(
         yield Worker(
             source,
             engine,
-            worker_options(settings),
-            metrics=metrics,
+            options,
             rng=rng,
             readiness=readiness,
             capacity=gateway.capacity,

@@ -1,15 +1,17 @@
 """The contact-events consumer: Connect's contact events, from an SQS queue, to the watches.
 
-An EventBridge rule sends Connect's contact events to an SQS queue; this loop long-polls it (10
-messages, 20 s), parses each body (`parse_contact_event`), hands the event to the sink (the local
-watches, or the fleet) and deletes what it read in one `DeleteMessageBatch` per receive. Events
-are worth something for seconds only, so nothing is ever retried later: junk, foreign contacts
-and events the sink could not take are counted, logged and deleted like the rest.
+An EventBridge rule sends Connect's contact events to an SQS queue; this loop long-polls it (a
+full batch, `[contact_events] wait_time_s`), parses each body (`parse_contact_event`), hands the
+event to the sink (the local watches, or the fleet) and deletes what it read in one
+`DeleteMessageBatch` per receive. Events are worth something for seconds only, so nothing is ever
+retried later: junk, foreign contacts and events the sink could not take are counted, logged and
+deleted like the rest.
 
 The loop runs beside the worker's receive loop (a worker service), on its own SQS client, and
 never ends on an error: a failing receive is logged, reported to the readiness board
-(`contact_events` not ready, with the reason) and retried with backoff, while requests keep
-completing by polling. It stops when the worker cancels its services.
+(`contact_events` not ready, with the reason) and retried with the backoff of the worker's own
+receive loop (`WorkerOptions.receive_backoff_s`), while requests keep completing by polling.
+It stops when the worker cancels its services.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from orchestrator.engine.contact_events import (
 )
 from orchestrator.metrics import Metrics
 from orchestrator.retry import backoff_s
-from orchestrator.sqs import QueueMessage, delete_batch, receive
+from orchestrator.sqs import MAX_BATCH_ENTRIES, QueueMessage, delete_batch, receive
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -59,24 +61,17 @@ class ContactEventsConsumer:
         queue_url: str,
         sink: ContactEventSink,
         *,
-        metrics: Metrics | None = None,
-        readiness: ReadinessBoard | None = None,
-        wait_time_s: int = 20,
-        max_messages: int = 10,
-        retry_base_s: float = 1.0,
-        retry_max_s: float = 30.0,
+        metrics: Metrics,
+        readiness: ReadinessBoard,
+        wait_time_s: int,
+        backoff_s: tuple[float, float],
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self._client = client
-        self.queue_url = queue_url
-        self._sink = sink
-        self._metrics = metrics or Metrics()
-        self._readiness = readiness or ReadinessBoard()
-        self._wait_time_s = wait_time_s
-        self._max_messages = max_messages
-        self._retry_base_s = retry_base_s
-        self._retry_max_s = retry_max_s
+        self._client, self.queue_url, self._sink = client, queue_url, sink
+        self._metrics, self._readiness = metrics, readiness
+        #: Long poll of each receive, and (first, longest) pause after failed receives.
+        self._wait_time_s, self._backoff_s = wait_time_s, backoff_s
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         #: Consecutive failed receives (0 while the queue answers).
@@ -105,7 +100,7 @@ class ContactEventsConsumer:
             messages = await receive(
                 self._client,
                 self.queue_url,
-                max_messages=self._max_messages,
+                max_messages=MAX_BATCH_ENTRIES,
                 wait_time_s=self._wait_time_s,
                 system_attributes=(),
             )
@@ -130,8 +125,8 @@ class ContactEventsConsumer:
     def _retry_delay(self) -> float:
         return backoff_s(
             self.receive_failures,
-            first_s=self._retry_base_s,
-            max_s=self._retry_max_s,
+            first_s=self._backoff_s[0],
+            max_s=self._backoff_s[1],
             jitter=(0.5, 1.0),
             rng=self._rng,
         )

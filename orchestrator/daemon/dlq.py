@@ -223,24 +223,22 @@ async def redrive(
 
 
 class DeadLetterQueue:
-    """One dead-letter queue. `hold_s` is how long a scan hides what it has received."""
+    """One dead-letter queue. A message is judged as the worker would judge it, with the
+    configured request `defaults` (`[connect]`); `hold_s` is how long a scan hides what it has
+    received (`inspect_hold_s`, `redrive_hold_s`)."""
 
     def __init__(
         self,
         client: SQSClient,
         url: str,
         *,
-        defaults: RequestDefaults | None = None,
-        hold_s: int = 60,
+        defaults: RequestDefaults,
+        hold_s: int,
         wait_time_s: int = 1,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._client = client
-        self.url = url
-        self._defaults = defaults or RequestDefaults()
-        self._hold_s = hold_s
-        self._wait_time_s = wait_time_s
-        self._clock = clock
+        self._client, self.url, self._defaults = client, url, defaults
+        self._hold_s, self._wait_time_s, self._clock = hold_s, wait_time_s, clock
 
     async def inspect(self, limit: int = 100) -> tuple[list[DeadLetter], str | None]:
         """Up to `limit` messages, all left in place; and why the listing stopped early, if so."""

@@ -48,7 +48,6 @@ from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import RequestRejected, parse_request
 from orchestrator.errors import RetryLater
-from orchestrator.metrics import Metrics
 from orchestrator.retry import backoff_s
 from orchestrator.sqs import QueueMessage, QueueSource
 
@@ -65,24 +64,23 @@ class Worker:
         self,
         source: QueueSource,
         engine: LifecycleEngine,
-        options: WorkerOptions | None = None,
+        options: WorkerOptions,
         *,
-        metrics: Metrics | None = None,
+        readiness: ReadinessBoard,
+        capacity: CapacityGate,
+        services: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         clock: Clock | None = None,
         rng: random.Random | None = None,
-        readiness: ReadinessBoard | None = None,
-        capacity: CapacityGate | None = None,
-        services: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
-        self.engine = engine
-        self.options = options or WorkerOptions()
-        self.metrics = metrics or engine.metrics
+        self.engine, self.options = engine, options
+        #: The worker's one registry: its engine's (assembly built both on it).
+        self.metrics = engine.metrics
         #: Where this worker and the parts assembled with it report to `/readyz`.
-        self.readiness = readiness or ReadinessBoard()
+        self.readiness = readiness
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         #: The instance's concurrent-call cap as the Connect gateway sees it.
-        self._capacity = capacity or CapacityGate(clock=self._clock)
+        self._capacity = capacity
         #: Loops that live as long as the worker (contact-events consumer, fleet heartbeats):
         #: started in its task group, cancelled once the last lifecycle is done or handed back.
         self._services = tuple(services)

@@ -198,13 +198,13 @@ class LocalContactEvents:
         self,
         notifier: ContactNotifier,
         *,
-        metrics: Metrics | None = None,
+        metrics: Metrics,
         clock: Clock | None = None,
         dedup_ttl_s: float = 900.0,
         dedup_limit: int = 100_000,
     ) -> None:
         self._notifier = notifier
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics
         self._clock = clock or SystemClock()
         self._seen: Expiring[bool] = Expiring(dedup_ttl_s, dedup_limit)
 

@@ -80,10 +80,11 @@ class LifecycleEngine:
 
     gateway: ConnectGateway
     sink: EventSink
+    #: The worker's one registry (assembly creates it): every part reports to the same one.
+    metrics: Metrics
     watch: WatchPolicy = field(default_factory=WatchPolicy)
     clock: Clock = field(default_factory=SystemClock)
     notifier: ContactNotifier = field(default_factory=ContactNotifier)
-    metrics: Metrics = field(default_factory=Metrics)
     rng: random.Random = field(default_factory=random.Random)
     #: The configured default instance and flow ids: Connect not knowing one of them is the
     #: deployment's fault, not the request's.
@@ -273,32 +274,22 @@ class LifecycleEngine:
         )
         self.metrics.polls_per_contact.observe(result.polls)
         snap = result.snapshot
-        common = {"polls": result.polls, "initiated_at": _iso(snap.initiated_at)}
+        data: dict[str, Any]
         if result.outcome is WatchOutcome.DISCONNECTED:
-            return await self._emit(
-                EventType.DISCONNECTED,
-                rid,
-                instance_id=instance,
-                contact_id=contact,
-                data={
-                    **common,
-                    "disconnected_at": _iso(snap.disconnected_at),
-                    "reason": snap.disconnect_reason,
-                },
-            )
-        if result.outcome is WatchOutcome.TIMED_OUT:
-            return await self._emit(
-                EventType.TIMED_OUT,
-                rid,
-                instance_id=instance,
-                contact_id=contact,
-                data={
-                    **common,
-                    "max_wait_s": self.watch.max_wait_s,
-                    "deadline": _iso(result.deadline),
-                },
-            )
-        return await self._agent_connected(request, contact, result)
+            type_ = EventType.DISCONNECTED
+            data = {"disconnected_at": _iso(snap.disconnected_at), "reason": snap.disconnect_reason}
+        elif result.outcome is WatchOutcome.TIMED_OUT:
+            type_ = EventType.TIMED_OUT
+            data = {"max_wait_s": self.watch.max_wait_s, "deadline": _iso(result.deadline)}
+        else:
+            return await self._agent_connected(request, contact, result)
+        return await self._emit(
+            type_,
+            rid,
+            instance_id=instance,
+            contact_id=contact,
+            data={"polls": result.polls, "initiated_at": _iso(snap.initiated_at), **data},
+        )
 
     async def _agent_connected(
         self, request: CallRequest, contact: str, result: WatchResult

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
-from orchestrator.bounds import described
+from orchestrator.bounds import declared
 
 #: Bodies larger than this are refused before parsing (SQS itself allows up to 1 MiB).
 MAX_BODY_BYTES = 1024 * 1024
@@ -73,6 +73,13 @@ def _request_id(value: str) -> str:
     if not _REQUEST_ID.fullmatch(value):
         raise ValueError("must be 1-128 characters: letters, digits, '-', '_', '.' or ':'")
     return value
+
+
+def _within_budget(pairs: Iterable[tuple[str, str]], limit: int) -> None:
+    """Refuse keys and values that take more than `limit` UTF-8 bytes together."""
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in pairs)
+    if size > limit:
+        raise ValueError(f"{size} UTF-8 bytes in total, over the {limit} limit")
 
 
 Utf8 = AfterValidator(_utf8)
@@ -175,24 +182,20 @@ class CallRequest(_Model):
     @field_validator("attributes")
     @classmethod
     def _attributes_budget(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return None
-        for key in value:
-            if not _ATTRIBUTE_KEY.fullmatch(key):
-                raise ValueError(f"key {key[:64]!r} may contain only letters, digits, '-' and '_'")
-        size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
-        if size > ATTRIBUTES_MAX_BYTES:
-            raise ValueError(f"{size} UTF-8 bytes in total, over the {ATTRIBUTES_MAX_BYTES} limit")
+        if value is not None:
+            for key in value:
+                if not _ATTRIBUTE_KEY.fullmatch(key):
+                    raise ValueError(
+                        f"key {key[:64]!r} may contain only letters, digits, '-' and '_'"
+                    )
+            _within_budget(value.items(), ATTRIBUTES_MAX_BYTES)
         return value
 
     @field_validator("references")
     @classmethod
     def _references_budget(cls, value: dict[str, Reference] | None) -> dict[str, Reference] | None:
-        if value is None:
-            return None
-        size = sum(len(k.encode()) + len((r.value or "").encode()) for k, r in value.items())
-        if size > REFERENCES_MAX_BYTES:
-            raise ValueError(f"{size} UTF-8 bytes in total, over the {REFERENCES_MAX_BYTES} limit")
+        if value is not None:
+            _within_budget(((k, r.value or "") for k, r in value.items()), REFERENCES_MAX_BYTES)
         return value
 
     def start_webrtc_contact_params(self, client_token: str) -> dict[str, Any]:
@@ -211,26 +214,20 @@ class RequestDefaults:
     """What requests may leave out, and which instances and flows they may use (from `[connect]`
     in the configuration; an empty allow-list allows any)."""
 
-    instance_id: str | None = field(
-        default=None,
-        metadata=described("The Connect instance of requests that leave out InstanceId."),
+    instance_id: str | None = declared(
+        None, "The Connect instance of requests that leave out InstanceId."
     )
-    contact_flow_id: str | None = field(
-        default=None,
-        metadata=described("The contact flow of requests that leave out ContactFlowId."),
+    contact_flow_id: str | None = declared(
+        None, "The contact flow of requests that leave out ContactFlowId."
     )
-    allowed_instance_ids: frozenset[str] = field(
-        default=frozenset(),
-        metadata=described(
-            "Instances requests may use; a request naming another one is rejected. Empty: any "
-            "(then only the IAM policy limits them)."
-        ),
+    allowed_instance_ids: frozenset[str] = declared(
+        frozenset(),
+        "Instances requests may use; a request naming another one is rejected. Empty: any "
+        "(then only the IAM policy limits them).",
     )
-    allowed_contact_flow_ids: frozenset[str] = field(
-        default=frozenset(),
-        metadata=described(
-            "Contact flows requests may use; a request naming another one is rejected. Empty: any."
-        ),
+    allowed_contact_flow_ids: frozenset[str] = declared(
+        frozenset(),
+        "Contact flows requests may use; a request naming another one is rejected. Empty: any.",
     )
 
     def refusals(self, request: CallRequest) -> list[FieldError]:

@@ -21,10 +21,10 @@ lost CONNECTED_TO_AGENT event into a delay of one connection.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
-from orchestrator.bounds import check_bounds, described
+from orchestrator.bounds import Bounded, declared
 from orchestrator.clock import Clock
 from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot
 from orchestrator.engine.doorbells import ContactNotifier
@@ -35,133 +35,103 @@ from orchestrator.waiters import Priority
 
 
 @dataclass(frozen=True)
-class WatchPolicy:
-    """When to poll. Defaults suit real Connect; the settings reference explains them."""
+class WatchPolicy(Bounded):
+    """When to poll. Defaults suit real Connect: docs/design.md ("The watch") says why."""
 
-    first_delay_s: float = field(
-        default=2.0,
-        metadata=described("Seconds from the start of a contact to its first poll.", gt=0),
+    first_delay_s: float = declared(
+        2.0, "Seconds from the start of a contact to its first poll.", gt=0
     )
-    multiplier: float = field(
-        default=1.5,
-        metadata=described("Each pause between polls is the previous one times this.", ge=1),
+    multiplier: float = declared(
+        1.5, "Each pause between polls is the previous one times this.", ge=1
     )
-    max_interval_s: float = field(
-        default=10.0,
-        metadata=described(
-            "Longest pause between two polls of a contact (at least first_delay_s).", gt=0
-        ),
+    max_interval_s: float = declared(
+        10.0, "Longest pause between two polls of a contact (at least first_delay_s).", gt=0
     )
-    max_wait_s: float = field(
-        default=900.0,
-        metadata=described(
-            "The watch gives up (contact.timed_out) this many seconds after the contact's "
-            "InitiationTimestamp.",
-            gt=0,
-        ),
+    max_wait_s: float = declared(
+        900.0,
+        "The watch gives up (contact.timed_out) this many seconds after the contact's "
+        "InitiationTimestamp.",
+        gt=0,
     )
-    jitter: float = field(
-        default=0.25,
-        metadata=described(
-            "Each pause d is drawn from [(1 - jitter) * d, d], so polls of many contacts spread "
-            "out and no pause ever exceeds the schedule.",
-            ge=0,
-            lt=1,
-        ),
+    jitter: float = declared(
+        0.25,
+        "Each pause d is drawn from [(1 - jitter) * d, d], so polls of many contacts spread "
+        "out and no pause ever exceeds the schedule.",
+        ge=0,
+        lt=1,
     )
-    queue_aware: bool = field(
-        default=True,
-        metadata=described(
-            "Queue-aware polling: Connect queues serve the oldest waiting contact first, so the "
-            "head_contacts oldest waiting contacts of each queue poll every head_interval_s, and "
-            "a contact seen connected wakes the contacts enqueued before it. Backoff polling "
-            "stays the fallback."
-        ),
+    queue_aware: bool = declared(
+        True,
+        "Queue-aware polling: Connect queues serve the oldest waiting contact first, so the "
+        "head_contacts oldest waiting contacts of each queue poll every head_interval_s, and "
+        "a contact seen connected wakes the contacts enqueued before it. Backoff polling "
+        "stays the fallback.",
     )
-    head_contacts: int = field(
-        default=2,
-        metadata=described(
-            "With queue-aware polling, how many of the oldest waiting contacts of each queue "
-            "poll as heads.",
-            ge=0,
-            le=100,
-        ),
+    head_contacts: int = declared(
+        2,
+        "With queue-aware polling, how many of the oldest waiting contacts of each queue "
+        "poll as heads.",
+        ge=0,
+        le=100,
     )
-    head_interval_s: float = field(
-        default=1.0,
-        metadata=described("A head polls at most this often (seconds).", gt=0),
+    head_interval_s: float = declared(1.0, "A head polls at most this often (seconds).", gt=0)
+    describe_rate: float | None = declared(
+        None,
+        "The DescribeContact rate this watch may spend (the worker's budget, requests per "
+        "second; None: unknown, heads poll every head_interval_s).",
+        gt=0,
     )
-    describe_rate: float | None = field(
-        default=None,
-        metadata=described(
-            "The DescribeContact rate this watch may spend (the worker's budget, requests per "
-            "second; None: unknown, heads poll every head_interval_s).",
-            gt=0,
-        ),
+    head_budget_share: float = declared(
+        0.25,
+        "All heads together poll within this share of the DescribeContact budget: each "
+        "head polls at most every max(head_interval_s, heads / (head_budget_share * "
+        "describe rate)) seconds.",
+        gt=0,
+        le=1,
     )
-    head_budget_share: float = field(
-        default=0.25,
-        metadata=described(
-            "All heads together poll within this share of the DescribeContact budget: each "
-            "head polls at most every max(head_interval_s, heads / (head_budget_share * "
-            "describe rate)) seconds.",
-            gt=0,
-            le=1,
-        ),
-    )
-    head_boost: float = field(
-        default=4.0,
-        metadata=described(
-            "A head polls at most this many times as often as each watched contact could if "
-            "the describe rate were shared evenly among them: every watched / (head_boost * "
-            "rate) seconds.",
-            ge=1,
-        ),
+    head_boost: float = declared(
+        4.0,
+        "A head polls at most this many times as often as each watched contact could if "
+        "the describe rate were shared evenly among them: every watched / (head_boost * "
+        "rate) seconds.",
+        ge=1,
     )
     #: Priority of a poll woken by a contact event (lower is served first; other polls use the
     #: contact's enqueue or initiation time, epoch seconds).
     confirm_priority: float = 0.0
-    poll_budget_share: float | None = field(
-        default=None,
-        metadata=described(
-            "With contact events on, the share of the DescribeContact budget that scheduled "
-            "polls (the safety net) of all watched contacts together may use: each pauses at "
-            "least watched / (poll_budget_share * describe rate) seconds, so confirmations of "
-            "events keep the rest. None: no such floor (polling only).",
-            gt=0,
-            le=1,
-        ),
+    poll_budget_share: float | None = declared(
+        None,
+        "With contact events on, the share of the DescribeContact budget that scheduled "
+        "polls (the safety net) of all watched contacts together may use: each pauses at "
+        "least watched / (poll_budget_share * describe rate) seconds, so confirmations of "
+        "events keep the rest. None: no such floor (polling only).",
+        gt=0,
+        le=1,
     )
-    fifo_poll_budget_share: float | None = field(
-        default=None,
-        metadata=described(
-            "The same share for contacts known to wait in a queue that serves oldest first, "
-            "where a lost event is caught by the next connection in the queue (wake_passed). "
-            "None: poll_budget_share for every contact.",
-            gt=0,
-            le=1,
-        ),
+    fifo_poll_budget_share: float | None = declared(
+        None,
+        "The same share for contacts known to wait in a queue that serves oldest first, "
+        "where a lost event is caught by the next connection in the queue (wake_passed). "
+        "None: poll_budget_share for every contact.",
+        gt=0,
+        le=1,
     )
-    wake_passed: bool = field(
-        default=False,
-        metadata=described(
-            "A contact seen connected wakes the watched contacts enqueued before it in its "
-            "queue (the inference of queue-aware polling, without its head polls): where agents "
-            "take the oldest contact first, a lost CONNECTED_TO_AGENT event is then caught at "
-            "the next connection. queue_aware implies it."
-        ),
+    wake_passed: bool = declared(
+        False,
+        "A contact seen connected wakes the watched contacts enqueued before it in its "
+        "queue (the inference of queue-aware polling, without its head polls): where agents "
+        "take the oldest contact first, a lost CONNECTED_TO_AGENT event is then caught at "
+        "the next connection. queue_aware implies it.",
     )
-    floor_recheck_s: float = field(
-        default=5.0,
-        metadata=described(
-            "While a scheduled poll waits on the budget floor, the floor is worked out again "
-            "this often: it shrinks as watched contacts leave, and the wait with it.",
-            gt=0,
-        ),
+    floor_recheck_s: float = declared(
+        5.0,
+        "While a scheduled poll waits on the budget floor, the floor is worked out again "
+        "this often: it shrinks as watched contacts leave, and the wait with it.",
+        gt=0,
     )
 
     def __post_init__(self) -> None:
-        check_bounds(self)
+        super().__post_init__()
         if self.max_interval_s < self.first_delay_s:
             raise ValueError("max_interval_s must be >= first_delay_s")
 

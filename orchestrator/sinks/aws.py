@@ -40,9 +40,10 @@ def _refused(kind: str, failed: list[Any]) -> SinkError:
 
 
 class _AwsSink:
-    """A sink on one AWS target (a queue URL, a topic ARN, a bus name) through `client`."""
+    """A sink on one AWS target (a queue URL, a topic ARN, a bus name) through `client`; whether
+    it carries connection data is `[events] include_connection_data`, passed in."""
 
-    def __init__(self, client: Any, target: str, *, include_connection_data: bool = True) -> None:
+    def __init__(self, client: Any, target: str, *, include_connection_data: bool) -> None:
         self._client = client
         self._target = target
         self._include = include_connection_data

@@ -39,11 +39,11 @@ class LogSink:
 
 
 class JsonlSink:
-    """Appends each event as a JSON line to a file."""
+    """Appends each event as a JSON line to a file (with connection data if told: `[events]`)."""
 
     name = "jsonl"
 
-    def __init__(self, path: str | Path, *, include_connection_data: bool = False) -> None:
+    def __init__(self, path: str | Path, *, include_connection_data: bool) -> None:
         self.path = Path(path)
         self._include = include_connection_data
         self._lock = anyio.Lock()
@@ -108,14 +108,14 @@ class FanoutSink:
         self,
         sinks: Sequence[EventSink],
         *,
+        metrics: Metrics,
         policy: RetryPolicy | None = None,
-        metrics: Metrics | None = None,
     ) -> None:
         if not sinks:
             raise ValueError("FanoutSink needs at least one sink")
         self.sinks = list(sinks)
         self._policy = policy or default_sink_policy()
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics
 
     async def _deliver(self, sink: EventSink, events: Sequence[LifecycleEvent]) -> None:
         async def attempt() -> None:

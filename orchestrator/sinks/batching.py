@@ -8,8 +8,7 @@ before its events are out. Batches form naturally under load and add no delay wh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from orchestrator.batcher import Batcher
 from orchestrator.engine.events import EventSink, LifecycleEvent
@@ -43,10 +42,5 @@ class BatchingSink:
         await self._batcher.__aenter__()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        return await self._batcher.__aexit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._batcher.__aexit__(*exc_info)

@@ -47,6 +47,8 @@ class DevEnvironment:
     dlq_url: str
     events_url: str
     directory: Path
+    #: Whether `directory` is a temporary one, removed when `orchestrator dev` stops.
+    temporary: bool = True
 
     @property
     def config_path(self) -> Path:
@@ -101,8 +103,11 @@ and in a third:
   tail -f {self.events_path}
   orchestrator dlq inspect --config {config}
 
-Ctrl-C stops the servers (the queues and {self.directory} go with them).
+Ctrl-C stops the servers (the queues go with them{self._directory_fate()}).
 """
+
+    def _directory_fate(self) -> str:
+        return f", and {self.directory}" if self.temporary else f"; {self.directory} stays"
 
 
 async def _create_queues(sqs_url: str) -> tuple[str, str, str]:
@@ -126,6 +131,7 @@ async def run_dev(
 ) -> None:
     """Start the peers, write and print the configuration, and serve until SIGINT or SIGTERM."""
     with contextlib.ExitStack() as stack:
+        temporary = directory is None
         if directory is None:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orch-dev-")))
         directory.mkdir(parents=True, exist_ok=True)
@@ -137,7 +143,13 @@ async def run_dev(
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with Emulator(config, port=connect_port) as emulator:
                 env = DevEnvironment(
-                    sqs_server.url, emulator.url, queue, dlq, events, directory=directory
+                    sqs_server.url,
+                    emulator.url,
+                    queue,
+                    dlq,
+                    events,
+                    directory=directory,
+                    temporary=temporary,
                 )
                 env.config_path.write_text(env.toml(), encoding="utf-8")
                 out.write(env.instructions())

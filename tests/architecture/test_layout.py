@@ -198,3 +198,34 @@ def test_the_daemon_needs_only_its_base_dependencies() -> None:
         and not top.startswith("types_")  # stubs, imported under TYPE_CHECKING only
     }
     assert not needed, f"production code imports packages outside the base dependencies: {needed}"
+
+
+#: Test folders that mirror no source folder: what they test cuts across the package (or is not
+#: Python: the deploy files, the docs), with the reason.
+CROSS_CUTTING = {
+    "architecture": "the layout itself",
+    "bench": "the benchmark harness (bench/)",
+    "deploy": "the deployment files (deploy/)",
+    "docs": "the docs site and its examples (docs/)",
+    "emulator": "the testing kit's Connect emulator, the kit's largest part",
+    "fleet": "daemon/fleet/ (fleet mode's own suite)",
+    "reliability": "poison bodies and memory through a whole worker",
+    "security": "what a whole worker exposes, and to whom",
+    "shared": "the shared modules at the package root (retry, batcher, waiters ...)",
+    "support": "helpers of the tests, no tests",
+}
+
+
+def test_tests_mirror_the_source_folders() -> None:
+    """`tests/<folder>/` tests `orchestrator/<folder>/`: a reader finds a module's tests in the
+    folder of the same name (or in one of the cross-cutting folders above)."""
+    source = {p.name for p in PACKAGE.iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    tests = ROOT / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    stray = sorted(folders - source - set(CROSS_CUTTING))
+    assert not stray, f"test folders that mirror no orchestrator/ folder: {stray}"
+    kit = {p.name for p in (PACKAGE / "testing").iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    nested = {
+        p.name for p in (tests / "testing").iterdir() if p.is_dir() and p.name != "__pycache__"
+    }
+    assert nested <= kit, f"tests/testing/ folders that mirror no kit folder: {nested - kit}"

@@ -65,8 +65,13 @@ async def receive_counts(sqs: SQSClient, queue: str) -> dict[str, int]:
             counts[rid] = int(m.get("Attributes", {})["ApproximateReceiveCount"])
 
 
-def dlq_of(sqs: SQSClient, url: str, **kwargs: Any) -> DeadLetterQueue:
-    return DeadLetterQueue(sqs, url, wait_time_s=0, **kwargs)
+def dlq_of(
+    sqs: SQSClient, url: str, *, defaults: RequestDefaults | None = None, **kwargs: Any
+) -> DeadLetterQueue:
+    """The queue as the CLI opens it, without a long poll (no defaults configured unless given)."""
+    return DeadLetterQueue(
+        sqs, url, defaults=defaults or RequestDefaults(), hold_s=60, wait_time_s=0, **kwargs
+    )
 
 
 async def test_inspect_lists_everything_leaves_it_in_place_and_explains_poison(

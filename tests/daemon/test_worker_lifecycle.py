@@ -161,7 +161,7 @@ async def test_final_events_reach_the_sqs_sink_before_the_request_is_deleted(
     ]
     ids = [f"order-{i}" for i in range(5)]
     await send_all(sqs_client, queue, [request_body(rid) for rid in ids])
-    recorder = RecordingSink(SqsEventSink(sqs_client, events_queue))
+    recorder = RecordingSink(SqsEventSink(sqs_client, events_queue, include_connection_data=True))
     settings = settings_for(emulator.url, sqs_server.url, queue)
     async with open_worker(settings, extra_sinks=[recorder]) as worker:
         source = RecordingSource(worker.source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import re
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 from aiobotocore.session import get_session
 
+from orchestrator.testing.emulator import EmulatorConfig
+from orchestrator.testing.emulator.cli import add_arguments, config_from_args
 from tests.conftest import INSTANCE_ID, REGION, no_retries
 from tests.emulator._helpers import ControlApi, start_args
 
@@ -164,3 +167,16 @@ async def test_emulator_command_rejects_invalid_option_values(
     assert status == 2
     assert complaint in stderr
     assert "listening" not in stdout
+
+
+def test_emulator_options_take_their_defaults_from_the_config() -> None:
+    """No option given: the config is `EmulatorConfig()`'s defaults, and each option's help
+    shows the default of the field it sets (the dataclass is the one home of a default)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    assert config_from_args(parser.parse_args([])) == EmulatorConfig()
+    helps = {a.dest: a.help or "" for a in parser._actions}
+    assert "(default 2:10)" in helps["agent_delay_s"]
+    assert f"(default {EmulatorConfig().max_concurrent_calls})" in helps["max_concurrent_calls"]
+    assert "(default" not in helps["seed"]  # None: nothing to show

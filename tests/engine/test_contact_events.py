@@ -22,11 +22,10 @@ from orchestrator.engine.watch import WatchPolicy
 from orchestrator.metrics import Metrics
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
-from tests.engine.conftest import ClientFactory
 from tests.support import eventually
 from tests.support.clock import SteppingClock, VirtualClock
 from tests.support.engine import call_request, make_engine, polls_by_request, started_contact
-from tests.support.peers import emulator_config
+from tests.support.peers import ClientFactory, emulator_config
 
 CONTACT = "11111111-1111-1111-1111-111111111111"
 INSTANCE_ARN = (

@@ -17,9 +17,9 @@ from orchestrator.errors import CapacityError, RetryableConnectError
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
-from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
 from tests.support.clock import VirtualClock
 from tests.support.engine import call_request, finals, make_engine, types_of
+from tests.support.peers import ClientFactory, VirtualEmulatorFactory
 
 Starter = Callable[..., Any]
 

@@ -14,7 +14,6 @@ from orchestrator.errors import RetryableConnectError, RetryLater
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
-from tests.engine.conftest import ClientFactory
 from tests.support.engine import (
     HookSink,
     call_request,
@@ -22,6 +21,7 @@ from tests.support.engine import (
     make_engine,
     types_of,
 )
+from tests.support.peers import ClientFactory
 
 Starter = Callable[..., Any]
 

@@ -16,7 +16,6 @@ from orchestrator.engine.watch import WatchPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.conftest import INSTANCE_ID, emulator_config
-from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
 from tests.support.clock import SteppingClock, VirtualClock
 from tests.support.engine import (
     call_request,
@@ -25,6 +24,7 @@ from tests.support.engine import (
     settle,
     started_contact,
 )
+from tests.support.peers import ClientFactory, VirtualEmulatorFactory
 
 # -- the frontier ----------------------------------------------------------------------------
 

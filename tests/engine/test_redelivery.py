@@ -11,9 +11,9 @@ from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
-from tests.engine.conftest import ClientFactory
 from tests.support import eventually
 from tests.support.engine import call_request, finals, make_engine, types_of
+from tests.support.peers import ClientFactory
 
 Starter = Callable[..., Any]
 

@@ -24,10 +24,10 @@ from orchestrator.engine.watch import WatchOutcome, WatchPolicy, verdict
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from tests.conftest import emulator_config
-from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
 from tests.support import eventually
 from tests.support.clock import SteppingClock, VirtualClock
 from tests.support.engine import call_request, make_engine, types_of
+from tests.support.peers import ClientFactory, VirtualEmulatorFactory
 
 
 def iso(epoch: float) -> str:

@@ -42,10 +42,10 @@ def make_engine(
 ) -> LifecycleEngine:
     """An engine wired as the daemon wires it, on `clock` (real time by default)."""
     clk = clock or SystemClock()
-    gateway = AioConnectGateway(
-        client, budget or RateBudget(clock=clk), policies=policies, clock=clk
-    )
     metrics = Metrics()
+    gateway = AioConnectGateway(
+        client, budget or RateBudget(clock=clk), metrics=metrics, policies=policies, clock=clk
+    )
     return LifecycleEngine(
         gateway=gateway,
         sink=sink,

@@ -1,7 +1,7 @@
 """Chaos soak: several worker processes on one queue, a faulty Connect, workers killed mid-flight.
 
-Used by tests/chaos/test_chaos.py (the short run of the test suite) and `python -m bench.soak`
-(a long one). Everything is real and talks over loopback:
+Used by tests/testing/chaos/test_chaos.py (the short run of the test suite) and
+`python -m bench.soak` (a long one). Everything is real and talks over loopback:
 
 * an SQS server (passed in: the test session's, or one the soak starts), holding a request queue
   whose redrive policy moves a message to a dead-letter queue after `max_receive_count` receives,

@@ -13,6 +13,7 @@ import json
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,18 +37,14 @@ _CAPACITY_MESSAGE = (
 )
 
 
-@dataclass
-class OperationStats:
-    calls: int = 0
-    successes: int = 0
-    throttled: int = 0
-    concurrency_limited: int = 0
-    faults: int = 0
-    dropped: int = 0
-    client_errors: int = 0
+#: What `/_emulator/stats` counts per operation (each listed, 0 until it happens).
+OUTCOMES = (
+    "calls", "successes", "throttled", "concurrency_limited", "faults", "dropped", "client_errors"
+)  # fmt: skip
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+
+def _no_stats() -> dict[str, Counter[str]]:
+    return {op: Counter() for op in OPERATIONS}
 
 
 @dataclass
@@ -56,9 +53,7 @@ class EmulatorState:
 
     config: EmulatorConfig
     clock: Callable[[], float] = time.time
-    stats: dict[str, OperationStats] = field(
-        default_factory=lambda: {op: OperationStats() for op in OPERATIONS}
-    )
+    stats: dict[str, Counter[str]] = field(default_factory=_no_stats)
 
     def __post_init__(self) -> None:
         seed = self.config.seed
@@ -87,7 +82,7 @@ class EmulatorState:
         self.center.reset()
         self.quotas.reset()
         self.publisher.reset()
-        self.stats = {op: OperationStats() for op in OPERATIONS}
+        self.stats = _no_stats()
         self.wakeup.set()
 
 
@@ -118,12 +113,12 @@ async def _front_door(request: web.Request, state: EmulatorState, operation: str
     if high > 0:
         await asyncio.sleep(state.fault_rng.uniform(low, high) / 1000.0)
     if cfg.error_rate and state.fault_rng.random() < cfg.error_rate:
-        stats.faults += 1
+        stats["faults"] += 1
         raise ApiError("InternalServiceException", "Injected fault: internal service error.")
     quota = cfg.quotas.get(operation) if cfg.quotas_enabled else None
     # Quotas belong to the account, whichever of its keys or roles signed the call.
     if not state.quotas.allow(cfg.account_id, operation, quota):
-        stats.throttled += 1
+        stats["throttled"] += 1
         # Connect's Start* APIs report their request rate as TooManyRequests (their concurrency
         # caps as LimitExceeded); the read APIs as Throttling.
         code = (
@@ -140,7 +135,7 @@ def connect_operation(operation: str, handler: Handler) -> Callable[[web.Request
     async def endpoint(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
         stats = state.stats[operation]
-        stats.calls += 1
+        stats["calls"] += 1
         try:
             await _front_door(request, state, operation)
             params = await _params(request)
@@ -149,17 +144,17 @@ def connect_operation(operation: str, handler: Handler) -> Callable[[web.Request
             body = handler(state, params)
         except ApiError as error:
             if error.status < 500 and error.status != 429:
-                stats.client_errors += 1
+                stats["client_errors"] += 1
             return error_response(error)
         state.schedule_changed()
         if state.config.drop_rate and state.fault_rng.random() < state.config.drop_rate:
             # The operation took effect; the response is lost on the way back.
-            stats.dropped += 1
-            stats.faults += 1
+            stats["dropped"] += 1
+            stats["faults"] += 1
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=200)
-        stats.successes += 1
+        stats["successes"] += 1
         return json_response(body)
 
     return endpoint
@@ -207,7 +202,7 @@ def start_webrtc_contact(state: EmulatorState, params: dict[str, Any]) -> dict[s
     if contact is None:
         limit = cfg.max_concurrent_calls
         if limit is not None and state.center.active_calls(instance_id) >= limit:
-            state.stats["StartWebRTCContact"].concurrency_limited += 1
+            state.stats["StartWebRTCContact"]["concurrency_limited"] += 1
             raise ApiError(
                 "LimitExceededException",
                 _CAPACITY_MESSAGE.format(instance=instance_id, limit=limit),
@@ -248,7 +243,7 @@ async def stats_endpoint(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return web.json_response(
         {
-            "operations": {op: s.as_dict() for op, s in state.stats.items()},
+            "operations": {op: {o: s[o] for o in OUTCOMES} for op, s in state.stats.items()},
             "contacts": len(state.center.contacts),
             **state.publisher.stats(),
         }
@@ -271,20 +266,23 @@ def _control_contact(request: web.Request) -> Contact:
     return contact
 
 
-async def connect_agent_endpoint(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    contact = _control_contact(request)
-    changed = state.center.force_connect(contact, state.clock())
-    state.wakeup.set()
-    return web.json_response({"changed": changed, "contact": contact.ground_truth()})
+def forcing_endpoint(
+    force: Callable[[ContactCenter, Contact, float], bool],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A control endpoint that forces one transition of the contact in its path."""
+
+    async def endpoint(request: web.Request) -> web.Response:
+        state = request.app[STATE]
+        contact = _control_contact(request)
+        changed = force(state.center, contact, state.clock())
+        state.wakeup.set()
+        return web.json_response({"changed": changed, "contact": contact.ground_truth()})
+
+    return endpoint
 
 
-async def disconnect_endpoint(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    contact = _control_contact(request)
-    changed = state.center.force_disconnect(contact, state.clock())
-    state.wakeup.set()
-    return web.json_response({"changed": changed, "contact": contact.ground_truth()})
+connect_agent_endpoint = forcing_endpoint(ContactCenter.force_connect)
+disconnect_endpoint = forcing_endpoint(ContactCenter.force_disconnect)
 
 
 async def reset_endpoint(request: web.Request) -> web.Response:

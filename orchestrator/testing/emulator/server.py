@@ -8,7 +8,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Self
 
 from aiohttp import web
@@ -75,12 +74,7 @@ class Emulator:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
 
@@ -134,12 +128,7 @@ class EmulatorThread:
         self._thread.join(timeout=30)
         self._loop.close()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._emulator is not None:
             asyncio.run_coroutine_threadsafe(self._emulator.stop(), self._loop).result(timeout=30)
         self._stop_loop()

@@ -17,12 +17,13 @@ from orchestrator.connect.gateway import GatewayPolicies
 from orchestrator.daemon.logs import REDACTED, configure_logging, redact
 from orchestrator.engine.events import EventType
 from orchestrator.errors import RetryableConnectError
+from orchestrator.metrics import Metrics
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import FanoutSink, LogSink, MemorySink
 from orchestrator.testing.emulator import Emulator
 from tests.conftest import INSTANCE_ID, SECRET_KEY
-from tests.engine.conftest import ClientFactory
 from tests.support.engine import call_request, make_engine
+from tests.support.peers import ClientFactory
 
 Starter = Callable[..., Any]
 LogCapture = Callable[[], contextlib.AbstractContextManager[io.StringIO]]
@@ -89,7 +90,10 @@ async def test_lifecycle_logs_never_contain_connection_tokens_or_aws_secrets(
 
     with json_logs() as stream:
         engine = make_engine(
-            client, FanoutSink([LogSink(), memory]), policies=quick_retries(), seed=3
+            client,
+            FanoutSink([LogSink(), memory], metrics=Metrics()),
+            policies=quick_retries(),
+            seed=3,
         )
         finals = [
             await engine.run(call_request("secret-1")),

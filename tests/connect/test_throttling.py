@@ -21,8 +21,8 @@ from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl, Quota
-from tests.engine.conftest import ClientFactory
 from tests.support.engine import call_request, finals, make_engine
+from tests.support.peers import ClientFactory
 
 Starter = Callable[..., Any]
 

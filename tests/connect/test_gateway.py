@@ -312,7 +312,7 @@ async def test_snapshot_reports_connects_timestamps_as_epoch_seconds(
 ) -> None:
     emulator: Emulator = await start_emulator(agent_delay_s=(60.0, 60.0))
     client = await client_for(emulator)
-    gateway = AioConnectGateway(client, RateBudget())
+    gateway = AioConnectGateway(client, RateBudget(), metrics=Metrics())
     started = await gateway.start_webrtc_contact(
         call_request("snap-1").start_webrtc_contact_params("token-snap"), request_id="snap-1"
     )

@@ -167,7 +167,7 @@ async def test_fanout_raises_sink_error_when_one_sink_keeps_failing_and_still_de
 
 async def test_fanout_retries_a_sink_until_it_recovers() -> None:
     flaky = FailingSink("flaky", failures=2)
-    fanout = FanoutSink([flaky, MemorySink()], policy=quick_policy(3))
+    fanout = FanoutSink([flaky, MemorySink()], metrics=Metrics(), policy=quick_policy(3))
 
     await fanout.publish([plain_event("req-1")])
 
@@ -178,14 +178,14 @@ async def test_fanout_retries_a_sink_until_it_recovers() -> None:
 async def test_fanout_of_nothing_publishes_nothing() -> None:
     broken = FailingSink()
 
-    await FanoutSink([broken], policy=quick_policy()).publish([])
+    await FanoutSink([broken], metrics=Metrics(), policy=quick_policy()).publish([])
 
     assert broken.attempts == 0
 
 
 def test_fanout_needs_a_sink() -> None:
     with pytest.raises(ValueError, match="at least one sink"):
-        FanoutSink([])
+        FanoutSink([], metrics=Metrics())
 
 
 # -- batching --------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ async def test_sqs_sink_delivers_every_event_in_batches_of_ten(
 ) -> None:
     events = [started_event("req-0")] + [plain_event(f"req-{i}") for i in range(1, 12)]
 
-    await SqsEventSink(sqs_client, sqs_queue).publish(events)
+    await SqsEventSink(sqs_client, sqs_queue, include_connection_data=True).publish(events)
 
     messages = await drain(sqs_client, sqs_queue, 12)
     bodies = {json.loads(m["Body"])["id"]: json.loads(m["Body"]) for m in messages}
@@ -315,7 +315,7 @@ async def test_sqs_sink_on_a_fifo_queue_drops_duplicate_events(sqs_client: SQSCl
         QueueName=f"events-{uuid.uuid4().hex[:12]}.fifo", Attributes={"FifoQueue": "true"}
     )
     queue = created["QueueUrl"]
-    sink = SqsEventSink(sqs_client, queue)
+    sink = SqsEventSink(sqs_client, queue, include_connection_data=True)
 
     await sink.publish([plain_event("req-1"), started_event("req-1")])
     await sink.publish([started_event("req-1")])  # a redelivered lifecycle says it again
@@ -341,7 +341,7 @@ async def test_sns_sink_delivers_to_a_subscribed_queue(
     )
     events = [started_event("req-1"), plain_event("req-2", EventType.TIMED_OUT)]
 
-    await SnsEventSink(sns_client, topic).publish(events)
+    await SnsEventSink(sns_client, topic, include_connection_data=True).publish(events)
 
     messages = await drain(sqs_client, sqs_queue, 2)
     bodies = {json.loads(m["Body"])["id"]: json.loads(m["Body"]) for m in messages}
