@@ -184,6 +184,12 @@ class Leases:
                         tg.start_soon(self._extend, lease)
 
     async def _extend(self, lease: Lease) -> None:
+        if self._held.get(lease.message.receipt) is not lease:
+            # Settled since the beat chose it (this task starts a scheduler turn later): an
+            # extension now would hide a handed-back message for the full timeout, where a
+            # draining worker no longer looks for it. Checked and marked with no await between,
+            # so a settle from now on waits for this extension (`Lease.settled`).
+            return
         timeout = self._timeout_of(lease)
         asked_at = self._clock.monotonic()
         lease.extending = anyio.Event()
