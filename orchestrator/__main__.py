@@ -2,8 +2,9 @@
 
 The entry point stays light: before anything heavy is imported it makes SIGTERM and SIGINT end
 the process quietly (exit status 0: nothing was received yet), so a pod stopped during start-up
-does not die by the signal. The running daemon replaces these handlers with its own, which only
-ask the worker to stop.
+does not die by the signal. The daemon's event loop replaces these handlers before it builds
+anything (a SystemExit raised inside its task groups would end it with a traceback): a signal
+then ends the start-up quietly, or once the worker runs only asks it to stop.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 import structlog
 from aiobotocore.session import AioSession, get_session
-from anyio.abc import TaskStatus
 from botocore.exceptions import BotoCoreError
 from pydantic import BaseModel
 
@@ -278,16 +277,25 @@ async def credentials_problem(session: AioSession | None = None) -> str | None:
     return None
 
 
-async def _stop_on_signals(
-    worker: Worker, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    """Each SIGTERM/SIGINT only asks the worker to stop (the second one skips the grace period)."""
-    log = structlog.get_logger("orchestrator.cli")
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        task_status.started()
+class _SignalTarget:
+    """Where SIGTERM/SIGINT go: while the worker is being built, they end the start-up (nothing
+    was received yet: exit 0); once it exists, each only asks it to stop (the second one skips
+    the grace period)."""
+
+    def __init__(self, starting: anyio.CancelScope) -> None:
+        self.starting = starting
+        self.worker: Worker | None = None
+
+    async def follow(self, signals: AsyncIterator[int]) -> None:
+        log = structlog.get_logger("orchestrator.cli")
         async for signum in signals:
-            log.info("worker.signal", signal=signal.Signals(signum).name)
-            worker.stop()
+            name = signal.Signals(signum).name
+            if self.worker is None:
+                log.info("worker.signal", signal=name, detail="during start-up: nothing received")
+                self.starting.cancel()
+            else:
+                log.info("worker.signal", signal=name)
+                self.worker.stop()
 
 
 def startup_summary(settings: Settings) -> dict[str, Any]:
@@ -347,22 +355,37 @@ async def run_daemon(settings: Settings) -> None:
 
 
 async def _run_daemon(settings: Settings) -> None:
+    # The loop takes SIGTERM/SIGINT before anything is built: the entry point's handler
+    # (`orchestrator.__main__`) raises SystemExit, which inside a task group (the batchers, the
+    # sinks) would end the process with an exception group's traceback and status 1.
     metrics = Metrics()
-    async with (
-        open_worker(settings, metrics=metrics) as worker,
-        anyio.create_task_group() as tg,
+    with (
+        anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
+        anyio.CancelScope() as starting,
     ):
-        await tg.start(_stop_on_signals, worker)
-        if settings.observability.enabled:
-            from orchestrator.daemon.observability import serve_observability  # noqa: PLC0415
+        target = _SignalTarget(starting)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(target.follow, signals)
+            async with (
+                open_worker(settings, metrics=metrics) as worker,
+                anyio.create_task_group() as serving,
+            ):
+                target.worker = worker
+                if settings.observability.enabled:
+                    from orchestrator.daemon.observability import (  # noqa: PLC0415
+                        serve_observability,
+                    )
 
-            connect_url = settings.endpoint("connect") or (
-                f"https://connect.{settings.aws.region}.amazonaws.com"
-            )
-            serve = functools.partial(
-                serve_observability, port_origin=settings.origin("observability", "port")
-            )
-            await tg.start(serve, settings.observability, worker, metrics, connect_url)
-        structlog.get_logger("orchestrator.cli").info("worker.started", **startup_summary(settings))
-        await worker.run()
-        tg.cancel_scope.cancel()
+                    connect_url = settings.endpoint("connect") or (
+                        f"https://connect.{settings.aws.region}.amazonaws.com"
+                    )
+                    serve = functools.partial(
+                        serve_observability, port_origin=settings.origin("observability", "port")
+                    )
+                    await serving.start(serve, settings.observability, worker, metrics, connect_url)
+                structlog.get_logger("orchestrator.cli").info(
+                    "worker.started", **startup_summary(settings)
+                )
+                await worker.run()
+                serving.cancel_scope.cancel()
+            tg.cancel_scope.cancel()

@@ -3,7 +3,8 @@ them hidden while they run (a visibility heartbeat), and settling each one exact
 
 Settling is an ack (delete: the request has its final event) or a hand-back (the message becomes
 visible again after a delay). Both run shielded from cancellation and wait for a visibility
-extension in progress, which must not land after them.
+extension in progress, which must not land after them; the message counts as held until then
+(it is still hidden in the queue), and no extension starts once its settling has begun.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Lease:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     #: Set while a visibility extension is on its way, so a settle can wait for it.
     extending: anyio.Event | None = None
+    #: Being acked or handed back: no extension starts any more.
+    settling: bool = False
 
     async def settled(self) -> None:
         if self.extending is not None:
@@ -138,12 +141,19 @@ class Leases:
     async def _settle(
         self, message: QueueMessage, delay_s: int, *, delete: bool, reason: str
     ) -> bool:
-        lease = self._release(message)
+        lease = self._held.get(message.receipt)
+        if lease is not None:
+            lease.settling = True
         self.settling += 1
         try:
             with anyio.CancelScope(shield=True):
                 if lease is not None:
+                    # Held (and counted against the worker's room) until an extension on its
+                    # way is over: released earlier, it would let the worker receive another
+                    # message while this one is still hidden in the queue.
                     await lease.settled()
+                # Released and handed to the queue with no await between.
+                self._release(message)
                 try:
                     if delete:
                         await self.source.delete(message)
@@ -184,6 +194,12 @@ class Leases:
                         tg.start_soon(self._extend, lease)
 
     async def _extend(self, lease: Lease) -> None:
+        if lease.settling or self._held.get(lease.message.receipt) is not lease:
+            # Settled since the beat chose it (this task starts a scheduler turn later): an
+            # extension now would hide a handed-back message for the full timeout, where a
+            # draining worker no longer looks for it. Checked and marked with no await between,
+            # so a settle from now on waits for this extension (`Lease.settled`).
+            return
         timeout = self._timeout_of(lease)
         asked_at = self._clock.monotonic()
         lease.extending = anyio.Event()

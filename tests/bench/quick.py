@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+#: How long a quick run may take: a guard against a hang, not a bound on speed (quick runs take
+#: one to four minutes on an idle 2-core machine, several times that beside other tests).
+QUICK_GUARD_S = 900.0
+#: The pytest timeout of a test that runs one: the guard and the test's own checks.
+TEST_TIMEOUT_S = QUICK_GUARD_S + 60
 
 
 def run_quick(
-    out: Path, *args: str, timeout_s: float = 110
+    out: Path, *args: str, timeout_s: float = QUICK_GUARD_S
 ) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
     """`python -m bench ARGS --quick --out OUT` from the repository, without ORCHESTRATOR_*
     variables; fails the test with its output's tail unless it exits 0. Returns OUT/results.json
@@ -34,7 +39,7 @@ def run_quick(
     return json.loads((out / "results.json").read_text(encoding="utf-8")), done
 
 
-def quick_figures(scenario: str, out: Path, timeout_s: float = 110) -> Any:
+def quick_figures(scenario: str, out: Path, timeout_s: float = QUICK_GUARD_S) -> Any:
     """The figures one scenario's quick run recorded."""
     results, _ = run_quick(out, scenario, timeout_s=timeout_s)
     return results["scenarios"][scenario]

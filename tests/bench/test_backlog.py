@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.quick import quick_figures
+from tests.bench.quick import TEST_TIMEOUT_S, quick_figures
 
 FIGURES = [
     "admission_bound",
@@ -24,18 +24,20 @@ FIGURES = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_quick_backlog_scenario_records_every_figure_for_every_mode(tmp_path: Path) -> None:
-    figures = quick_figures("backlog", tmp_path, timeout_s=230)
+    figures = quick_figures("backlog", tmp_path)
     modes = {"capacity", "fleet", "deep"}
     assert modes <= set(figures) and "timelines" not in figures
     for mode in modes:
         values = figures[mode]
+        # Undrained (the deadline guarding a hang passed), its figures would be partial.
+        assert values["drain_s"] is not None, f"{mode} did not drain"
         for name in FIGURES:
             value = values[name]
             assert isinstance(value, int | float) and not isinstance(value, bool), (mode, name)
             assert math.isfinite(value), (mode, name, value)
-        assert "drain_s" in values and isinstance(values["finals"], dict)
+        assert isinstance(values["finals"], dict)
     # Even this small run keeps admission within the bound it announces.
     capacity = figures["capacity"]
     assert capacity["max_unstarted_held_by_a_worker"] <= capacity["admission_bound"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.quick import REPO, dig, number, run_quick
+from tests.bench.quick import REPO, TEST_TIMEOUT_S, dig, number, run_quick
 
 RUN_FIGURES = [
     "detection_delay_s.p50",
@@ -30,7 +30,7 @@ RUN_FIGURES = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_quick_events_run_records_its_section_and_leaves_the_others_untouched(
     tmp_path: Path,
 ) -> None:
@@ -38,7 +38,7 @@ def test_quick_events_run_records_its_section_and_leaves_the_others_untouched(
     shutil.copy(committed, tmp_path / "results.json")
     before = json.loads(committed.read_text(encoding="utf-8"))
 
-    results, _ = run_quick(tmp_path, "events", timeout_s=170)
+    results, _ = run_quick(tmp_path, "events")
 
     others = {k: v for k, v in before["scenarios"].items() if k != "events"}
     assert {k: v for k, v in results["scenarios"].items() if k != "events"} == others

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.detection import plot, policies
-from tests.bench.quick import quick_figures
+from tests.bench.quick import TEST_TIMEOUT_S, quick_figures
 
 MODES = {"static", "independent", "fleet"}
 FIGURES = [
@@ -27,11 +27,13 @@ FIGURES = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_quick_fleet_scenario_records_every_figure_for_the_three_modes(tmp_path: Path) -> None:
-    figures = quick_figures("fleet", tmp_path, timeout_s=230)
+    figures = quick_figures("fleet", tmp_path)
     assert set(figures) >= MODES
     for mode in MODES:
+        # Undrained (the deadline guarding a hang passed), its figures would be partial.
+        assert figures[mode]["drain_s"] is not None, f"{mode} did not drain"
         values = figures[mode] | {
             "detection_p50_s": figures[mode]["detection_delay_s"]["p50"],
             "detection_p95_s": figures[mode]["detection_delay_s"]["p95"],
@@ -40,7 +42,7 @@ def test_quick_fleet_scenario_records_every_figure_for_the_three_modes(tmp_path:
             value = values[name]
             assert isinstance(value, int | float) and not isinstance(value, bool), (mode, name)
             assert math.isfinite(value), (mode, name, value)
-        assert "drain_s" in values and values["phases"]
+        assert values["phases"]
         assert values["schedule"][-1]["workers"] == 0
         # Even this small run loses nothing.
         assert values["requests_with_a_contact"] == 18, (mode, values)

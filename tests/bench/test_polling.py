@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.quick import dig, quick_figures
+from tests.bench.quick import TEST_TIMEOUT_S, dig, quick_figures
 
 COMBINATIONS = [
     f"{order}-{rate}-{policy}"
@@ -30,9 +30,9 @@ FIGURES = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_quick_polling_scenario_records_every_order_policy_and_budget(tmp_path: Path) -> None:
-    figures = quick_figures("polling", tmp_path, timeout_s=170)
+    figures = quick_figures("polling", tmp_path)
 
     assert sorted(figures["combinations"]) == sorted(COMBINATIONS)
     for combination in COMBINATIONS:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.quick import dig, number, run_quick
+from tests.bench.quick import TEST_TIMEOUT_S, dig, number, run_quick
 
 #: (path in results.json, description): every one must be a finite number.
 FIGURES = [
@@ -44,9 +44,9 @@ RATIOS = ["detection_p50", "detection_p95", "detection_p99", "describe_calls_per
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
-    results, done = run_quick(tmp_path, "quota", "detection", "scale", timeout_s=230)
+    results, done = run_quick(tmp_path, "quota", "detection", "scale")
 
     assert results["quick"] is True
     for name in ("quota", "detection", "scale"):

@@ -360,6 +360,47 @@ def test_a_sigterm_during_start_up_ends_the_worker_quietly(sqs_server: LocalSqsS
     assert "Traceback" not in err + out
 
 
+def test_a_sigterm_while_the_worker_is_being_built_is_the_event_loop_s(
+    sqs_server: LocalSqsServer,
+) -> None:
+    """Once its event loop runs, the worker takes signals there, before it builds anything: the
+    entry point's handler raises SystemExit, which inside a task group (batchers, sinks) ended
+    the process with an exception group's traceback and status 1 (the chaos soak, a worker
+    SIGTERMed 5 s after it started on a loaded machine). Caught here while its first client
+    waits for credentials from a container endpoint (a socket that never answers)."""
+    with socket.create_server(("127.0.0.1", 0)) as credentials:
+        credentials.settimeout(60)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ORCHESTRATOR_"))}
+        env |= {
+            "ORCHESTRATOR_QUEUE__URL": f"{sqs_server.url}/123456789012/never-created",
+            "ORCHESTRATOR_AWS__ENDPOINT_URL": sqs_server.url,
+            "ORCHESTRATOR_CONNECT__ENDPOINT_URL": "http://127.0.0.1:9",
+            "ORCHESTRATOR_OBSERVABILITY__ENABLED": "false",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": (
+                f"http://127.0.0.1:{credentials.getsockname()[1]}/credentials"
+            ),
+            "AWS_METADATA_SERVICE_TIMEOUT": "60",
+        }
+        with subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            asking, _ = credentials.accept()
+            with asking:
+                process.send_signal(signal.SIGTERM)
+                out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-2000:]
+    assert "Traceback" not in err + out
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["event"] for r in records] == ["worker.signal"]
+    assert records[0]["signal"] == "SIGTERM" and "start-up" in records[0]["detail"]
+
+
 def _catches(pid: int, signum: int) -> bool:
     """Whether process `pid` has a handler for `signum` (Linux: SigCgt in /proc/PID/status)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -46,8 +46,9 @@ class SteppingClock:
         self._start = start
         self._now = start
         self._moved = anyio.Event()
-        #: How many sleeps are in progress now.
+        #: How many sleeps are in progress now, and how many have begun in all.
         self.sleeping = 0
+        self.sleeps = 0
 
     def time(self) -> float:
         return self._now
@@ -63,6 +64,7 @@ class SteppingClock:
     async def sleep(self, seconds: float, wake: anyio.Event | None = None) -> None:
         until = self._now + max(0.0, seconds)
         self.sleeping += 1
+        self.sleeps += 1
         try:
             await anyio.lowlevel.checkpoint()
             while self._now < until and not (wake is not None and wake.is_set()):
