@@ -43,6 +43,9 @@ class EventType(StrEnum):
         return self in FINAL_TYPES
 
 
+#: The types a request may get more than once: their ids carry a third part (`seq`).
+REPEATED_TYPES = frozenset({EventType.WAITING, EventType.QUEUE_POSITION})
+
 FINAL_TYPES = frozenset(
     {
         EventType.REJECTED,
@@ -84,7 +87,8 @@ class LifecycleEvent(BaseModel):
         now: datetime | None = None,
         seq: int | str | None = None,
     ) -> LifecycleEvent:
-        """`seq` tells apart the events of a type that may come more than once per request."""
+        """`seq` tells apart the events of a type that may come more than once per request
+        (`REPEATED_TYPES`)."""
         event = cls(
             id=f"{request_id}:{type.value}" + ("" if seq is None else f":{seq}"),
             type=type,
