@@ -11,7 +11,8 @@ whom to ask is a pure function (`next_to_ask`) of what is known:
 * then the expected change since the last answer: in a queue that serves the oldest contact first,
   every contact leaves from the head, so **each answer about one contact tells how many left ahead
   of every contact behind it too** (its position fell by more than the departures already known),
-  and so does each connection of one of our contacts (by contact event or poll). The queue's count
+  and so does each connection of one of our contacts (by contact event or poll), and a first answer
+  nearer than one behind the nearest contact of ours ahead of it. The queue's count
   of departures (`_Line.departed`) thus moves with every answer and every connection seen, and the
   queue's service rate (departures per second, learned from them) times the time since the last
   answer is how many departures are expected but not known yet. Once that reaches
@@ -415,11 +416,34 @@ class QueuePositions:
             unseen = (me.confirmed - known) - answer.position
             if unseen > 0 and self.frontier.fifo(me.queue_id):
                 line.departed += unseen
+        elif me.queue_id and self._inferring(me):
+            # A first answer: the contacts of ours ahead of it still wait ahead of it, so it
+            # stands at least one behind the nearest of them with a position; nearer means
+            # departures not known yet.
+            bound = self._behind_ours(contact_id, me)
+            if bound is not None and answer.position < bound:
+                line.departed += bound - answer.position
         if answer.estimated_wait_s:
             line.estimated_rate = answer.position / max(answer.estimated_wait_s, 1.0)
         line.answered(asked_at)
         me.confirmed, me.estimate = answer.position, answer.estimated_wait_s
         me.base, me.left_ahead = line.departed, 0
+
+    def _behind_ours(self, contact_id: str, me: _Tracked) -> int | None:
+        """The least position `contact_id` can have: one behind the nearest contact of ours
+        ahead of it in its queue with a position (counting ours in between); None if none."""
+        ahead = sorted(
+            (other.enqueued_ms, cid)
+            for cid, other in self._tracked.items()
+            if cid != contact_id
+            and other.queue_id == me.queue_id
+            and other.enqueued_ms < me.enqueued_ms
+        )
+        for between, (_, cid) in enumerate(reversed(ahead)):
+            reading = self.reading(cid)
+            if reading is not None:
+                return reading.position + between + 1
+        return None
 
     async def _announce(self) -> None:
         """Tell every customer whose position (or estimate) changed."""
