@@ -246,8 +246,8 @@ def get_contact_metrics(state: EmulatorState, params: dict[str, Any]) -> dict[st
             "AccessDeniedException",
             "User is not authorized to perform: connect:GetContactMetrics (injected fault).",
         )
-    contact_id = str(params["ContactId"]).rpartition("/contact/")[2] or params["ContactId"]
-    contact = _contact(state, params["InstanceId"], contact_id)
+    # The model's pattern admits an id behind an instance ARN prefix: the id is the last part.
+    contact = _contact(state, params["InstanceId"], str(params["ContactId"]).rpartition("/")[2])
     contact.metrics_calls += 1
     now = state.clock()
     position = state.center.position(contact)
