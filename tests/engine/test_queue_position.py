@@ -5,6 +5,7 @@ a scarce budget, AccessDenied), never after the agent connected or a final event
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -190,6 +191,34 @@ async def run_all(engine: LifecycleEngine, request_ids: list[str], *, body: Any)
         service.cancel_scope.cancel()
 
 
+@dataclass
+class Rig:
+    """An emulator, and an engine with its position service and an in-memory sink."""
+
+    control: EmulatorControl
+    sink: MemorySink
+    engine: LifecycleEngine
+
+    async def everyone_heard(self, ids: list[str]) -> None:
+        await eventually(lambda: all(last_position(self.sink.events, r) for r in ids), within=60)
+
+
+async def rig(
+    start_emulator: Starter,
+    client_for: ClientFactory,
+    *,
+    policy: PositionPolicy = POLICY,
+    budget: RateBudget | None = None,
+    **config: Any,
+) -> Rig:
+    emulator: Emulator = await start_emulator(**config)
+    sink = MemorySink()
+    engine = make_engine(
+        await client_for(emulator), sink, watch=WATCH, positions=policy, budget=budget
+    )
+    return Rig(EmulatorControl(emulator.url), sink, engine)
+
+
 def contact_of(sink: MemorySink, request_id: str) -> str | None:
     return next(
         (
@@ -205,15 +234,13 @@ async def test_positions_count_other_applications_contacts_and_move_when_the_lin
     start_emulator: Starter, client_for: ClientFactory
 ) -> None:
     # One agent busy with an application's call, three of its contacts waiting, then ours.
-    emulator: Emulator = await start_emulator(**STILL_CENTER, background_contacts=4)
-    control = EmulatorControl(emulator.url)
-    sink = MemorySink()
-    engine = make_engine(await client_for(emulator), sink, watch=WATCH, positions=POLICY)
+    peers = await rig(start_emulator, client_for, **STILL_CENTER, background_contacts=4)
+    control, sink, engine = peers.control, peers.sink, peers.engine
     ids = ["pos-a", "pos-b", "pos-c"]
 
     async def body() -> None:
         # Started one by one: queued in this order, behind the other application's three.
-        await eventually(lambda: all(last_position(sink.events, r) for r in ids), within=30)
+        await peers.everyone_heard(ids)
         truth = await control.positions()
         contacts = [contact_of(sink, r) for r in ids]
         expected = sorted(truth[c] for c in contacts if c is not None)
@@ -260,15 +287,15 @@ async def test_a_connection_seen_moves_those_behind_without_a_call(
     start_emulator: Starter, client_for: ClientFactory
 ) -> None:
     # Nothing expected to move (600 s calls): only the connection seen can tell.
-    emulator: Emulator = await start_emulator(**STILL_CENTER, background_contacts=2)
-    control = EmulatorControl(emulator.url)
-    sink = MemorySink()
     policy = PositionPolicy(max_age_s=600.0, unplaced_after_s=0.5, retry_s=0.2)
-    engine = make_engine(await client_for(emulator), sink, watch=WATCH, positions=policy)
+    peers = await rig(
+        start_emulator, client_for, policy=policy, **STILL_CENTER, background_contacts=2
+    )
+    control, sink, engine = peers.control, peers.sink, peers.engine
     ids = ["infer-a", "infer-b", "infer-c"]
 
     async def body() -> None:
-        await eventually(lambda: all(last_position(sink.events, r) for r in ids), within=30)
+        await peers.everyone_heard(ids)
         truth = await control.positions()
         contacts = {r: contact_of(sink, r) or "" for r in ids}
         order = sorted(ids, key=lambda r: truth[contacts[r]])
@@ -297,14 +324,12 @@ async def test_a_connection_seen_moves_those_behind_without_a_call(
 async def test_a_contact_leaving_between_calls_moves_those_behind_and_hears_no_more(
     start_emulator: Starter, client_for: ClientFactory
 ) -> None:
-    emulator: Emulator = await start_emulator(**STILL_CENTER, background_contacts=1)
-    control = EmulatorControl(emulator.url)
-    sink = MemorySink()
-    engine = make_engine(await client_for(emulator), sink, watch=WATCH, positions=POLICY)
+    peers = await rig(start_emulator, client_for, **STILL_CENTER, background_contacts=1)
+    control, sink, engine = peers.control, peers.sink, peers.engine
     ids = ["leave-a", "leave-b", "leave-c"]
 
     async def body() -> None:
-        await eventually(lambda: all(last_position(sink.events, r) for r in ids), within=30)
+        await peers.everyone_heard(ids)
         truth = await control.positions()
         contacts = {r: contact_of(sink, r) for r in ids}
         order = sorted(ids, key=lambda r: truth[contacts[r] or ""])
@@ -326,21 +351,20 @@ async def test_a_scarce_budget_serves_the_head_first_without_throttling(
 ) -> None:
     # Twelve waiting contacts and a budget of 1 call per second: never a 429, the oldest first.
     quota = Quota(1.0, 2.0)
-    emulator: Emulator = await start_emulator(
+    budget = RateBudget({**DEFAULT_QUOTAS, Operation.GET_CONTACT_METRICS: quota})
+    peers = await rig(
+        start_emulator,
+        client_for,
+        budget=budget,
         **STILL_CENTER,
         background_contacts=2,
         quotas={**{op.value: q for op, q in DEFAULT_QUOTAS.items()}, "GetContactMetrics": quota},
     )
-    control = EmulatorControl(emulator.url)
-    sink = MemorySink()
-    budget = RateBudget({**DEFAULT_QUOTAS, Operation.GET_CONTACT_METRICS: quota})
-    engine = make_engine(
-        await client_for(emulator), sink, watch=WATCH, positions=POLICY, budget=budget
-    )
+    control, sink, engine = peers.control, peers.sink, peers.engine
     ids = [f"scarce-{i:02d}" for i in range(12)]
 
     async def body() -> None:
-        await eventually(lambda: all(last_position(sink.events, r) for r in ids), within=60)
+        await peers.everyone_heard(ids)
         truth = await control.positions()
         firsts = [
             e.contact_id
@@ -365,10 +389,10 @@ async def test_a_scarce_budget_serves_the_head_first_without_throttling(
 async def test_access_denied_turns_positions_off_with_one_warning_and_calls_go_on(
     start_emulator: Starter, client_for: ClientFactory
 ) -> None:
-    emulator: Emulator = await start_emulator(metrics_access_denied=True, agent_delay_s=(1.0, 1.0))
-    control = EmulatorControl(emulator.url)
-    sink = MemorySink()
-    engine = make_engine(await client_for(emulator), sink, watch=WATCH, positions=POLICY)
+    peers = await rig(
+        start_emulator, client_for, metrics_access_denied=True, agent_delay_s=(1.0, 1.0)
+    )
+    control, sink, engine = peers.control, peers.sink, peers.engine
     ids = ["denied-a", "denied-b"]
     with capture_logs() as logs:
         await run_all(engine, ids, body=anyio.lowlevel.checkpoint)
@@ -386,23 +410,23 @@ async def test_no_position_follows_the_agent_even_with_answers_in_flight(
     start_emulator: Starter, client_for: ClientFactory
 ) -> None:
     # Slow answers and a contact asked all the time: answers are in flight when agents connect.
-    emulator: Emulator = await start_emulator(
+    budget = RateBudget({**DEFAULT_QUOTAS, Operation.GET_CONTACT_METRICS: Quota(50.0, 50.0)})
+    policy = PositionPolicy(fixed_refresh_s=0.01, unplaced_after_s=0.2, retry_s=0.05)
+    peers = await rig(
+        start_emulator,
+        client_for,
+        policy=policy,
+        budget=budget,
         **STILL_CENTER,
         background_contacts=1,
         latency_ms=(50.0, 150.0),
         quotas_enabled=False,
     )
-    control = EmulatorControl(emulator.url)
-    sink = MemorySink()
-    budget = RateBudget({**DEFAULT_QUOTAS, Operation.GET_CONTACT_METRICS: Quota(50.0, 50.0)})
-    policy = PositionPolicy(fixed_refresh_s=0.01, unplaced_after_s=0.2, retry_s=0.05)
-    engine = make_engine(
-        await client_for(emulator), sink, watch=WATCH, positions=policy, budget=budget
-    )
+    control, sink, engine = peers.control, peers.sink, peers.engine
     ids = [f"race-{i}" for i in range(4)]
 
     async def body() -> None:
-        await eventually(lambda: all(last_position(sink.events, r) for r in ids), within=30)
+        await peers.everyone_heard(ids)
         for rid in ids:
             await control.connect_agent(contact_of(sink, rid) or "")
 
@@ -415,12 +439,9 @@ async def test_no_position_follows_the_agent_even_with_answers_in_flight(
 async def test_positions_turned_off_ask_nothing_and_tell_nothing(
     start_emulator: Starter, client_for: ClientFactory
 ) -> None:
-    emulator: Emulator = await start_emulator(**STILL_CENTER, background_contacts=1)
-    control = EmulatorControl(emulator.url)
-    sink = MemorySink()
-    engine = make_engine(
-        await client_for(emulator), sink, watch=WATCH, positions=PositionPolicy(enabled=False)
-    )
+    off = PositionPolicy(enabled=False)
+    peers = await rig(start_emulator, client_for, policy=off, **STILL_CENTER, background_contacts=1)
+    control, sink, engine = peers.control, peers.sink, peers.engine
 
     async def body() -> None:
         contact = await eventually(lambda: contact_of(sink, "off-a"), within=30)
