@@ -49,7 +49,7 @@ from orchestrator.bounds import Bounded, declared
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.gateway import ConnectGateway, ContactMetrics, ContactSnapshot
 from orchestrator.engine.frontier import QueueFrontier
-from orchestrator.errors import ConnectError, FeatureUnavailable, ThrottledError
+from orchestrator.errors import ConnectError, FeatureUnavailable, SinkError, ThrottledError
 
 log = structlog.get_logger("orchestrator.engine.queue_position")
 
@@ -461,7 +461,14 @@ class QueuePositions:
                 "queue_id": me.queue_id or None,
                 "source": reading.source,
             }
-            if await me.updates.publish(data):
+            try:
+                told = await me.updates.publish(data)
+            except SinkError as error:
+                # Not worth a worker: the sinks' outage shows in every other event; this one
+                # is told again at the next round if it is still news then.
+                log.warning("queue_position.not_delivered", contact_id=contact_id, error=str(error))
+                continue
+            if told:
                 me.heard = (reading.position, reading.estimated_wait_s)
 
     # -- the loop -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ a scarce budget, AccessDenied), never after the agent connected or a final event
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from orchestrator.engine.queue_position import (
     next_to_ask,
 )
 from orchestrator.engine.watch import WatchPolicy
+from orchestrator.errors import SinkError
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from orchestrator.testing.waiting import eventually
@@ -451,3 +452,36 @@ async def test_positions_turned_off_ask_nothing_and_tell_nothing(
     await run_all(engine, ["off-a"], body=body)
     assert not [e for e in sink.events if e.type is EventType.QUEUE_POSITION]
     assert (await control.op_stats(Operation.GET_CONTACT_METRICS))["calls"] == 0
+
+
+class FlakyPositions(MemorySink):
+    """Refuses the first position event (a sink outage), delivers everything else."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None:
+        if not self.refused and any(e.type is EventType.QUEUE_POSITION for e in events):
+            self.refused += 1
+            raise SinkError("the sinks are down")
+        await super().publish(events)
+
+
+async def test_a_position_the_sinks_refuse_is_told_again_and_the_service_goes_on(
+    start_emulator: Starter, client_for: ClientFactory
+) -> None:
+    emulator: Emulator = await start_emulator(**STILL_CENTER, background_contacts=1)
+    control = EmulatorControl(emulator.url)
+    sink = FlakyPositions()
+    engine = make_engine(await client_for(emulator), sink, watch=WATCH, positions=POLICY)
+
+    async def body() -> None:
+        await eventually(lambda: last_position(sink.events, "flaky-a"), within=30)
+        await control.disconnect(contact_of(sink, "flaky-a") or "")
+
+    with capture_logs() as logs:
+        await run_all(engine, ["flaky-a"], body=body)
+    assert sink.refused == 1
+    assert positions_of(sink.events, "flaky-a") == [1]
+    assert [e["event"] for e in logs].count("queue_position.not_delivered") == 1
