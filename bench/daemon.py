@@ -80,6 +80,7 @@ def memory_settings(
     *,
     watch: Mapping[str, Any] | None = None,
     contact_events: Mapping[str, Any] | None = None,
+    queue_position: Mapping[str, Any] | None = None,
 ) -> Settings:
     """The settings of a worker fed by a `MemoryQueue` (`memory_worker`) that starts `contacts`
     at once on the emulator at `endpoint_url` with `quotas`."""
@@ -96,6 +97,7 @@ def memory_settings(
         observability={"enabled": False},
         watch=dict(watch or {}),
         contact_events=dict(contact_events or {}),
+        queue_position=dict(queue_position or {}),
     )  # fmt: skip
 
 

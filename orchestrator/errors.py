@@ -49,6 +49,12 @@ class DeploymentError(ConnectError):
     fail the same way, so none is ended: the message goes back and `/readyz` fails."""
 
 
+class FeatureUnavailable(ConnectError):
+    """An optional operation this deployment may not call (access denied) or Connect does not
+    offer here (an unknown operation): the feature that uses it turns itself off; nothing else
+    is affected."""
+
+
 class StartExpired(OrchestratorError):
     """The request's shelf life ended before any StartWebRTCContact attempt was sent for it."""
 

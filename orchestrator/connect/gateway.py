@@ -7,6 +7,7 @@ policies and turns responses into small typed values. The lifecycle never sees b
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,11 +29,12 @@ from orchestrator.bounds import Bounded, declared
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.operations import Operation
-from orchestrator.connect.ratelimit import Budget
+from orchestrator.connect.ratelimit import Bucket, Budget
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
     DeploymentError,
+    FeatureUnavailable,
     RetryableConnectError,
     StartExpired,
     TerminalConnectError,
@@ -49,9 +51,16 @@ log = structlog.get_logger("orchestrator.connect.gateway")
 
 T = TypeVar("T")
 
+#: Told that a start will not go at once: (reason "capacity" or "start_rate", estimated seconds
+#: until it starts, or None when no estimate can be made).
+OnWaiting = Callable[[str, float | None], Awaitable[None]]
+#: A start still waiting for its StartWebRTCContact token after this long is said to wait.
+WAITING_NOTICE_S = 1.0
+
 START = Operation.START_WEBRTC_CONTACT
 DESCRIBE = Operation.DESCRIBE_CONTACT
 SCREEN_SHARING = Operation.START_SCREEN_SHARING
+METRICS = Operation.GET_CONTACT_METRICS
 
 _THROTTLE_CODES = frozenset(
     {"ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded"}
@@ -136,8 +145,37 @@ class ContactSnapshot:
         )
 
 
+@dataclass(frozen=True)
+class ContactMetrics:
+    """GetContactMetrics' answer for a contact in queue: its place in line (1: next) and
+    Connect's estimate of its wait, seconds (None when Connect gave none)."""
+
+    position: int
+    estimated_wait_s: float | None
+
+    @classmethod
+    def from_api(cls, response: Mapping[str, Any]) -> ContactMetrics | None:
+        """The answer's metrics; None when it holds no position (the contact is not in queue)."""
+        values: dict[str, float] = {}
+        for result in response.get("MetricResults") or ():
+            number = (result.get("Value") or {}).get("Number")
+            if isinstance(number, int | float):
+                values[str(result.get("Name"))] = float(number)
+        position = values.get("POSITION_IN_QUEUE")
+        if position is None or position < 1:
+            return None
+        return cls(round(position), values.get("ESTIMATED_WAIT_TIME"))
+
+
+#: GetContactMetrics' answers that mean "this contact is not (or no longer) in queue".
+_NOT_IN_QUEUE = frozenset({"InvalidRequestException", "ResourceNotFoundException"})
+#: Answers that mean the operation is not there for this deployment: not permitted, or not
+#: offered by the endpoint (an older Connect, a partition without it, a proxy).
+_UNAVAILABLE = frozenset({"UnknownOperationException", "UnrecognizedOperationException"})
+
+
 class ConnectGateway(Protocol):
-    """The three Connect operations, as the lifecycle needs them."""
+    """The Connect operations, as the lifecycle needs them."""
 
     async def start_webrtc_contact(
         self,
@@ -146,9 +184,12 @@ class ConnectGateway(Protocol):
         request_id: str,
         priority: float = 0.0,
         not_after: float | None = None,
+        on_waiting: OnWaiting | None = None,
     ) -> StartedContact:
         """Start (or, with the same `ClientToken` in `params`, find) the request's contact;
-        `StartExpired` if no attempt could be sent by `not_after` (epoch seconds)."""
+        `StartExpired` if no attempt could be sent by `not_after` (epoch seconds). `on_waiting`
+        is told when the start cannot go at once: the instance is at its concurrent-call cap
+        ("capacity"), or its token is more than `WAITING_NOTICE_S` away ("start_rate")."""
         ...
 
     async def describe_contact(
@@ -167,6 +208,15 @@ class ConnectGateway(Protocol):
         self, instance_id: str, contact_id: str, client_token: str, *, fresh_since: float | None
     ) -> None:
         """Start screen sharing; InvalidRequest within the window after `fresh_since` retries."""
+        ...
+
+    async def get_contact_metrics(
+        self, instance_id: str, contact_id: str, *, priority: float = 0.0
+    ) -> ContactMetrics | None:
+        """The contact's position in queue and estimated wait: one call, no retry (whoever asks
+        asks again later). None: the contact is not in queue (not yet, or no longer).
+        `FeatureUnavailable`: this deployment may not call it, or Connect does not offer it;
+        `ThrottledError` and other `ConnectError`s as classified."""
         ...
 
 
@@ -284,6 +334,9 @@ class AioConnectGateway:
         self._metrics = metrics
         self._clock = clock or SystemClock()
         self._window = self._policies.consistency_window_s
+        #: (priority, arrival) of the starts waiting for a token here: who is ahead of whom.
+        self._start_waiters: set[tuple[float, int]] = set()
+        self._arrivals = itertools.count()
 
     def _fresh(self, since: float | None) -> bool:
         return since is not None and self._clock.monotonic() - since < self._window
@@ -295,9 +348,13 @@ class AioConnectGateway:
         *,
         priority: Priority | float,
         fresh_since: float | None = None,
+        on_waiting: OnWaiting | None = None,
     ) -> T:
         bucket = self._budget[operation]
-        await bucket.acquire(priority)
+        if on_waiting is None:
+            await bucket.acquire(priority)
+        else:
+            await self._acquire_telling(bucket, priority, on_waiting)
         try:
             result = await call()
         except (ClientError, *TRANSPORT_ERRORS) as e:
@@ -316,6 +373,36 @@ class AioConnectGateway:
         self._metrics.connect_calls.labels(operation, "ok").inc()
         return result
 
+    async def _acquire_telling(
+        self, bucket: Bucket, priority: Priority | float, on_waiting: OnWaiting
+    ) -> None:
+        """A start's token; if it is not there within `WAITING_NOTICE_S`, `on_waiting` hears
+        when it may come: the starts ahead of it here (by priority) at the bucket's rate."""
+        rank = priority.value if isinstance(priority, Priority) else priority
+        me = (rank, next(self._arrivals))
+        self._start_waiters.add(me)
+        failure: Exception | None = None
+
+        async def notice() -> None:
+            nonlocal failure
+            await self._clock.sleep(WAITING_NOTICE_S)
+            ahead = sum(1 for other in self._start_waiters if other < me)
+            with anyio.CancelScope(shield=True):  # a started event is finished, token or not
+                try:
+                    await on_waiting("start_rate", round((ahead + 1) / bucket.target_rate, 1))
+                except Exception as error:  # raised below, outside the task group
+                    failure = error
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(notice)
+                await bucket.acquire(priority)
+                tg.cancel_scope.cancel()
+        finally:
+            self._start_waiters.discard(me)
+        if failure is not None:
+            raise failure
+
     async def start_webrtc_contact(
         self,
         params: Mapping[str, Any],
@@ -323,6 +410,7 @@ class AioConnectGateway:
         request_id: str,
         priority: float = 0.0,
         not_after: float | None = None,
+        on_waiting: OnWaiting | None = None,
     ) -> StartedContact:
         """Start (or, with the same `ClientToken`, find) the contact.
 
@@ -343,6 +431,7 @@ class AioConnectGateway:
                     START,
                     lambda: self._client.start_web_rtc_contact(**params),
                     priority=priority,
+                    on_waiting=on_waiting,
                 )
             except RetryableConnectError as error:
                 sent = sent or not isinstance(error, ThrottledError)
@@ -359,6 +448,8 @@ class AioConnectGateway:
         with anyio.move_on_after(self._policies.capacity_max_wait_s) as waited:
             while True:
                 limit = None if not_after is None or sent else not_after - self._clock.time()
+                if gate.blocked and on_waiting is not None:
+                    await on_waiting("capacity", None)
                 with anyio.move_on_after(limit) as admission:
                     await gate.admit(priority)
                 if admission.cancelled_caught:
@@ -416,3 +507,26 @@ class AioConnectGateway:
         await self._policies.screen_sharing.call(
             call, clock=self._clock, context={"contact_id": contact_id}
         )
+
+    async def get_contact_metrics(
+        self, instance_id: str, contact_id: str, *, priority: float = 0.0
+    ) -> ContactMetrics | None:
+        try:
+            response = await self._attempt(
+                METRICS,
+                lambda: self._client.get_contact_metrics(
+                    InstanceId=instance_id,
+                    ContactId=contact_id,
+                    Metrics=[{"Name": "POSITION_IN_QUEUE"}, {"Name": "ESTIMATED_WAIT_TIME"}],
+                ),
+                priority=priority,
+            )
+        except DeploymentError as error:
+            raise FeatureUnavailable(error.operation, error.code, error.message) from error
+        except TerminalConnectError as error:
+            if error.code in _NOT_IN_QUEUE:
+                return None
+            if error.code in _UNAVAILABLE:
+                raise FeatureUnavailable(error.operation, error.code, error.message) from error
+            raise
+        return ContactMetrics.from_api(response)

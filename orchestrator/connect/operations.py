@@ -21,6 +21,7 @@ class Operation(StrEnum):
     START_WEBRTC_CONTACT = "StartWebRTCContact"
     DESCRIBE_CONTACT = "DescribeContact"
     START_SCREEN_SHARING = "StartScreenSharing"
+    GET_CONTACT_METRICS = "GetContactMetrics"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ DEFAULT_QUOTAS: Mapping[Operation, Quota] = {
     Operation.START_WEBRTC_CONTACT: Quota(2.0, 5.0),
     Operation.DESCRIBE_CONTACT: Quota(10.0, 15.0),
     Operation.START_SCREEN_SHARING: Quota(2.0, 5.0),
+    #: No published quota (connect-facts.md): assumed like the other per-contact calls.
+    Operation.GET_CONTACT_METRICS: Quota(2.0, 5.0),
 }
 
 

@@ -30,6 +30,7 @@ from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.daemon.settings import (
     ConnectSettings,
     ContactEventsSettings,
+    QueuePositionSettings,
     Settings,
     WatchSettings,
 )
@@ -37,6 +38,7 @@ from orchestrator.daemon.worker import Worker
 from orchestrator.engine.contact_events import ContactEventSink, LocalContactEvents
 from orchestrator.engine.doorbells import ContactNotifier, EarlyEvents
 from orchestrator.engine.lifecycle import LifecycleEngine
+from orchestrator.engine.queue_position import PositionPolicy, QueuePositions
 from orchestrator.engine.request import RequestDefaults
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.errors import ConfigError
@@ -86,6 +88,11 @@ def watch_policy(
     if contact_events is not None and contact_events.queue_url:
         sections.append(contact_events)
     return WatchPolicy(**engine_values(WatchPolicy, *sections), describe_rate=describe_rate)
+
+
+def position_policy(queue_position: QueuePositionSettings) -> PositionPolicy:
+    """When to ask GetContactMetrics for waiting customers' places in line."""
+    return PositionPolicy(**engine_values(PositionPolicy, queue_position))
 
 
 def admission_bound(settings: Settings) -> int:
@@ -207,6 +214,13 @@ async def open_worker(
             policies=gateway_policies(settings),
             metrics=metrics,
         )
+        # Contact events that beat their watch wait for it a while (`EarlyEvents`).
+        notifier = ContactNotifier(early=EarlyEvents(metrics)) if notifier is None else notifier
+        positions = QueuePositions(
+            gateway,
+            notifier.frontier,
+            position_policy(settings.queue_position),
+        )
         engine = LifecycleEngine(
             gateway=gateway,
             sink=sink,
@@ -216,8 +230,8 @@ async def open_worker(
                 describe_rate=budget[Operation.DESCRIBE_CONTACT].target_rate,
             ),
             metrics=metrics,
-            # Contact events that beat their watch wait for it a while (`EarlyEvents`).
-            notifier=ContactNotifier(early=EarlyEvents(metrics)) if notifier is None else notifier,
+            notifier=notifier,
+            positions=positions if positions.active else None,
             rng=rng or random.Random(),
             deployment_ids=frozenset(
                 filter(None, (settings.connect.instance_id, settings.connect.contact_flow_id))
@@ -226,8 +240,11 @@ async def open_worker(
         if source is None:
             sqs = await client("sqs", settings.endpoint("queue"), aws_client_config())
             source = await stack.enter_async_context(SqsQueueSource(sqs, settings.queue.url))
-        #: Loops the worker owns beside its receive loop (contact events, fleet heartbeats).
+        #: Loops the worker owns beside its receive loop (contact events, fleet heartbeats, the
+        #: customers' places in line).
         services: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        if positions.active:
+            services.append(positions.run)
         ce = settings.contact_events
         if ce.queue_url:
             # Its own client: a slow or failing events queue never delays the request queue.

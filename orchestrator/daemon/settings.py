@@ -40,6 +40,7 @@ from orchestrator.daemon import settings_sources
 from orchestrator.daemon.engine_fields import engine_field, engine_values, quota_field
 from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.settings_sources import describe, origins, unknown_environment
+from orchestrator.engine.queue_position import PositionPolicy
 from orchestrator.engine.request import RequestDefaults
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.errors import ConfigError
@@ -154,6 +155,8 @@ class ConnectSettings(_Section):
     describe_contact_burst: float = quota_field(Operation.DESCRIBE_CONTACT, "burst")
     start_screen_sharing_rate: float = quota_field(Operation.START_SCREEN_SHARING, "rate")
     start_screen_sharing_burst: float = quota_field(Operation.START_SCREEN_SHARING, "burst")
+    get_contact_metrics_rate: float = quota_field(Operation.GET_CONTACT_METRICS, "rate")
+    get_contact_metrics_burst: float = quota_field(Operation.GET_CONTACT_METRICS, "burst")
     retry_max_attempts: int = engine_field(RetryPolicy, "max_attempts", le=100)
     retry_max_time_s: float = engine_field(RetryPolicy, "max_time_s")
     capacity_max_wait_s: float = engine_field(GatewayPolicies, "capacity_max_wait_s")
@@ -286,6 +289,22 @@ class ContactEventsSettings(_Section):
         return self
 
 
+class QueuePositionSettings(_Section):
+    """The waiting customer's place in line: contact.queue_position events from GetContactMetrics,
+    asked where the answer most likely changed and inferred in between. Its budget is [connect]
+    get_contact_metrics_rate and get_contact_metrics_burst (shared in fleet mode)."""
+
+    enabled: bool = engine_field(PositionPolicy, "enabled")
+    infer: bool = engine_field(PositionPolicy, "infer")
+    min_expected_change: float = engine_field(PositionPolicy, "min_expected_change")
+    max_age_s: float = engine_field(PositionPolicy, "max_age_s")
+    unplaced_after_s: float = engine_field(PositionPolicy, "unplaced_after_s")
+    retry_s: float = engine_field(PositionPolicy, "retry_s")
+    estimate_change_s: float = engine_field(PositionPolicy, "estimate_change_s")
+    estimate_change_share: float = engine_field(PositionPolicy, "estimate_change_share")
+    fixed_refresh_s: float = engine_field(PositionPolicy, "fixed_refresh_s")
+
+
 class FleetSettings(_Section):
     """Fleet mode: replicas share one budget per Connect operation and fan contact events out
     through Redis. Off unless redis_url is set: one process, local buckets at [connect]
@@ -406,6 +425,7 @@ class Settings(BaseSettings):
     watch: WatchSettings = WatchSettings()
     events: EventsSettings = EventsSettings()
     contact_events: ContactEventsSettings = ContactEventsSettings()
+    queue_position: QueuePositionSettings = QueuePositionSettings()
     fleet: FleetSettings = FleetSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     observability: ObservabilitySettings = ObservabilitySettings()

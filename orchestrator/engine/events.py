@@ -1,7 +1,9 @@
 """Lifecycle events: what the orchestrator says about each request, to logs and sinks.
 
 Every event has a deterministic id, `RequestId:type`, so consumers can drop the duplicates that
-at-least-once delivery produces. Exactly one event per request is final.
+at-least-once delivery produces; an event type that may come more than once per request carries a
+third part, distinct per emission (`RequestId:contact.queue_position:N`, N increasing), or per
+reason (`RequestId:request.waiting:capacity`). Exactly one event per request is final.
 
 `contact.started` carries the connection data (ParticipantToken, Meeting, Attendee with its
 JoinToken) the requester's app needs to join the call. Those secrets are held apart from the
@@ -31,11 +33,18 @@ class EventType(StrEnum):
     TIMED_OUT = "contact.timed_out"
     FAILED = "request.failed"
     EXPIRED = "request.expired"
+    #: Non-final: the request will not start at once (`data.reason`: capacity, start_rate).
+    WAITING = "request.waiting"
+    #: Non-final: the customer's place in line (`data.position`, `estimated_wait_s`, ...).
+    QUEUE_POSITION = "contact.queue_position"
 
     @property
     def final(self) -> bool:
         return self in FINAL_TYPES
 
+
+#: The types a request may get more than once: their ids carry a third part (`seq`).
+REPEATED_TYPES = frozenset({EventType.WAITING, EventType.QUEUE_POSITION})
 
 FINAL_TYPES = frozenset(
     {
@@ -76,9 +85,12 @@ class LifecycleEvent(BaseModel):
         data: dict[str, Any] | None = None,
         secrets: dict[str, Any] | None = None,
         now: datetime | None = None,
+        seq: int | str | None = None,
     ) -> LifecycleEvent:
+        """`seq` tells apart the events of a type that may come more than once per request
+        (`REPEATED_TYPES`)."""
         event = cls(
-            id=f"{request_id}:{type.value}",
+            id=f"{request_id}:{type.value}" + ("" if seq is None else f":{seq}"),
             type=type,
             time=now or datetime.now(UTC),
             request_id=request_id,

@@ -133,6 +133,10 @@ class QueueFrontier:
         if not queue.waiting:
             del self._queues[queue_id]
 
+    def place(self, contact_id: str) -> tuple[str, int] | None:
+        """Where `contact_id` waits: (queue id, enqueue time in ms), or None if not known here."""
+        return self._where.get(contact_id)
+
     def position(self, contact_id: str) -> int | None:
         """How many watched contacts wait ahead of `contact_id` in its queue (None: unknown)."""
         place = self._where.get(contact_id)

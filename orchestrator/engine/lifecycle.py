@@ -4,8 +4,12 @@
 
 1. `request.received`;
 2. StartWebRTCContact with a ClientToken derived from the RequestId (a redelivery finds the same
-   contact) -> `contact.started`, carrying the connection data for the requester;
+   contact) -> `contact.started`, carrying the connection data for the requester; before it, a
+   non-final `request.waiting` (once per reason) if the start cannot go at once: the instance is
+   at its concurrent-call cap, or the start's token is more than a second away;
 3. the watch -> `contact.agent_connected`, or final `contact.disconnected` / `contact.timed_out`;
+   meanwhile, non-final `contact.queue_position` events while the contact waits in queue
+   (`queue_position.py`), none after the watch ends;
 4. StartScreenSharing with its own derived ClientToken -> final `screen_sharing.started`, or final
    `screen_sharing.skipped` saying why.
 
@@ -21,7 +25,8 @@ The engine knows nothing about SQS; clients, sinks, settings and the clock are p
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +38,7 @@ from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot, Starte
 from orchestrator.connect.operations import Operation
 from orchestrator.engine.doorbells import ContactNotifier
 from orchestrator.engine.events import EventSink, EventType, LifecycleEvent
+from orchestrator.engine.queue_position import QueuePositions, Tracking
 from orchestrator.engine.request import CallRequest, FieldError, client_token
 from orchestrator.engine.watch import (
     WatchOutcome,
@@ -89,6 +95,8 @@ class LifecycleEngine:
     #: The configured default instance and flow ids: Connect not knowing one of them is the
     #: deployment's fault, not the request's.
     deployment_ids: frozenset[str] = frozenset()
+    #: The engine's queue-position service (None: no `contact.queue_position` events).
+    positions: QueuePositions | None = None
 
     # -- events --------------------------------------------------------------------------------
 
@@ -101,6 +109,7 @@ class LifecycleEngine:
         contact_id: str | None = None,
         data: dict[str, Any] | None = None,
         secrets: dict[str, Any] | None = None,
+        seq: int | str | None = None,
     ) -> LifecycleEvent:
         event = LifecycleEvent.create(
             type_,
@@ -110,6 +119,7 @@ class LifecycleEngine:
             data=data,
             secrets=secrets,
             now=datetime.fromtimestamp(self.clock.time(), UTC),
+            seq=seq,
         )
         await self.sink.publish([event])
         if event.final:
@@ -226,12 +236,27 @@ class LifecycleEngine:
         on_started: Callable[[], None] | None,
     ) -> LifecycleEvent:
         token = client_token(request.request_id, "start")
+        told: set[str] = set()
+
+        async def waiting(reason: str, estimated_start_s: float | None) -> None:
+            if reason in told:  # once per reason
+                return
+            told.add(reason)
+            await self._emit(
+                EventType.WAITING,
+                request.request_id,
+                instance_id=request.instance_id,
+                data={"reason": reason, "estimated_start_s": estimated_start_s},
+                seq=reason,
+            )
+
         try:
             started = await self.gateway.start_webrtc_contact(
                 request.start_webrtc_contact_params(token),
                 request_id=request.request_id,
                 priority=priority,
                 not_after=None if expiry is None else expiry.not_after,
+                on_waiting=waiting,
             )
         finally:
             if on_started is not None:
@@ -261,17 +286,20 @@ class LifecycleEngine:
                 "ConnectionData": dict(started.connection_data),
             },
         )
-        result = await watch_contact(
-            self.gateway,
-            instance_id=instance,
-            contact_id=contact,
-            policy=self.watch,
-            clock=self.clock,
-            started_mono=started_mono,
-            notifier=self.notifier,
-            rng=self.rng,
-            metrics=self.metrics,
-        )
+        with self._queue_positions(rid, instance, contact) as tracking:
+            result = await watch_contact(
+                self.gateway,
+                instance_id=instance,
+                contact_id=contact,
+                policy=self.watch,
+                clock=self.clock,
+                started_mono=started_mono,
+                notifier=self.notifier,
+                rng=self.rng,
+                metrics=self.metrics,
+            )
+            if tracking is not None:  # no position event after this, whatever comes next
+                await tracking.close(result.snapshot)
         self.metrics.polls_per_contact.observe(result.polls)
         snap = result.snapshot
         data: dict[str, Any]
@@ -290,6 +318,28 @@ class LifecycleEngine:
             contact_id=contact,
             data={"polls": result.polls, "initiated_at": _iso(snap.initiated_at), **data},
         )
+
+    @contextmanager
+    def _queue_positions(
+        self, request_id: str, instance_id: str, contact_id: str
+    ) -> Iterator[Tracking | None]:
+        """The contact's place in line is told while the block runs (if positions are on)."""
+        if self.positions is None:
+            yield None
+            return
+
+        async def publish(data: dict[str, Any], seq: int) -> None:
+            await self._emit(
+                EventType.QUEUE_POSITION,
+                request_id,
+                instance_id=instance_id,
+                contact_id=contact_id,
+                data=data,
+                seq=seq,
+            )
+
+        with self.positions.tracking(instance_id, contact_id, publish) as tracking:
+            yield tracking
 
     async def _agent_connected(
         self, request: CallRequest, contact: str, result: WatchResult

@@ -3,8 +3,9 @@
 In one process: the Connect emulator and an SQS server on loopback, a request queue with a
 dead-letter queue, a queue for the lifecycle events playing the requester's inbox, and the real
 worker. The demo enqueues a realistic mix of requests and prints each lifecycle event as the
-requester receives it, and, from the worker's log records and metrics, when a request waits for
-the start rate or for call capacity. It stops the worker once every request has its final event,
+requester receives it (waiting customers' places in line counting down among them), and, from
+the worker's log records and metrics, when a request waits for the start rate or for call
+capacity. It stops the worker once every request has its final event,
 prints a summary taken from the worker's metrics and the emulator's ground truth, and keeps the
 worker's log in a file whose path it prints.
 """
@@ -154,11 +155,15 @@ async def run_demo(
 def _emulator_config(seed: int, contact_events_url: str, sqs_url: str) -> EmulatorConfig:
     # Connect's contact events (EventBridge -> SQS in AWS): the emulator publishes them, losing
     # some on purpose, so the summary shows both ways of noticing an agent.
+    # The contact-center model: one queue, a few agents, another application's contacts waiting
+    # ahead too, so that waiting customers hear their place in line count down.
     return EmulatorConfig(
         instance_ids=frozenset({INSTANCE_ID}),
         contact_flow_ids=frozenset({FLOW_ID}),
-        agent_delay_s=(1.0, 6.0),
-        abandon_rate=0.1,
+        agents=3,
+        handle_time_s=(3.0, 7.0),
+        patience_s=(20.0, 120.0),
+        background_contacts=5,
         talk_time_s=(6.0, 12.0),
         max_concurrent_calls=10,
         seed=seed,
@@ -172,12 +177,14 @@ def _emulator_config(seed: int, contact_events_url: str, sqs_url: str) -> Emulat
 def _setup(config: EmulatorConfig) -> str:
     """The emulated contact center, as the demo's first lines state it."""
     quotas = ", ".join(f"{op} {q.rate:g}/s burst {q.burst:g}" for op, q in config.quotas.items())
-    low, high = config.agent_delay_s
+    low, high = config.handle_time_s
+    patience = "-".join(f"{p:g}" for p in config.patience_s)
     return (
         f"Emulated contact center (seed {config.seed}): Connect's quotas ({quotas}), at most "
-        f"{config.max_concurrent_calls} concurrent calls, agents answer after {low:g}-{high:g} s, "
-        f"{config.abandon_rate:.0%} of customers hang up first; Connect contact events published "
-        f"with {config.events_drop_rate:.0%} lost on purpose.\n"
+        f"{config.max_concurrent_calls} concurrent calls; one queue served by {config.agents} "
+        f"agents ({low:g}-{high:g} s a call), {config.background_contacts} contacts of another "
+        f"application there first, customers who hang up after {patience} s in queue; Connect "
+        f"contact events published with {config.events_drop_rate:.0%} lost on purpose.\n"
     )
 
 
@@ -339,6 +346,18 @@ def _noticed(metrics: Metrics) -> str:
     return ", ".join(sorted(parts) or ["none"]) + f"; {plural(read, 'Connect contact event')} read"
 
 
+def _positions(result: DemoResult) -> str:
+    """How many contact.queue_position events went out, to how many requests, how many inferred."""
+    told = [r for r in result.events.values() if r["type"] == "contact.queue_position"]
+    inferred = sum(1 for r in told if r["data"].get("source") == "inferred")
+    requests = len({r["request_id"] for r in told})
+    return (
+        f"{plural(len(told), 'contact.queue_position event')} to "
+        f"{plural(requests, 'waiting customer')} ({inferred} inferred between GetContactMetrics "
+        "calls)"
+    )
+
+
 def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
     outcomes = Counter(result.finals.values())
     waits = [
@@ -389,6 +408,7 @@ def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
         f"  dead-letter queue         {plural(result.dead_letters, 'message')} "
         "(the invalid request)",
         f"  lifecycle events          {len(result.events)} distinct, on the events queue",
+        "  places in line told       " + _positions(result),
         "  agent connection noticed  " + _noticed(metrics),
     ]
     out.write("\n".join(lines) + "\n")

@@ -70,6 +70,18 @@ def detail(record: dict[str, Any]) -> str:
         ),
         "request.failed": lambda: f"{data.get('error_code')}: {data.get('message')}",
         "request.expired": lambda: f"{seconds(data.get('age_s'))} old ({data.get('limit')})",
+        "contact.queue_position": lambda: (
+            f"#{data.get('position')} in line, about {seconds(data.get('estimated_wait_s'))} "
+            f"to wait ({data.get('source')})"
+        ),
+        "request.waiting": lambda: (
+            f"for {data.get('reason')}"
+            + (
+                f", about {seconds(data.get('estimated_start_s'))}"
+                if data.get("estimated_start_s") is not None
+                else ""
+            )
+        ),
     }
     return details[kind]() if kind in details else ""
 

@@ -20,6 +20,7 @@ from orchestrator.daemon.assembly import (
     budget_share,
     connect_quotas,
     gateway_policies,
+    position_policy,
     request_defaults,
     watch_policy,
     worker_options,
@@ -78,6 +79,7 @@ def engine_values(settings: Settings) -> dict[str, object]:
         "quotas": connect_quotas(settings.connect),
         "budget": budget_share(settings.connect),
         "request_defaults": request_defaults(settings.connect),
+        "positions": position_policy(settings.queue_position),
     }
 
 

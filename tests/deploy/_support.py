@@ -289,6 +289,7 @@ IAM_ACTIONS = {
     ("events", "PutEvents"): "events:PutEvents",
     ("connect", "StartWebRTCContact"): "connect:StartWebRTCContact",
     ("connect", "DescribeContact"): "connect:DescribeContact",
+    ("connect", "GetContactMetrics"): "connect:GetContactMetrics",
     ("connect", "StartScreenSharing"): "connect:StartScreenSharing",
 }
 
@@ -319,7 +320,7 @@ class Call:
                 return [f"arn:aws:events:{region}:{account}:event-bus/{bus}" for bus in buses]
             case "connect" if self.operation == "StartWebRTCContact":
                 return [f"{connect}/contact-flow/{p['ContactFlowId']}"]
-            case "connect" if self.operation == "DescribeContact":
+            case "connect" if self.operation in ("DescribeContact", "GetContactMetrics"):
                 return [f"{connect}/contact/{p['ContactId']}"]
             case "connect" if self.operation == "StartScreenSharing":
                 return [f"{connect}/contact/{p['ContactId']}", connect]

@@ -119,6 +119,7 @@ async def test_policy_allows_every_call_a_worker_makes_and_nothing_more(
     assert operations == sorted(
         [
             ("connect", "DescribeContact"),
+            ("connect", "GetContactMetrics"),
             ("connect", "StartScreenSharing"),
             ("connect", "StartWebRTCContact"),
             ("events", "PutEvents"),

@@ -14,6 +14,7 @@ from orchestrator.connect.ratelimit import RateBudget
 from orchestrator.engine.doorbells import ContactNotifier, EarlyEvents
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.lifecycle import LifecycleEngine
+from orchestrator.engine.queue_position import PositionPolicy, QueuePositions
 from orchestrator.engine.request import CallRequest, parse_request
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.metrics import Metrics
@@ -39,21 +40,27 @@ def make_engine(
     policies: GatewayPolicies | None = None,
     budget: RateBudget | None = None,
     seed: int = 0,
+    positions: PositionPolicy | None = None,
 ) -> LifecycleEngine:
-    """An engine wired as the daemon wires it, on `clock` (real time by default)."""
+    """An engine wired as the daemon wires it, on `clock` (real time by default); with
+    `positions`, its queue-position service (whose `run` the test starts) too."""
     clk = clock or SystemClock()
     metrics = Metrics()
     gateway = AioConnectGateway(
         client, budget or RateBudget(clock=clk), metrics=metrics, policies=policies, clock=clk
     )
+    notifier = ContactNotifier(early=EarlyEvents(metrics, clock=clk))
     return LifecycleEngine(
         gateway=gateway,
         sink=sink,
         watch=watch,
         clock=clk,
-        notifier=ContactNotifier(early=EarlyEvents(metrics, clock=clk)),
+        notifier=notifier,
         metrics=metrics,
         rng=random.Random(seed),
+        positions=None
+        if positions is None
+        else QueuePositions(gateway, notifier.frontier, positions, clk),
     )
 
 

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from orchestrator.engine.events import FINAL_TYPES
+from orchestrator.engine.events import FINAL_TYPES, REPEATED_TYPES
 from orchestrator.engine.request import client_token
 from orchestrator.testing.chaos.plan import Planned
 from orchestrator.testing.chaos.report import ChaosReport, outcome_of
@@ -37,7 +37,8 @@ def _check_events(
     finals: dict[str, set[str]] = {}
     for event in report.events:
         rid, kind = event["request_id"], event["type"]
-        if event["id"] != f"{rid}:{kind}":
+        repeated = kind in REPEATED_TYPES and event["id"].startswith(f"{rid}:{kind}:")
+        if event["id"] != f"{rid}:{kind}" and not repeated:
             problems.append(f"event id {event['id']!r} is not RequestId:type")
         if event["final"] != (kind in FINALS):
             problems.append(f"{event['id']}: final={event['final']}")

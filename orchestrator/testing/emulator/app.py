@@ -1,4 +1,4 @@
-"""The emulator's HTTP application: Connect's three operations plus the `/_emulator/` control API.
+"""The emulator's HTTP application: Connect's operations plus the `/_emulator/` control API.
 
 Every Connect request goes through the same steps, in the order a real front door applies them:
 authentication header, injected latency and faults, the account's quota, validation from the
@@ -68,6 +68,7 @@ class EmulatorState:
             wrap_up_rng=random.Random(None if seed is None else seed + 2),
         )
         self.quotas = QuotaTable(self.clock)
+        self.center.background_started(self.clock())
         self.wakeup = asyncio.Event()
         #: When the simulation task next wakes up by itself (None: only when told).
         self.next_wake: float | None = None
@@ -80,6 +81,7 @@ class EmulatorState:
 
     def reset(self) -> None:
         self.center.reset()
+        self.center.background_started(self.clock())
         self.quotas.reset()
         self.publisher.reset()
         self.stats = _no_stats()
@@ -236,6 +238,40 @@ def start_screen_sharing(state: EmulatorState, params: dict[str, Any]) -> dict[s
     return {}
 
 
+def get_contact_metrics(state: EmulatorState, params: dict[str, Any]) -> dict[str, Any]:
+    """POSITION_IN_QUEUE and ESTIMATED_WAIT_TIME while the contact is in queue; before queueing
+    and after an agent took it (or it ended), InvalidRequestException, as Connect answers."""
+    if state.config.metrics_access_denied:
+        raise ApiError(
+            "AccessDeniedException",
+            "User is not authorized to perform: connect:GetContactMetrics (injected fault).",
+        )
+    # The model's pattern admits an id behind an instance ARN prefix: the id is the last part.
+    contact = _contact(state, params["InstanceId"], str(params["ContactId"]).rpartition("/")[2])
+    contact.metrics_calls += 1
+    now = state.clock()
+    position = state.center.position(contact)
+    if position is None:
+        raise ApiError(
+            "InvalidRequestException",
+            f"Contact {contact.id} is not in queue: metrics are only available while the "
+            "contact is actively in queue.",
+        )
+    values = {
+        "POSITION_IN_QUEUE": float(position),
+        "ESTIMATED_WAIT_TIME": round(state.center.estimated_wait_s(contact, position, now), 3),
+    }
+    return {
+        "MetricResults": [
+            {"Name": m["Name"], "Value": {"Number": values[m["Name"]]}}
+            for m in params["Metrics"]
+            if m.get("Name") in values
+        ],
+        "Id": contact.id,
+        "Arn": contact.arn,
+    }
+
+
 # -- control API ----------------------------------------------------------------------------
 
 
@@ -244,7 +280,7 @@ async def stats_endpoint(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "operations": {op: {o: s[o] for o in OUTCOMES} for op, s in state.stats.items()},
-            "contacts": len(state.center.contacts),
+            "contacts": sum(1 for c in state.center.contacts.values() if not c.background),
             **state.publisher.stats(),
         }
     )
@@ -253,9 +289,40 @@ async def stats_endpoint(request: web.Request) -> web.Response:
 async def contacts_endpoint(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.center.advance(state.clock())
+    contacts = state.center.contacts.values()
     return web.json_response(
-        {"Contacts": [c.ground_truth() for c in state.center.contacts.values()]}
+        {
+            "Contacts": [c.ground_truth() for c in contacts if not c.background],
+            "Background": [c.ground_truth() for c in contacts if c.background],
+        }
     )
+
+
+async def positions_endpoint(request: web.Request) -> web.Response:
+    """Every waiting contact's true position now (ours and other applications'), by id."""
+    state = request.app[STATE]
+    now = state.clock()
+    state.center.advance(now)
+    positions = {c.id: state.center.position(c) for c in state.center.contacts.values()}
+    return web.json_response(
+        {"At": now, "Positions": {cid: p for cid, p in positions.items() if p is not None}}
+    )
+
+
+async def background_endpoint(request: web.Request) -> web.Response:
+    """`{"contacts": N}`: N contacts of other applications join the queue now."""
+    state = request.app[STATE]
+    body = await request.json()
+    count = body.get("contacts") if isinstance(body, dict) else None
+    if not isinstance(count, int) or count < 0:
+        raise web.HTTPBadRequest(text=json.dumps({"Message": "contacts must be an int >= 0"}))
+    if not state.config.contact_center_model:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"Message": "background contacts need the contact-center model"})
+        )
+    added = state.center.add_background(count, state.clock())
+    state.wakeup.set()
+    return web.json_response({"ContactIds": [c.id for c in added]})
 
 
 def _control_contact(request: web.Request) -> Contact:
@@ -297,6 +364,7 @@ async def config_endpoint(request: web.Request) -> web.Response:
             state.config = state.config.patched(await request.json())
         except (ValueError, TypeError) as exc:
             raise web.HTTPBadRequest(text=json.dumps({"Message": str(exc)})) from exc
+        state.center.background_started(state.clock())
         state.wakeup.set()
     return web.json_response(state.config.describe())
 
@@ -346,8 +414,13 @@ def create_app(state: EmulatorState) -> web.Application:
     app.router.add_put(
         "/contact/screen-sharing", connect_operation("StartScreenSharing", start_screen_sharing)
     )
+    app.router.add_post(
+        "/metrics/contact", connect_operation("GetContactMetrics", get_contact_metrics)
+    )
     app.router.add_get("/_emulator/stats", stats_endpoint)
     app.router.add_get("/_emulator/contacts", contacts_endpoint)
+    app.router.add_get("/_emulator/positions", positions_endpoint)
+    app.router.add_post("/_emulator/background", background_endpoint)
     app.router.add_post("/_emulator/contacts/{contact_id}/connect-agent", connect_agent_endpoint)
     app.router.add_post("/_emulator/contacts/{contact_id}/disconnect", disconnect_endpoint)
     app.router.add_post("/_emulator/reset", reset_endpoint)

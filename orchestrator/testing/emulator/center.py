@@ -53,6 +53,13 @@ class Action(StrEnum):
     ABANDON = "abandon"
     HANG_UP = "hang_up"
     COMPLETE = "complete"
+    #: Another application's contact arrives in the queue (`background_arrival_rate`).
+    ARRIVE = "arrive"
+
+
+#: The instance id of other applications' contacts: they share the queue and the agents, not
+#: the instance's concurrent-call cap of the contacts under test.
+BACKGROUND_INSTANCE = "background"
 
 
 @dataclass
@@ -87,6 +94,12 @@ class Contact:
     events_dropped: list[str] = field(default_factory=list)
     #: Bumped by a forced transition so that transitions scheduled before it no longer apply.
     version: int = 0
+    #: Another application's contact (`background_contacts`): in the queue, not in `Contacts`.
+    background: bool = False
+    #: Place in the order of arrival in the queue (FIFO service order), once queued.
+    queue_order: int | None = None
+    #: GetContactMetrics calls for this contact.
+    metrics_calls: int = 0
 
     @property
     def capabilities(self) -> dict[str, dict[str, str]]:
@@ -159,6 +172,8 @@ class Contact:
             "ScreenSharingStartedAt": self.screen_sharing_started_at,
             "ScreenSharingStarts": self.screen_sharing_count,
             "DescribeContactCalls": self.describe_calls,
+            "GetContactMetricsCalls": self.metrics_calls,
+            "Background": self.background,
         }
 
 
@@ -206,6 +221,71 @@ class ContactCenter:
         self._agents: list[str] = []
         self._free_agents: deque[str] = deque()
         self.queue_id = self._uuid()
+        self._arrival_pending = False
+        self._background_started = False
+
+    def background_started(self, now: float) -> None:
+        """Put the configured `background_contacts` in the queue (once after each reset) and
+        plan the first arrival of `background_arrival_rate` (when none is planned)."""
+        cfg = self._config()
+        if not cfg.contact_center_model:
+            return
+        if not self._background_started:
+            self._background_started = True
+            for _ in range(cfg.background_contacts):
+                self._arrive(now)
+        if cfg.background_arrival_rate > 0 and not self._arrival_pending:
+            self._arrival_pending = True
+            at = now + self._rng.expovariate(cfg.background_arrival_rate)
+            heapq.heappush(self._heap, (at, next(self._seq), "", 0, Action.ARRIVE))
+
+    def add_background(self, count: int, now: float) -> list[Contact]:
+        """`count` contacts of other applications join the queue now."""
+        self.advance(now)
+        return [self._arrive(now) for _ in range(count)]
+
+    def _arrive(self, at: float) -> Contact:
+        contact_id = self._uuid(self._id_rng)
+        contact = Contact(
+            id=contact_id,
+            arn=f"{self.instance_arn(BACKGROUND_INSTANCE)}/contact/{contact_id}",
+            instance_id=BACKGROUND_INSTANCE,
+            contact_flow_id="",
+            client_token=None,
+            request={},
+            participant_id="",
+            participant_token="",
+            connection_data={},
+            queue_id=self.queue_id,
+            created_at=at,
+            background=True,
+        )
+        self.contacts[contact_id] = contact
+        self._enqueue(contact, at, patience=False)
+        return contact
+
+    def position(self, contact: Contact) -> int | None:
+        """Where `contact` waits in its queue (1: next), counting every application's contacts
+        in FIFO order of arrival; None when it is not in queue."""
+        if contact.state is not ContactState.QUEUED or contact.queue_order is None:
+            return None
+        ahead = sum(
+            1
+            for other in self.contacts.values()
+            if other.state is ContactState.QUEUED
+            and other.queue_order is not None
+            and other.queue_order < contact.queue_order
+        )
+        return ahead + 1
+
+    def estimated_wait_s(self, contact: Contact, position: int, now: float) -> float:
+        """The estimated wait: position * mean handle time / agents (contact-center model), or
+        what is left of the mean agent delay (simple model)."""
+        cfg = self._config()
+        if cfg.contact_center_model and cfg.agents:
+            return position * sum(cfg.handle_time_s) / 2 / cfg.agents
+        waited = now - (contact.enqueued_at or now)
+        return max(0.0, sum(cfg.agent_delay_s) / 2 - waited)
 
     def _uuid(self, rng: random.Random | None = None) -> str:
         return str(uuid.UUID(int=(rng or self._rng).getrandbits(128), version=4))
@@ -285,9 +365,7 @@ class ContactCenter:
             return False
         contact.version += 1
         if contact.enqueued_at is None:
-            contact.enqueued_at = now
-            contact.state = ContactState.QUEUED
-            self._notify(contact, "QUEUED", now)
+            self._queued(contact, now)
         self._connect(contact, now, agent_id=self._uuid(), pool_agent=False)
         return True
 
@@ -307,6 +385,11 @@ class ContactCenter:
         """Apply every transition due at or before `now`, each at its own scheduled time."""
         while self._heap and self._heap[0][0] <= now:
             at, _, contact_id, version, action = heapq.heappop(self._heap)
+            if action is Action.ARRIVE:
+                self._arrival_pending = False
+                self._arrive(at)
+                self.background_started(at)
+                continue
             contact = self.contacts.get(contact_id)
             if contact is None or contact.version != version:
                 continue
@@ -318,14 +401,10 @@ class ContactCenter:
     def _apply(self, contact: Contact, action: Action, at: float) -> None:
         cfg = self._config()
         if action is Action.ENQUEUE and contact.state is ContactState.INITIATED:
-            contact.state = ContactState.QUEUED
-            contact.enqueued_at = at
-            self._notify(contact, "QUEUED", at)
             if cfg.contact_center_model:
-                self._waiting.append(contact.id)
-                self._schedule(at + self._rng.uniform(*cfg.patience_s), contact, Action.ABANDON)
-                self._dispatch(at)
+                self._enqueue(contact, at, patience=True)
             else:
+                self._queued(contact, at)
                 wait = self._rng.uniform(*cfg.agent_delay_s)
                 if self._rng.random() < cfg.abandon_rate:
                     self._schedule(at + self._rng.uniform(0.0, wait), contact, Action.ABANDON)
@@ -339,7 +418,24 @@ class ContactCenter:
             self._disconnect(contact, at, "CUSTOMER_DISCONNECT")
         elif action is Action.COMPLETE and contact.state is ContactState.DISCONNECTED:
             contact.completed_at = at
-            self._notify(contact, "COMPLETED", at)
+            if not contact.background:
+                self._notify(contact, "COMPLETED", at)
+
+    def _queued(self, contact: Contact, at: float) -> None:
+        contact.state = ContactState.QUEUED
+        contact.enqueued_at = at
+        contact.queue_order = next(self._seq)
+        if not contact.background:
+            self._notify(contact, "QUEUED", at)
+
+    def _enqueue(self, contact: Contact, at: float, *, patience: bool) -> None:
+        """Contact-center model: the contact joins the line; agents take it in service order."""
+        cfg = self._config()
+        self._queued(contact, at)
+        self._waiting.append(contact.id)
+        if patience:
+            self._schedule(at + self._rng.uniform(*cfg.patience_s), contact, Action.ABANDON)
+        self._dispatch(at)
 
     def _connect(self, contact: Contact, at: float, *, agent_id: str, pool_agent: bool) -> None:
         cfg = self._config()
@@ -347,7 +443,8 @@ class ContactCenter:
         contact.connected_at = at
         contact.agent_id = agent_id
         contact.pool_agent = pool_agent
-        self._notify(contact, "CONNECTED_TO_AGENT", at)
+        if not contact.background:
+            self._notify(contact, "CONNECTED_TO_AGENT", at)
         talk = cfg.handle_time_s if pool_agent else cfg.talk_time_s
         self._schedule(at + self._rng.uniform(*talk), contact, Action.HANG_UP)
 
@@ -355,8 +452,9 @@ class ContactCenter:
         contact.state = ContactState.DISCONNECTED
         contact.disconnected_at = at
         contact.disconnect_reason = reason
-        self._active[contact.instance_id] -= 1
-        self._notify(contact, "DISCONNECTED", at)
+        if not contact.background:
+            self._active[contact.instance_id] -= 1
+            self._notify(contact, "DISCONNECTED", at)
         wrap_up = 0.0
         if contact.connected_at is not None:
             wrap_up = self._wrap_up_rng.uniform(*self._config().after_contact_work_s)

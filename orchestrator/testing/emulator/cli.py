@@ -95,6 +95,19 @@ GROUPS: tuple[tuple[str, str | None, tuple[Option, ...]], ...] = (
                 "patience_s",
                 "contact-center model: seconds a customer waits before hanging up",
             ),
+            Option(
+                "--background-contacts",
+                "background_contacts",
+                "contact-center model: other applications' contacts waiting ahead at the start "
+                "(they take agents and count in GetContactMetrics positions)",
+                kind=int,
+            ),
+            Option(
+                "--background-arrival-rate",
+                "background_arrival_rate",
+                "contact-center model: other applications' contacts arriving per second",
+                kind=float,
+            ),
         ),
     ),
     (

@@ -64,6 +64,13 @@ class EmulatorConfig:
     #: Which waiting contact a free agent takes: "fifo" the oldest, "random" any one, uniformly
     #: (skills-based routing seen from one queue; drawn from the seeded generator).
     service_order: str = "fifo"
+    #: Contacts of other applications in the same queue (contact-center model): this many wait
+    #: ahead from the start (and after each reset), and more arrive at `background_arrival_rate`
+    #: per second. They take agents like ours, never hang up, and count in every position.
+    background_contacts: int = 0
+    background_arrival_rate: float = 0.0
+    #: GetContactMetrics answers AccessDeniedException (a role without the permission).
+    metrics_access_denied: bool = False
 
     # Quotas per operation per account; `quotas_enabled=False` switches them all off.
     quotas: dict[str, Quota] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
@@ -123,6 +130,8 @@ class EmulatorConfig:
                 f"service_order must be one of {', '.join(SERVICE_ORDERS)}, "
                 f"got {self.service_order!r}"
             )
+        if self.background_contacts < 0 or self.background_arrival_rate < 0:
+            raise ValueError("background_contacts and background_arrival_rate must be >= 0")
         if self.agents is not None and self.agents < 1:
             raise ValueError(f"agents must be at least 1, got {self.agents}")
         if self.max_concurrent_calls is not None and self.max_concurrent_calls < 1:

@@ -54,6 +54,23 @@ class EmulatorControl:
         result: list[dict[str, Any]] = (await self._call("GET", "contacts"))["Contacts"]
         return result
 
+    async def background(self) -> list[dict[str, Any]]:
+        """Other applications' contacts in the queue (`background_contacts`), ground truth."""
+        result: list[dict[str, Any]] = (await self._call("GET", "contacts"))["Background"]
+        return result
+
+    async def add_background(self, contacts: int) -> list[str]:
+        """`contacts` contacts of other applications join the queue now; their ids."""
+        result: list[str] = (await self._call("POST", "background", {"contacts": contacts}))[
+            "ContactIds"
+        ]
+        return result
+
+    async def positions(self) -> dict[str, int]:
+        """Every waiting contact's true position now (1: next), ours and other applications'."""
+        result: dict[str, int] = (await self._call("GET", "positions"))["Positions"]
+        return result
+
     async def contact(self, contact_id: str) -> dict[str, Any]:
         """One contact; `LookupError` when the emulator does not hold it."""
         for contact in await self.contacts():
