@@ -272,8 +272,8 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     """serve a local, wire-level Amazon Connect emulator
 
     Serve a wire-level Amazon Connect emulator (StartWebRTCContact, DescribeContact,
-    StartScreenSharing) with a simulated contact center, quotas and fault injection, until
-    SIGTERM or SIGINT. Ground truth and control live under /_emulator/."""
+    StartScreenSharing, StopContact) with a simulated contact center, quotas and fault
+    injection, until SIGTERM or SIGINT. Ground truth and control live under /_emulator/."""
     from orchestrator.testing.emulator import cli as emulator_cli  # noqa: PLC0415 (testing kit)
 
     return emulator_cli.run(args)

@@ -52,6 +52,11 @@ T = TypeVar("T")
 START = Operation.START_WEBRTC_CONTACT
 DESCRIBE = Operation.DESCRIBE_CONTACT
 SCREEN_SHARING = Operation.START_SCREEN_SHARING
+STOP = Operation.STOP_CONTACT
+
+#: StopContact's answer for a contact that is "not active or does not exist" (HTTP 410): it has
+#: ended already, so a stop is idempotent.
+CONTACT_NOT_FOUND = "ContactNotFoundException"
 
 _THROTTLE_CODES = frozenset(
     {"ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded"}
@@ -137,7 +142,7 @@ class ContactSnapshot:
 
 
 class ConnectGateway(Protocol):
-    """The three Connect operations, as the lifecycle needs them."""
+    """The Connect operations, as the lifecycle needs them."""
 
     async def start_webrtc_contact(
         self,
@@ -169,6 +174,13 @@ class ConnectGateway(Protocol):
         """Start screen sharing; InvalidRequest within the window after `fresh_since` retries."""
         ...
 
+    async def stop_contact(
+        self, instance_id: str, contact_id: str, *, priority: Priority | float = 0.0
+    ) -> bool:
+        """End the contact (never with a DisconnectReason: that is for outbound campaigns).
+        True once stopped; False if it had ended already (ContactNotFoundException, 410)."""
+        ...
+
 
 def _default_policy(name: str, **overrides: Any) -> RetryPolicy:
     """A Connect call's policy: retries transient errors; attempts and time as `RetryPolicy`'s."""
@@ -195,6 +207,7 @@ class GatewayPolicies:
     screen_sharing: RetryPolicy = field(
         default_factory=lambda: _default_policy("connect.start_screen_sharing")
     )
+    stop: RetryPolicy = field(default_factory=lambda: _default_policy("connect.stop_contact"))
     consistency_window_s: float = field(
         default=10.0,
         metadata=described(
@@ -223,6 +236,7 @@ class GatewayPolicies:
             capacity_max_wait_s=capacity_max_wait_s,
             describe=_default_policy("connect.describe", **bounds),
             screen_sharing=_default_policy("connect.start_screen_sharing", **bounds),
+            stop=_default_policy("connect.stop_contact", **bounds),
             consistency_window_s=consistency_window_s,
         )
 
@@ -421,5 +435,33 @@ class AioConnectGateway:
             )
 
         await self._policies.screen_sharing.call(
+            call, clock=self._clock, context={"contact_id": contact_id}
+        )
+
+    async def stop_contact(
+        self, instance_id: str, contact_id: str, *, priority: Priority | float = 0.0
+    ) -> bool:
+        # An attempt whose answer was lost (a transport error, a 5xx) may have stopped the
+        # contact: a 410 after it means "stopped", not "ended before".
+        sent = False
+
+        async def call() -> bool:
+            nonlocal sent
+            try:
+                await self._attempt(
+                    STOP,
+                    lambda: self._client.stop_contact(InstanceId=instance_id, ContactId=contact_id),
+                    priority=priority,
+                )
+            except TerminalConnectError as error:
+                if error.code == CONTACT_NOT_FOUND:
+                    return sent
+                raise
+            except RetryableConnectError as error:
+                sent = sent or not isinstance(error, ThrottledError)
+                raise
+            return True
+
+        return await self._policies.stop.call(
             call, clock=self._clock, context={"contact_id": contact_id}
         )

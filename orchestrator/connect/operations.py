@@ -21,6 +21,7 @@ class Operation(StrEnum):
     START_WEBRTC_CONTACT = "StartWebRTCContact"
     DESCRIBE_CONTACT = "DescribeContact"
     START_SCREEN_SHARING = "StartScreenSharing"
+    STOP_CONTACT = "StopContact"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ DEFAULT_QUOTAS: Mapping[Operation, Quota] = {
     Operation.START_WEBRTC_CONTACT: Quota(2.0, 5.0),
     Operation.DESCRIBE_CONTACT: Quota(10.0, 15.0),
     Operation.START_SCREEN_SHARING: Quota(2.0, 5.0),
+    # L-650BD10F: 10/s in a recent default dump, 2/s in an older table; budgeted at the lower.
+    Operation.STOP_CONTACT: Quota(2.0, 5.0),
 }
 
 

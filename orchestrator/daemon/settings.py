@@ -154,6 +154,8 @@ class ConnectSettings(_Section):
     describe_contact_burst: float = quota_field(Operation.DESCRIBE_CONTACT, "burst")
     start_screen_sharing_rate: float = quota_field(Operation.START_SCREEN_SHARING, "rate")
     start_screen_sharing_burst: float = quota_field(Operation.START_SCREEN_SHARING, "burst")
+    stop_contact_rate: float = quota_field(Operation.STOP_CONTACT, "rate")
+    stop_contact_burst: float = quota_field(Operation.STOP_CONTACT, "burst")
     retry_max_attempts: int = engine_field(RetryPolicy, "max_attempts", le=100)
     retry_max_time_s: float = engine_field(RetryPolicy, "max_time_s")
     capacity_max_wait_s: float = engine_field(GatewayPolicies, "capacity_max_wait_s")

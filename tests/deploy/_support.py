@@ -290,6 +290,7 @@ IAM_ACTIONS = {
     ("connect", "StartWebRTCContact"): "connect:StartWebRTCContact",
     ("connect", "DescribeContact"): "connect:DescribeContact",
     ("connect", "StartScreenSharing"): "connect:StartScreenSharing",
+    ("connect", "StopContact"): "connect:StopContact",
 }
 
 
@@ -319,7 +320,7 @@ class Call:
                 return [f"arn:aws:events:{region}:{account}:event-bus/{bus}" for bus in buses]
             case "connect" if self.operation == "StartWebRTCContact":
                 return [f"{connect}/contact-flow/{p['ContactFlowId']}"]
-            case "connect" if self.operation == "DescribeContact":
+            case "connect" if self.operation in {"DescribeContact", "StopContact"}:
                 return [f"{connect}/contact/{p['ContactId']}"]
             case "connect" if self.operation == "StartScreenSharing":
                 return [f"{connect}/contact/{p['ContactId']}", connect]

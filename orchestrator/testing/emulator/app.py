@@ -1,4 +1,4 @@
-"""The emulator's HTTP application: Connect's three operations plus the `/_emulator/` control API.
+"""The emulator's HTTP application: Connect's operations plus the `/_emulator/` control API.
 
 Every Connect request goes through the same steps, in the order a real front door applies them:
 authentication header, injected latency and faults, the account's quota, validation from the
@@ -13,6 +13,7 @@ import json
 import random
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,13 @@ from .config import OPERATIONS, EmulatorConfig
 from .contact_events import ContactEventPublisher
 from .quotas import QuotaTable
 from .validation import validate_request
-from .wire import ApiError, error_response, json_response, unknown_routes_in_wire_format
+from .wire import (
+    ERROR_STATUS,
+    ApiError,
+    error_response,
+    json_response,
+    unknown_routes_in_wire_format,
+)
 
 log = structlog.get_logger("orchestrator.testing.emulator")
 
@@ -73,6 +80,8 @@ class EmulatorState:
             wrap_up_rng=random.Random(None if seed is None else seed + 2),
         )
         self.quotas = QuotaTable(self.clock)
+        #: Errors injected through the control API: operation -> error codes, answered in turn.
+        self.injected: dict[str, deque[str]] = {}
         self.wakeup = asyncio.Event()
         #: When the simulation task next wakes up by itself (None: only when told).
         self.next_wake: float | None = None
@@ -86,6 +95,7 @@ class EmulatorState:
     def reset(self) -> None:
         self.center.reset()
         self.quotas.reset()
+        self.injected.clear()
         self.publisher.reset()
         self.stats = {op: OperationStats() for op in OPERATIONS}
         self.wakeup.set()
@@ -117,6 +127,12 @@ async def _front_door(request: web.Request, state: EmulatorState, operation: str
     low, high = cfg.latency_ms
     if high > 0:
         await asyncio.sleep(state.fault_rng.uniform(low, high) / 1000.0)
+    injected = state.injected.get(operation)
+    if injected:
+        code = injected.popleft()
+        if ERROR_STATUS[code] >= 500:
+            stats.faults += 1
+        raise ApiError(code, f"Injected fault: {code}.")
     if cfg.error_rate and state.fault_rng.random() < cfg.error_rate:
         stats.faults += 1
         raise ApiError("InternalServiceException", "Injected fault: internal service error.")
@@ -241,15 +257,36 @@ def start_screen_sharing(state: EmulatorState, params: dict[str, Any]) -> dict[s
     return {}
 
 
+def stop_contact(state: EmulatorState, params: dict[str, Any]) -> dict[str, Any]:
+    _known_instance(state, params["InstanceId"])
+    if params.get("DisconnectReason") is not None:
+        raise ApiError(
+            "InvalidRequestException",
+            "DisconnectReason is only supported for contacts of outbound campaigns.",
+        )
+    contact = state.center.contacts.get(params["ContactId"])
+    if (
+        contact is None
+        or contact.instance_id != params["InstanceId"]
+        or not state.center.stop_contact(contact, state.clock())
+    ):
+        message = f"Contact {params['ContactId']} is not active or does not exist."
+        raise ApiError("ContactNotFoundException", message)
+    return {}
+
+
 # -- control API ----------------------------------------------------------------------------
 
 
 async def stats_endpoint(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    contacts = state.center.contacts.values()
     return web.json_response(
         {
             "operations": {op: s.as_dict() for op, s in state.stats.items()},
             "contacts": len(state.center.contacts),
+            "contacts_stopped": sum(c.stopped_at is not None for c in contacts),
+            "stopped_with_agent": sum(c.stopped_with_agent for c in contacts),
             **state.publisher.stats(),
         }
     )
@@ -285,6 +322,30 @@ async def disconnect_endpoint(request: web.Request) -> web.Response:
     changed = state.center.force_disconnect(contact, state.clock())
     state.wakeup.set()
     return web.json_response({"changed": changed, "contact": contact.ground_truth()})
+
+
+async def hold_endpoint(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    contact = _control_contact(request)
+    changed = state.center.hold(contact, state.clock())
+    state.wakeup.set()
+    return web.json_response({"changed": changed, "contact": contact.ground_truth()})
+
+
+async def faults_endpoint(request: web.Request) -> web.Response:
+    """`{"operation": "DescribeContact", "code": "InternalServiceException", "times": 2}`: the
+    operation's next calls (past authentication) answer that error, in turn."""
+    state = request.app[STATE]
+    try:
+        body = await request.json()
+        operation, code, times = body["operation"], body["code"], int(body.get("times", 1))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise web.HTTPBadRequest(text=json.dumps({"Message": str(exc)})) from exc
+    if operation not in OPERATIONS or code not in ERROR_STATUS or times < 1:
+        message = f"unknown operation or error code, or times < 1: {body}"
+        raise web.HTTPBadRequest(text=json.dumps({"Message": message}))
+    state.injected.setdefault(operation, deque()).extend([code] * times)
+    return web.json_response({op: list(codes) for op, codes in state.injected.items()})
 
 
 async def reset_endpoint(request: web.Request) -> web.Response:
@@ -348,10 +409,13 @@ def create_app(state: EmulatorState) -> web.Application:
     app.router.add_put(
         "/contact/screen-sharing", connect_operation("StartScreenSharing", start_screen_sharing)
     )
+    app.router.add_post("/contact/stop", connect_operation("StopContact", stop_contact))
     app.router.add_get("/_emulator/stats", stats_endpoint)
     app.router.add_get("/_emulator/contacts", contacts_endpoint)
     app.router.add_post("/_emulator/contacts/{contact_id}/connect-agent", connect_agent_endpoint)
     app.router.add_post("/_emulator/contacts/{contact_id}/disconnect", disconnect_endpoint)
+    app.router.add_post("/_emulator/contacts/{contact_id}/hold", hold_endpoint)
+    app.router.add_post("/_emulator/faults", faults_endpoint)
     app.router.add_post("/_emulator/reset", reset_endpoint)
     app.router.add_get("/_emulator/config", config_endpoint)
     app.router.add_post("/_emulator/config", config_endpoint)

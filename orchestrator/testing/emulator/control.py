@@ -71,6 +71,20 @@ class EmulatorControl:
         result: dict[str, Any] = await self._call("POST", f"contacts/{contact_id}/disconnect")
         return result
 
+    async def hold(self, contact_id: str) -> dict[str, Any]:
+        """Keep a waiting contact from every agent: it waits until stopped or hung up."""
+        result: dict[str, Any] = await self._call("POST", f"contacts/{contact_id}/hold")
+        return result
+
+    async def fail_next(self, operation: str, code: str, *, times: int = 1) -> None:
+        """Answer the next `times` calls of `operation` with the error `code` (a Connect error
+        code the emulator knows, e.g. `InternalServiceException`)."""
+        await self._call("POST", "faults", {"operation": operation, "code": code, "times": times})
+
+    async def stopped_with_agent(self) -> list[str]:
+        """Contacts StopContact ended while an agent was on them (ground truth: must be none)."""
+        return [c["ContactId"] for c in await self.contacts() if c["StoppedWithAgent"]]
+
     async def reset(self) -> None:
         """Forget every contact, token and count."""
         await self._call("POST", "reset")
