@@ -75,6 +75,23 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.cancels = Counter(
+            "orchestrator_cancels",
+            "Cancel messages by what they achieved, as the worker that received them knows it: "
+            "cancelled, too_late (an agent had the contact, or the request was final), unknown "
+            "(not held nor recently finished here: its tombstone waits for the request), "
+            "malformed",
+            ["result"],
+            registry=r,
+        )
+        self.contacts_stopped = Counter(
+            "orchestrator_contacts_stopped",
+            "Contacts the orchestrator let go of, by why (timed_out, failed, given_up, cancelled) "
+            "and what it found and did (stopped, already_ended, agent_connected: not stopped, "
+            "error)",
+            ["reason", "result"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "orchestrator_lifecycles_in_flight", "Contact lifecycles running now", registry=r
         )

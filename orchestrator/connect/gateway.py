@@ -35,6 +35,7 @@ from orchestrator.errors import (
     DeploymentError,
     RetryableConnectError,
     StartExpired,
+    StartWithdrawn,
     TerminalConnectError,
     ThrottledError,
 )
@@ -141,6 +142,40 @@ class ContactSnapshot:
         )
 
 
+class Withdrawal(Protocol):
+    """A start's way out: its request may be withdrawn (cancelled) before the contact starts."""
+
+    @property
+    def requested(self) -> anyio.Event:
+        """Set once withdrawn: ends a wait for the start budget or the capacity gate."""
+        ...
+
+    async def withdrawn(self) -> bool:
+        """Asked before each attempt: True when no attempt may be sent any more."""
+        ...
+
+
+async def _unless(event: anyio.Event | None, wait: Callable[[], Awaitable[None]]) -> bool:
+    """Run `wait` unless `event` is set first: False when it was (the wait was abandoned)."""
+    if event is None:
+        await wait()
+        return True
+    if event.is_set():
+        return False
+    done = False
+    async with anyio.create_task_group() as tg:
+
+        async def abandon() -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(abandon)
+        await wait()
+        done = True
+        tg.cancel_scope.cancel()
+    return done
+
+
 class ConnectGateway(Protocol):
     """The Connect operations, as the lifecycle needs them."""
 
@@ -151,9 +186,11 @@ class ConnectGateway(Protocol):
         request_id: str,
         priority: float = 0.0,
         not_after: float | None = None,
+        withdrawal: Withdrawal | None = None,
     ) -> StartedContact:
         """Start (or, with the same `ClientToken` in `params`, find) the request's contact;
-        `StartExpired` if no attempt could be sent by `not_after` (epoch seconds)."""
+        `StartExpired` if no attempt could be sent by `not_after` (epoch seconds),
+        `StartWithdrawn` if the request was withdrawn before any attempt was sent."""
         ...
 
     async def describe_contact(
@@ -316,9 +353,11 @@ class AioConnectGateway:
         *,
         priority: Priority | float,
         fresh_since: float | None = None,
+        interrupt: anyio.Event | None = None,
     ) -> T:
         bucket = self._budget[operation]
-        await bucket.acquire(priority)
+        if not await _unless(interrupt, lambda: bucket.acquire(priority)):
+            raise StartWithdrawn("withdrawn while waiting for the start budget")
         try:
             result = await call()
         except (ClientError, *TRANSPORT_ERRORS) as e:
@@ -344,19 +383,27 @@ class AioConnectGateway:
         request_id: str,
         priority: float = 0.0,
         not_after: float | None = None,
+        withdrawal: Withdrawal | None = None,
     ) -> StartedContact:
         """Start (or, with the same `ClientToken`, find) the contact.
 
         Waits at the `CapacityGate` while the instance is at its concurrent-call cap (one probe
         at a time, oldest `priority` first), for at most `capacity_max_wait_s`. With `not_after`
-        (epoch seconds), raises `StartExpired` instead of sending an attempt past it, unless an
-        earlier attempt may have created the contact (a transport error or a 5xx): then the
-        request goes on, and resumes that contact.
+        (epoch seconds), raises `StartExpired` instead of sending an attempt past it; with
+        `withdrawal`, raises `StartWithdrawn` once it is withdrawn, asked before each attempt
+        and ending any wait for the budget or the gate. Neither applies once an earlier attempt
+        may have created the contact (a transport error or a 5xx): the request then goes on,
+        and resumes that contact.
         """
         sent = False
 
+        def interrupt() -> anyio.Event | None:
+            return None if withdrawal is None or sent else withdrawal.requested
+
         async def call() -> StartedContact:
             nonlocal sent
+            if not sent and withdrawal is not None and await withdrawal.withdrawn():
+                raise StartWithdrawn("withdrawn before the start")
             if not_after is not None and not sent and self._clock.time() > not_after:
                 raise StartExpired(f"not started by {not_after:.3f}")
             try:
@@ -364,6 +411,7 @@ class AioConnectGateway:
                     START,
                     lambda: self._client.start_web_rtc_contact(**params),
                     priority=priority,
+                    interrupt=interrupt(),
                 )
             except RetryableConnectError as error:
                 sent = sent or not isinstance(error, ThrottledError)
@@ -381,9 +429,11 @@ class AioConnectGateway:
             while True:
                 limit = None if not_after is None or sent else not_after - self._clock.time()
                 with anyio.move_on_after(limit) as admission:
-                    await gate.admit(priority)
+                    admitted = await _unless(interrupt(), lambda: gate.admit(priority))
                 if admission.cancelled_caught:
                     raise StartExpired(f"not started by {not_after}: waiting for capacity")
+                if not admitted:
+                    raise StartWithdrawn("withdrawn while waiting for capacity")
                 try:
                     started = await self._policies.start.call(
                         call, clock=self._clock, context={"request_id": request_id}

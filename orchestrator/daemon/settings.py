@@ -175,7 +175,8 @@ class ConnectSettings(_Section):
 class WatchSettings(_Section):
     """DescribeContact polling: the first poll after first_delay_s, then each pause multiplied
     by multiplier up to max_interval_s, jittered; the watch gives up max_wait_s after the
-    contact's InitiationTimestamp. Queue-aware polling polls the contacts next in line often."""
+    contact's InitiationTimestamp (and, with on_timeout "stop", stops a contact still waiting then).
+    Queue-aware polling polls the contacts next in line often."""
 
     first_delay_s: float = engine_field(WatchPolicy, "first_delay_s")
     multiplier: float = engine_field(WatchPolicy, "multiplier")
@@ -186,6 +187,7 @@ class WatchSettings(_Section):
     head_contacts: int = engine_field(WatchPolicy, "head_contacts")
     head_interval_s: float = engine_field(WatchPolicy, "head_interval_s")
     head_budget_share: float = engine_field(WatchPolicy, "head_budget_share")
+    on_timeout: Literal["stop", "leave"] = engine_field(WatchPolicy, "on_timeout")
 
     @model_validator(mode="after")
     def _a_policy(self) -> WatchSettings:

@@ -31,6 +31,7 @@ class EventType(StrEnum):
     TIMED_OUT = "contact.timed_out"
     FAILED = "request.failed"
     EXPIRED = "request.expired"
+    CANCELLED = "request.cancelled"
 
     @property
     def final(self) -> bool:
@@ -46,6 +47,7 @@ FINAL_TYPES = frozenset(
         EventType.TIMED_OUT,
         EventType.FAILED,
         EventType.EXPIRED,
+        EventType.CANCELLED,
     }
 )
 

@@ -80,8 +80,9 @@ class EmulatorState:
             wrap_up_rng=random.Random(None if seed is None else seed + 2),
         )
         self.quotas = QuotaTable(self.clock)
-        #: Errors injected through the control API: operation -> error codes, answered in turn.
-        self.injected: dict[str, deque[str]] = {}
+        #: Errors injected through the control API: operation -> error codes answered in turn
+        #: (None: that call goes through).
+        self.injected: dict[str, deque[str | None]] = {}
         self.wakeup = asyncio.Event()
         #: When the simulation task next wakes up by itself (None: only when told).
         self.next_wake: float | None = None
@@ -128,8 +129,8 @@ async def _front_door(request: web.Request, state: EmulatorState, operation: str
     if high > 0:
         await asyncio.sleep(state.fault_rng.uniform(low, high) / 1000.0)
     injected = state.injected.get(operation)
-    if injected:
-        code = injected.popleft()
+    code = injected.popleft() if injected else None
+    if code is not None:
         if ERROR_STATUS[code] >= 500:
             stats.faults += 1
         raise ApiError(code, f"Injected fault: {code}.")
@@ -333,18 +334,20 @@ async def hold_endpoint(request: web.Request) -> web.Response:
 
 
 async def faults_endpoint(request: web.Request) -> web.Response:
-    """`{"operation": "DescribeContact", "code": "InternalServiceException", "times": 2}`: the
-    operation's next calls (past authentication) answer that error, in turn."""
+    """`{"operation": "DescribeContact", "code": "InternalServiceException", "times": 2,
+    "after": 1}`: after the operation's next `after` calls, `times` calls (past
+    authentication) answer that error (queued behind what was injected before)."""
     state = request.app[STATE]
     try:
         body = await request.json()
-        operation, code, times = body["operation"], body["code"], int(body.get("times", 1))
+        operation, code = body["operation"], body["code"]
+        times, after = int(body.get("times", 1)), int(body.get("after", 0))
     except (ValueError, KeyError, TypeError) as exc:
         raise web.HTTPBadRequest(text=json.dumps({"Message": str(exc)})) from exc
-    if operation not in OPERATIONS or code not in ERROR_STATUS or times < 1:
-        message = f"unknown operation or error code, or times < 1: {body}"
+    if operation not in OPERATIONS or code not in ERROR_STATUS or times < 1 or after < 0:
+        message = f"unknown operation or error code, times < 1 or after < 0: {body}"
         raise web.HTTPBadRequest(text=json.dumps({"Message": message}))
-    state.injected.setdefault(operation, deque()).extend([code] * times)
+    state.injected.setdefault(operation, deque()).extend([None] * after + [code] * times)
     return web.json_response({op: list(codes) for op, codes in state.injected.items()})
 
 

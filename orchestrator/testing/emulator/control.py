@@ -76,10 +76,12 @@ class EmulatorControl:
         result: dict[str, Any] = await self._call("POST", f"contacts/{contact_id}/hold")
         return result
 
-    async def fail_next(self, operation: str, code: str, *, times: int = 1) -> None:
-        """Answer the next `times` calls of `operation` with the error `code` (a Connect error
-        code the emulator knows, e.g. `InternalServiceException`)."""
-        await self._call("POST", "faults", {"operation": operation, "code": code, "times": times})
+    async def fail_next(self, operation: str, code: str, *, times: int = 1, after: int = 0) -> None:
+        """Answer `times` calls of `operation` with the error `code` (a Connect error code the
+        emulator knows, e.g. `InternalServiceException`), once `after` more calls went
+        through."""
+        body = {"operation": operation, "code": code, "times": times, "after": after}
+        await self._call("POST", "faults", body)
 
     async def stopped_with_agent(self) -> list[str]:
         """Contacts StopContact ended while an agent was on them (ground truth: must be none)."""
