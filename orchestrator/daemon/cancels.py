@@ -7,7 +7,8 @@ cancel is recorded as a tombstone, kept `tombstone_ttl_s` (at least the requests
 request whose cancel came first never reaches Connect. A cancel naming its `ContactId` stops that
 contact from here, unless an agent has it (the worker that holds the lifecycle, if any, then sees
 its contact stopped and reports `request.cancelled`). The cancel message is acknowledged once its
-tombstone is recorded; when it cannot be (Redis unreachable), it is not, and it comes back.
+tombstone is recorded; while it cannot be (Redis unreachable), the worker keeps trying, the message
+hidden, and a worker that stops meanwhile hands it back: no cancel is lost.
 
 Each cancel is counted once, by the worker that received it and by what it achieved as that
 worker knows it (`orchestrator_cancels_total{result}`): `cancelled`; `too_late` (an agent has the
@@ -36,6 +37,7 @@ from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import CancelRejected, CancelRequest, RequestRejected
 from orchestrator.engine.stopping import StopReason, StopResult, let_go
 from orchestrator.errors import RetryLater
+from orchestrator.retry import backoff_s
 
 log = structlog.get_logger("orchestrator.daemon.cancels")
 
@@ -98,21 +100,37 @@ class Cancels:
         self._finished.expire(now)
         self._finished.add(request_id, now, True)
 
+    def held(self) -> list[str]:
+        """The requests whose lifecycle runs here."""
+        return list(self._held)
+
     def noticed(self, tombstone: Tombstone) -> None:
         """Another replica recorded a cancel (fleet mode): act on it if the lifecycle is here
         (the replica that received the cancel counts it)."""
         for cancellation in self._held.get(tombstone.request_id, ()):
             cancellation.request(tombstone)
 
-    async def receive(self, cancel: CancelRequest) -> Exception | None:
-        """Act on a cancel message. The failure (Redis unreachable: `TombstoneUnrecorded`;
-        the contact it names not stopped: `RetryLater`) means it is not acknowledged."""
-        try:
-            await self._receive(cancel)
-        except (TombstoneUnrecorded, RetryLater) as failure:
-            log.warning("cancel.unrecorded", request_id=cancel.request_id, error=str(failure))
-            return failure
-        return None
+    async def receive(self, cancel: CancelRequest) -> RetryLater | None:
+        """Act on a cancel message; the answer is None once it may be acknowledged. While its
+        tombstone cannot be recorded (Redis unreachable) it is tried again in place, the message
+        kept hidden and no receive spent (a worker stopping meanwhile hands it back); the contact
+        it names not stopped (`RetryLater`): the message goes back to the queue."""
+        failures = 0
+        while True:
+            try:
+                await self._receive(cancel)
+            except TombstoneUnrecorded as error:
+                failures += 1
+                if failures == 1:
+                    log.warning("cancel.unrecorded", request_id=cancel.request_id, error=str(error))
+                await self._clock.sleep(backoff_s(failures, first_s=0.5, max_s=5.0))
+                continue
+            except RetryLater as failure:
+                log.warning("cancel.contact_not_stopped", request_id=cancel.request_id)
+                return failure
+            if failures:
+                log.info("cancel.recorded_late", request_id=cancel.request_id, tries=failures + 1)
+            return None
 
     async def _receive(self, cancel: CancelRequest) -> None:
         rid = cancel.request_id

@@ -333,11 +333,11 @@ class Worker:
             await self._reject(message, rejected)
             return
         if isinstance(request, CancelRequest):  # acknowledged once its tombstone is recorded
+            failure = await self.cancels.receive(request)  # unstarted: shutdown hands it back
             self.leases.mark_started(lease)
-            failure = await self.cancels.receive(request)
             if failure is None:
                 await self.leases.ack(message)
-            else:  # Redis or Connect: the cancel comes back
+            else:  # the contact it names could not be stopped: it comes back
                 await self._retry_later(message, "cancel_unrecorded", failure)
             return
         final_attempt = self.redrive.final_attempt(message)
