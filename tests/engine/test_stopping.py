@@ -17,6 +17,7 @@ from orchestrator.errors import DeploymentFault, RetryableConnectError, RetryLat
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks import MemorySink
 from orchestrator.testing.emulator import EmulatorControl
+from orchestrator.testing.ground_truth import reached_agent_after_let_go
 from tests.conftest import INSTANCE_ID
 from tests.engine.conftest import ClientFactory, VirtualEmulatorFactory
 from tests.support.clock import VirtualClock
@@ -74,6 +75,7 @@ async def test_a_contact_still_waiting_at_its_deadline_is_stopped_before_timed_o
     truth = await control.contact(final.contact_id)
     assert (truth["DisconnectReason"], truth["ConnectedToAgentAt"]) == ("API", None)
     assert truth["StoppedAt"] >= truth["CreatedAt"] + 10.0
+    assert reached_agent_after_let_go(sink.events, await control.contacts()) == []
     assert stopped(engine.metrics, "timed_out", "stopped") == 1
     # One confirmation before the stop, besides the watch's two polls.
     assert (await control.op_stats(DESCRIBE))["successes"] == 3
@@ -83,9 +85,8 @@ async def test_with_leave_a_timed_out_contact_stays_queued_and_an_agent_may_take
     start_virtual_emulator: VirtualEmulatorFactory, client_for: ClientFactory, vclock: VirtualClock
 ) -> None:
     emulator = await start_virtual_emulator(agent_delay_s=(60.0, 60.0))
-    engine = make_engine(
-        await client_for(emulator), MemorySink(), clock=vclock, watch=watch("leave")
-    )
+    sink = MemorySink()
+    engine = make_engine(await client_for(emulator), sink, clock=vclock, watch=watch("leave"))
 
     final = await engine.run(call_request("leave-1"))
 
@@ -96,6 +97,8 @@ async def test_with_leave_a_timed_out_contact_stays_queued_and_an_agent_may_take
     truth = await EmulatorControl(emulator.url).contact(final.contact_id)
     assert truth["StoppedAt"] is None
     assert truth["ConnectedToAgentAt"] is not None  # the orphan "leave" accepts
+    contacts = await EmulatorControl(emulator.url).contacts()
+    assert reached_agent_after_let_go(sink.events, contacts) == [final.contact_id]
     assert (await EmulatorControl(emulator.url).op_stats(STOP))["calls"] == 0
 
 
