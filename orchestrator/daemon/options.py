@@ -108,7 +108,8 @@ class WorkerOptions:
             "A request not started within this many seconds of being sent (the message's "
             "SentTimestamp) ends with request.expired and never reaches Connect: a customer who "
             'pressed "call us" five minutes ago has gone. 0: never. A redelivery whose '
-            "contact may already exist is never expired.",
+            "contact may already exist is never expired. Cancels that come before their "
+            "request are remembered max(request_ttl_s, 300) seconds.",
             ge=0,
         ),
     )
