@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.bounds import check_bounds, described
+from orchestrator.daemon.cancels import TOMBSTONE_FLOOR_S
 from orchestrator.engine.request import RequestDefaults
 from orchestrator.sqs import MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_TIME_S
 
@@ -109,7 +110,7 @@ class WorkerOptions:
             "SentTimestamp) ends with request.expired and never reaches Connect: a customer who "
             'pressed "call us" five minutes ago has gone. 0: never. A redelivery whose '
             "contact may already exist is never expired. Cancels that come before their "
-            "request are remembered max(request_ttl_s, 300) seconds.",
+            f"request are remembered max(request_ttl_s, {TOMBSTONE_FLOOR_S:g}) seconds.",
             ge=0,
         ),
     )
