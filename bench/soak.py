@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for stale in args.workdir.glob(pattern):  # a previous soak's
             stale.unlink()
     print(
-        f"soak: {plan.requests} requests + {plan.poison_sets * 11} poison, {plan.workers} workers, "
+        f"soak: {plan.requests} requests + {plan.poison_sets * 12} poison, {plan.workers} workers, "
         f"{plan.kills} kills, {plan.graceful_stops} graceful stops, seed {plan.seed}; "
         f"logs in {args.workdir}",
         flush=True,

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from orchestrator import __version__
 from orchestrator.daemon import dlq
 from orchestrator.daemon.assembly import credentials_problem, request_defaults, run_daemon
-from orchestrator.daemon.enqueue import EnqueueReport, enqueue
+from orchestrator.daemon.enqueue import EnqueueReport, cancel_lines, enqueue
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.observability import check_endpoint
 from orchestrator.daemon.settings import Settings, load_settings, settings_json
@@ -141,24 +141,46 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
     Send call requests, one JSON object per line, from FILE or stdin to SQS, in batches within
     SQS's limits (10 entries, the queue's maximum message size; a longer line is reported and
     skipped). Each line is first checked as the worker checks a message (with the configured
-    [connect] defaults): an invalid one is refused, with why. The queue, endpoint and region
-    default to the configuration."""
-    settings = _tool_settings(args.config, args.queue_url)
-    queue_url = settings.queue.url
+    [connect] defaults): an invalid one is refused, with why. Cancel lines ({"Action":
+    "cancel", ...}) go through the same way. The queue, endpoint and region default to the
+    configuration."""
     source = sys.stdin if args.file in (None, "-") else Path(args.file).open(encoding="utf-8")  # noqa: SIM115
     with source:
         lines = [line.strip() for line in source if line.strip()]
-    defaults = None if args.no_check else request_defaults(settings.connect)
+    return _send_lines("enqueue", args, lines, check=not args.no_check)
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    """cancel call requests
+
+    Send a cancel message for each RID to the request queue: a request not started yet never
+    reaches Connect, a contact still waiting for an agent is stopped, a contact an agent has is
+    left alone (docs/requests-and-events.md). --contact-id (with one RID) lets any worker stop
+    the contact, even one that does not hold the request. Queue, endpoint and region as for
+    enqueue."""
+    if args.contact_id is not None and len(args.request_ids) != 1:
+        print("orchestrator cancel: --contact-id names the contact of one request", file=sys.stderr)
+        return EXIT_CONFIG
+    lines = cancel_lines(args.request_ids, contact_id=args.contact_id, instance_id=args.instance_id)
+    return _send_lines("cancel", args, lines, check=True)
+
+
+def _send_lines(command: str, args: argparse.Namespace, lines: list[str], *, check: bool) -> int:
+    """`enqueue` and `cancel`: check and send `lines`, report, exit 0 only if all were sent."""
+    settings = _tool_settings(args.config, args.queue_url)
+    queue_url = settings.queue.url
+    defaults = request_defaults(settings.connect) if check else None
 
     def send(sqs: Any) -> Awaitable[EnqueueReport]:
         return enqueue(sqs, queue_url, lines, defaults=defaults)
 
-    report: EnqueueReport = _sqs_call("enqueue", settings, args, queue_url, send)
+    report: EnqueueReport = _sqs_call(command, settings, args, queue_url, send)
     for problem in report.problems:
         print(problem, file=sys.stderr)
     if report.stopped:
-        print(f"orchestrator enqueue: {report.stopped}", file=sys.stderr)
-    print(f"sent {report.sent} of {len(lines)} request(s) to {queue_url}")
+        print(f"orchestrator {command}: {report.stopped}", file=sys.stderr)
+    what = "request(s)" if command == "enqueue" else "cancel(s)"
+    print(f"sent {report.sent} of {len(lines)} {what} to {queue_url}")
     return 0 if report.sent == len(lines) else 1
 
 
@@ -272,8 +294,8 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     """serve a local, wire-level Amazon Connect emulator
 
     Serve a wire-level Amazon Connect emulator (StartWebRTCContact, DescribeContact,
-    StartScreenSharing) with a simulated contact center, quotas and fault injection, until
-    SIGTERM or SIGINT. Ground truth and control live under /_emulator/."""
+    StartScreenSharing, StopContact) with a simulated contact center, quotas and fault
+    injection, until SIGTERM or SIGINT. Ground truth and control live under /_emulator/."""
     from orchestrator.testing.emulator import cli as emulator_cli  # noqa: PLC0415 (testing kit)
 
     return emulator_cli.run(args)
@@ -373,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     _sqs_options(enq, "the request queue (default: [queue] url)")
     enq.add_argument("--no-check", action="store_true", help="send every line as is, valid or not")
     enq.add_argument("file", nargs="?", help="JSON lines file, or - for stdin (default)")
+
+    cancel = _command(sub, "cancel", _cmd_cancel)
+    _sqs_options(cancel, "the request queue (default: [queue] url)")
+    cancel.add_argument("request_ids", nargs="+", metavar="RID", help="the RequestId to cancel")
+    cancel.add_argument(
+        "--contact-id", help="its contact (from contact.started): any worker stops it"
+    )
+    cancel.add_argument(
+        "--instance-id", help="the contact's instance (default: [connect] instance_id)"
+    )
 
     dead = _command(sub, "dlq", _cmd_dlq, config=False)
     dead_sub = dead.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")

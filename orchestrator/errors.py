@@ -23,8 +23,10 @@ class ConnectError(OrchestratorError):
         self.operation = operation
         self.code = code
         self.message = message
-        #: The contact concerned, once known (set by the lifecycle).
+        #: The contact concerned, once known, and whether the lifecycle stopped it before it
+        #: gave up (set by the lifecycle).
         self.contact_id: str | None = None
+        self.contact_stopped: bool | None = None
 
 
 class RetryableConnectError(ConnectError):
@@ -57,6 +59,10 @@ class FeatureUnavailable(ConnectError):
 
 class StartExpired(OrchestratorError):
     """The request's shelf life ended before any StartWebRTCContact attempt was sent for it."""
+
+
+class StartWithdrawn(OrchestratorError):
+    """The request was cancelled before any StartWebRTCContact attempt was sent for it."""
 
 
 class DeploymentFault(OrchestratorError):

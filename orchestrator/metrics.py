@@ -108,6 +108,22 @@ class Metrics:
     requests = _counter(
         "orchestrator_requests", "Requests by final outcome (final event type)", "outcome"
     )
+    cancels = _counter(
+        "orchestrator_cancels",
+        "Cancel messages by what they achieved, as the worker that received them knows it: "
+        "cancelled, too_late (an agent had the contact, or the request was final), unknown "
+        "(not held nor recently finished here: its tombstone waits for the request), "
+        "malformed",
+        "result",
+    )
+    contacts_stopped = _counter(
+        "orchestrator_contacts_stopped",
+        "Contacts the orchestrator let go of, by why (timed_out, failed, given_up, cancelled) "
+        "and what it found and did (stopped, already_ended, agent_connected: not stopped, "
+        "error)",
+        "reason",
+        "result",
+    )
     in_flight = _gauge("orchestrator_lifecycles_in_flight", "Contact lifecycles running now")
     connect_calls = _counter(
         "orchestrator_connect_calls",

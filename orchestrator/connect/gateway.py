@@ -37,6 +37,7 @@ from orchestrator.errors import (
     FeatureUnavailable,
     RetryableConnectError,
     StartExpired,
+    StartWithdrawn,
     TerminalConnectError,
     ThrottledError,
 )
@@ -61,6 +62,11 @@ START = Operation.START_WEBRTC_CONTACT
 DESCRIBE = Operation.DESCRIBE_CONTACT
 SCREEN_SHARING = Operation.START_SCREEN_SHARING
 METRICS = Operation.GET_CONTACT_METRICS
+STOP = Operation.STOP_CONTACT
+
+#: StopContact's answer for a contact that is "not active or does not exist" (HTTP 410): it has
+#: ended already, so a stop is idempotent.
+CONTACT_NOT_FOUND = "ContactNotFoundException"
 
 _THROTTLE_CODES = frozenset(
     {"ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded"}
@@ -174,6 +180,40 @@ _NOT_IN_QUEUE = frozenset({"InvalidRequestException", "ResourceNotFoundException
 _UNAVAILABLE = frozenset({"UnknownOperationException", "UnrecognizedOperationException"})
 
 
+class Withdrawal(Protocol):
+    """A start's way out: its request may be withdrawn (cancelled) before the contact starts."""
+
+    @property
+    def requested(self) -> anyio.Event:
+        """Set once withdrawn: ends a wait for the start budget or the capacity gate."""
+        ...
+
+    async def withdrawn(self) -> bool:
+        """Asked before each attempt: True when no attempt may be sent any more."""
+        ...
+
+
+async def _unless(event: anyio.Event | None, wait: Callable[[], Awaitable[None]]) -> bool:
+    """Run `wait` unless `event` is set first: False when it was (the wait was abandoned)."""
+    if event is None:
+        await wait()
+        return True
+    if event.is_set():
+        return False
+    done = False
+    async with anyio.create_task_group() as tg:
+
+        async def abandon() -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(abandon)
+        await wait()
+        done = True
+        tg.cancel_scope.cancel()
+    return done
+
+
 class ConnectGateway(Protocol):
     """The Connect operations, as the lifecycle needs them."""
 
@@ -185,9 +225,11 @@ class ConnectGateway(Protocol):
         priority: float = 0.0,
         not_after: float | None = None,
         on_waiting: OnWaiting | None = None,
+        withdrawal: Withdrawal | None = None,
     ) -> StartedContact:
         """Start (or, with the same `ClientToken` in `params`, find) the request's contact;
-        `StartExpired` if no attempt could be sent by `not_after` (epoch seconds). `on_waiting`
+        `StartExpired` if no attempt could be sent by `not_after` (epoch seconds),
+        `StartWithdrawn` if the request was withdrawn before any attempt was sent. `on_waiting`
         is told when the start cannot go at once: the instance is at its concurrent-call cap
         ("capacity"), or its token is more than `WAITING_NOTICE_S` away ("start_rate")."""
         ...
@@ -217,6 +259,12 @@ class ConnectGateway(Protocol):
         asks again later). None: the contact is not in queue (not yet, or no longer).
         `FeatureUnavailable`: this deployment may not call it, or Connect does not offer it;
         `ThrottledError` and other `ConnectError`s as classified."""
+
+    async def stop_contact(
+        self, instance_id: str, contact_id: str, *, priority: Priority | float = 0.0
+    ) -> bool:
+        """End the contact (never with a DisconnectReason: that is for outbound campaigns).
+        True once stopped; False if it had ended already (ContactNotFoundException, 410)."""
         ...
 
 
@@ -243,6 +291,7 @@ class GatewayPolicies(Bounded):
     screen_sharing: RetryPolicy = field(
         default_factory=lambda: _default_policy("connect.start_screen_sharing")
     )
+    stop: RetryPolicy = field(default_factory=lambda: _default_policy("connect.stop_contact"))
     consistency_window_s: float = declared(
         10.0,
         "A 404 (or InvalidRequest) right after a contact was created or connected is "
@@ -266,6 +315,7 @@ class GatewayPolicies(Bounded):
             capacity_max_wait_s=capacity_max_wait_s,
             describe=_default_policy("connect.describe", **bounds),
             screen_sharing=_default_policy("connect.start_screen_sharing", **bounds),
+            stop=_default_policy("connect.stop_contact", **bounds),
             consistency_window_s=consistency_window_s,
         )
 
@@ -349,12 +399,18 @@ class AioConnectGateway:
         priority: Priority | float,
         fresh_since: float | None = None,
         on_waiting: OnWaiting | None = None,
+        interrupt: anyio.Event | None = None,
     ) -> T:
         bucket = self._budget[operation]
-        if on_waiting is None:
-            await bucket.acquire(priority)
-        else:
-            await self._acquire_telling(bucket, priority, on_waiting)
+
+        async def acquire() -> None:
+            if on_waiting is None:
+                await bucket.acquire(priority)
+            else:
+                await self._acquire_telling(bucket, priority, on_waiting)
+
+        if not await _unless(interrupt, acquire):
+            raise StartWithdrawn("withdrawn while waiting for the start budget")
         try:
             result = await call()
         except (ClientError, *TRANSPORT_ERRORS) as e:
@@ -411,19 +467,27 @@ class AioConnectGateway:
         priority: float = 0.0,
         not_after: float | None = None,
         on_waiting: OnWaiting | None = None,
+        withdrawal: Withdrawal | None = None,
     ) -> StartedContact:
         """Start (or, with the same `ClientToken`, find) the contact.
 
         Waits at the `CapacityGate` while the instance is at its concurrent-call cap (one probe
         at a time, oldest `priority` first), for at most `capacity_max_wait_s`. With `not_after`
-        (epoch seconds), raises `StartExpired` instead of sending an attempt past it, unless an
-        earlier attempt may have created the contact (a transport error or a 5xx): then the
-        request goes on, and resumes that contact.
+        (epoch seconds), raises `StartExpired` instead of sending an attempt past it; with
+        `withdrawal`, raises `StartWithdrawn` once it is withdrawn, asked before each attempt
+        and ending any wait for the budget or the gate. Neither applies once an earlier attempt
+        may have created the contact (a transport error or a 5xx): the request then goes on,
+        and resumes that contact.
         """
         sent = False
 
+        def interrupt() -> anyio.Event | None:
+            return None if withdrawal is None or sent else withdrawal.requested
+
         async def call() -> StartedContact:
             nonlocal sent
+            if not sent and withdrawal is not None and await withdrawal.withdrawn():
+                raise StartWithdrawn("withdrawn before the start")
             if not_after is not None and not sent and self._clock.time() > not_after:
                 raise StartExpired(f"not started by {not_after:.3f}")
             try:
@@ -432,6 +496,7 @@ class AioConnectGateway:
                     lambda: self._client.start_web_rtc_contact(**params),
                     priority=priority,
                     on_waiting=on_waiting,
+                    interrupt=interrupt(),
                 )
             except RetryableConnectError as error:
                 sent = sent or not isinstance(error, ThrottledError)
@@ -451,9 +516,11 @@ class AioConnectGateway:
                 if gate.blocked and on_waiting is not None:
                     await on_waiting("capacity", None)
                 with anyio.move_on_after(limit) as admission:
-                    await gate.admit(priority)
+                    admitted = await _unless(interrupt(), lambda: gate.admit(priority))
                 if admission.cancelled_caught:
                     raise StartExpired(f"not started by {not_after}: waiting for capacity")
+                if not admitted:
+                    raise StartWithdrawn("withdrawn while waiting for capacity")
                 try:
                     started = await self._policies.start.call(
                         call, clock=self._clock, context={"request_id": request_id}
@@ -530,3 +597,31 @@ class AioConnectGateway:
                 raise FeatureUnavailable(error.operation, error.code, error.message) from error
             raise
         return ContactMetrics.from_api(response)
+
+    async def stop_contact(
+        self, instance_id: str, contact_id: str, *, priority: Priority | float = 0.0
+    ) -> bool:
+        # An attempt whose answer was lost (a transport error, a 5xx) may have stopped the
+        # contact: a 410 after it means "stopped", not "ended before".
+        sent = False
+
+        async def call() -> bool:
+            nonlocal sent
+            try:
+                await self._attempt(
+                    STOP,
+                    lambda: self._client.stop_contact(InstanceId=instance_id, ContactId=contact_id),
+                    priority=priority,
+                )
+            except TerminalConnectError as error:
+                if error.code == CONTACT_NOT_FOUND:
+                    return sent
+                raise
+            except RetryableConnectError as error:
+                sent = sent or not isinstance(error, ThrottledError)
+                raise
+            return True
+
+        return await self._policies.stop.call(
+            call, clock=self._clock, context={"contact_id": contact_id}
+        )

@@ -22,6 +22,7 @@ class Operation(StrEnum):
     DESCRIBE_CONTACT = "DescribeContact"
     START_SCREEN_SHARING = "StartScreenSharing"
     GET_CONTACT_METRICS = "GetContactMetrics"
+    STOP_CONTACT = "StopContact"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ DEFAULT_QUOTAS: Mapping[Operation, Quota] = {
     Operation.START_SCREEN_SHARING: Quota(2.0, 5.0),
     #: No published quota (connect-facts.md): assumed like the other per-contact calls.
     Operation.GET_CONTACT_METRICS: Quota(2.0, 5.0),
+    # L-650BD10F: 10/s in a recent default dump, 2/s in an older table; budgeted at the lower.
+    Operation.STOP_CONTACT: Quota(2.0, 5.0),
 }
 
 

@@ -267,7 +267,7 @@ async def open_worker(
                 rng=rng,
             )
             services.append(consumer.run)
-        if fleet is not None:  # heartbeats, and the contact-events subscriber if events are on
+        if fleet is not None:  # heartbeats, cancel notices, contact events if they are on
             services.extend(fleet.services)
         yield Worker(
             source,
@@ -277,6 +277,8 @@ async def open_worker(
             readiness=readiness,
             capacity=gateway.capacity,
             services=services,
+            # Fleet mode: tombstones in Redis; the holder of a lifecycle hears of its cancel.
+            cancels=None if fleet is None else fleet.cancels(engine, settings.queue.request_ttl_s),
         )
 
 

@@ -3,7 +3,7 @@
 `inspect` lists a DLQ without consuming it: messages are received and hidden for the time a scan
 of the queue's size takes (so each receive returns new ones), then handed back with visibility 0
 when it ends, whatever happens. Each message is run through the same validation the worker
-applies (`parse_request` with the configured request defaults), so a poison message explains
+applies (`parse_message` with the configured request defaults), so a poison message explains
 itself; a valid request was dead-lettered by transient failures or a crash.
 
 Receive counts are not shown per message: SQS counts every receive, a listing's included, so the
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from botocore.exceptions import ClientError
 
-from orchestrator.engine.request import RequestDefaults, RequestRejected, parse_request
+from orchestrator.engine.request import RequestDefaults, RequestRejected, parse_message
 from orchestrator.errors import ConfigError
 from orchestrator.sqs import (
     COPY_ATTRIBUTES,
@@ -56,9 +56,10 @@ VALID = "valid request"
 
 
 def diagnose(body: str, defaults: RequestDefaults) -> tuple[str | None, str | None]:
-    """(RequestId when readable, why the worker refuses the body or None when it is valid)."""
+    """(RequestId when readable, why the worker refuses the body or None when it is valid: a
+    call request or a cancel)."""
     try:
-        request = parse_request(body, defaults)
+        request = parse_message(body, defaults)
     except RequestRejected as exc:
         return exc.request_id, str(exc)
     return request.request_id, None

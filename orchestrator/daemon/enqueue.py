@@ -1,10 +1,11 @@
-"""`orchestrator enqueue`: call requests, one JSON object per line, checked with the worker's own
-rules and sent in batches SQS accepts (client passed in).
+"""`orchestrator enqueue` and `orchestrator cancel`: call requests and cancels, one JSON object
+per line, checked with the worker's own rules and sent in batches SQS accepts (client passed in).
 
-Each line is validated as the worker validates a message (`parse_request` with the configured
+Each line is validated as the worker validates a message (`parse_message` with the configured
 request defaults): an invalid line is refused, with why, instead of being sent only to be
 rejected and dead-lettered. A line over the queue's MaximumMessageSize is skipped. On a FIFO
-queue each request is its own message group, deduplicated by its RequestId.
+queue each request is its own message group, deduplicated by its RequestId; a cancel has a group
+of its own (`cancel:` RequestId: behind its request, it would wait for the request to end).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from orchestrator.engine.request import RequestDefaults, RequestRejected, parse_request
+from orchestrator.engine.request import RequestDefaults, RequestRejected, parse_message
 from orchestrator.sqs import (
     OutgoingMessage,
     batches,
@@ -41,11 +42,29 @@ class EnqueueReport:
     stopped: str | None = None
 
 
+def cancel_lines(
+    request_ids: list[str], *, contact_id: str | None = None, instance_id: str | None = None
+) -> list[str]:
+    """The cancel messages for `request_ids` (naming the contact, when one request is given
+    with its `contact_id`)."""
+    lines = []
+    for request_id in request_ids:
+        document = {"Action": "cancel", "RequestId": request_id}
+        for key, value in (("ContactId", contact_id), ("InstanceId", instance_id)):
+            if value is not None:
+                document[key] = value
+        lines.append(json.dumps(document))
+    return lines
+
+
 def _message(number: int, body: str, fifo: bool) -> OutgoingMessage:
     if not fifo:
         return OutgoingMessage(body)
     try:
-        request_id = str(json.loads(body).get("RequestId") or f"line-{number}")
+        document = json.loads(body)
+        request_id = str(document.get("RequestId") or f"line-{number}")
+        if document.get("Action") == "cancel":
+            request_id = f"cancel:{request_id}"
     except (ValueError, AttributeError):
         request_id = f"line-{number}"
     return OutgoingMessage(body, group_id=request_id, dedup_id=request_id)
@@ -75,7 +94,7 @@ async def enqueue(
                 continue
             if defaults is not None:
                 try:
-                    parse_request(body, defaults)
+                    parse_message(body, defaults)
                 except RequestRejected as exc:
                     report.problems.append(f"refused: line {number}: {exc}")
                     continue

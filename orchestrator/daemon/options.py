@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.bounds import Bounded, declared
+from orchestrator.daemon.cancels import TOMBSTONE_FLOOR_S
 from orchestrator.engine.request import RequestDefaults
 from orchestrator.sqs import MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_TIME_S
 
@@ -88,7 +89,8 @@ class WorkerOptions(Bounded):
         "A request not started within this many seconds of being sent (the message's "
         "SentTimestamp) ends with request.expired and never reaches Connect: a customer who "
         'pressed "call us" five minutes ago has gone. 0: never. A redelivery whose '
-        "contact may already exist is never expired.",
+        "contact may already exist is never expired. Cancels that come before their "
+        f"request are remembered max(request_ttl_s, {TOMBSTONE_FLOOR_S:g}) seconds.",
         ge=0,
     )
     request_defaults: RequestDefaults = field(default_factory=RequestDefaults)

@@ -157,6 +157,8 @@ class ConnectSettings(_Section):
     start_screen_sharing_burst: float = quota_field(Operation.START_SCREEN_SHARING, "burst")
     get_contact_metrics_rate: float = quota_field(Operation.GET_CONTACT_METRICS, "rate")
     get_contact_metrics_burst: float = quota_field(Operation.GET_CONTACT_METRICS, "burst")
+    stop_contact_rate: float = quota_field(Operation.STOP_CONTACT, "rate")
+    stop_contact_burst: float = quota_field(Operation.STOP_CONTACT, "burst")
     retry_max_attempts: int = engine_field(RetryPolicy, "max_attempts", le=100)
     retry_max_time_s: float = engine_field(RetryPolicy, "max_time_s")
     capacity_max_wait_s: float = engine_field(GatewayPolicies, "capacity_max_wait_s")
@@ -176,7 +178,8 @@ class ConnectSettings(_Section):
 class WatchSettings(_Section):
     """DescribeContact polling: the first poll after first_delay_s, then each pause multiplied
     by multiplier up to max_interval_s, jittered; the watch gives up max_wait_s after the
-    contact's InitiationTimestamp. Queue-aware polling polls the contacts next in line often."""
+    contact's InitiationTimestamp (and, with on_timeout "stop", stops a contact still waiting then).
+    Queue-aware polling polls the contacts next in line often."""
 
     first_delay_s: float = engine_field(WatchPolicy, "first_delay_s")
     multiplier: float = engine_field(WatchPolicy, "multiplier")
@@ -187,6 +190,7 @@ class WatchSettings(_Section):
     head_contacts: int = engine_field(WatchPolicy, "head_contacts")
     head_interval_s: float = engine_field(WatchPolicy, "head_interval_s")
     head_budget_share: float = engine_field(WatchPolicy, "head_budget_share")
+    on_timeout: Literal["stop", "leave"] = engine_field(WatchPolicy, "on_timeout")
 
     @model_validator(mode="after")
     def _a_policy(self) -> WatchSettings:

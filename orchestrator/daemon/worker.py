@@ -38,6 +38,7 @@ from anyio.abc import TaskGroup
 
 from orchestrator.clock import Clock, SystemClock, wait_first
 from orchestrator.connect.capacity import CapacityGate
+from orchestrator.daemon.cancels import Cancels
 from orchestrator.daemon.faults import DeploymentFaults, StoppedDuringFault
 from orchestrator.daemon.leases import Lease, Leases
 from orchestrator.daemon.options import WorkerOptions
@@ -46,7 +47,7 @@ from orchestrator.daemon.readiness import ReadinessBoard, WorkerStatus
 from orchestrator.daemon.redrive import RedriveTracker
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.lifecycle import LifecycleEngine
-from orchestrator.engine.request import RequestRejected, parse_request
+from orchestrator.engine.request import CancelRequest, RequestRejected, parse_message
 from orchestrator.errors import RetryLater
 from orchestrator.retry import backoff_s
 from orchestrator.sqs import QueueMessage, QueueSource
@@ -71,6 +72,7 @@ class Worker:
         services: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        cancels: Cancels | None = None,
     ) -> None:
         self.engine, self.options = engine, options
         #: The worker's one registry: its engine's (assembly built both on it).
@@ -84,6 +86,7 @@ class Worker:
         #: Loops that live as long as the worker (contact-events consumer, fleet heartbeats):
         #: started in its task group, cancelled once the last lifecycle is done or handed back.
         self._services = tuple(services)
+        self.cancels = cancels or Cancels(engine, self.options.request_ttl_s, clock=self._clock)
         self.leases = Leases(
             source,
             visibility_timeout_s=self.options.visibility_timeout_s,
@@ -318,7 +321,7 @@ class Worker:
     async def _process(self, lease: Lease) -> None:
         message = lease.message
         try:
-            request = parse_request(message.body, self.options.request_defaults)
+            request = parse_message(message.body, self.options.request_defaults)
         except RequestRejected as rejected:
             # Keep only the errors: the traceback's frames and the chained ValidationError hold
             # the whole parsed body (about 20 times its size) while the rejection waits on sinks.
@@ -326,6 +329,14 @@ class Worker:
             rejected.__context__ = None
             self.leases.mark_started(lease)
             await self._reject(message, rejected)
+            return
+        if isinstance(request, CancelRequest):  # acknowledged once its tombstone is recorded
+            failure = await self.cancels.receive(request)  # unstarted: shutdown hands it back
+            self.leases.mark_started(lease)
+            if failure is None:
+                await self.leases.ack(message)
+            else:  # the contact it names could not be stopped: it comes back
+                await self._retry_later(message, "cancel_unrecorded", failure)
             return
         final_attempt = self.redrive.final_attempt(message)
         shelf_life = expiry(message, request, ttl_s=self.options.request_ttl_s)
@@ -339,10 +350,13 @@ class Worker:
                 expiry=shelf_life,
                 announce=retries == 0,
                 on_started=lambda: self.leases.mark_started(lease),
+                cancellation=cancellation,
             )
 
         try:
-            final = await self.faults.retry_in_place(attempt)
+            with self.cancels.track(request.request_id, message.receive_count) as cancellation:
+                final = await self.faults.retry_in_place(attempt)
+            self.cancels.finished(request.request_id)
         except StoppedDuringFault as stopped:
             await self._hand_back(message, 0, reason=stopped.reason)
             return
@@ -363,6 +377,7 @@ class Worker:
         """One `request.rejected` per message, on its first receive; then back to the queue,
         whose redrive policy moves it to the DLQ (or deleted, see `delete_rejected`)."""
         first = message.receive_count == 1
+        self.cancels.rejected(rejected, first=first)
         log.warning(
             "request.invalid_message",
             request_id=rejected.request_id,

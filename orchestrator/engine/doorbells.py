@@ -63,6 +63,11 @@ class Expiring(Generic[V]):
         self._until[key] = (now + self._ttl_s, value)
         self._until.move_to_end(key)
 
+    def get(self, key: str, now: float) -> V | None:
+        """The key's value, kept; None if it was not kept or its time is up."""
+        kept = self._until.get(key)
+        return kept[1] if kept is not None and kept[0] > now else None
+
     def pop(self, key: str, now: float) -> V | None:
         """The key's value, forgotten; None if it was not kept or its time is up."""
         kept = self._until.pop(key, None)

@@ -37,6 +37,7 @@ class EventType(StrEnum):
     WAITING = "request.waiting"
     #: Non-final: the customer's place in line (`data.position`, `estimated_wait_s`, ...).
     QUEUE_POSITION = "contact.queue_position"
+    CANCELLED = "request.cancelled"
 
     @property
     def final(self) -> bool:
@@ -55,6 +56,7 @@ FINAL_TYPES = frozenset(
         EventType.TIMED_OUT,
         EventType.FAILED,
         EventType.EXPIRED,
+        EventType.CANCELLED,
     }
 )
 

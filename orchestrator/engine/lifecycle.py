@@ -19,6 +19,20 @@ attempt; on earlier attempts `run(..., final_attempt=False)` raises `RetryLater`
 no final event, so the daemon hands the message back for redelivery. Cancellation (shutdown)
 propagates at once and emits nothing.
 
+No orphan contacts (`stopping.py`): a lifecycle that ends while its contact waits for an agent
+(timed out with `[watch] on_timeout = "stop"`, failed after the start, given up on its last
+receive, cancelled) stops the contact first, unless an agent has it by then, and says so in
+`data.contact_stopped`. A contact found connected when the lifecycle was about to stop it at its
+deadline goes on as `contact.agent_connected` with `data.late`. A contact ended by StopContact
+elsewhere (DisconnectReason `API`: another worker acting on a cancel, or an earlier attempt) is
+never reported as the customer leaving: before its deadline it is `request.cancelled`, after it
+`contact.timed_out`, as the attempt that stopped it said.
+
+Cancels (`cancellation.py`): a request cancelled before its start never reaches Connect and ends
+`request.cancelled` (`stage` before_start); one cancelled while its contact waits has the contact
+stopped and ends `request.cancelled` (`stage` waiting_for_agent); once an agent has the contact a
+cancel changes nothing.
+
 The engine knows nothing about SQS; clients, sinks, settings and the clock are passed in.
 """
 
@@ -27,23 +41,27 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import structlog
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot, StartedContact
 from orchestrator.connect.operations import Operation
+from orchestrator.engine.cancellation import Cancellation, CancelResult, Stage
 from orchestrator.engine.doorbells import ContactNotifier
 from orchestrator.engine.events import EventSink, EventType, LifecycleEvent
 from orchestrator.engine.queue_position import QueuePositions, Tracking
 from orchestrator.engine.request import CallRequest, FieldError, client_token
+from orchestrator.engine.stopping import STOPPED_BY_API, LetGo, StopReason, StopResult, let_go
 from orchestrator.engine.watch import (
     WatchOutcome,
     WatchPolicy,
     WatchResult,
+    verdict,
     watch_contact,
 )
 from orchestrator.errors import (
@@ -54,6 +72,7 @@ from orchestrator.errors import (
     RetryableConnectError,
     RetryLater,
     StartExpired,
+    StartWithdrawn,
     TerminalConnectError,
 )
 from orchestrator.metrics import Metrics
@@ -78,6 +97,18 @@ class Expiry:
     not_after: float
     limit: str
     sent_at: float | None = None
+
+
+@dataclass
+class _Attempt:
+    """One run of one request: what its steps share."""
+
+    request: CallRequest
+    final_attempt: bool
+    cancellation: Cancellation | None
+    #: Once the contact started: its id, and when (monotonic, for consistency windows).
+    contact_id: str | None = None
+    started_mono: float = 0.0
 
 
 @dataclass
@@ -163,45 +194,63 @@ class LifecycleEngine:
         expiry: Expiry | None = None,
         announce: bool = True,
         on_started: Callable[[], None] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> LifecycleEvent:
         """Drive `request` to its final event, which is returned (and already delivered).
 
         `priority` orders starts (lower first: the daemon passes the message's SentTimestamp,
         so the oldest request starts first). With `expiry`, a request not started by
-        `expiry.not_after` ends with `request.expired` and never reaches Connect. `on_started`
-        is called once the start call is over (the contact exists, or the lifecycle ends
-        before). `announce=False` skips `request.received` (a retry in the same delivery).
-        Raises `DeploymentFault` (no final event) when the deployment, not the request, is at
-        fault; `RetryLater` for a transient failure before the final attempt.
+        `expiry.not_after` ends with `request.expired` and never reaches Connect. With
+        `cancellation`, a cancel ends the request with `request.cancelled` (see the module's
+        docstring). `on_started` is called once the start call is over (the contact exists, or
+        the lifecycle ends before). `announce=False` skips `request.received` (a retry in the
+        same delivery). Raises `DeploymentFault` (no final event) when the deployment, not the
+        request, is at fault; `RetryLater` for a transient failure before the final attempt.
         """
         with structlog.contextvars.bound_contextvars(request_id=request.request_id):
             if announce:
                 await self._emit(
                     EventType.RECEIVED, request.request_id, instance_id=request.instance_id
                 )
-            if expiry is not None and self.clock.time() > expiry.not_after:
+            final = await self._decide(
+                _Attempt(request, final_attempt, cancellation), priority, expiry, on_started
+            )
+            if cancellation is not None:
+                cancellation.too_late()
+            return final
+
+    async def _decide(
+        self,
+        a: _Attempt,
+        priority: float,
+        expiry: Expiry | None,
+        on_started: Callable[[], None] | None,
+    ) -> LifecycleEvent:
+        request = a.request
+        try:
+            withdrawn = a.cancellation is not None and await a.cancellation.withdrawn()
+            if withdrawn or (expiry is not None and self.clock.time() > expiry.not_after):
                 if on_started is not None:
                     on_started()
-                return await self.expire(request, expiry)
-            try:
-                return await self._drive(request, priority, expiry, on_started)
-            except StartExpired:
-                assert expiry is not None  # noqa: S101 (only raised when an expiry was given)
-                return await self.expire(request, expiry)
-            except DeploymentError as error:
+                raise StartWithdrawn("cancelled") if withdrawn else StartExpired("expired")
+            return await self._drive(a, priority, expiry, on_started)
+        except StartWithdrawn:
+            return await self._cancelled(a, contact_stopped=False)
+        except StartExpired:
+            assert expiry is not None  # noqa: S101 (only raised when an expiry was given)
+            return await self.expire(request, expiry)
+        except DeploymentError as error:
+            raise DeploymentFault("connect", error) from error
+        except TerminalConnectError as error:
+            if self._configuration_at_fault(request, error):
                 raise DeploymentFault("connect", error) from error
-            except TerminalConnectError as error:
-                if self._configuration_at_fault(request, error):
-                    raise DeploymentFault("connect", error) from error
-                return await self._failed(request, error, transient=False)
-            except ConnectError as error:
-                transient = isinstance(error, RetryableConnectError | CapacityError)
-                if transient and not final_attempt:
-                    log.warning(
-                        "lifecycle.retry_later", operation=error.operation, error=error.code
-                    )
-                    raise RetryLater(error) from error
-                return await self._failed(request, error, transient=transient)
+            return await self._failed(request, error, transient=False)
+        except ConnectError as error:
+            transient = isinstance(error, RetryableConnectError | CapacityError)
+            if transient and not a.final_attempt:
+                log.warning("lifecycle.retry_later", operation=error.operation, error=error.code)
+                raise RetryLater(error) from error
+            return await self._failed(request, error, transient=transient)
 
     def _configuration_at_fault(self, request: CallRequest, error: ConnectError) -> bool:
         """An unknown instance or flow that is the configured default is the deployment's
@@ -215,26 +264,30 @@ class LifecycleEngine:
     async def _failed(
         self, request: CallRequest, error: ConnectError, *, transient: bool
     ) -> LifecycleEvent:
+        data: dict[str, Any] = {
+            "operation": error.operation,
+            "error_code": error.code,
+            "message": error.message,
+            "transient": transient,
+        }
+        if error.contact_id is not None:
+            data["contact_stopped"] = bool(error.contact_stopped)
         return await self._emit(
             EventType.FAILED,
             request.request_id,
             instance_id=request.instance_id,
             contact_id=error.contact_id,
-            data={
-                "operation": error.operation,
-                "error_code": error.code,
-                "message": error.message,
-                "transient": transient,
-            },
+            data=data,
         )
 
     async def _drive(
         self,
-        request: CallRequest,
+        a: _Attempt,
         priority: float,
         expiry: Expiry | None,
         on_started: Callable[[], None] | None,
     ) -> LifecycleEvent:
+        request = a.request
         token = client_token(request.request_id, "start")
         told: set[str] = set()
 
@@ -257,24 +310,25 @@ class LifecycleEngine:
                 priority=priority,
                 not_after=None if expiry is None else expiry.not_after,
                 on_waiting=waiting,
+                withdrawal=a.cancellation,
             )
         finally:
             if on_started is not None:
                 on_started()
         # The consistency window opens once the contact exists: capacity and throttle waits
         # inside the start call can outlast it.
-        started_mono = self.clock.monotonic()
+        a.contact_id, a.started_mono = started.contact_id, self.clock.monotonic()
+        if a.cancellation is not None:
+            a.cancellation.started(started.contact_id)
         with structlog.contextvars.bound_contextvars(contact_id=started.contact_id):
             try:
-                return await self._after_start(request, started, started_mono)
+                return await self._after_start(a, started)
             except ConnectError as error:
                 error.contact_id = error.contact_id or started.contact_id
                 raise
 
-    async def _after_start(
-        self, request: CallRequest, started: StartedContact, started_mono: float
-    ) -> LifecycleEvent:
-        rid, instance, contact = request.request_id, request.instance_id, started.contact_id
+    async def _after_start(self, a: _Attempt, started: StartedContact) -> LifecycleEvent:
+        rid, instance, contact = a.request.request_id, a.request.instance_id, started.contact_id
         await self._emit(
             EventType.STARTED,
             rid,
@@ -286,38 +340,203 @@ class LifecycleEngine:
                 "ConnectionData": dict(started.connection_data),
             },
         )
-        with self._queue_positions(rid, instance, contact) as tracking:
-            result = await watch_contact(
-                self.gateway,
-                instance_id=instance,
-                contact_id=contact,
-                policy=self.watch,
-                clock=self.clock,
-                started_mono=started_mono,
-                notifier=self.notifier,
-                rng=self.rng,
-                metrics=self.metrics,
-            )
+        try:
+            result = await self._watch(a)
+        except ConnectError as error:
+            reason = self._gives_up(error, final_attempt=a.final_attempt)
+            if reason is None:
+                raise
+            let = await self._let_go(a, reason)
+            if let.result is not StopResult.AGENT_CONNECTED or let.snapshot is None:
+                error.contact_stopped = let.contact_stopped
+                raise
+            # The confirmation found an agent: the failure of the watch no longer matters.
+            result = self._judged(let.snapshot, polls=0)
+        return await self._outcome(a, result)
+
+    async def _watch(self, a: _Attempt) -> WatchResult:
+        """The watch, which a cancel ends (it rings the contact's doorbell)."""
+        assert a.contact_id is not None  # noqa: S101 (watched once started)
+        cancelled = None
+        if a.cancellation is not None:
+            await a.cancellation.cancelled()  # a tombstone recorded meanwhile, or a redelivery
+            cancelled = a.cancellation.requested
+        failed: Exception | None = None
+        request = a.request
+        positions = self._queue_positions(request.request_id, request.instance_id, a.contact_id)
+        with positions as tracking:
+            async with anyio.create_task_group() as tg:
+                if cancelled is not None:
+                    tg.start_soon(self._ring_on, cancelled, a.contact_id)
+                try:
+                    result = await watch_contact(
+                        self.gateway,
+                        instance_id=a.request.instance_id,
+                        contact_id=a.contact_id,
+                        policy=self.watch,
+                        clock=self.clock,
+                        started_mono=a.started_mono,
+                        notifier=self.notifier,
+                        rng=self.rng,
+                        metrics=self.metrics,
+                        cancelled=cancelled,
+                    )
+                except Exception as error:  # raised as itself, not inside the task group's group
+                    failed = error
+                tg.cancel_scope.cancel()
+            if failed is not None:
+                raise failed
             if tracking is not None:  # no position event after this, whatever comes next
                 await tracking.close(result.snapshot)
         self.metrics.polls_per_contact.observe(result.polls)
-        snap = result.snapshot
-        data: dict[str, Any]
-        if result.outcome is WatchOutcome.DISCONNECTED:
-            type_ = EventType.DISCONNECTED
-            data = {"disconnected_at": _iso(snap.disconnected_at), "reason": snap.disconnect_reason}
-        elif result.outcome is WatchOutcome.TIMED_OUT:
-            type_ = EventType.TIMED_OUT
-            data = {"max_wait_s": self.watch.max_wait_s, "deadline": _iso(result.deadline)}
-        else:
-            return await self._agent_connected(request, contact, result)
-        return await self._emit(
-            type_,
-            rid,
-            instance_id=instance,
-            contact_id=contact,
-            data={"polls": result.polls, "initiated_at": _iso(snap.initiated_at), **data},
+        return result
+
+    async def _ring_on(self, event: anyio.Event, contact_id: str) -> None:
+        await event.wait()
+        self.notifier.ring(contact_id)
+
+    def _judged(self, snapshot: ContactSnapshot, *, polls: int) -> WatchResult:
+        """A watch's result from a snapshot taken outside the watch (a confirmation)."""
+        initiated = snapshot.initiated_at if snapshot.initiated_at is not None else 0.0
+        deadline = initiated + self.watch.max_wait_s
+        outcome = verdict(snapshot, deadline) or WatchOutcome.TIMED_OUT
+        now, mono = self.clock.time(), self.clock.monotonic()
+        return WatchResult(outcome, snapshot, polls, deadline, now, mono)
+
+    @staticmethod
+    def _gives_up(error: ConnectError, *, final_attempt: bool) -> StopReason | None:
+        """Why a lifecycle whose watch failed lets go of its contact (None: it does not; the
+        deployment is at fault, or a redelivery will resume the watch)."""
+        if isinstance(error, DeploymentError):
+            return None
+        if isinstance(error, TerminalConnectError):
+            return StopReason.FAILED
+        return StopReason.GIVEN_UP if final_attempt else None
+
+    async def _let_go(self, a: _Attempt, reason: StopReason) -> LetGo:
+        assert a.contact_id is not None  # noqa: S101 (only once started)
+        return await let_go(
+            self.gateway,
+            a.request.instance_id,
+            a.contact_id,
+            reason,
+            metrics=self.metrics,
+            priority=self.watch.confirm_priority,
+            fresh_since=a.started_mono,
         )
+
+    @staticmethod
+    def _unless_retried(a: _Attempt, let: LetGo) -> None:
+        """A stop that failed transiently is tried again by a redelivery (which reaches the same
+        verdict), unless this is the last attempt."""
+        if isinstance(let.error, RetryableConnectError) and not a.final_attempt:
+            error = let.error
+            log.warning("lifecycle.retry_later", operation=error.operation, error=error.code)
+            raise RetryLater(error) from error
+
+    async def _outcome(self, a: _Attempt, result: WatchResult) -> LifecycleEvent:
+        snap = result.snapshot
+        if result.outcome is WatchOutcome.CANCELLED:
+            return await self._cancel_waiting(a, result)
+        if result.outcome is WatchOutcome.DISCONNECTED:
+            if snap.disconnect_reason == STOPPED_BY_API:
+                # Not the customer: StopContact elsewhere. At its deadline, an earlier attempt
+                # that timed out; before, a cancel (another worker acting on one that named the
+                # contact, or an earlier attempt at this request).
+                if (snap.disconnected_at or 0.0) >= result.deadline:
+                    return await self._timed_out(a, result, contact_stopped=True)
+                return await self._cancelled(a, contact_stopped=True, stopped_by="elsewhere")
+            return await self._emit(
+                EventType.DISCONNECTED,
+                a.request.request_id,
+                instance_id=a.request.instance_id,
+                contact_id=a.contact_id,
+                data={
+                    **self._common(result),
+                    "disconnected_at": _iso(snap.disconnected_at),
+                    "reason": snap.disconnect_reason,
+                },
+            )
+        if result.outcome is WatchOutcome.TIMED_OUT:
+            return await self._timed_out_or_late(a, result)
+        return await self._agent_connected(a, result)
+
+    async def _timed_out_or_late(self, a: _Attempt, result: WatchResult) -> LifecycleEvent:
+        snap, stop = result.snapshot, self.watch.on_timeout == "stop"
+        if snap.agent_connected_at is not None:  # an agent, after the deadline
+            if stop:
+                return await self._agent_connected(a, result, late=True)
+            return await self._timed_out(a, result, contact_stopped=False)
+        if snap.disconnected_at is not None or not stop:
+            return await self._timed_out(
+                a, result, contact_stopped=snap.disconnect_reason == STOPPED_BY_API
+            )
+        let = await self._let_go(a, StopReason.TIMED_OUT)
+        if let.result is StopResult.AGENT_CONNECTED and let.snapshot is not None:
+            connected = replace(
+                result,
+                snapshot=let.snapshot,
+                observed_at=self.clock.time(),
+                observed_mono=self.clock.monotonic(),
+            )
+            late = (let.snapshot.agent_connected_at or 0.0) > result.deadline
+            return await self._agent_connected(a, connected, late=late)
+        self._unless_retried(a, let)
+        return await self._timed_out(a, result, contact_stopped=let.contact_stopped)
+
+    async def _cancel_waiting(self, a: _Attempt, result: WatchResult) -> LifecycleEvent:
+        """The request was cancelled while its contact waited: stop it, unless it is too late
+        (an agent has it, or the customer left first: then what Connect says decides)."""
+        assert a.cancellation is not None  # noqa: S101 (only a cancellation ends a watch so)
+        let = await self._let_go(a, StopReason.CANCELLED)
+        ended_first = let.result is StopResult.ALREADY_ENDED and not let.contact_stopped
+        if let.snapshot is not None and (let.result is StopResult.AGENT_CONNECTED or ended_first):
+            log.info("request.cancel_too_late", found=let.result.value)
+            a.cancellation.too_late()
+            return await self._outcome(a, self._judged(let.snapshot, polls=result.polls))
+        self._unless_retried(a, let)
+        return await self._cancelled(a, contact_stopped=let.contact_stopped)
+
+    async def _cancelled(
+        self, a: _Attempt, *, contact_stopped: bool, stopped_by: str | None = None
+    ) -> LifecycleEvent:
+        stage = Stage.BEFORE_START if a.contact_id is None else Stage.WAITING_FOR_AGENT
+        data: dict[str, Any] = {"stage": stage.value, "contact_stopped": contact_stopped}
+        cancellation = a.cancellation
+        if cancellation is not None and cancellation.tombstone is not None:
+            data["cancelled_at"] = _iso(cancellation.tombstone.cancelled_at)
+        if stopped_by is not None:
+            data["stopped_by"] = stopped_by
+        if cancellation is not None:
+            cancellation.settle(CancelResult.CANCELLED)
+        log.info("request.cancelled", **data)
+        return await self._emit(
+            EventType.CANCELLED,
+            a.request.request_id,
+            instance_id=a.request.instance_id,
+            contact_id=a.contact_id,
+            data=data,
+        )
+
+    async def _timed_out(
+        self, a: _Attempt, result: WatchResult, *, contact_stopped: bool
+    ) -> LifecycleEvent:
+        return await self._emit(
+            EventType.TIMED_OUT,
+            a.request.request_id,
+            instance_id=a.request.instance_id,
+            contact_id=a.contact_id,
+            data={
+                **self._common(result),
+                "max_wait_s": self.watch.max_wait_s,
+                "deadline": _iso(result.deadline),
+                "contact_stopped": contact_stopped,
+            },
+        )
+
+    @staticmethod
+    def _common(result: WatchResult) -> dict[str, Any]:
+        return {"polls": result.polls, "initiated_at": _iso(result.snapshot.initiated_at)}
 
     @contextmanager
     def _queue_positions(
@@ -342,9 +561,12 @@ class LifecycleEngine:
             yield tracking
 
     async def _agent_connected(
-        self, request: CallRequest, contact: str, result: WatchResult
+        self, a: _Attempt, result: WatchResult, *, late: bool = False
     ) -> LifecycleEvent:
-        rid, instance, snap = request.request_id, request.instance_id, result.snapshot
+        rid, instance, snap = a.request.request_id, a.request.instance_id, result.snapshot
+        assert a.contact_id is not None  # noqa: S101 (connected once started)
+        if a.cancellation is not None:
+            a.cancellation.too_late()
         connected = snap.agent_connected_at
         waited = None
         if connected is not None:
@@ -354,19 +576,18 @@ class LifecycleEngine:
             if snap.initiated_at is not None:
                 waited = round(connected - snap.initiated_at, 3)
                 self.metrics.time_to_agent.observe(max(0.0, waited))
+        data: dict[str, Any] = {
+            "agent_id": snap.agent_id,
+            "connected_at": _iso(connected),
+            "polls": result.polls,
+            "waited_s": waited,
+        }
+        if late:  # after the deadline: found when the contact was about to be stopped
+            data["late"] = True
         await self._emit(
-            EventType.AGENT_CONNECTED,
-            rid,
-            instance_id=instance,
-            contact_id=contact,
-            data={
-                "agent_id": snap.agent_id,
-                "connected_at": _iso(connected),
-                "polls": result.polls,
-                "waited_s": waited,
-            },
+            EventType.AGENT_CONNECTED, rid, instance_id=instance, contact_id=a.contact_id, data=data
         )
-        return await self._screen_sharing(request, contact, result)
+        return await self._screen_sharing(a.request, a.contact_id, result)
 
     async def _screen_sharing(
         self, request: CallRequest, contact: str, result: WatchResult

@@ -4,6 +4,12 @@ A body is a JSON object mirroring StartWebRTCContact plus `RequestId` and `Scree
 wrapped in an SNS Notification envelope. Validation applies the limits Connect enforces, so a
 request that would be refused by Connect is rejected here, with every problem named by field, and
 never reaches Connect.
+
+The same queue carries cancels: `{"Action": "cancel", "RequestId": "...", "ContactId": "..."}`
+(`ContactId` optional). `Action` defaults to "start", a call request; `parse_message` returns one
+or the other. A message with any other action, or a cancel that is not valid, is rejected without
+naming a request to tell (`CancelRejected`): the request it names may be live, and a rejection
+must never become its final event.
 """
 
 from __future__ import annotations
@@ -251,13 +257,39 @@ class FieldError:
 
 
 class RequestRejected(ValueError):
-    """A message body is not a valid call request. `request_id` is set when one could be read."""
+    """A message body is not a valid call request. `request_id` is set when one could be read
+    (its `request.rejected` goes to that request)."""
+
+    what = "call request"
 
     def __init__(self, errors: list[FieldError], request_id: str | None = None) -> None:
         summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
-        super().__init__(f"invalid call request: {summary}")
+        super().__init__(f"invalid {self.what}: {summary}")
         self.errors = errors
         self.request_id = request_id
+
+
+class CancelRejected(RequestRejected):
+    """A message that is not a call request and not a valid cancel. No event goes to the request
+    it `names` (that request may be live): `request_id` is None."""
+
+    what = "cancel"
+
+    def __init__(self, errors: list[FieldError], names: str | None = None) -> None:
+        super().__init__(errors, None)
+        self.names = names
+
+
+class CancelRequest(_Model):
+    """A cancel: the requester no longer wants the call of `request_id` (the customer closed the
+    app). `contact_id`, when the requester knows it from `contact.started`, lets a worker that
+    does not hold the request stop the contact; `instance_id` defaults to `[connect]
+    instance_id`."""
+
+    action: Literal["cancel"]
+    request_id: Annotated[str, AfterValidator(_request_id)]
+    contact_id: Annotated[str, StringConstraints(min_length=1, max_length=256), Utf8] | None = None
+    instance_id: Annotated[str, StringConstraints(min_length=1, max_length=100), Utf8] | None = None
 
 
 def client_token(request_id: str, purpose: Literal["start", "screen-sharing"]) -> str:
@@ -319,9 +351,8 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return path or "body"
 
 
-def parse_request(body: str | bytes, defaults: RequestDefaults | None = None) -> CallRequest:
-    """Parse and validate one message body. Raises `RequestRejected` naming every bad field."""
-    defaults = defaults or RequestDefaults()
+def _document(body: str | bytes) -> dict[str, Any]:
+    """The JSON object of one message body (unwrapped from SNS), or `RequestRejected`."""
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if len(raw) > MAX_BODY_BYTES:
         raise RequestRejected([FieldError("body", f"{len(raw)} bytes, over {MAX_BODY_BYTES}")])
@@ -334,6 +365,55 @@ def parse_request(body: str | bytes, defaults: RequestDefaults | None = None) ->
         raise RequestRejected(
             [FieldError("body", f"must be a JSON object, got {type(document).__name__}")]
         )
+    return document
+
+
+def _errors(exc: ValidationError) -> list[FieldError]:
+    return _bounded(
+        [FieldError(_field_path(tuple(err["loc"])), _message(err)) for err in exc.errors()]
+    )
+
+
+def parse_message(
+    body: str | bytes, defaults: RequestDefaults | None = None
+) -> CallRequest | CancelRequest:
+    """Parse and validate one message body: a call request (`Action` "start", the default) or
+    a cancel. Raises `RequestRejected` naming every bad field (`CancelRejected` for anything
+    that is not a call request)."""
+    defaults = defaults or RequestDefaults()
+    document = _document(body)
+    action = document.get("Action", "start")
+    if action == "start":
+        return _call_request({k: v for k, v in document.items() if k != "Action"}, defaults)
+    names = readable_request_id(document)
+    if action != "cancel":
+        detail = 'unknown action: "start" (the default) or "cancel"'
+        raise CancelRejected([FieldError("Action", detail)], names)
+    try:
+        cancel = CancelRequest.model_validate(document, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        raise CancelRejected(_errors(exc), names) from None
+    instance = cancel.instance_id or defaults.instance_id
+    if cancel.contact_id is not None and instance is None:
+        required = "required with ContactId (and no default is configured)"
+        raise CancelRejected([FieldError("InstanceId", required)], names)
+    allowed = defaults.allowed_instance_ids
+    if instance is not None and allowed and instance not in allowed:
+        instance_refused = "not an instance this worker may use"
+        raise CancelRejected([FieldError("InstanceId", instance_refused)], names)
+    return cancel.model_copy(update={"instance_id": instance})
+
+
+def parse_request(body: str | bytes, defaults: RequestDefaults | None = None) -> CallRequest:
+    """Parse and validate one call request. Raises `RequestRejected` naming every bad field (a
+    cancel is rejected too, without naming its request)."""
+    parsed = parse_message(body, defaults)
+    if isinstance(parsed, CancelRequest):
+        raise CancelRejected([FieldError("Action", "a cancel, not a call request")])
+    return parsed
+
+
+def _call_request(document: dict[str, Any], defaults: RequestDefaults) -> CallRequest:
     request_id = readable_request_id(document)
     merged = dict(document)
     for key, fallback in (
@@ -346,8 +426,7 @@ def parse_request(body: str | bytes, defaults: RequestDefaults | None = None) ->
         # By alias only: the Python field names (`request_id`, ...) are not the wire format.
         request = CallRequest.model_validate(merged, by_alias=True, by_name=False)
     except ValidationError as exc:
-        errors = [FieldError(_field_path(tuple(err["loc"])), _message(err)) for err in exc.errors()]
-        raise RequestRejected(_bounded(errors), request_id) from None
+        raise RequestRejected(_errors(exc), request_id) from None
     refused = defaults.refusals(request)
     if refused:
         raise RequestRejected(refused, request_id)

@@ -23,6 +23,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
+
+import anyio
 
 from orchestrator.bounds import Bounded, declared
 from orchestrator.clock import Clock
@@ -123,6 +126,14 @@ class WatchPolicy(Bounded):
         "take the oldest contact first, a lost CONNECTED_TO_AGENT event is then caught at "
         "the next connection. queue_aware implies it.",
     )
+    on_timeout: Literal["stop", "leave"] = declared(
+        "stop",
+        'What becomes of a contact still waiting at max_wait_s: "stop" ends it with '
+        "StopContact (unless an agent has it by then), so no agent answers a customer who "
+        'was told the call timed out; "leave" leaves it queued in Connect, for flows that '
+        "end such contacts themselves. Failures after the start, a last receive given up "
+        "and cancels always stop the contact.",
+    )
     floor_recheck_s: float = declared(
         5.0,
         "While a scheduled poll waits on the budget floor, the floor is worked out again "
@@ -165,6 +176,8 @@ class WatchOutcome(StrEnum):
     DISCONNECTED = "disconnected"
     #: Neither happened in time (or it happened after the deadline).
     TIMED_OUT = "timed_out"
+    #: The request was cancelled while its contact waited (the snapshot is the last poll's).
+    CANCELLED = "cancelled"
 
 
 def verdict(snapshot: ContactSnapshot, deadline: float) -> WatchOutcome | None:
@@ -189,8 +202,10 @@ async def watch_contact(
     notifier: ContactNotifier | None = None,
     rng: random.Random | None = None,
     metrics: Metrics | None = None,
+    cancelled: anyio.Event | None = None,
 ) -> WatchResult:
-    """Poll until the contact reaches an outcome. Connect errors propagate (after retries)."""
+    """Poll until the contact reaches an outcome, or `cancelled` is set (whoever sets it rings
+    the contact's doorbell, which ends the pause). Connect errors propagate (after retries)."""
     rng = rng or random.Random()
     # `is None`, not `or`: an empty notifier has len() 0, so it is falsy.
     watches = notifier if notifier is not None else ContactNotifier()
@@ -198,8 +213,12 @@ async def watch_contact(
     deadline = clock.time() + policy.max_wait_s  # until Connect tells us InitiationTimestamp
     priority = clock.time()  # older contacts first when the budget is scarce
     polls, draw, began = 0, jitter_draw(policy, rng), clock.time()
+    snapshot = ContactSnapshot(contact_id)
     with watches.subscribe(contact_id) as doorbell:
         while True:
+            if cancelled is not None and cancelled.is_set():
+                now, mono = clock.time(), clock.monotonic()
+                return WatchResult(WatchOutcome.CANCELLED, snapshot, polls, deadline, now, mono)
             now = clock.time()
             pause = watch_pause(
                 policy,
@@ -211,6 +230,8 @@ async def watch_contact(
             )
             await clock.sleep(pause.sleep_s, doorbell.event)
             if pause.recheck and not doorbell.event.is_set():
+                continue
+            if cancelled is not None and cancelled.is_set():
                 continue
             by_event = doorbell.by_event
             doorbell.rearm()

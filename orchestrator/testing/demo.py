@@ -7,7 +7,10 @@ requester receives it (waiting customers' places in line counting down among the
 the worker's log records and metrics, when a request waits for the start rate or for call
 capacity. It stops the worker once every request has its final event,
 prints a summary taken from the worker's metrics and the emulator's ground truth, and keeps the
-worker's log in a file whose path it prints.
+worker's log in a file whose path it prints. One customer cancels while queued, and one contact
+never gets an agent (held through the emulator's control API) and is stopped at its deadline; the
+summary shows both, and the ground truth that no agent reached a contact after the orchestrator
+let go of it and that no stop cut off an agent.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.sqs import aws_client_config
 from orchestrator.testing.demo_stream import LogTap, Printer, Waits, plural, seconds
 from orchestrator.testing.emulator import ControlError, Emulator, EmulatorConfig, EmulatorControl
+from orchestrator.testing.ground_truth import reached_agent_after_let_go
 from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.testing.queues import (
     EventFollower,
@@ -42,17 +46,29 @@ from orchestrator.testing.queues import (
     queue_counts,
     send_all,
 )
-from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, REGION, request_document
+from orchestrator.testing.requests import (
+    FLOW_ID,
+    INSTANCE_ID,
+    REGION,
+    cancel_body,
+    request_document,
+)
 
 #: The requests whose outcome the demo announces: an agent picks them up at once (see
 #: `_AgentPicksUp`), so that the emulator's seeded abandons cannot hide their outcome.
 NOT_ALLOWED = "demo-001"
 NOT_REQUESTED = "demo-002"
 INVALID = "demo-003-invalid"
+#: Held from every agent: the customer cancels once the contact is queued; the other one waits
+#: until `[watch] max_wait_s` and is stopped.
+CANCELS = "demo-004"
+NEVER_ANSWERED = "demo-005"
 _ANNOUNCED = {
     NOT_ALLOWED: "agent may not share a screen",
     NOT_REQUESTED: "does not ask for sharing",
     INVALID: "invalid",
+    CANCELS: "customer cancels while queued",
+    NEVER_ANSWERED: "no agent ever answers",
 }
 _NAMES = ["Ana", "Ben", "Chloé", "Dmitri", "Emeka", "Fatima", "Goro", "Hana", "Ines", "José"]
 
@@ -102,6 +118,30 @@ class _AgentPicksUp:
                     await self.control.connect_agent(event.contact_id)
 
 
+class _Customers:
+    """An event sink playing two customers once their contact is queued: `NEVER_ANSWERED`'s
+    contact is held from every agent; `CANCELS`'s too, and that customer then cancels (a cancel
+    message on the request queue)."""
+
+    name = "demo-customers"
+
+    def __init__(self, control: EmulatorControl, sqs: Any, queue_url: str) -> None:
+        self.control = control
+        self.sqs = sqs
+        self.queue_url = queue_url
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None:
+        for event in events:
+            held = {CANCELS, NEVER_ANSWERED}
+            if event.type is not EventType.STARTED or event.request_id not in held:
+                continue
+            if event.contact_id is not None:
+                with contextlib.suppress(ControlError):  # no longer waiting (a redelivery)
+                    await self.control.hold(event.contact_id)
+            if event.request_id == CANCELS:
+                await send_all(self.sqs, self.queue_url, [cancel_body(CANCELS)])
+
+
 @dataclass
 class DemoResult:
     requests: int
@@ -117,11 +157,20 @@ class DemoResult:
     waited: dict[str, str] = field(default_factory=dict)
     #: Where the worker's JSON log was kept.
     log_path: Path | None = None
+    #: Ground truth: contacts an agent reached after the orchestrator let go of them, and
+    #: contacts stopped while an agent had them (both must be empty).
+    reached_after_let_go: list[str] = field(default_factory=list)
+    stopped_with_agent: list[str] = field(default_factory=list)
 
 
 def _outcome(record: dict[str, Any]) -> str:
+    data = record["data"]
     if record["type"] == "screen_sharing.skipped":
-        return f"screen_sharing.skipped ({record['data'].get('reason')})"
+        return f"screen_sharing.skipped ({data.get('reason')})"
+    if record["type"] == "request.cancelled":
+        return f"request.cancelled ({data.get('stage')})"
+    if data.get("contact_stopped"):
+        return f"{record['type']} (contact stopped)"
     return str(record["type"])
 
 
@@ -258,7 +307,7 @@ async def _demo(
             "first_delay_s": 0.5,
             "multiplier": 1.5,
             "max_interval_s": 2,
-            "max_wait_s": 45,
+            "max_wait_s": 25,
         },
         events={"sqs_queue_url": events_url, "include_connection_data": True},
         contact_events={"queue_url": contact_events_url},
@@ -268,7 +317,9 @@ async def _demo(
     out.write(
         f"Enqueuing {requests} call requests: one invalid ({INVALID}), one whose agent may "
         f"not share a screen ({NOT_ALLOWED}), one not asking for screen sharing "
-        f"({NOT_REQUESTED}); an agent picks up those two at once.\n"
+        f"({NOT_REQUESTED}); an agent picks up those two at once. No agent ever gets "
+        f"{CANCELS} (whose customer cancels while queued) or {NEVER_ANSWERED} (stopped at "
+        f"[watch] max_wait_s = {settings.watch.max_wait_s:g} s).\n"
         "Each line is a lifecycle event as the requester receives it, or (worker) what the "
         "worker's log tells: the capacity gate, and how long a request waited for the start "
         "rate or for call capacity.\n\n"
@@ -300,7 +351,10 @@ async def _demo(
             settings,
             session=session,
             metrics=metrics,
-            extra_sinks=[_AgentPicksUp(control, {NOT_ALLOWED, NOT_REQUESTED})],
+            extra_sinks=[
+                _AgentPicksUp(control, {NOT_ALLOWED, NOT_REQUESTED}),
+                _Customers(control, sqs, requests_url),
+            ],
         ) as worker,
         anyio.create_task_group() as tg,
     ):
@@ -322,6 +376,9 @@ async def _demo(
         tg.cancel_scope.cancel()
     result.elapsed_s = time.monotonic() - started
     result.emulator_stats = await control.stats()
+    contacts = await control.contacts()
+    result.reached_after_let_go = reached_agent_after_let_go(result.events.values(), contacts)
+    result.stopped_with_agent = [c["ContactId"] for c in contacts if c["StoppedWithAgent"]]
     _summary(out, result, metrics)
 
 
@@ -356,6 +413,20 @@ def _positions(result: DemoResult) -> str:
         f"{plural(requests, 'waiting customer')} ({inferred} inferred between GetContactMetrics "
         "calls)"
     )
+
+
+def _let_go(metrics: Metrics) -> str:
+    """The contacts the worker let go of (why, what it did), and the cancels it received."""
+
+    def counts(metric: str, *keys: str) -> str:
+        samples = metrics.samples(metric)
+        return (
+            ", ".join(sorted(" ".join(lb[k] for k in keys) + f" {int(v)}" for lb, v in samples))
+            or "none"
+        )
+
+    stopped = counts("orchestrator_contacts_stopped_total", "reason", "result")
+    return f"{stopped}; cancels {counts('orchestrator_cancels_total', 'result')}"
 
 
 def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
@@ -410,5 +481,9 @@ def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
         f"  lifecycle events          {len(result.events)} distinct, on the events queue",
         "  places in line told       " + _positions(result),
         "  agent connection noticed  " + _noticed(metrics),
+        "  contacts let go of        " + _let_go(metrics),
+        f"  ground truth              {len(result.reached_after_let_go)} contacts reached an "
+        f"agent after the orchestrator let go, {len(result.stopped_with_agent)} stopped while "
+        "an agent had them",
     ]
     out.write("\n".join(lines) + "\n")

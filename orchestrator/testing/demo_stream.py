@@ -53,6 +53,7 @@ def detail(record: dict[str, Any]) -> str:
     sides = f" ({', '.join(data['sides'])})" if data.get("sides") else ""
     meeting = data.get("ConnectionData", {}).get("Meeting", {}).get("MeetingId", "?")
     joined = ", join data delivered" if "ParticipantToken" in data else ""
+    stopped = ", contact stopped" if data.get("contact_stopped") else ""
     details: dict[str, Callable[[], str]] = {
         "contact.started": lambda: (
             f"contact {record['contact_id'][:8]}, meeting {meeting[:8]}" + joined
@@ -63,7 +64,8 @@ def detail(record: dict[str, Any]) -> str:
         "contact.disconnected": lambda: (
             f"{data.get('reason', 'reason unknown')} before an agent" + polls
         ),
-        "contact.timed_out": lambda: f"no agent by {data.get('deadline')}{polls}",
+        "contact.timed_out": lambda: f"no agent by {data.get('deadline')}{polls}{stopped}",
+        "request.cancelled": lambda: f"{data.get('stage')}{stopped}",
         "screen_sharing.skipped": lambda: f"{data.get('reason')}{sides}",
         "request.rejected": lambda: "; ".join(
             f"{e['field']}: {e['message']}" for e in data.get("errors", [])

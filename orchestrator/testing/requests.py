@@ -60,3 +60,11 @@ def customer_document(request_id: Any, index: int, **overrides: Any) -> dict[str
 def request_body(request_id: Any, **overrides: Any) -> str:
     """`request_document` as the JSON text of an SQS message body."""
     return json.dumps(request_document(request_id, **overrides))
+
+
+def cancel_body(request_id: Any, contact_id: str | None = None, **overrides: Any) -> str:
+    """A cancel message for `request_id` (naming its contact when `contact_id` is given)."""
+    document: dict[str, Any] = {"Action": "cancel", "RequestId": request_id}
+    if contact_id is not None:
+        document |= {"ContactId": contact_id, "InstanceId": INSTANCE_ID}
+    return json.dumps(document | overrides)

@@ -20,6 +20,7 @@ from orchestrator.connect.gateway import (
     DESCRIBE,
     SCREEN_SHARING,
     START,
+    STOP,
     AioConnectGateway,
     GatewayPolicies,
     classify,
@@ -332,6 +333,48 @@ async def test_snapshot_reports_connects_timestamps_as_epoch_seconds(
     assert snapshot.customer_capabilities == {"Video": "SEND", "ScreenShare": "SEND"}
     assert snapshot.agent_capabilities == {"Video": "SEND", "ScreenShare": "SEND"}
     assert "participant_token" not in repr(started)
+
+
+async def test_stop_contact_stops_once_and_then_reports_the_contact_already_ended(
+    start_emulator: Starter, client_for: Callable[..., Any]
+) -> None:
+    emulator: Emulator = await start_emulator(agent_delay_s=(60.0, 60.0))
+    control = EmulatorControl(emulator.url)
+    metrics = Metrics()
+    policies = GatewayPolicies(stop=quick("connect.stop_contact"))
+    gateway = AioConnectGateway(
+        await client_for(emulator), RateBudget(), policies=policies, metrics=metrics
+    )
+    started = await gateway.start_webrtc_contact(
+        call_request("stop-1").start_webrtc_contact_params("token-stop"), request_id="stop-1"
+    )
+    # A 5xx first: refused before it took effect, so the retry is what stops the contact.
+    await control.fail_next(STOP, "InternalServiceException")
+
+    assert await gateway.stop_contact(INSTANCE_ID, started.contact_id) is True
+    # ContactNotFoundException (410): already ended, a success rather than an error.
+    assert await gateway.stop_contact(INSTANCE_ID, started.contact_id) is False
+
+    truth = await control.contact(started.contact_id)
+    assert (truth["State"], truth["DisconnectReason"]) == ("DISCONNECTED", "API")
+    calls = {
+        result: metrics.value(
+            "orchestrator_connect_calls_total", {"operation": STOP, "result": result}
+        )
+        for result in ("ok", "error")
+    }
+    assert calls == {"ok": 1, "error": 2}
+
+
+async def test_stop_contact_refused_for_the_deployment_is_a_deployment_error(
+    start_emulator: Starter, client_for: Callable[..., Any]
+) -> None:
+    emulator: Emulator = await start_emulator()
+    await EmulatorControl(emulator.url).fail_next(STOP, "AccessDeniedException")
+    gateway = AioConnectGateway(await client_for(emulator), RateBudget(), metrics=Metrics())
+
+    with pytest.raises(DeploymentError):
+        await gateway.stop_contact(INSTANCE_ID, "c-1")
 
 
 def test_connect_client_config_switches_botocores_own_retries_off() -> None:

@@ -49,6 +49,7 @@ def cli_env(**extra: str) -> dict[str, str]:
         "run",
         "demo",
         "enqueue",
+        "cancel",
         "check-config",
         "healthcheck",
         "emulator",
@@ -195,6 +196,33 @@ async def test_enqueue_refuses_invalid_lines_by_the_workers_rules_and_sends_the_
     code, output = await run_cli("enqueue", "--no-check", env=env, stdin=stdin)
     assert code == 0, output
     assert await queue_counts(sqs_client, queue) == (6, 0)
+
+
+async def test_cancel_sends_one_checked_cancel_per_request_apart_from_its_fifo_group(
+    sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> None:
+    queue, _ = await create_queue_with_dlq(sqs_client, fifo=True)
+    env = {"ORCHESTRATOR_QUEUE__URL": queue, "ORCHESTRATOR_AWS__ENDPOINT_URL": sqs_server.url}
+    bad_cancel = json.dumps({"Action": "cancel", "RequestId": "fifo-1", "Oops": 1})
+    stdin = "\n".join([request_body("fifo-1"), bad_cancel]).encode()
+    code, output = await run_cli("enqueue", env=env, stdin=stdin)
+    assert code == 1, output
+    assert "refused: line 2: invalid cancel: Oops" in output
+
+    code, output = await run_cli("cancel", "fifo-1", "fifo-2", env=env)
+    assert (code, output.strip()) == (0, f"sent 2 of 2 cancel(s) to {queue}")
+    code, output = await run_cli("cancel", "fifo-1", "fifo-2", "--contact-id", "c-1", env=env)
+    assert code == 2 and "names the contact of one request" in output
+    code, output = await run_cli("cancel", "fifo-3", "--contact-id", "c-3", env=env)
+    assert code == 1 and "InstanceId: required with ContactId" in output
+
+    # Deduplicated apart from the request (same RequestId), in groups of their own.
+    bodies = [json.loads(b) for b in await drain_bodies(sqs_client, queue)]
+    assert sorted((b.get("Action", "start"), b["RequestId"]) for b in bodies) == [
+        ("cancel", "fifo-1"),
+        ("cancel", "fifo-2"),
+        ("start", "fifo-1"),
+    ]
 
 
 async def test_enqueue_reports_a_missing_queue_in_one_line(sqs_server: LocalSqsServer) -> None:

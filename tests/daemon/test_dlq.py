@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-from orchestrator.daemon.dlq import DeadLetterQueue, Selection
+from orchestrator.daemon.dlq import DeadLetterQueue, Selection, diagnose
 from orchestrator.engine.request import RequestDefaults
 from orchestrator.sqs import FIFO_DEDUP_WINDOW_S
 from orchestrator.testing.local_sqs import LocalSqsServer
+from orchestrator.testing.requests import cancel_body
 from tests.support import (
     INSTANCE_ID,
     create_queue_with_dlq,
@@ -365,3 +366,11 @@ async def test_cli_reports_a_missing_dlq_in_one_line(sqs_server: LocalSqsServer)
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"orchestrator dlq: queue does not exist: {missing}"
+
+
+def test_a_cancel_is_diagnosed_as_valid_and_a_malformed_one_names_no_request() -> None:
+    defaults = RequestDefaults()
+
+    assert diagnose(cancel_body("r-1"), defaults) == ("r-1", None)
+    request_id, problem = diagnose(cancel_body("r-1", Oops=1), defaults)
+    assert request_id is None and problem is not None and "invalid cancel: Oops" in problem

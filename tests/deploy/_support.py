@@ -291,6 +291,7 @@ IAM_ACTIONS = {
     ("connect", "DescribeContact"): "connect:DescribeContact",
     ("connect", "GetContactMetrics"): "connect:GetContactMetrics",
     ("connect", "StartScreenSharing"): "connect:StartScreenSharing",
+    ("connect", "StopContact"): "connect:StopContact",
 }
 
 
@@ -320,7 +321,11 @@ class Call:
                 return [f"arn:aws:events:{region}:{account}:event-bus/{bus}" for bus in buses]
             case "connect" if self.operation == "StartWebRTCContact":
                 return [f"{connect}/contact-flow/{p['ContactFlowId']}"]
-            case "connect" if self.operation in ("DescribeContact", "GetContactMetrics"):
+            case "connect" if self.operation in {
+                "DescribeContact",
+                "GetContactMetrics",
+                "StopContact",
+            }:
                 return [f"{connect}/contact/{p['ContactId']}"]
             case "connect" if self.operation == "StartScreenSharing":
                 return [f"{connect}/contact/{p['ContactId']}", connect]

@@ -393,6 +393,7 @@ def test_other_trusts_and_no_sinks_leave_out_what_is_not_created(
         "StartContactsInFlow",
         "WatchContacts",
         "StartScreenSharing",
+        "StopContactsLetGo",
         "ConsumeContactEvents",
     }
     assert not {"EventsQueue", "EventsTopic", "EventsBus"} & set(stack.resources)

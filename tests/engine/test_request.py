@@ -11,9 +11,13 @@ from orchestrator.engine.request import (
     ATTRIBUTES_MAX_BYTES,
     MAX_BODY_BYTES,
     REFERENCES_MAX_BYTES,
+    CallRequest,
+    CancelRejected,
+    CancelRequest,
     RequestDefaults,
     RequestRejected,
     client_token,
+    parse_message,
     parse_request,
 )
 from tests.conftest import FLOW_ID, INSTANCE_ID
@@ -285,3 +289,72 @@ def test_allow_lists_refuse_other_instances_and_flows() -> None:
         )
     assert rejected.value.request_id == "elsewhere-1"
     assert [e.field for e in rejected.value.errors] == ["InstanceId", "ContactFlowId"]
+
+
+# -- cancels share the queue ----------------------------------------------------------------------
+
+
+def test_action_defaults_to_start_and_an_explicit_start_is_a_call_request() -> None:
+    implicit = parse_message(body())
+    explicit = parse_message(body(Action="start"))
+
+    assert isinstance(implicit, CallRequest) and isinstance(explicit, CallRequest)
+    assert explicit == implicit
+
+
+def test_a_cancel_names_its_request_and_takes_the_default_instance_with_a_contact() -> None:
+    defaults = RequestDefaults(instance_id="default-instance")
+
+    bare = parse_message(json.dumps({"Action": "cancel", "RequestId": "req-1"}))
+    named = parse_message(
+        json.dumps({"Action": "cancel", "RequestId": "req-1", "ContactId": "c-1"}), defaults
+    )
+
+    assert bare == CancelRequest(action="cancel", request_id="req-1")
+    assert isinstance(named, CancelRequest)
+    assert (named.request_id, named.contact_id, named.instance_id) == (
+        "req-1",
+        "c-1",
+        "default-instance",
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"Action": "stop", "RequestId": "req-1"}, "Action"),
+        ({"Action": 3, "RequestId": "req-1"}, "Action"),
+        ({"Action": "cancel", "RequestId": "req 1!"}, "RequestId"),
+        ({"Action": "cancel"}, "RequestId"),
+        ({"Action": "cancel", "RequestId": "req-1", "DisplayName": "x"}, "DisplayName"),
+        ({"Action": "cancel", "RequestId": "req-1", "ContactId": "c-1"}, "InstanceId"),
+        ({"Action": "cancel", "RequestId": "req-1", "ContactId": ""}, "ContactId"),
+    ],
+)
+def test_a_malformed_cancel_is_rejected_without_a_request_to_tell(
+    document: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(CancelRejected) as info:
+        parse_message(json.dumps(document))
+
+    assert info.value.request_id is None  # the request it names may be live
+    assert field in fields_of(info.value)
+    if document.get("RequestId") == "req-1":
+        assert info.value.names == "req-1"
+
+
+def test_a_cancel_for_an_instance_outside_the_allow_list_is_rejected() -> None:
+    rules = RequestDefaults(allowed_instance_ids=frozenset({INSTANCE_ID}))
+    document = {"Action": "cancel", "RequestId": "req-1", "ContactId": "c", "InstanceId": "x"}
+
+    with pytest.raises(CancelRejected) as info:
+        parse_message(json.dumps(document), rules)
+
+    assert fields_of(info.value) == {"InstanceId": "not an instance this worker may use"}
+
+
+def test_parse_request_rejects_a_cancel_without_naming_its_request() -> None:
+    rejected = rejection(json.dumps({"Action": "cancel", "RequestId": "req-1"}))
+
+    assert isinstance(rejected, CancelRejected)
+    assert rejected.request_id is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from contextlib import ExitStack
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import pytest
@@ -172,20 +172,27 @@ async def test_agent_that_never_comes_times_out_exactly_at_the_deadline(
 
 
 @pytest.mark.parametrize(
-    ("agent_delay_s", "outcome"),
+    ("case", "outcome"),
     [
-        (600.0, EventType.TIMED_OUT),  # still queued when the request comes back
-        (350.0, EventType.TIMED_OUT),  # an agent answered during the outage, after the deadline
-        (100.0, EventType.SCREEN_SHARING_STARTED),  # answered within the deadline: resume
+        # still queued when the request comes back: stopped, or left queued
+        ((600.0, "stop"), EventType.TIMED_OUT),
+        ((600.0, "leave"), EventType.TIMED_OUT),
+        # an agent answered during the outage, after the deadline: with "stop" the customer
+        # and the agent are together, so the request goes on (late); with "leave", timed out
+        ((350.0, "stop"), EventType.SCREEN_SHARING_STARTED),
+        ((350.0, "leave"), EventType.TIMED_OUT),
+        # answered within the deadline: resume
+        ((100.0, "stop"), EventType.SCREEN_SHARING_STARTED),
     ],
 )
 async def test_redelivered_request_keeps_the_deadline_of_its_contact(
     start_virtual_emulator: VirtualEmulatorFactory,
     client_for: ClientFactory,
     vclock: VirtualClock,
-    agent_delay_s: float,
+    case: tuple[float, Literal["stop", "leave"]],
     outcome: EventType,
 ) -> None:
+    agent_delay_s, on_timeout = case
     emulator = await start_virtual_emulator(
         agent_delay_s=(agent_delay_s, agent_delay_s), talk_time_s=(1000.0, 1000.0)
     )
@@ -198,7 +205,12 @@ async def test_redelivered_request_keeps_the_deadline_of_its_contact(
     initiated = vclock.time()
     vclock.advance(400.0)
     policy = WatchPolicy(
-        queue_aware=False, first_delay_s=5, max_interval_s=60, max_wait_s=300, jitter=0
+        queue_aware=False,
+        first_delay_s=5,
+        max_interval_s=60,
+        max_wait_s=300,
+        jitter=0,
+        on_timeout=on_timeout,
     )
     sink = MemorySink()
 
@@ -207,11 +219,18 @@ async def test_redelivered_request_keeps_the_deadline_of_its_contact(
     assert final.type is outcome
     assert final.contact_id == first["ContactId"]
     assert vclock.slept == [5]  # one poll decides; the clock was not restarted
+    truth = await EmulatorControl(emulator.url).contact(first["ContactId"])
     if outcome is EventType.TIMED_OUT:
         assert final.data["deadline"] == iso(initiated + 300)
         assert final.data["polls"] == 1
+        stopped = on_timeout == "stop" and agent_delay_s > 400
+        assert final.data["contact_stopped"] is stopped
+        assert (truth["DisconnectReason"] == "API") is stopped
     else:
-        assert event(sink, EventType.AGENT_CONNECTED).data["waited_s"] == agent_delay_s
+        connected = event(sink, EventType.AGENT_CONNECTED).data
+        assert connected["waited_s"] == agent_delay_s
+        assert connected.get("late", False) is (agent_delay_s > 300)
+        assert truth["StoppedAt"] is None
     assert len(await EmulatorControl(emulator.url).contacts()) == 1
 
 

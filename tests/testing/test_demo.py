@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.testing.demo import run_demo
+from orchestrator.testing.demo import CANCELS, NEVER_ANSWERED, run_demo
 from orchestrator.testing.demo_stream import Printer, Waits, detail, plural, seconds
 
 
@@ -119,3 +119,10 @@ async def test_the_demo_shows_the_start_rate_and_the_capacity_gate_and_keeps_the
     # Lifecycle events and Connect contact events are named as such.
     assert "lifecycle events" in text and "Connect contact events read" in text
     assert not re.search(r"(?<!\d)1 polls\b", text)
+    # One customer cancels while queued; one contact no agent ever gets is stopped at its
+    # deadline; and no agent reached a contact after the orchestrator let go of it.
+    assert result.finals[CANCELS] == "request.cancelled (waiting_for_agent)"
+    assert result.finals[NEVER_ANSWERED] == "contact.timed_out (contact stopped)"
+    assert (result.reached_after_let_go, result.stopped_with_agent) == ([], [])
+    assert "cancelled stopped 1" in text and "timed_out stopped 1" in text
+    assert "0 contacts reached an agent after the orchestrator let go, 0 stopped while" in text

@@ -2,13 +2,15 @@
 
 `redis_client` opens the client (short timeouts, one quick retry); `Fleet.build` puts the parts
 together around it: the shared budget (`budget.py`, its script in `gcra.py`), the heartbeats
-(`membership.py`), the contact-events fan-out (`events.py`) and the breaker that sends all of
+(`membership.py`), the contact-events fan-out (`events.py`), cancels' tombstones and notices
+(`cancels.py`) and the breaker that sends all of
 them to their local fallbacks while Redis is unreachable (`breaker.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +21,16 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from orchestrator.connect.operations import Operation, Quota
+from orchestrator.daemon.cancels import Cancels, tombstone_ttl_s
 from orchestrator.daemon.fleet.breaker import Breaker
 from orchestrator.daemon.fleet.budget import FleetBudget
+from orchestrator.daemon.fleet.cancels import FleetTombstones
 from orchestrator.daemon.fleet.events import FleetContactEvents
 from orchestrator.daemon.fleet.membership import Membership, new_worker_id
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.daemon.settings import FleetSettings
 from orchestrator.engine.contact_events import ContactEventSink
+from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.metrics import Metrics
 
 __all__ = ["Fleet", "FleetBudget", "FleetContactEvents", "redis_client"]
@@ -63,6 +68,7 @@ class Fleet:
     budget: FleetBudget
     membership: Membership
     events: FleetContactEvents | None = None
+    _notices: Callable[[], Coroutine[Any, Any, None]] | None = None
 
     @classmethod
     def build(
@@ -119,11 +125,33 @@ class Fleet:
         )
         return self.events
 
+    def cancels(self, engine: LifecycleEngine, request_ttl_s: float) -> Cancels:
+        """The worker's cancels with their tombstones in Redis; the other replicas' notices
+        are listened to among `services`."""
+        stones = FleetTombstones(
+            self.redis,
+            prefix=self.prefix,
+            ttl_s=tombstone_ttl_s(request_ttl_s),
+            worker_id=self.worker_id,
+            breaker=self.breaker,
+        )
+        cancels = Cancels(engine, request_ttl_s, tombstones=stones, notify=stones.notify)
+        self._notices = functools.partial(stones.run, cancels.noticed, cancels.held)
+        return cancels
+
+    async def _listen_to_cancels(self) -> None:
+        """The other replicas' cancel notices (nothing to listen to without `cancels`)."""
+        if self._notices is not None:
+            await self._notices()
+
     @property
     def services(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-        """Loops the worker runs for its whole life: the heartbeat, and the contact-events
-        subscriber once `contact_events` was called."""
-        loops: list[Callable[[], Coroutine[Any, Any, None]]] = [self.membership.run]
+        """Loops the worker runs for its whole life: the heartbeat, the cancel notices'
+        listener, and the contact-events subscriber once `contact_events` was called."""
+        loops: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            self.membership.run,
+            self._listen_to_cancels,
+        ]
         if self.events is not None:
             loops.append(self.events.run)
         return loops

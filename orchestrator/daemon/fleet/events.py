@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.daemon.fleet.breaker import REDIS_ERRORS, Breaker
+from orchestrator.daemon.fleet.pubsub import listen
 from orchestrator.engine.contact_events import ContactEvent, ContactEventSink
 
 log = structlog.get_logger("orchestrator.daemon.fleet")
@@ -74,22 +75,11 @@ class FleetContactEvents:
 
     async def run(self) -> None:
         """Subscribes until cancelled, subscribing again after Redis comes back."""
-        lost = False
-        while True:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    if lost:
-                        log.info("fleet.events_subscribed", channel=self.channel)
-                        lost = False
-                    while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=1.0
-                        )
-                        if message is not None and message.get("type") == "message":
-                            await self._received(message["data"])
-            except REDIS_ERRORS as error:
-                if not lost:
-                    log.warning("fleet.events_unsubscribed", error=type(error).__name__)
-                    lost = True
-            await self._clock.sleep(self._resubscribe_s)
+        await listen(
+            self._redis,
+            self.channel,
+            self._received,
+            what="events",
+            resubscribe_s=self._resubscribe_s,
+            clock=self._clock,
+        )

@@ -10,7 +10,7 @@ from typing import Any
 
 from orchestrator.engine.request import RequestRejected, parse_request
 from orchestrator.testing.poison import Poison
-from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, customer_document
+from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, cancel_body, customer_document
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,10 @@ class ChaosPlan:
     test suite (well under a minute on a loaded 2-core machine); `bench.soak` scales them up."""
 
     requests: int = 100
-    #: Copies of the poison set (11 messages each, ids made unique per copy).
+    #: The share of the valid requests that are also cancelled: their cancel is shuffled in with
+    #: everything else, so it comes before its request, while it waits, or after its end.
+    cancel_share: float = 0.1
+    #: Copies of the poison set (12 messages each, ids made unique per copy).
     poison_sets: int = 1
     workers: int = 2
     kills: int = 3
@@ -83,8 +86,16 @@ def plan_requests(plan: ChaosPlan, rng: random.Random) -> list[Planned]:
     return out
 
 
+def plan_cancels(plan: ChaosPlan, valid: list[Planned]) -> list[str]:
+    """The requests that are cancelled too (drawn from their own seeded generator, so the rest
+    of the schedule does not change with `cancel_share`)."""
+    rng = random.Random(plan.seed + 20)
+    return [v.request_id for v in valid if rng.random() < plan.cancel_share]
+
+
 def poison_set(copy: int, seed: int) -> list[Poison]:
-    """Eleven invalid messages: unreadable ones (no RequestId can be read) and readable ones."""
+    """Twelve invalid messages: unreadable ones (no RequestId can be read, or none to tell) and
+    readable ones."""
     p = f"poison-{seed}-{copy}"
     surrogate = (
         '{"RequestId": "%s-surrogate", "InstanceId": "%s", "ContactFlowId": "%s", '  # noqa: UP031
@@ -128,6 +139,8 @@ def poison_set(copy: int, seed: int) -> list[Poison]:
             f"{p}-callback",
         ),
         Poison(surrogate, f"{p}-surrogate"),
+        # A malformed cancel naming a live request: nothing may be emitted for that request.
+        Poison(cancel_body(f"chaos-{seed}-{copy:05d}", X=1), None),
         Poison(
             json.dumps(
                 {**customer_document(f"{p}-many-keys", 0), **{f"x{i}": 0 for i in range(5000)}}

@@ -1,7 +1,8 @@
 """The promises a chaos run must keep, checked on its `ChaosReport`: one final outcome per request
 that agrees with what it asked for, no second contact for a request, screen sharing only where
-wanted, allowed and connected, rejected input in the dead-letter queue and nowhere else, workers
-that exit cleanly after SIGTERM, and no connection token in any log."""
+wanted, allowed and connected, rejected input in the dead-letter queue and nowhere else, no
+contact an agent reached after the orchestrator let go of it and no stop of a contact an agent
+had, workers that exit cleanly after SIGTERM, and no connection token in any log."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from orchestrator.engine.events import FINAL_TYPES, REPEATED_TYPES
 from orchestrator.engine.request import client_token
 from orchestrator.testing.chaos.plan import Planned
 from orchestrator.testing.chaos.report import ChaosReport, outcome_of
+from orchestrator.testing.ground_truth import reached_agent_after_let_go
 
 FINALS = frozenset(t.value for t in FINAL_TYPES)
 
@@ -25,6 +27,7 @@ def check(report: ChaosReport) -> list[str]:
     poison_ids = {p.request_id for p in report.poison if p.request_id is not None}
     problems += _check_events(report, valid, poison_ids)
     problems += _check_contacts(report, valid, poison_ids)
+    problems += _check_let_go(report)
     problems += _check_queues(report)
     problems += _check_workers(report)
     return problems
@@ -69,12 +72,27 @@ _ALWAYS = {"contact.disconnected", "contact.timed_out", "request.failed"}
 
 
 def _check_outcomes(report: ChaosReport, valid: dict[str, Planned]) -> list[str]:
-    """The final outcome agrees with what the request asked for."""
+    """The final outcome agrees with what the request asked for (`request.cancelled` only
+    for a request that was cancelled)."""
     problems = []
+    cancelled = set(report.cancelled)
     for rid, event in report.final_events().items():
-        if rid in valid and outcome_of(event) not in _ALLOWED[valid[rid].kind] | _ALWAYS:
+        allowed = _ALLOWED[valid[rid].kind] | _ALWAYS if rid in valid else set()
+        if rid in cancelled:
+            allowed |= {"request.cancelled"}
+        if rid in valid and outcome_of(event) not in allowed:
             problems.append(f"{rid} ({valid[rid].kind}): final {outcome_of(event)}")
     return problems
+
+
+def _check_let_go(report: ChaosReport) -> list[str]:
+    """No agent reached a contact after its request's final event said none had it; no stop
+    cut off an agent (the emulator's ground truth)."""
+    late = reached_agent_after_let_go(report.events, report.contacts)
+    cut_off = [c["ContactId"] for c in report.contacts if c["StoppedWithAgent"]]
+    return [f"contact {cid}: an agent reached it after the orchestrator let go" for cid in late] + [
+        f"contact {cid}: stopped while an agent had it" for cid in cut_off
+    ]
 
 
 def _check_contacts(

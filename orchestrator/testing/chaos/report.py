@@ -26,6 +26,8 @@ class ChaosReport:
     plan: ChaosPlan
     valid: list[Planned]
     poison: list[Poison]
+    #: The valid requests a cancel was sent for.
+    cancelled: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     contacts: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +84,9 @@ class ChaosReport:
             "  outcomes           "
             + ", ".join(f"{n} {k}" for k, n in sorted(self.outcomes().items())),
             f"  redeliveries       {self.redeliveries()} (valid requests received again)",
+            f"  cancels            {len(self.cancelled)} sent, "
+            f"{self.outcomes()['request.cancelled']} request.cancelled, "
+            f"{sum(bool(c['StoppedAt']) for c in self.contacts)} contacts stopped",
             f"  events             {len(self.events)} read, "
             f"{len({e['id'] for e in self.events})} distinct ids, "
             f"{self.duplicates()} duplicates suppressed",

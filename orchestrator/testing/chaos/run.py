@@ -14,6 +14,7 @@ import anyio
 from orchestrator.testing.chaos.plan import (
     ChaosPlan,
     emulator_args,
+    plan_cancels,
     plan_requests,
     poison_set,
     quotas,
@@ -22,6 +23,7 @@ from orchestrator.testing.chaos.plan import (
 from orchestrator.testing.chaos.promises import check
 from orchestrator.testing.chaos.report import ChaosReport
 from orchestrator.testing.queues import drain_bodies, queue_counts, send_all
+from orchestrator.testing.requests import cancel_body
 from orchestrator.testing.workers import Rig, worker_rig
 
 
@@ -35,7 +37,7 @@ class _Run:
         self.rng = random.Random(plan.seed)
         valid = plan_requests(plan, self.rng)
         poison = [p for copy in range(plan.poison_sets) for p in poison_set(copy, plan.seed)]
-        self.report = ChaosReport(plan, valid, poison)
+        self.report = ChaosReport(plan, valid, poison, cancelled=plan_cancels(plan, valid))
         #: (body, is a valid request) not sent yet, in the seeded order they are sent.
         self.to_send: list[tuple[str, bool]] = []
         self.sent_valid = 0
@@ -46,6 +48,7 @@ class _Run:
     async def set_up(self) -> None:
         self.to_send = [(v.body, True) for v in self.report.valid]
         self.to_send += [(p.text, False) for p in self.report.poison]
+        self.to_send += [(cancel_body(rid), False) for rid in self.report.cancelled]
         self.rng.shuffle(self.to_send)
         if self.plan.backlog is None:
             await self.send(len(self.to_send))

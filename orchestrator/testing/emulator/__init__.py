@@ -1,4 +1,4 @@
-"""A wire-level Amazon Connect emulator for the three operations the orchestrator uses.
+"""A wire-level Amazon Connect emulator for the operations the orchestrator uses.
 
 It speaks Connect's rest-json protocol (so botocore, aiobotocore and boto3 talk to it unchanged),
 behaves like a contact center (queue, agents, abandons, quotas, a concurrency cap, injected faults),

@@ -13,7 +13,7 @@ import json
 import random
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +26,13 @@ from .config import OPERATIONS, EmulatorConfig
 from .contact_events import ContactEventPublisher
 from .quotas import QuotaTable
 from .validation import validate_request
-from .wire import ApiError, error_response, json_response, unknown_routes_in_wire_format
+from .wire import (
+    ERROR_STATUS,
+    ApiError,
+    error_response,
+    json_response,
+    unknown_routes_in_wire_format,
+)
 
 log = structlog.get_logger("orchestrator.testing.emulator")
 
@@ -69,6 +75,9 @@ class EmulatorState:
         )
         self.quotas = QuotaTable(self.clock)
         self.center.background_started(self.clock())
+        #: Errors injected through the control API: operation -> error codes answered in turn
+        #: (None: that call goes through).
+        self.injected: dict[str, deque[str | None]] = {}
         self.wakeup = asyncio.Event()
         #: When the simulation task next wakes up by itself (None: only when told).
         self.next_wake: float | None = None
@@ -83,6 +92,7 @@ class EmulatorState:
         self.center.reset()
         self.center.background_started(self.clock())
         self.quotas.reset()
+        self.injected.clear()
         self.publisher.reset()
         self.stats = _no_stats()
         self.wakeup.set()
@@ -114,6 +124,12 @@ async def _front_door(request: web.Request, state: EmulatorState, operation: str
     low, high = cfg.latency_ms
     if high > 0:
         await asyncio.sleep(state.fault_rng.uniform(low, high) / 1000.0)
+    injected = state.injected.get(operation)
+    code = injected.popleft() if injected else None
+    if code is not None:
+        if ERROR_STATUS[code] >= 500:
+            stats["faults"] += 1
+        raise ApiError(code, f"Injected fault: {code}.")
     if cfg.error_rate and state.fault_rng.random() < cfg.error_rate:
         stats["faults"] += 1
         raise ApiError("InternalServiceException", "Injected fault: internal service error.")
@@ -272,15 +288,36 @@ def get_contact_metrics(state: EmulatorState, params: dict[str, Any]) -> dict[st
     }
 
 
+def stop_contact(state: EmulatorState, params: dict[str, Any]) -> dict[str, Any]:
+    _known_instance(state, params["InstanceId"])
+    if params.get("DisconnectReason") is not None:
+        raise ApiError(
+            "InvalidRequestException",
+            "DisconnectReason is only supported for contacts of outbound campaigns.",
+        )
+    contact = state.center.contacts.get(params["ContactId"])
+    if (
+        contact is None
+        or contact.instance_id != params["InstanceId"]
+        or not state.center.stop_contact(contact, state.clock())
+    ):
+        message = f"Contact {params['ContactId']} is not active or does not exist."
+        raise ApiError("ContactNotFoundException", message)
+    return {}
+
+
 # -- control API ----------------------------------------------------------------------------
 
 
 async def stats_endpoint(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    contacts = state.center.contacts.values()
     return web.json_response(
         {
             "operations": {op: {o: s[o] for o in OUTCOMES} for op, s in state.stats.items()},
-            "contacts": sum(1 for c in state.center.contacts.values() if not c.background),
+            "contacts": sum(1 for c in contacts if not c.background),
+            "contacts_stopped": sum(c.stopped_at is not None for c in contacts),
+            "stopped_with_agent": sum(c.stopped_with_agent for c in contacts),
             **state.publisher.stats(),
         }
     )
@@ -352,6 +389,32 @@ connect_agent_endpoint = forcing_endpoint(ContactCenter.force_connect)
 disconnect_endpoint = forcing_endpoint(ContactCenter.force_disconnect)
 
 
+async def hold_endpoint(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    contact = _control_contact(request)
+    changed = state.center.hold(contact, state.clock())
+    state.wakeup.set()
+    return web.json_response({"changed": changed, "contact": contact.ground_truth()})
+
+
+async def faults_endpoint(request: web.Request) -> web.Response:
+    """`{"operation": "DescribeContact", "code": "InternalServiceException", "times": 2,
+    "after": 1}`: after the operation's next `after` calls, `times` calls (past
+    authentication) answer that error (queued behind what was injected before)."""
+    state = request.app[STATE]
+    try:
+        body = await request.json()
+        operation, code = body["operation"], body["code"]
+        times, after = int(body.get("times", 1)), int(body.get("after", 0))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise web.HTTPBadRequest(text=json.dumps({"Message": str(exc)})) from exc
+    if operation not in OPERATIONS or code not in ERROR_STATUS or times < 1 or after < 0:
+        message = f"unknown operation or error code, times < 1 or after < 0: {body}"
+        raise web.HTTPBadRequest(text=json.dumps({"Message": message}))
+    state.injected.setdefault(operation, deque()).extend([None] * after + [code] * times)
+    return web.json_response({op: list(codes) for op, codes in state.injected.items()})
+
+
 async def reset_endpoint(request: web.Request) -> web.Response:
     request.app[STATE].reset()
     return web.json_response({"reset": True})
@@ -417,12 +480,15 @@ def create_app(state: EmulatorState) -> web.Application:
     app.router.add_post(
         "/metrics/contact", connect_operation("GetContactMetrics", get_contact_metrics)
     )
+    app.router.add_post("/contact/stop", connect_operation("StopContact", stop_contact))
     app.router.add_get("/_emulator/stats", stats_endpoint)
     app.router.add_get("/_emulator/contacts", contacts_endpoint)
     app.router.add_get("/_emulator/positions", positions_endpoint)
     app.router.add_post("/_emulator/background", background_endpoint)
     app.router.add_post("/_emulator/contacts/{contact_id}/connect-agent", connect_agent_endpoint)
     app.router.add_post("/_emulator/contacts/{contact_id}/disconnect", disconnect_endpoint)
+    app.router.add_post("/_emulator/contacts/{contact_id}/hold", hold_endpoint)
+    app.router.add_post("/_emulator/faults", faults_endpoint)
     app.router.add_post("/_emulator/reset", reset_endpoint)
     app.router.add_get("/_emulator/config", config_endpoint)
     app.router.add_post("/_emulator/config", config_endpoint)

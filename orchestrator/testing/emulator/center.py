@@ -90,6 +90,11 @@ class Contact:
     screen_sharing_count: int = 0
     screen_sharing_tokens: set[str] = field(default_factory=set)
     describe_calls: int = 0
+    #: When StopContact ended it, and whether an agent was on it then (which must never be).
+    stopped_at: float | None = None
+    stopped_with_agent: bool = False
+    #: Kept from every agent by the control API (`hold`): it waits until it ends.
+    held: bool = False
     #: Contact-event types of this contact that were never delivered (`events_drop_rate`).
     events_dropped: list[str] = field(default_factory=list)
     #: Bumped by a forced transition so that transitions scheduled before it no longer apply.
@@ -174,6 +179,9 @@ class Contact:
             "DescribeContactCalls": self.describe_calls,
             "GetContactMetricsCalls": self.metrics_calls,
             "Background": self.background,
+            "StoppedAt": self.stopped_at,
+            "StoppedWithAgent": self.stopped_with_agent,
+            "Held": self.held,
         }
 
 
@@ -379,6 +387,32 @@ class ContactCenter:
         self._disconnect(contact, now, reason)
         return True
 
+    def stop_contact(self, contact: Contact, now: float) -> bool:
+        """StopContact: end the contact now (DisconnectReason `API`); no agent ever gets it
+        after. False if it had ended already."""
+        self.advance(now)
+        if contact.state is ContactState.DISCONNECTED:
+            return False
+        contact.version += 1  # what was scheduled for it (an agent, an abandon) never happens
+        contact.stopped_at = now
+        contact.stopped_with_agent = contact.state is ContactState.CONNECTED_TO_AGENT
+        self._disconnect(contact, now, "API")
+        return True
+
+    def hold(self, contact: Contact, now: float) -> bool:
+        """Keep a waiting contact from every agent: it stays queued until it is stopped or
+        disconnected. False if it no longer waits."""
+        self.advance(now)
+        if contact.state not in (ContactState.INITIATED, ContactState.QUEUED):
+            return False
+        contact.version += 1
+        contact.held = True
+        if contact.enqueued_at is None:
+            contact.enqueued_at = now
+            contact.state = ContactState.QUEUED
+            self._notify(contact, "QUEUED", now)
+        return True
+
     # -- simulation --------------------------------------------------------------------------
 
     def advance(self, now: float) -> None:
@@ -479,7 +513,7 @@ class ContactCenter:
                 del self._waiting[index]
             else:
                 contact = self.contacts[self._waiting.popleft()]
-            if contact.state is not ContactState.QUEUED:
+            if contact.state is not ContactState.QUEUED or contact.held:
                 continue
             self._connect(contact, at, agent_id=self._free_agents.popleft(), pool_agent=True)
 

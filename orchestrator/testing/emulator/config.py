@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.connect.operations import DEFAULT_QUOTAS as CONNECT_DEFAULT_QUOTAS
 from orchestrator.connect.operations import Operation, Quota
 
-#: The three Connect operations the emulator serves.
+#: The Connect operations the emulator serves.
 OPERATIONS = tuple(op.value for op in Operation)
 
 #: Connect's default quotas, keyed by operation name as the wire and the control API spell them.

@@ -88,6 +88,22 @@ class EmulatorControl:
         result: dict[str, Any] = await self._call("POST", f"contacts/{contact_id}/disconnect")
         return result
 
+    async def hold(self, contact_id: str) -> dict[str, Any]:
+        """Keep a waiting contact from every agent: it waits until stopped or hung up."""
+        result: dict[str, Any] = await self._call("POST", f"contacts/{contact_id}/hold")
+        return result
+
+    async def fail_next(self, operation: str, code: str, *, times: int = 1, after: int = 0) -> None:
+        """Answer `times` calls of `operation` with the error `code` (a Connect error code the
+        emulator knows, e.g. `InternalServiceException`), once `after` more calls went
+        through."""
+        body = {"operation": operation, "code": code, "times": times, "after": after}
+        await self._call("POST", "faults", body)
+
+    async def stopped_with_agent(self) -> list[str]:
+        """Contacts StopContact ended while an agent was on them (ground truth: must be none)."""
+        return [c["ContactId"] for c in await self.contacts() if c["StoppedWithAgent"]]
+
     async def reset(self) -> None:
         """Forget every contact, token and count."""
         await self._call("POST", "reset")

@@ -15,6 +15,8 @@ ERROR_STATUS = {
     "InvalidRequestException": 400,
     "AccessDeniedException": 403,
     "ResourceNotFoundException": 404,
+    #: StopContact's "not active or does not exist".
+    "ContactNotFoundException": 410,
     "ThrottlingException": 429,
     "LimitExceededException": 429,
     "TooManyRequestsException": 429,

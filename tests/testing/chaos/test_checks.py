@@ -24,6 +24,7 @@ def event(rid: str, kind: str, *, final: bool = False, **data: Any) -> dict[str,
         "request_id": rid,
         "contact_id": f"c-{rid}",
         "final": final,
+        "time": "1970-01-01T00:00:50.000Z",  # before the agents below (at 100.0)
         "data": data,
     }
 
@@ -36,6 +37,8 @@ def contact(rid: str, *, starts: int = 0, caps: dict[str, Any] | None = None) ->
         "ConnectedToAgentAt": 100.0,
         "ScreenSharingStartedAt": 101.0 if starts else None,
         "ScreenSharingStarts": starts,
+        "StoppedAt": None,
+        "StoppedWithAgent": False,
     }
 
 
@@ -145,6 +148,20 @@ def wrong_outcome(report: ChaosReport) -> None:
     report.events.append(event(DECLINES, "screen_sharing.started", final=True))
 
 
+def agent_after_let_go(report: ChaosReport) -> None:
+    report.events = [e for e in report.events if e["request_id"] != DECLINES]
+    report.events.append(event(DECLINES, "contact.timed_out", final=True))
+
+
+def stopped_with_agent(report: ChaosReport) -> None:
+    report.contacts[0]["StoppedWithAgent"] = True
+
+
+def cancelled_unasked(report: ChaosReport) -> None:
+    report.events = [e for e in report.events if e["request_id"] != SHARE]
+    report.events.append(event(SHARE, "request.cancelled", final=True))
+
+
 @pytest.mark.parametrize(
     ("plant", "expected"),
     [
@@ -163,6 +180,9 @@ def wrong_outcome(report: ChaosReport) -> None:
         (token_in_log, "connection token(s) in the log"),
         (crash_in_log, "not a JSON log line"),
         (wrong_outcome, "final screen_sharing.started"),
+        (agent_after_let_go, "an agent reached it after the orchestrator let go"),
+        (stopped_with_agent, "stopped while an agent had it"),
+        (cancelled_unasked, "final request.cancelled"),
     ],
 )
 def test_each_broken_promise_is_reported(tmp_path: Path, plant: Plant, expected: str) -> None:
