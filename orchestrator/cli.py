@@ -148,7 +148,7 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
     source = sys.stdin if args.file in (None, "-") else Path(args.file).open(encoding="utf-8")  # noqa: SIM115
     with source:
         lines = [line.strip() for line in source if line.strip()]
-    defaults = None if args.no_check else request_defaults(settings.connect)
+    defaults = None if args.no_check else request_defaults(settings)
 
     def send(sqs: Any) -> Awaitable[EnqueueReport]:
         return enqueue(sqs, queue_url, lines, defaults=defaults)
@@ -187,7 +187,7 @@ def _cmd_dlq_inspect(args: argparse.Namespace) -> int:
 
     async def look(sqs: Any) -> tuple[dlq.Located, list[dlq.DeadLetter], str | None]:
         located = await dlq.locate(sqs, args.queue_url, source)
-        defaults = request_defaults(settings.connect)
+        defaults = request_defaults(settings)
         letters, stopped = await dlq.inspect(sqs, located, defaults=defaults, limit=args.limit)
         return located, letters, stopped
 
@@ -224,7 +224,7 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
             located,
             to,
             selection,
-            defaults=request_defaults(settings.connect),
+            defaults=request_defaults(settings),
             rate_per_s=rate,
             dry_run=args.dry_run,
             limit=args.limit,

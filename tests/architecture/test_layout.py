@@ -26,7 +26,9 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"shared", "connect", "engine"},
     "sinks": {"shared", "sinks", "engine.events", "sqs"},
     "daemon": {"shared", "connect", "sqs", "engine", "sinks", "daemon"},
-    "edge": {"shared", "connect", "sqs", "engine", "sinks", "daemon", "edge"},
+    # The producer's client: the worker's event and request types, and the SQS boundary.
+    "client": {"shared", "sqs", "engine.events", "engine.request", "engine.reply_to", "client"},
+    "edge": {"shared", "connect", "sqs", "engine", "sinks", "daemon", "client", "edge"},
 }
 
 
