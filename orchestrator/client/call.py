@@ -100,7 +100,7 @@ class Call:
 
     async def outcome(self, *, timeout: float | None = 300.0) -> CallEvent:  # noqa: ASYNC109
         """The final event. Raises `CallTimeout` when it does not arrive within `timeout`."""
-        return await self._until(lambda: self.final, "the final event", timeout)
+        return await self._until(lambda: self.final, "final event", timeout)
 
     async def events(
         self,
@@ -111,7 +111,7 @@ class Call:
         final one. `timeout` bounds the wait for each next event (`CallTimeout`)."""
         index = 0
         while True:
-            event = await self._until(functools.partial(self._nth, index), "a next event", timeout)
+            event = await self._until(functools.partial(self._nth, index), "next event", timeout)
             index += 1
             yield event
             if event.final:

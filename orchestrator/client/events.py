@@ -89,7 +89,7 @@ class CallTimeout(TimeoutError):
 
     def __init__(self, request_id: str, stage: str, timeout_s: float, last: str | None) -> None:
         seen = f"; last event {last}" if last else "; no event yet"
-        super().__init__(f"call {request_id}: no {stage} within {timeout_s:g} s{seen}")
+        super().__init__(f"call {request_id}: {stage} did not arrive within {timeout_s:g} s{seen}")
         self.request_id = request_id
         self.stage = stage
         self.timeout_s = timeout_s

@@ -77,7 +77,7 @@ class Worker:
         self.engine, self.options = engine, options
         #: Where the events of requests that name an allowed `ReplyTo` also go (`sinks.reply`):
         #: routed while the worker handles the request.
-        self.replies = replies or ReplyRoutes()
+        self.replies = ReplyRoutes() if replies is None else replies
         #: The worker's one registry: its engine's (assembly built both on it).
         self.metrics = engine.metrics
         #: Where this worker and the parts assembled with it report to `/readyz`.
