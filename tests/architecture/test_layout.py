@@ -210,6 +210,7 @@ CROSS_CUTTING = {
     "deploy": "the deployment files (deploy/)",
     "docs": "the docs site and its examples (docs/)",
     "emulator": "the testing kit's Connect emulator, the kit's largest part",
+    "examples": "the reference web backend (examples/web/) and its page, in a real browser",
     "fleet": "daemon/fleet/ (fleet mode's own suite)",
     "reliability": "poison bodies and memory through a whole worker",
     "security": "what a whole worker exposes, and to whom",

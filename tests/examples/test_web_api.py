@@ -1,0 +1,80 @@
+"""The reference backend's API with Starlette's test client, against a real worker process, the
+emulator and the local SQS server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from examples.web.app import WebSettings, create_app
+from orchestrator.engine.events import EventType
+from orchestrator.testing.local_sqs import LocalSqsServer
+from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, REGION
+from tests.examples.conftest import web_peers
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+
+def sse_events(text: str) -> list[dict[str, object]]:
+    """The `data:` payloads of a server-sent event stream."""
+    return [
+        json.loads(line.removeprefix("data: "))
+        for line in text.splitlines()
+        if line.startswith("data: ")
+    ]
+
+
+async def test_post_returns_connection_data_and_the_stream_ends_with_the_outcome(
+    sqs_server: LocalSqsServer, tmp_path: Path
+) -> None:
+    async with web_peers(sqs_server.url, tmp_path) as rig:
+        settings = WebSettings(
+            queue_url=rig.queues.requests,
+            region=REGION,
+            endpoint_url=sqs_server.url,
+            request_template={"InstanceId": INSTANCE_ID, "ContactFlowId": FLOW_ID},
+        )
+        with TestClient(create_app(settings)) as http:
+            assert "Call us" in http.get("/").text
+            assert http.post("/calls", json={"nom": "?"}).status_code == 400
+
+            answer = http.post("/calls", json={"name": "Jane"})
+            assert answer.status_code == 201, answer.text
+            call = answer.json()
+            assert call["participant_token"]
+            assert call["connection_data"]["Attendee"]["JoinToken"]
+
+            stream = http.get(f"/calls/{call['request_id']}/events")
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(stream.text)
+            assert [e["type"] for e in events][-2:] == [
+                EventType.AGENT_CONNECTED,
+                EventType.SCREEN_SHARING_STARTED,
+            ]
+            assert events[-1]["final"] is True
+            # The stream never carries the join tokens: only the POST's answer does.
+            assert call["participant_token"] not in stream.text
+            assert "ConnectionData" not in stream.text
+
+            assert http.delete("/calls/no-such-call").status_code == 404
+            assert http.get("/calls/no-such-call/events").status_code == 404
+
+
+async def test_a_request_the_worker_refuses_answers_409_with_its_rejection(
+    sqs_server: LocalSqsServer, tmp_path: Path
+) -> None:
+    async with web_peers(sqs_server.url, tmp_path) as rig:
+        settings = WebSettings(
+            queue_url=rig.queues.requests,
+            region=REGION,
+            endpoint_url=sqs_server.url,
+            request_template={"InstanceId": INSTANCE_ID},  # and no flow: the worker has none
+        )
+        with TestClient(create_app(settings)) as http:
+            answer = http.post("/calls", json={"name": "Jane"})
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["event"]["type"] == EventType.REJECTED
+    assert "ContactFlowId" in answer.json()["error"]
