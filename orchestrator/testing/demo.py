@@ -1,10 +1,12 @@
 """`orchestrator demo`: the whole job on an embedded default, no AWS account needed.
 
 In one process: the Connect emulator and an SQS server on loopback, a request queue with a
-dead-letter queue, a queue for the lifecycle events playing the requester's inbox, and the real
-worker. The demo enqueues a realistic mix of requests and prints each lifecycle event as the
-requester receives it, and, from the worker's log records and metrics, when a request waits for
-the start rate or for call capacity. It stops the worker once every request has its final event,
+dead-letter queue, a queue for the lifecycle events, and the real worker. The requester is a
+backend using `orchestrator.client`: it submits a realistic mix of requests through a `CallClient`
+(one invalid message goes in raw, as a producer that skips validation would send it) and follows
+each call's events on its handle, as they reach the client's reply queue; the demo prints each one,
+and, from the worker's log records and metrics, when a request waits for the start rate or for
+call capacity. It stops the worker once every request has its final event,
 prints a summary taken from the worker's metrics and the emulator's ground truth, and keeps the
 worker's log in a file whose path it prints.
 """
@@ -25,6 +27,7 @@ from typing import Any, TextIO, cast
 import anyio
 from aiobotocore.session import AioSession
 
+from orchestrator.client import Call, CallClient
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.settings import Settings
@@ -34,13 +37,7 @@ from orchestrator.sqs import aws_client_config
 from orchestrator.testing.demo_stream import LogTap, Printer, Waits, plural, seconds
 from orchestrator.testing.emulator import ControlError, Emulator, EmulatorConfig, EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer
-from orchestrator.testing.queues import (
-    EventFollower,
-    create_queue,
-    create_queue_with_dlq,
-    queue_counts,
-    send_all,
-)
+from orchestrator.testing.queues import create_queue, create_queue_with_dlq, queue_counts
 from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, REGION, request_document
 
 #: The requests whose outcome the demo announces: an agent picks them up at once (see
@@ -53,6 +50,8 @@ _ANNOUNCED = {
     NOT_REQUESTED: "does not ask for sharing",
     INVALID: "invalid",
 }
+#: The requester's reply queues (the client's prefix), which the demo's worker allows.
+REPLY_PREFIX = "demo-replies"
 _NAMES = ["Ana", "Ben", "Chloé", "Dmitri", "Emeka", "Fatima", "Goro", "Hana", "Ines", "José"]
 
 
@@ -253,7 +252,11 @@ async def _demo(
             "max_interval_s": 2,
             "max_wait_s": 45,
         },
-        events={"sqs_queue_url": events_url, "include_connection_data": True},
+        events={
+            "sqs_queue_url": events_url,
+            "include_connection_data": True,
+            "reply_to_allowed": [f"arn:aws:sqs:{REGION}:*:{REPLY_PREFIX}-*"],
+        },
         contact_events={"queue_url": contact_events_url},
         shutdown={"grace_period_s": 5},
         observability={"enabled": False},
@@ -262,11 +265,10 @@ async def _demo(
         f"Enqueuing {requests} call requests: one invalid ({INVALID}), one whose agent may "
         f"not share a screen ({NOT_ALLOWED}), one not asking for screen sharing "
         f"({NOT_REQUESTED}); an agent picks up those two at once.\n"
-        "Each line is a lifecycle event as the requester receives it, or (worker) what the "
-        "worker's log tells: the capacity gate, and how long a request waited for the start "
+        "Each line is a lifecycle event as the requester's client receives it, or (worker) what "
+        "the worker's log tells: the capacity gate, and how long a request waited for the start "
         "rate or for call capacity.\n\n"
     )
-    await send_all(sqs, requests_url, bodies)
     started = time.monotonic()
     printer = Printer(out, started, requests)
     c = settings.connect
@@ -279,13 +281,20 @@ async def _demo(
     tap = cast("TextIO", LogTap(log_file, waits.record))  # write() and flush() are all it needs
     configure_logging(level="INFO", json_output=True, stream=tap)
 
-    def on_event(record: dict[str, Any]) -> None:
-        result.events[record["id"]] = record
-        printer.event(record)
-        if record["final"]:
-            result.finals[record["request_id"]] = _outcome(record)
+    arrived = anyio.Event()
 
-    follower = EventFollower(on_new=on_event)
+    async def follow(call: Call) -> None:
+        """What the requester's backend does with each call: follow it to its final event."""
+        nonlocal arrived
+        async for event in call.events():
+            record = event.model_dump(mode="json")
+            result.events[record["id"]] = record
+            printer.event(record)
+            if record["final"]:
+                result.finals[record["request_id"]] = _outcome(record)
+            arrived.set()
+            arrived = anyio.Event()
+
     metrics = Metrics()
     control = EmulatorControl(emulator.url)
     async with (
@@ -295,9 +304,26 @@ async def _demo(
             metrics=metrics,
             extra_sinks=[_AgentPicksUp(control, {NOT_ALLOWED, NOT_REQUESTED})],
         ) as worker,
+        CallClient(
+            requests_url,
+            region=REGION,
+            endpoint_url=sqs_url,
+            session=session,
+            reply_queue_prefix=REPLY_PREFIX,
+            wait_time_s=1,
+        ) as client,
         anyio.create_task_group() as tg,
     ):
-        tg.start_soon(follower.follow, sqs, events_url)
+        for body in bodies:
+            document = json.loads(body)
+            if document["RequestId"] == INVALID:
+                # A producer that skips validation: `submit` would refuse it (RequestRejected).
+                document["ReplyTo"] = client.reply_queue_url
+                await sqs.send_message(QueueUrl=requests_url, MessageBody=json.dumps(document))
+                call = client.call(INVALID)
+            else:
+                call = await client.submit(document)
+            tg.start_soon(follow, call)
 
         async def done() -> bool:
             result.dead_letters = (await queue_counts(sqs, dlq_url))[0]
@@ -306,7 +332,8 @@ async def _demo(
         async def supervise() -> None:
             deadline = time.monotonic() + timeout_s
             while not await done() and time.monotonic() < deadline:
-                await follower.next_arrival(within_s=0.5)
+                with anyio.move_on_after(0.5):
+                    await arrived.wait()
             result.completed = await done()
             worker.stop()
 
@@ -388,7 +415,8 @@ def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
         f"handed back {int(handed_back)}",
         f"  dead-letter queue         {plural(result.dead_letters, 'message')} "
         "(the invalid request)",
-        f"  lifecycle events          {len(result.events)} distinct, on the events queue",
+        f"  lifecycle events          {len(result.events)} distinct, through the requester's "
+        "client",
         "  agent connection noticed  " + _noticed(metrics),
     ]
     out.write("\n".join(lines) + "\n")
