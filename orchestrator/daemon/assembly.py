@@ -190,12 +190,14 @@ async def open_worker(
         # Requests that name an allowed ReplyTo get their events there too, after the sinks.
         replies = ReplyRoutes()
         if settings.events.reply_to_allowed:
-            sink = ReplySink(
-                sink,
-                await client("sqs", settings.endpoint("events"), aws_client_config()),
-                replies,
-                include_connection_data=settings.events.include_connection_data,
-                metrics=metrics,
+            sink = await stack.enter_async_context(
+                ReplySink(
+                    sink,
+                    await client("sqs", settings.endpoint("events"), aws_client_config()),
+                    replies,
+                    include_connection_data=settings.events.include_connection_data,
+                    metrics=metrics,
+                )
             )
 
         budget: Budget

@@ -5,7 +5,9 @@ request, once `[events] reply_to_allowed` allowed the queue (`engine.reply_to`).
 wraps the configured sinks: every event goes to them first, as before, then to its request's
 reply queue (message attributes `type` and `request_id`; FIFO queues: one message group per
 request, deduplicated by event id), through the SQS sink, carrying the connection data when
-`[events] include_connection_data` says so.
+`[events] include_connection_data` says so. Replies of concurrent lifecycles to one queue are
+batched (`async with ReplySink(...)` runs the batcher; outside such a block each reply goes out
+alone).
 
 A reply queue that is gone or denied never holds up the lifecycle: a send is retried a few times
 when the failure may pass (throttling, 5xx, the network), then given up; the request's first
@@ -19,11 +21,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
+import anyio
 import structlog
 from botocore.exceptions import ClientError
 
+from orchestrator.batcher import Batcher
 from orchestrator.engine.events import EventSink, LifecycleEvent
 from orchestrator.metrics import Metrics
 from orchestrator.retry import RetryPolicy
@@ -133,6 +137,40 @@ class ReplySink:
         self._include = include_connection_data
         self._metrics = metrics
         self._policy = policy or reply_policy()
+        #: (reply queue, events) of concurrent lifecycles, sent together per queue.
+        self._batcher: Batcher[tuple[str, Sequence[LifecycleEvent]]] = Batcher(
+            self._send, name="events.reply"
+        )
+
+    async def __aenter__(self) -> Self:
+        await self._batcher.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._batcher.__aexit__(*exc_info)
+
+    async def _send(
+        self, replies: list[tuple[str, Sequence[LifecycleEvent]]]
+    ) -> list[BaseException | None]:
+        """One batch of replies: each queue's events in as few calls as SQS allows, the queues
+        at once; a reply's outcome is its queue's."""
+        results: list[BaseException | None] = [None] * len(replies)
+        by_queue: dict[str, list[int]] = {}
+        for index, (url, _) in enumerate(replies):
+            by_queue.setdefault(url, []).append(index)
+
+        async def send(url: str, indexes: list[int]) -> None:
+            sink = SqsEventSink(self._client, url, include_connection_data=self._include)
+            try:
+                await sink.publish([e for i in indexes for e in replies[i][1]])
+            except Exception as exc:
+                for index in indexes:
+                    results[index] = exc
+
+        async with anyio.create_task_group() as tg:
+            for url, indexes in by_queue.items():
+                tg.start_soon(send, url, indexes)
+        return results
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         await self.inner.publish(events)
@@ -148,11 +186,10 @@ class ReplySink:
         if route.given_up is not None:
             self._metrics.reply_failures.labels(route.given_up).inc(len(events))
             return
-        sink = SqsEventSink(self._client, route.url, include_connection_data=self._include)
 
         async def attempt() -> None:
             try:
-                await sink.publish(events)
+                await self._batcher.submit((route.url, events))
             except ClientError as exc:
                 undeliverable = _classify(exc)
                 if undeliverable is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
+
+import anyio
 
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.metrics import Metrics
@@ -72,3 +75,28 @@ async def test_a_gone_reply_queue_is_given_up_once_and_the_inner_sinks_get_every
         assert route is not None and route.given_up == "missing_queue"
     assert [e.type for e in inner.events] == [EventType.RECEIVED, EventType.STARTED]
     assert metrics.value("orchestrator_reply_failures_total", {"reason": "missing_queue"}) == 2
+
+
+async def test_concurrent_replies_to_one_queue_all_arrive_in_batches(
+    sqs_client: SQSClient,
+) -> None:
+    url = await create_queue(sqs_client, "replies-shared")
+    routes, inner = ReplyRoutes(), MemorySink()
+    requests = [f"r-{i}" for i in range(12)]
+    async with ReplySink(
+        inner, sqs_client, routes, include_connection_data=False, metrics=Metrics()
+    ) as sink:
+
+        async def lifecycle(request_id: str) -> None:
+            with routes.route(request_id, url):
+                await sink.publish(events(request_id)[:1])
+
+        async with anyio.create_task_group() as tg:
+            for request_id in requests:
+                tg.start_soon(lifecycle, request_id)
+        # Twelve lifecycles' replies went out in fewer SQS calls than replies.
+        assert sink._batcher.batches < len(requests)
+    got: list[str] = []
+    while batch := await receive(sqs_client, url, wait_time_s=0):
+        got += [json.loads(m.body)["request_id"] for m in batch]
+    assert sorted(got) == sorted(requests)
