@@ -19,7 +19,7 @@ receive and start call, the event to the reply queue and the client's long poll.
 from __future__ import annotations
 
 import json
-import math
+import os
 import sys
 import time
 import uuid
@@ -108,6 +108,7 @@ def _summary(results: list[Mapping[str, Any]], emulator: Mapping[str, float]) ->
 
 async def measure(opts: ClientOptions, ctx: RunContext) -> dict[str, Any]:
     began = time.monotonic()
+    load_at_start = os.getloadavg()[0]
     emulator_args = [
         "--agent-delay", opts.agent_delay, "--talk-time", "30:30", "--abandon-rate", "0",
         "--latency", opts.latency_ms, "--max-concurrent-calls", "100000",
@@ -140,11 +141,14 @@ async def measure(opts: ClientOptions, ctx: RunContext) -> dict[str, Any]:
             timeout_s=600,
         )
         say(f"client: loaded, {opts.loaded_calls} calls at once from {opts.producers} processes")
-        share = math.ceil(opts.loaded_calls / opts.producers)
+        shares = [
+            opts.loaded_calls // opts.producers + (i < opts.loaded_calls % opts.producers)
+            for i in range(opts.producers)
+        ]
         runs = {
             f"p{i}": (
                 lambda i=i: run_child(
-                    _producer(queue, sqs_server.url, f"loaded{i}", share, share),
+                    _producer(queue, sqs_server.url, f"loaded{i}", shares[i], shares[i]),
                     ctx.log(f"client-loaded-{i}"),
                     timeout_s=600,
                 )
@@ -155,6 +159,9 @@ async def measure(opts: ClientOptions, ctx: RunContext) -> dict[str, Any]:
     return {
         "options": asdict(opts),
         "wall_s": time.monotonic() - began,
+        #: The machine's 1-minute load average at the start and the end: the local SQS server
+        #: answers one request at a time, so a busy machine slows every step of the path.
+        "load_average": [load_at_start, os.getloadavg()[0]],
         "emulator_start_s": emulator,
         "sqs_send_s": sqs,
         "idle": _summary([idle], emulator),
@@ -234,7 +241,10 @@ def markdown(figures: Mapping[str, Any]) -> str:
             "request.received to the configured sinks, then to the reply queue, before the "
             "start call; contact.started likewise; the client's receive), so the overhead is "
             "about six SendMessage latencies of the SQS server measured in the same run "
-            "(moto here, on a shared machine; SQS itself answers in-region in a few ms).",
+            "(moto here, one request at a time, on a shared machine: 1-minute load average "
+            f"{figures['load_average'][0]:.1f} at the start, {figures['load_average'][1]:.1f} "
+            "at the end; SQS itself answers in-region in a few ms). Loaded, every step queues "
+            "behind that one SQS server: the figure is its throughput, not the worker's.",
         ]
     )
 
