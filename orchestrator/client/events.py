@@ -9,28 +9,18 @@ EventType.STARTED`), which are strings.
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
-from orchestrator.engine.events import EventType
+from orchestrator.engine.events import EventRecord, EventType
 from orchestrator.errors import OrchestratorError
 
 
-class CallEvent(BaseModel):
-    """One lifecycle event of one call, as the sinks carry it."""
+class CallEvent(EventRecord):
+    """One lifecycle event of one call, as the sinks carry it (fields a newer worker adds are
+    ignored)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
-
-    id: str
-    type: str
-    time: datetime
-    request_id: str
-    contact_id: str | None = None
-    instance_id: str | None = None
-    final: bool
-    data: dict[str, Any]
 
     @classmethod
     def parse(cls, body: str | bytes) -> CallEvent:

@@ -13,6 +13,7 @@ from examples.web.app import WebSettings, create_app
 from orchestrator.engine.events import EventType
 from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.testing.requests import FLOW_ID, INSTANCE_ID, REGION
+from orchestrator.testing.workers import Rig
 from tests.examples.conftest import web_peers
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -27,16 +28,20 @@ def sse_events(text: str) -> list[dict[str, object]]:
     ]
 
 
+def web_settings(rig: Rig, sqs_url: str, **template: str) -> WebSettings:
+    return WebSettings(
+        queue_url=rig.queues.requests,
+        region=REGION,
+        endpoint_url=sqs_url,
+        request_template=template,
+    )
+
+
 async def test_post_returns_connection_data_and_the_stream_ends_with_the_outcome(
     sqs_server: LocalSqsServer, tmp_path: Path
 ) -> None:
     async with web_peers(sqs_server.url, tmp_path) as rig:
-        settings = WebSettings(
-            queue_url=rig.queues.requests,
-            region=REGION,
-            endpoint_url=sqs_server.url,
-            request_template={"InstanceId": INSTANCE_ID, "ContactFlowId": FLOW_ID},
-        )
+        settings = web_settings(rig, sqs_server.url, InstanceId=INSTANCE_ID, ContactFlowId=FLOW_ID)
         with TestClient(create_app(settings)) as http:
             assert "Call us" in http.get("/").text
             assert http.post("/calls", json={"nom": "?"}).status_code == 400
@@ -70,12 +75,8 @@ async def test_a_request_the_worker_refuses_answers_409_with_its_rejection(
     sqs_server: LocalSqsServer, tmp_path: Path
 ) -> None:
     async with web_peers(sqs_server.url, tmp_path) as rig:
-        settings = WebSettings(
-            queue_url=rig.queues.requests,
-            region=REGION,
-            endpoint_url=sqs_server.url,
-            request_template={"InstanceId": INSTANCE_ID},  # and no flow: the worker has none
-        )
+        # No flow, and the worker has no default one: rejected.
+        settings = web_settings(rig, sqs_server.url, InstanceId=INSTANCE_ID)
         with TestClient(create_app(settings)) as http:
             answer = http.post("/calls", json={"name": "Jane"})
     assert answer.status_code == 409, answer.text
