@@ -31,7 +31,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -77,10 +76,8 @@ def cancel_message(request_id: str, contact_id: str | None = None) -> dict[str, 
     return message
 
 
-def _problem(exc: BaseException, what: str, queue_url: str) -> ClientError:
-    if isinstance(exc, Exception):
-        return ClientError(f"{what}: {describe_problem(exc, queue_url)}")
-    return ClientError(f"{what}: {type(exc).__name__}")  # pragma: no cover
+def _problem(exc: Exception, what: str, queue_url: str) -> ClientError:
+    return ClientError(f"{what}: {describe_problem(exc, queue_url)}")
 
 
 class CallClient:
@@ -201,7 +198,7 @@ class CallClient:
         given = document.pop("ReplyTo", None)
         if given is not None and given != self.reply_queue_url:
             raise ValueError("ReplyTo is the client's reply queue: leave it out")
-        parse_request(json.dumps(document), replace(self._defaults))
+        parse_request(json.dumps(document), self._defaults)
         document["ReplyTo"] = self._reply_to
         return document
 
