@@ -19,7 +19,6 @@ receive and start call, the event to the reply queue and the client's long poll.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
@@ -108,7 +107,6 @@ def _summary(results: list[Mapping[str, Any]], emulator: Mapping[str, float]) ->
 
 async def measure(opts: ClientOptions, ctx: RunContext) -> dict[str, Any]:
     began = time.monotonic()
-    load_at_start = os.getloadavg()[0]
     emulator_args = [
         "--agent-delay", opts.agent_delay, "--talk-time", "30:30", "--abandon-rate", "0",
         "--latency", opts.latency_ms, "--max-concurrent-calls", "100000",
@@ -159,9 +157,6 @@ async def measure(opts: ClientOptions, ctx: RunContext) -> dict[str, Any]:
     return {
         "options": asdict(opts),
         "wall_s": time.monotonic() - began,
-        #: The machine's 1-minute load average at the start and the end: the local SQS server
-        #: answers one request at a time, so a busy machine slows every step of the path.
-        "load_average": [load_at_start, os.getloadavg()[0]],
         "emulator_start_s": emulator,
         "sqs_send_s": sqs,
         "idle": _summary([idle], emulator),
@@ -241,9 +236,8 @@ def markdown(figures: Mapping[str, Any]) -> str:
             "request.received to the configured sinks, then to the reply queue, before the "
             "start call; contact.started likewise; the client's receive), so the overhead is "
             "about six SendMessage latencies of the SQS server measured in the same run "
-            "(moto here, one request at a time, on a shared machine: 1-minute load average "
-            f"{figures['load_average'][0]:.1f} at the start, {figures['load_average'][1]:.1f} "
-            "at the end; SQS itself answers in-region in a few ms). Loaded, every step queues "
+            "(moto here, one request at a time, on a shared machine: see the load average "
+            "above; SQS itself answers in-region in a few ms). Loaded, every step queues "
             "behind that one SQS server: the figure is its throughput, not the worker's.",
         ]
     )
