@@ -21,11 +21,13 @@ EMULATOR = [
 
 
 @contextlib.asynccontextmanager
-async def web_peers(sqs_url: str, workdir: Path) -> AsyncIterator[Rig]:
+async def web_peers(
+    sqs_url: str, workdir: Path, *, emulator_args: list[str] = EMULATOR
+) -> AsyncIterator[Rig]:
     """One worker process, receiving, on fresh queues."""
     settings = {**BRISK, "EVENTS__REPLY_TO_ALLOWED": json.dumps(ALLOWED)}
     async with worker_rig(
-        sqs_url, workdir, emulator_args=EMULATOR, quotas={}, settings=settings, prefix="web"
+        sqs_url, workdir, emulator_args=emulator_args, quotas={}, settings=settings, prefix="web"
     ) as rig:
         [worker] = await rig.pool.start(1)
         await eventually(lambda: worker.receiving, within=60, message="the worker to receive")
