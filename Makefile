@@ -57,6 +57,9 @@ test: lint typecheck docs-check pytest
 	@command -v promtool >/dev/null 2>&1 || printf '\n%s\n%s\n' \
 	  "WARNING: promtool is not installed: the alert-rule tests (tests/deploy/test_observability_rules.py) were SKIPPED." \
 	  "WARNING: install it (apt-get install prometheus) to run them; .ci/run does."
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || printf '\n%s\n%s\n' \
+	  "WARNING: chromium or chromedriver is not installed: the web example's browser test (tests/examples/test_web_browser.py) was SKIPPED." \
+	  "WARNING: install them (apt-get install chromium chromium-driver) to run it; .ci/run does."
 
 demo: $(DEMO_STAMP)
 	$(BIN)/orchestrator demo

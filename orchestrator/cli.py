@@ -169,7 +169,7 @@ def _send_lines(command: str, args: argparse.Namespace, lines: list[str], *, che
     """`enqueue` and `cancel`: check and send `lines`, report, exit 0 only if all were sent."""
     settings = _tool_settings(args.config, args.queue_url)
     queue_url = settings.queue.url
-    defaults = request_defaults(settings.connect) if check else None
+    defaults = request_defaults(settings) if check else None
 
     def send(sqs: Any) -> Awaitable[EnqueueReport]:
         return enqueue(sqs, queue_url, lines, defaults=defaults)
@@ -209,7 +209,7 @@ def _cmd_dlq_inspect(args: argparse.Namespace) -> int:
 
     async def look(sqs: Any) -> tuple[dlq.Located, list[dlq.DeadLetter], str | None]:
         located = await dlq.locate(sqs, args.queue_url, source)
-        defaults = request_defaults(settings.connect)
+        defaults = request_defaults(settings)
         letters, stopped = await dlq.inspect(sqs, located, defaults=defaults, limit=args.limit)
         return located, letters, stopped
 
@@ -246,7 +246,7 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
             located,
             to,
             selection,
-            defaults=request_defaults(settings.connect),
+            defaults=request_defaults(settings),
             rate_per_s=rate,
             dry_run=args.dry_run,
             limit=args.limit,

@@ -154,6 +154,12 @@ class Metrics:
         "Failed event deliveries (before retries), by sink",
         "sink",
     )
+    reply_failures = _counter(
+        "orchestrator_reply_failures",
+        "Events not delivered to a request's ReplyTo queue (after retries), by reason: "
+        "missing_queue, denied, error",
+        "reason",
+    )
     receive_errors = _counter("orchestrator_receive_errors", "Failed SQS ReceiveMessage calls")
     visibility_extensions = _counter(
         "orchestrator_visibility_extensions",

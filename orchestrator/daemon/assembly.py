@@ -39,6 +39,7 @@ from orchestrator.engine.contact_events import ContactEventSink, LocalContactEve
 from orchestrator.engine.doorbells import ContactNotifier, EarlyEvents
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.queue_position import PositionPolicy, QueuePositions
+from orchestrator.engine.reply_to import ReplyToPolicy
 from orchestrator.engine.request import RequestDefaults
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.errors import ConfigError
@@ -51,6 +52,8 @@ from orchestrator.sinks import (
     FanoutSink,
     JsonlSink,
     LogSink,
+    ReplyRoutes,
+    ReplySink,
     SnsEventSink,
     SqsEventSink,
 )
@@ -70,9 +73,14 @@ def budget_share(connect: ConnectSettings) -> BudgetShare:
     return BudgetShare(**engine_values(BudgetShare, connect))
 
 
-def request_defaults(connect: ConnectSettings) -> RequestDefaults:
-    """What requests may leave out, and the instances and flows they may use."""
-    return RequestDefaults(**engine_values(RequestDefaults, connect))
+def request_defaults(settings: Settings) -> RequestDefaults:
+    """What requests may leave out, and the instances, flows and reply queues they may use."""
+    reply_to = ReplyToPolicy(
+        **engine_values(ReplyToPolicy, settings.events),
+        region=settings.aws.region,
+        endpoint=settings.endpoint("events"),
+    )
+    return RequestDefaults(**engine_values(RequestDefaults, settings.connect), reply_to=reply_to)
 
 
 def watch_policy(
@@ -111,7 +119,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
     """The worker's options from `[queue]`, `[shutdown]` and `[observability]`."""
     values = engine_values(WorkerOptions, settings.queue, settings.shutdown, settings.observability)
     values["max_waiting_to_start"] = admission_bound(settings)
-    return WorkerOptions(**values, request_defaults=request_defaults(settings.connect))
+    return WorkerOptions(**values, request_defaults=request_defaults(settings))
 
 
 def gateway_policies(settings: Settings) -> GatewayPolicies:
@@ -184,7 +192,19 @@ async def open_worker(
         # to 10 events each, several calls in flight) across concurrent lifecycles.
         remote = await _event_sinks(settings, client)
         batched = [await stack.enter_async_context(BatchingSink(sink)) for sink in remote]
-        sink = FanoutSink([LogSink(), *extra_sinks, *batched], metrics=metrics)
+        sink: EventSink = FanoutSink([LogSink(), *extra_sinks, *batched], metrics=metrics)
+        # Requests that name an allowed ReplyTo get their events there too, after the sinks.
+        replies = ReplyRoutes()
+        if settings.events.reply_to_allowed:
+            sink = await stack.enter_async_context(
+                ReplySink(
+                    sink,
+                    await client("sqs", settings.endpoint("events"), aws_client_config()),
+                    replies,
+                    include_connection_data=settings.events.include_connection_data,
+                    metrics=metrics,
+                )
+            )
 
         budget: Budget
         fleet: Fleet | None = None
@@ -279,6 +299,7 @@ async def open_worker(
             services=services,
             # Fleet mode: tombstones in Redis; the holder of a lifecycle hears of its cancel.
             cancels=None if fleet is None else fleet.cancels(engine, settings.queue.request_ttl_s),
+            replies=replies,
         )
 
 

@@ -41,6 +41,7 @@ from orchestrator.daemon.engine_fields import engine_field, engine_values, quota
 from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.settings_sources import describe, origins, unknown_environment
 from orchestrator.engine.queue_position import PositionPolicy
+from orchestrator.engine.reply_to import ReplyToPolicy
 from orchestrator.engine.request import RequestDefaults
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.errors import ConfigError
@@ -230,6 +231,18 @@ class EventsSettings(_Section):
         "carries them.",
     )
     endpoint_url: str | None = _endpoint("the sinks' AWS services")
+    reply_to_allowed: list[str] = engine_field(
+        ReplyToPolicy,
+        "allowed",
+        convert=tuple,
+        examples=[["arn:aws:sqs:us-east-1:123456789012:orchestrator-replies-*"]],
+    )
+
+    @field_validator("reply_to_allowed")
+    @classmethod
+    def _arn_patterns(cls, value: list[str]) -> list[str]:
+        ReplyToPolicy(allowed=tuple(value))  # its own rules: queue-ARN patterns
+        return value
 
 
 class ContactEventsSettings(_Section):

@@ -50,6 +50,7 @@ from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import CancelRequest, RequestRejected, parse_message
 from orchestrator.errors import RetryLater
 from orchestrator.retry import backoff_s
+from orchestrator.sinks.reply import ReplyRoutes
 from orchestrator.sqs import QueueMessage, QueueSource
 
 log = structlog.get_logger("orchestrator.daemon.worker")
@@ -70,11 +71,15 @@ class Worker:
         readiness: ReadinessBoard,
         capacity: CapacityGate,
         services: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        replies: ReplyRoutes | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         cancels: Cancels | None = None,
     ) -> None:
         self.engine, self.options = engine, options
+        #: Where the events of requests that name an allowed `ReplyTo` also go (`sinks.reply`):
+        #: routed while the worker handles the request.
+        self.replies = ReplyRoutes() if replies is None else replies
         #: The worker's one registry: its engine's (assembly built both on it).
         self.metrics = engine.metrics
         #: Where this worker and the parts assembled with it report to `/readyz`.
@@ -354,7 +359,10 @@ class Worker:
             )
 
         try:
-            with self.cancels.track(request.request_id, message.receive_count) as cancellation:
+            with (
+                self.cancels.track(request.request_id, message.receive_count) as cancellation,
+                self.replies.route(request.request_id, request.reply_to),
+            ):
                 final = await self.faults.retry_in_place(attempt)
             self.cancels.finished(request.request_id)
         except StoppedDuringFault as stopped:
@@ -387,9 +395,10 @@ class Worker:
         )
         try:
             if first:
-                await self.faults.retry_in_place(
-                    lambda _: self.engine.reject(rejected.request_id, rejected.errors)
-                )
+                with self.replies.route(rejected.request_id, rejected.reply_to):
+                    await self.faults.retry_in_place(
+                        lambda _: self.engine.reject(rejected.request_id, rejected.errors)
+                    )
         except StoppedDuringFault:
             log.error(
                 "request.rejection_not_emitted",

@@ -61,19 +61,26 @@ FINAL_TYPES = frozenset(
 )
 
 
-class LifecycleEvent(BaseModel):
-    """One event. Build them with `LifecycleEvent.create`."""
+class EventRecord(BaseModel):
+    """The shape of an event as the sinks carry it (its type as text): what a consumer parses
+    (`orchestrator.client.CallEvent`) and what the engine builds (`LifecycleEvent`)."""
 
     model_config = ConfigDict(frozen=True)
 
     id: str
-    type: EventType
+    type: str
     time: datetime
     request_id: str
     contact_id: str | None = None
     instance_id: str | None = None
     final: bool
     data: dict[str, Any]
+
+
+class LifecycleEvent(EventRecord):
+    """One event. Build them with `LifecycleEvent.create`."""
+
+    type: EventType
     _secrets: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @classmethod

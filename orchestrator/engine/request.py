@@ -18,7 +18,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic.alias_generators import to_pascal
 
 from orchestrator.bounds import declared
+from orchestrator.engine.reply_to import ReplyToPolicy, queue_url_problem
 
 #: Bodies larger than this are refused before parsing (SQS itself allows up to 1 MiB).
 MAX_BODY_BYTES = 1024 * 1024
@@ -78,6 +79,13 @@ def _utf8(value: str) -> str:
 def _request_id(value: str) -> str:
     if not _REQUEST_ID.fullmatch(value):
         raise ValueError("must be 1-128 characters: letters, digits, '-', '_', '.' or ':'")
+    return value
+
+
+def _queue_url(value: str) -> str:
+    problem = queue_url_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -159,6 +167,9 @@ class CallRequest(_Model):
     #: The producer's own shelf life for the request (ISO-8601 with a time zone, e.g. UTC "Z"):
     #: past it, a request not yet started ends with `request.expired`.
     expires_at: datetime | None = Field(default=None, strict=False)
+    #: An SQS queue URL the request's events also go to (when `[events] reply_to_allowed`
+    #: allows it: `engine.reply_to`).
+    reply_to: Annotated[str, AfterValidator(_queue_url)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -209,7 +220,7 @@ class CallRequest(_Model):
         params = self.model_dump(
             by_alias=True,
             exclude_none=True,
-            exclude={"request_id", "screen_sharing", "expires_at"},
+            exclude={"request_id", "screen_sharing", "expires_at", "reply_to"},
         )
         params["ClientToken"] = client_token
         return params
@@ -235,6 +246,8 @@ class RequestDefaults:
         frozenset(),
         "Contact flows requests may use; a request naming another one is rejected. Empty: any.",
     )
+    #: The reply queues requests may name (`[events] reply_to_allowed`).
+    reply_to: ReplyToPolicy = field(default_factory=ReplyToPolicy)
 
     def refusals(self, request: CallRequest) -> list[FieldError]:
         """Why `request` may not use its instance or flow (empty: it may)."""
@@ -244,7 +257,19 @@ class RequestDefaults:
         flows = self.allowed_contact_flow_ids
         if flows and request.contact_flow_id not in flows:
             refused.append(FieldError("ContactFlowId", "not a contact flow this worker may use"))
+        if request.reply_to is not None:
+            problem = self.reply_to.refusal(request.reply_to)
+            if problem:
+                refused.append(FieldError("ReplyTo", problem))
         return refused
+
+    def reply_queue(self, document: Any) -> str | None:
+        """The document's ReplyTo if it is a reply queue this worker may write to, else None
+        (a rejection goes there only then)."""
+        value = document.get("ReplyTo") if isinstance(document, dict) else None
+        if isinstance(value, str) and self.reply_to.refusal(value) is None:
+            return value
+        return None
 
 
 @dataclass(frozen=True)
@@ -262,11 +287,19 @@ class RequestRejected(ValueError):
 
     what = "call request"
 
-    def __init__(self, errors: list[FieldError], request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        errors: list[FieldError],
+        request_id: str | None = None,
+        *,
+        reply_to: str | None = None,
+    ) -> None:
         summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
         super().__init__(f"invalid {self.what}: {summary}")
         self.errors = errors
         self.request_id = request_id
+        #: The request's reply queue, when it names one it may use (its rejection goes there).
+        self.reply_to = reply_to
 
 
 class CancelRejected(RequestRejected):
@@ -426,10 +459,12 @@ def _call_request(document: dict[str, Any], defaults: RequestDefaults) -> CallRe
         # By alias only: the Python field names (`request_id`, ...) are not the wire format.
         request = CallRequest.model_validate(merged, by_alias=True, by_name=False)
     except ValidationError as exc:
-        raise RequestRejected(_errors(exc), request_id) from None
+        reply_to = defaults.reply_queue(document) if request_id else None
+        raise RequestRejected(_errors(exc), request_id, reply_to=reply_to) from None
     refused = defaults.refusals(request)
     if refused:
-        raise RequestRejected(refused, request_id)
+        reply_to = defaults.reply_queue(document)
+        raise RequestRejected(refused, request_id, reply_to=reply_to)
     return request
 
 

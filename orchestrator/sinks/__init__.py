@@ -10,6 +10,7 @@ from orchestrator.sinks.base import (
     default_sink_policy,
 )
 from orchestrator.sinks.batching import BatchingSink
+from orchestrator.sinks.reply import ReplyRoutes, ReplySink
 
 __all__ = [
     "BatchingSink",
@@ -19,6 +20,8 @@ __all__ = [
     "JsonlSink",
     "LogSink",
     "MemorySink",
+    "ReplyRoutes",
+    "ReplySink",
     "SnsEventSink",
     "SqsEventSink",
     "default_sink_policy",

@@ -83,7 +83,8 @@ class SqsEventSink(_AwsSink):
 
 
 class SnsEventSink(_AwsSink):
-    """Events published to an SNS topic, with a `type` attribute for subscription filters."""
+    """Events published to an SNS topic, with `type` and `request_id` attributes for
+    subscription filters (one subscription per backend replica, filtered by its requests)."""
 
     name = "sns"
     _client: SNSClient
@@ -92,7 +93,9 @@ class SnsEventSink(_AwsSink):
         entry: dict[str, Any] = {
             "Id": str(index),
             "Message": self._body(event),
-            "MessageAttributes": string_attributes({"type": event.type.value}),
+            "MessageAttributes": string_attributes(
+                {"type": event.type.value, "request_id": event.request_id}
+            ),
         }
         if self._fifo:  # one message group per request; deduplicated by the event's id
             entry["MessageGroupId"] = event.request_id

@@ -1,11 +1,13 @@
 """`orchestrator demo`: the whole job on an embedded default, no AWS account needed.
 
 In one process: the Connect emulator and an SQS server on loopback, a request queue with a
-dead-letter queue, a queue for the lifecycle events playing the requester's inbox, and the real
-worker. The demo enqueues a realistic mix of requests and prints each lifecycle event as the
-requester receives it (waiting customers' places in line counting down among them), and, from
-the worker's log records and metrics, when a request waits for the start rate or for call
-capacity. It stops the worker once every request has its final event,
+dead-letter queue, a queue for the lifecycle events, and the real worker. The requester is a
+backend using `orchestrator.client`: it submits a realistic mix of requests through a `CallClient`
+(one invalid message goes in raw, as a producer that skips validation would send it) and follows
+each call's events on its handle, as they reach the client's reply queue; the demo prints each one
+(waiting customers' places in line counting down among them), and, from the worker's log records
+and metrics, when a request waits for the start rate or for call capacity. It stops the worker
+once every request has its final event,
 prints a summary taken from the worker's metrics and the emulator's ground truth, and keeps the
 worker's log in a file whose path it prints. One customer cancels while queued, and one contact
 never gets an agent (held through the emulator's control API) and is stopped at its deadline; the
@@ -29,6 +31,7 @@ from typing import Any, TextIO, cast
 import anyio
 from aiobotocore.session import AioSession
 
+from orchestrator.client import Call, CallClient
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.settings import Settings
@@ -40,17 +43,14 @@ from orchestrator.testing.emulator import ControlError, Emulator, EmulatorConfig
 from orchestrator.testing.ground_truth import reached_agent_after_let_go
 from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.testing.queues import (
-    EventFollower,
     create_queue,
     create_queue_with_dlq,
     queue_counts,
-    send_all,
 )
 from orchestrator.testing.requests import (
     FLOW_ID,
     INSTANCE_ID,
     REGION,
-    cancel_body,
     request_document,
 )
 
@@ -70,6 +70,8 @@ _ANNOUNCED = {
     CANCELS: "customer cancels while queued",
     NEVER_ANSWERED: "no agent ever answers",
 }
+#: The requester's reply queues (the client's prefix), which the demo's worker allows.
+REPLY_PREFIX = "demo-replies"
 _NAMES = ["Ana", "Ben", "Chloé", "Dmitri", "Emeka", "Fatima", "Goro", "Hana", "Ines", "José"]
 
 
@@ -120,15 +122,14 @@ class _AgentPicksUp:
 
 class _Customers:
     """An event sink playing two customers once their contact is queued: `NEVER_ANSWERED`'s
-    contact is held from every agent; `CANCELS`'s too, and that customer then cancels (a cancel
-    message on the request queue)."""
+    contact is held from every agent; `CANCELS`'s too, and that customer then closes the app:
+    the backend cancels the call through its client (`client`, set once the client is open)."""
 
     name = "demo-customers"
 
-    def __init__(self, control: EmulatorControl, sqs: Any, queue_url: str) -> None:
+    def __init__(self, control: EmulatorControl) -> None:
         self.control = control
-        self.sqs = sqs
-        self.queue_url = queue_url
+        self.client: CallClient | None = None
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         for event in events:
@@ -138,8 +139,8 @@ class _Customers:
             if event.contact_id is not None:
                 with contextlib.suppress(ControlError):  # no longer waiting (a redelivery)
                     await self.control.hold(event.contact_id)
-            if event.request_id == CANCELS:
-                await send_all(self.sqs, self.queue_url, [cancel_body(CANCELS)])
+            if event.request_id == CANCELS and self.client is not None:
+                await self.client.cancel(CANCELS, event.contact_id)
 
 
 @dataclass
@@ -273,6 +274,54 @@ async def _run(
                 )
 
 
+def _settings(queues: tuple[str, str, str, str], sqs_url: str, emulator_url: str) -> Settings:
+    """The demo worker's settings: short waits, so that it all happens within a minute."""
+    requests_url, _, events_url, contact_events_url = queues
+    return Settings(
+        aws={"region": REGION, "endpoint_url": sqs_url},
+        queue={
+            "url": requests_url,
+            "wait_time_s": 1,
+            "visibility_timeout_s": 30,
+            "max_in_flight": 100,
+            "retry_base_delay_s": 1,
+        },
+        connect={
+            "endpoint_url": emulator_url,
+            "instance_id": INSTANCE_ID,
+            "contact_flow_id": FLOW_ID,
+            "capacity_max_wait_s": 90,
+        },
+        watch={
+            "first_delay_s": 0.5,
+            "multiplier": 1.5,
+            "max_interval_s": 2,
+            "max_wait_s": 25,
+        },
+        events={
+            "sqs_queue_url": events_url,
+            "include_connection_data": True,
+            "reply_to_allowed": [f"arn:aws:sqs:{REGION}:*:{REPLY_PREFIX}-*"],
+        },
+        contact_events={"queue_url": contact_events_url},
+        shutdown={"grace_period_s": 5},
+        observability={"enabled": False},
+    )
+
+
+def _intro(out: TextIO, requests: int, settings: Settings) -> None:
+    out.write(
+        f"Enqueuing {requests} call requests: one invalid ({INVALID}), one whose agent may "
+        f"not share a screen ({NOT_ALLOWED}), one not asking for screen sharing "
+        f"({NOT_REQUESTED}); an agent picks up those two at once. No agent ever gets "
+        f"{CANCELS} (whose customer cancels while queued) or {NEVER_ANSWERED} (stopped at "
+        f"[watch] max_wait_s = {settings.watch.max_wait_s:g} s).\n"
+        "Each line is a lifecycle event as the requester's client receives it, or (worker) what "
+        "the worker's log tells: the capacity gate, and how long a request waited for the start "
+        "rate or for call capacity.\n\n"
+    )
+
+
 async def _demo(
     result: DemoResult,
     *,
@@ -286,45 +335,9 @@ async def _demo(
     timeout_s: float,
     log_file: TextIO,
 ) -> None:
-    requests = result.requests
-    requests_url, dlq_url, events_url, contact_events_url = queues
-    settings = Settings(
-        aws={"region": REGION, "endpoint_url": sqs_url},
-        queue={
-            "url": requests_url,
-            "wait_time_s": 1,
-            "visibility_timeout_s": 30,
-            "max_in_flight": 100,
-            "retry_base_delay_s": 1,
-        },
-        connect={
-            "endpoint_url": emulator.url,
-            "instance_id": INSTANCE_ID,
-            "contact_flow_id": FLOW_ID,
-            "capacity_max_wait_s": 90,
-        },
-        watch={
-            "first_delay_s": 0.5,
-            "multiplier": 1.5,
-            "max_interval_s": 2,
-            "max_wait_s": 25,
-        },
-        events={"sqs_queue_url": events_url, "include_connection_data": True},
-        contact_events={"queue_url": contact_events_url},
-        shutdown={"grace_period_s": 5},
-        observability={"enabled": False},
-    )
-    out.write(
-        f"Enqueuing {requests} call requests: one invalid ({INVALID}), one whose agent may "
-        f"not share a screen ({NOT_ALLOWED}), one not asking for screen sharing "
-        f"({NOT_REQUESTED}); an agent picks up those two at once. No agent ever gets "
-        f"{CANCELS} (whose customer cancels while queued) or {NEVER_ANSWERED} (stopped at "
-        f"[watch] max_wait_s = {settings.watch.max_wait_s:g} s).\n"
-        "Each line is a lifecycle event as the requester receives it, or (worker) what the "
-        "worker's log tells: the capacity gate, and how long a request waited for the start "
-        "rate or for call capacity.\n\n"
-    )
-    await send_all(sqs, requests_url, bodies)
+    requests, (requests_url, dlq_url, _, _) = result.requests, queues
+    settings = _settings(queues, sqs_url, emulator.url)
+    _intro(out, requests, settings)
     started = time.monotonic()
     printer = Printer(out, started, requests)
     c = settings.connect
@@ -337,15 +350,23 @@ async def _demo(
     tap = cast("TextIO", LogTap(log_file, waits.record))  # write() and flush() are all it needs
     configure_logging(level="INFO", json_output=True, stream=tap)
 
-    def on_event(record: dict[str, Any]) -> None:
-        result.events[record["id"]] = record
-        printer.event(record)
-        if record["final"]:
-            result.finals[record["request_id"]] = _outcome(record)
+    arrived = anyio.Event()
 
-    follower = EventFollower(on_new=on_event)
+    async def follow(call: Call) -> None:
+        """What the requester's backend does with each call: follow it to its final event."""
+        nonlocal arrived
+        async for event in call.events():
+            record = event.model_dump(mode="json")
+            result.events[record["id"]] = record
+            printer.event(record)
+            if record["final"]:
+                result.finals[record["request_id"]] = _outcome(record)
+            arrived.set()
+            arrived = anyio.Event()
+
     metrics = Metrics()
     control = EmulatorControl(emulator.url)
+    customers = _Customers(control)
     async with (
         open_worker(
             settings,
@@ -353,12 +374,30 @@ async def _demo(
             metrics=metrics,
             extra_sinks=[
                 _AgentPicksUp(control, {NOT_ALLOWED, NOT_REQUESTED}),
-                _Customers(control, sqs, requests_url),
+                customers,
             ],
         ) as worker,
+        CallClient(
+            requests_url,
+            region=REGION,
+            endpoint_url=sqs_url,
+            session=session,
+            reply_queue_prefix=REPLY_PREFIX,
+            wait_time_s=1,
+        ) as client,
         anyio.create_task_group() as tg,
     ):
-        tg.start_soon(follower.follow, sqs, events_url)
+        customers.client = client
+        for body in bodies:
+            document = json.loads(body)
+            if document["RequestId"] == INVALID:
+                # A producer that skips validation: `submit` would refuse it (RequestRejected).
+                document["ReplyTo"] = client.reply_queue_url
+                await sqs.send_message(QueueUrl=requests_url, MessageBody=json.dumps(document))
+                call = client.call(INVALID)
+            else:
+                call = await client.submit(document)
+            tg.start_soon(follow, call)
 
         async def done() -> bool:
             result.dead_letters = (await queue_counts(sqs, dlq_url))[0]
@@ -367,7 +406,8 @@ async def _demo(
         async def supervise() -> None:
             deadline = time.monotonic() + timeout_s
             while not await done() and time.monotonic() < deadline:
-                await follower.next_arrival(within_s=0.5)
+                with anyio.move_on_after(0.5):
+                    await arrived.wait()
             result.completed = await done()
             worker.stop()
 
@@ -375,11 +415,16 @@ async def _demo(
         await worker.run()
         tg.cancel_scope.cancel()
     result.elapsed_s = time.monotonic() - started
+    await _ground_truth(result, control)
+    _summary(out, result, metrics)
+
+
+async def _ground_truth(result: DemoResult, control: EmulatorControl) -> None:
+    """What the emulator saw: its counts, and whether any agent met a contact let go of."""
     result.emulator_stats = await control.stats()
     contacts = await control.contacts()
     result.reached_after_let_go = reached_agent_after_let_go(result.events.values(), contacts)
     result.stopped_with_agent = [c["ContactId"] for c in contacts if c["StoppedWithAgent"]]
-    _summary(out, result, metrics)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -478,7 +523,8 @@ def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
         f"handed back {int(handed_back)}",
         f"  dead-letter queue         {plural(result.dead_letters, 'message')} "
         "(the invalid request)",
-        f"  lifecycle events          {len(result.events)} distinct, on the events queue",
+        f"  lifecycle events          {len(result.events)} distinct, through the requester's "
+        "client",
         "  places in line told       " + _positions(result),
         "  agent connection noticed  " + _noticed(metrics),
         "  contacts let go of        " + _let_go(metrics),

@@ -26,7 +26,9 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"shared", "connect", "engine"},
     "sinks": {"shared", "sinks", "engine.events", "sqs"},
     "daemon": {"shared", "connect", "sqs", "engine", "sinks", "daemon"},
-    "edge": {"shared", "connect", "sqs", "engine", "sinks", "daemon", "edge"},
+    # The producer's client: the worker's event and request types, and the SQS boundary.
+    "client": {"shared", "sqs", "engine.events", "engine.request", "engine.reply_to", "client"},
+    "edge": {"shared", "connect", "sqs", "engine", "sinks", "daemon", "client", "edge"},
 }
 
 
@@ -208,6 +210,7 @@ CROSS_CUTTING = {
     "deploy": "the deployment files (deploy/)",
     "docs": "the docs site and its examples (docs/)",
     "emulator": "the testing kit's Connect emulator, the kit's largest part",
+    "examples": "the reference web backend (examples/web/) and its page, in a real browser",
     "fleet": "daemon/fleet/ (fleet mode's own suite)",
     "reliability": "poison bodies and memory through a whole worker",
     "security": "what a whole worker exposes, and to whom",

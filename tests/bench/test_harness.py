@@ -150,4 +150,5 @@ def test_render_draws_every_recorded_scenario_in_the_suite_order() -> None:
         "## Polling policies: queue-aware vs plain backoff",
         "## Fleet mode: one shared budget while workers come and go",
         "## Agents' dead calls: timed-out contacts left or stopped",
+        "## The producer's client: submit -> connection data",
     ]

@@ -146,7 +146,7 @@ def test_a_default_outside_its_allow_list_is_refused(monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError, match="instance_id 'i-default' is not in allowed_instance_ids"):
         load_settings()
     monkeypatch.setenv("ORCHESTRATOR_CONNECT__INSTANCE_ID", "i-2")
-    assert request_defaults(load_settings().connect).allowed_instance_ids == {"i-1", "i-2"}
+    assert request_defaults(load_settings()).allowed_instance_ids == {"i-1", "i-2"}
 
 
 # -- errors name the place the user wrote ---------------------------------------------------------

@@ -78,7 +78,7 @@ def engine_values(settings: Settings) -> dict[str, object]:
         "gateway": gateway_policies(settings),
         "quotas": connect_quotas(settings.connect),
         "budget": budget_share(settings.connect),
-        "request_defaults": request_defaults(settings.connect),
+        "request_defaults": request_defaults(settings),
         "positions": position_policy(settings.queue_position),
     }
 
@@ -107,8 +107,8 @@ def other_values(info: FieldInfo) -> list[Any]:
         candidates = [default * 2, default / 2, default + 1, default - 1, (low + high) / 2, high]
         kind = int if type(default) is int else float
         return [kind(c) for c in candidates if kind(c) != default]
-    if isinstance(default, list):
-        return [["sample"]]
+    if isinstance(default, list):  # the field's own examples first: they are valid values
+        return [*(info.examples or []), ["sample"]]
     return ["https://example.invalid/sample"]
 
 

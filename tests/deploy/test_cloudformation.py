@@ -107,6 +107,10 @@ def deploy(url: str, **parameters: str) -> Stack:
     )
 
 
+#: The reply queues the full stack allows: the client's default prefix.
+REPLY_PREFIX = "orchestrator-replies"
+
+
 def full_parameters(**extra: str) -> dict[str, str]:
     return {
         "ConnectInstanceArn": INSTANCE_ARN,
@@ -116,6 +120,7 @@ def full_parameters(**extra: str) -> dict[str, str]:
         "CreateEventsBus": "true",
         "WorkerTrust": "eks-irsa",
         "EksOidcProviderArn": OIDC_PROVIDER,
+        "ReplyQueueArnPattern": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{REPLY_PREFIX}-*",
         **extra,
     }
 
@@ -291,6 +296,7 @@ def test_outputs_fill_real_settings_and_load(stack: Stack) -> None:
         "OrchestratorEventsSqsQueueUrl",
         "OrchestratorEventsSnsTopicArn",
         "OrchestratorEventsEventbridgeBus",
+        "OrchestratorEventsReplyToAllowed",
         "OrchestratorContactEventsQueueUrl",
     }
     env = {}
@@ -308,6 +314,7 @@ def test_outputs_fill_real_settings_and_load(stack: Stack) -> None:
     assert settings.connect.contact_flow_id == FLOW_ID
     assert settings.contact_events.queue_url == ours["OrchestratorContactEventsQueueUrl"]
     assert settings.events.eventbridge_bus and settings.events.sns_topic_arn
+    assert settings.events.reply_to_allowed == [f"arn:aws:sqs:{REGION}:{ACCOUNT}:{REPLY_PREFIX}-*"]
     for key, description in stack.described.items():
         if not key.startswith("Orchestrator"):
             assert not description.startswith("ORCHESTRATOR_"), key
@@ -334,6 +341,7 @@ def test_role_grants_exactly_what_iam_policy_json_grants(
         "CONTACT_EVENTS_QUEUE_NAME": sqs["ContactEventsQueue"],
         "EVENTS_TOPIC_NAME": stack.outputs["OrchestratorEventsSnsTopicArn"].rsplit(":", 1)[-1],
         "EVENT_BUS_NAME": stack.outputs["OrchestratorEventsEventbridgeBus"],
+        "REPLY_QUEUE_PREFIX": REPLY_PREFIX,
     }
     for sid, statement in documented.items():
         assert deployed[sid]["Effect"] == statement["Effect"] == "Allow", sid
@@ -382,6 +390,7 @@ def test_other_trusts_and_no_sinks_leave_out_what_is_not_created(
             CreateEventsQueue="false",
             CreateEventsTopic="false",
             CreateEventsBus="false",
+            ReplyQueueArnPattern="",
         ),
     )
     (statement,) = trust_policy(moto, stack)["Statement"]

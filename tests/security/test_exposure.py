@@ -203,6 +203,8 @@ async def test_a_request_cannot_choose_where_its_events_or_tokens_go(
                 for name in ROUTING_FIELDS
             },
             "route-queue": routing_request("route-queue", EventsQueueUrl=attacker_queue),
+            # A real queue on the worker's own SQS server: no [events] reply_to_allowed, no reply.
+            "route-reply": routing_request("route-reply", ReplyTo=attacker_queue),
             "route-sinks": routing_request(
                 "route-sinks", Sinks=[{"type": "sqs", "url": attacker_queue}]
             ),
@@ -236,7 +238,13 @@ async def test_a_request_cannot_choose_where_its_events_or_tokens_go(
     for event in run.events:
         if event["type"] == "request.rejected":
             errors = event["data"]["errors"]
-            assert errors and all(e["message"] == "unknown field" for e in errors), errors
+            # ReplyTo is a field, honoured only for allowed queues; the others are unknown.
+            assert errors and all(
+                e["message"] == "unknown field"
+                or (e["field"] == "ReplyTo" and "reply_to_allowed is empty" in e["message"])
+                or (e["field"] == "ReplyTo" and "must be an SQS queue URL" in e["message"])
+                for e in errors
+            ), errors
     assert finals["attribute-only"] == {"screen_sharing.started"}
     # Nothing went where a request asked, and no event repeats the destination it named.
     assert await queue_counts(sqs_client, attacker_queue) == (0, 0)

@@ -350,6 +350,35 @@ async def test_sns_sink_delivers_to_a_subscribed_queue(
     assert bodies["req-2:contact.timed_out"]["final"] is True
 
 
+async def test_an_sns_subscription_filtered_by_request_id_gets_only_that_requests_events(
+    sns_client: SNSClient, sqs_client: SQSClient, sqs_queue: str
+) -> None:
+    """Several replicas of a backend without the client: each subscribes its own queue with a
+    `request_id` filter policy (docs: integrating)."""
+    topic = (await sns_client.create_topic(Name=f"events-{uuid.uuid4().hex[:12]}"))["TopicArn"]
+    await sns_client.subscribe(
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=await queue_arn(sqs_client, sqs_queue),
+        Attributes={
+            "RawMessageDelivery": "true",
+            "FilterPolicy": json.dumps({"request_id": ["req-1"]}),
+        },
+    )
+    events = [
+        started_event("req-1"),
+        plain_event("req-2", EventType.TIMED_OUT),
+        plain_event("req-1", EventType.AGENT_CONNECTED),
+    ]
+
+    await SnsEventSink(sns_client, topic, include_connection_data=False).publish(events)
+
+    messages = await drain(sqs_client, sqs_queue, 2)
+    assert {json.loads(m["Body"])["request_id"] for m in messages} == {"req-1"}
+    extra = await sqs_client.receive_message(QueueUrl=sqs_queue, WaitTimeSeconds=1)
+    assert extra.get("Messages", []) == []
+
+
 async def test_eventbridge_sink_delivers_to_a_rule_targeting_a_queue(
     events_client: EventBridgeClient, sqs_client: SQSClient, sqs_queue: str
 ) -> None:
