@@ -3,7 +3,7 @@
 See `client.CallClient` (and docs/integrating.md)."""
 
 from orchestrator.client.call import Call
-from orchestrator.client.client import CallClient, cancel_message
+from orchestrator.client.client import CallClient
 from orchestrator.client.events import CallEnded, CallEvent, CallTimeout, ClientError
 from orchestrator.client.reply_queue import (
     CREATED_AT_TAG,
@@ -29,7 +29,6 @@ __all__ = [
     "ClientError",
     "EventType",
     "RequestRejected",
-    "cancel_message",
     "create_reply_queue",
     "stale_reply_queues",
 ]

@@ -62,6 +62,10 @@ class Call:
     def contact_id(self) -> str | None:
         return next((e.contact_id for e in self._events if e.contact_id), None)
 
+    @property
+    def instance_id(self) -> str | None:
+        return next((e.instance_id for e in self._events if e.instance_id), None)
+
     def _nth(self, index: int) -> CallEvent | None:
         return self._events[index] if index < len(self._events) else None
 

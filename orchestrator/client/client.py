@@ -43,7 +43,7 @@ from botocore.exceptions import ClientError as BotoClientError
 from orchestrator.client.call import Call
 from orchestrator.client.events import CallEvent, ClientError
 from orchestrator.client.reply_queue import DEFAULT_PREFIX, create_reply_queue
-from orchestrator.engine.request import RequestDefaults, parse_request
+from orchestrator.engine.request import RequestDefaults, cancel_document, parse_request
 from orchestrator.retry import backoff_s
 from orchestrator.sqs import (
     MAX_WAIT_TIME_S,
@@ -66,14 +66,6 @@ log = structlog.get_logger("orchestrator.client")
 #: What stands in for the fields the worker's defaults may supply, while a request is validated.
 _WORKER_DEFAULT = "worker-default"
 _SQS_FAILURES = (BotoClientError, BotoCoreError, OSError)
-
-
-def cancel_message(request_id: str, contact_id: str | None = None) -> dict[str, str]:
-    """The cancel request for `request_id`, as the worker reads it from the request queue."""
-    message = {"Action": "cancel", "RequestId": request_id}
-    if contact_id:
-        message["ContactId"] = contact_id
-    return message
 
 
 def _problem(exc: Exception, what: str, queue_url: str) -> ClientError:
@@ -232,12 +224,18 @@ class CallClient:
         if self._calls.get(call.request_id) is call:
             del self._calls[call.request_id]
 
-    async def cancel(self, request_id: str, contact_id: str | None = None) -> None:
-        """Send the cancel request for `request_id`."""
-        await self._send(cancel_message(request_id, contact_id), dedup_id=f"{request_id}:cancel")
+    async def cancel(
+        self, request_id: str, contact_id: str | None = None, instance_id: str | None = None
+    ) -> None:
+        """Send the cancel request for `request_id` (naming its contact, when known, lets any
+        worker stop it; its instance then goes with it)."""
+        document = cancel_document(
+            request_id, contact_id=contact_id, instance_id=instance_id if contact_id else None
+        )
+        await self._send(document, dedup_id=f"{request_id}:cancel")
 
     async def _cancel(self, call: Call) -> None:
-        await self.cancel(call.request_id, call.contact_id)
+        await self.cancel(call.request_id, call.contact_id, call.instance_id)
 
     async def _send(self, document: Mapping[str, Any], *, dedup_id: str) -> None:
         fifo = is_fifo(self.queue_url)

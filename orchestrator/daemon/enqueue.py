@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from orchestrator.engine.request import RequestDefaults, RequestRejected, parse_message
+from orchestrator.engine.request import (
+    RequestDefaults,
+    RequestRejected,
+    cancel_document,
+    parse_message,
+)
 from orchestrator.sqs import (
     OutgoingMessage,
     batches,
@@ -47,14 +52,10 @@ def cancel_lines(
 ) -> list[str]:
     """The cancel messages for `request_ids` (naming the contact, when one request is given
     with its `contact_id`)."""
-    lines = []
-    for request_id in request_ids:
-        document = {"Action": "cancel", "RequestId": request_id}
-        for key, value in (("ContactId", contact_id), ("InstanceId", instance_id)):
-            if value is not None:
-                document[key] = value
-        lines.append(json.dumps(document))
-    return lines
+    return [
+        json.dumps(cancel_document(rid, contact_id=contact_id, instance_id=instance_id))
+        for rid in request_ids
+    ]
 
 
 def _message(number: int, body: str, fifo: bool) -> OutgoingMessage:

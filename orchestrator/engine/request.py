@@ -325,6 +325,18 @@ class CancelRequest(_Model):
     instance_id: Annotated[str, StringConstraints(min_length=1, max_length=100), Utf8] | None = None
 
 
+def cancel_document(
+    request_id: str, *, contact_id: str | None = None, instance_id: str | None = None
+) -> dict[str, str]:
+    """The cancel message for `request_id` as a requester sends it (`CancelRequest` on the wire):
+    naming the contact (and its instance) lets any worker stop it."""
+    document = {"Action": "cancel", "RequestId": request_id}
+    for key, value in (("ContactId", contact_id), ("InstanceId", instance_id)):
+        if value is not None:
+            document[key] = value
+    return document
+
+
 def client_token(request_id: str, purpose: Literal["start", "screen-sharing"]) -> str:
     """The ClientToken for one Connect call of one request: the same on every redelivery."""
     return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{purpose}:{request_id}"))

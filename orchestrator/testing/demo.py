@@ -140,7 +140,7 @@ class _Customers:
                 with contextlib.suppress(ControlError):  # no longer waiting (a redelivery)
                     await self.control.hold(event.contact_id)
             if event.request_id == CANCELS and self.client is not None:
-                await self.client.cancel(CANCELS, event.contact_id)
+                await self.client.cancel(CANCELS, event.contact_id, event.instance_id)
 
 
 @dataclass
