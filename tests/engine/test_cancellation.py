@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies
-from orchestrator.connect.operations import Operation, Quota
+from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
 from orchestrator.connect.ratelimit import RateBudget
 from orchestrator.engine.cancellation import (
     Cancellation,
@@ -139,7 +139,8 @@ async def test_a_cancel_ends_the_wait_for_the_start_budget(
     start_emulator: Starter, client_for: ClientFactory
 ) -> None:
     emulator: Emulator = await start_emulator(agent_delay_s=(60.0, 60.0))
-    budget = RateBudget({Operation.START_WEBRTC_CONTACT: Quota(0.001, 2.0)})
+    # One start token, and none after it for a long while; the watch's own calls unhampered.
+    budget = RateBudget({**DEFAULT_QUOTAS, Operation.START_WEBRTC_CONTACT: Quota(0.001, 2.0)})
     sink = MemorySink()
     engine = make_engine(await client_for(emulator), sink, budget=budget)
     bucket = budget[Operation.START_WEBRTC_CONTACT]
