@@ -281,6 +281,7 @@ class ContactCenter:
         if contact.client_token:
             self._by_token[(instance_id, contact.client_token)] = contact_id
         self._active[instance_id] = self._active.get(instance_id, 0) + 1
+        contact.held = contact.client_token in cfg.held_client_tokens
         self._notify(contact, "INITIATED", now)
         self._notify(contact, "CONTACT_DATA_UPDATED", now)
         self._schedule(now + cfg.flow_delay_s, contact, Action.ENQUEUE)
@@ -355,7 +356,9 @@ class ContactCenter:
             contact.state = ContactState.QUEUED
             contact.enqueued_at = at
             self._notify(contact, "QUEUED", at)
-            if cfg.contact_center_model:
+            if contact.held:  # held from its start: it waits until stopped or hung up
+                pass
+            elif cfg.contact_center_model:
                 self._waiting.append(contact.id)
                 self._schedule(at + self._rng.uniform(*cfg.patience_s), contact, Action.ABANDON)
                 self._dispatch(at)

@@ -64,6 +64,9 @@ class EmulatorConfig:
     #: Which waiting contact a free agent takes: "fifo" the oldest, "random" any one, uniformly
     #: (skills-based routing seen from one queue; drawn from the seeded generator).
     service_order: str = "fifo"
+    #: Contacts started with one of these ClientTokens are held from their start: no agent
+    #: and no abandon, until stopped or hung up (a customer no agent will ever answer).
+    held_client_tokens: frozenset[str] = frozenset()
 
     # Quotas per operation per account; `quotas_enabled=False` switches them all off.
     quotas: dict[str, Quota] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
