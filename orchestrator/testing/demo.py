@@ -10,7 +10,7 @@ and metrics, when a request waits for the start rate or for call capacity. It st
 once every request has its final event,
 prints a summary taken from the worker's metrics and the emulator's ground truth, and keeps the
 worker's log in a file whose path it prints. One customer cancels while queued, and one contact
-never gets an agent (held through the emulator's control API) and is stopped at its deadline; the
+never gets an agent (held by the emulator from its start) and is stopped at its deadline; the
 summary shows both, and the ground truth that no agent reached a contact after the orchestrator
 let go of it and that no stop cut off an agent.
 """
@@ -36,6 +36,7 @@ from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.settings import Settings
 from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.request import client_token
 from orchestrator.metrics import Metrics
 from orchestrator.sqs import aws_client_config
 from orchestrator.testing.demo_stream import LogTap, Printer, Waits, plural, seconds
@@ -121,25 +122,20 @@ class _AgentPicksUp:
 
 
 class _Customers:
-    """An event sink playing two customers once their contact is queued: `NEVER_ANSWERED`'s
-    contact is held from every agent; `CANCELS`'s too, and that customer then closes the app:
-    the backend cancels the call through its client (`client`, set once the client is open)."""
+    """An event sink playing the customer of `CANCELS`, who closes the app once the contact has
+    started: the backend cancels the call through its client (`client`, set once the client is
+    open). Its contact and `NEVER_ANSWERED`'s are held from every agent from their start (the
+    emulator's `held_client_tokens`)."""
 
     name = "demo-customers"
 
-    def __init__(self, control: EmulatorControl) -> None:
-        self.control = control
+    def __init__(self) -> None:
         self.client: CallClient | None = None
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
         for event in events:
-            held = {CANCELS, NEVER_ANSWERED}
-            if event.type is not EventType.STARTED or event.request_id not in held:
-                continue
-            if event.contact_id is not None:
-                with contextlib.suppress(ControlError):  # no longer waiting (a redelivery)
-                    await self.control.hold(event.contact_id)
-            if event.request_id == CANCELS and self.client is not None:
+            mine = event.type is EventType.STARTED and event.request_id == CANCELS
+            if mine and self.client is not None:
                 await self.client.cancel(CANCELS, event.contact_id, event.instance_id)
 
 
@@ -221,6 +217,7 @@ def _emulator_config(seed: int, contact_events_url: str, sqs_url: str) -> Emulat
         events_endpoint_url=sqs_url,
         events_drop_rate=0.1,
         events_delay_s=(0.05, 0.3),
+        held_client_tokens=frozenset(client_token(r, "start") for r in (CANCELS, NEVER_ANSWERED)),
     )
 
 
@@ -366,7 +363,7 @@ async def _demo(
 
     metrics = Metrics()
     control = EmulatorControl(emulator.url)
-    customers = _Customers(control)
+    customers = _Customers()
     async with (
         open_worker(
             settings,

@@ -158,12 +158,17 @@ async def test_cancel_sends_the_documented_cancel_request(
         assert await requests_sent(sqs_client, client) == [
             {"Action": "cancel", "RequestId": "to-cancel"}
         ]
-        # Once the contact is known, the cancel names it too.
+        # Once the contact is known, the cancel names it, and its instance, too.
         await reply(sqs_client, client, event("to-cancel", EventType.STARTED))
         await call.started(timeout=10)
         await call.cancel()
         assert await requests_sent(sqs_client, client) == [
-            {"Action": "cancel", "RequestId": "to-cancel", "ContactId": "contact-1"}
+            {
+                "Action": "cancel",
+                "RequestId": "to-cancel",
+                "ContactId": "contact-1",
+                "InstanceId": "instance-1",
+            }
         ]
 
 

@@ -17,7 +17,10 @@ import pytest
 from aiobotocore.session import AioSession, get_session
 
 from orchestrator.daemon.assembly import open_worker
+from orchestrator.engine.request import parse_request
+from orchestrator.testing.emulator import EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer
+from orchestrator.testing.requests import cancel_body
 from tests.conftest import FLOW_ID, INSTANCE_ID, REGION
 from tests.deploy._support import IAM_ACTIONS, IAM_POLICY, Recorder, as_list, statements_allow
 from tests.support import create_queue_with_dlq, queue_counts, request_body, send_all, settings_for
@@ -89,7 +92,15 @@ async def test_policy_allows_every_call_a_worker_makes_and_nothing_more(
     ) as eventbridge:
         await eventbridge.create_event_bus(Name=f"events-{suffix}")
     invalid = json.dumps({"RequestId": "invalid", "ParticipantDetails": {"DisplayName": ""}})
-    await send_all(sqs_client, queue, [request_body("shares-screen"), invalid])
+    # A contact this worker does not hold, cancelled by its ContactId: the worker stops it.
+    async with setup.create_client(
+        "connect", region_name=REGION, endpoint_url=emulator.url
+    ) as connect:
+        params = parse_request(request_body("elsewhere")).start_webrtc_contact_params("t-1")
+        elsewhere = (await connect.start_web_rtc_contact(**params))["ContactId"]
+    await EmulatorControl(emulator.url).hold(elsewhere)  # no agent before the cancel
+    cancel = cancel_body("elsewhere", elsewhere)
+    await send_all(sqs_client, queue, [request_body("shares-screen"), invalid, cancel])
 
     settings = settings_for(
         emulator.url,
@@ -108,9 +119,10 @@ async def test_policy_allows_every_call_a_worker_makes_and_nothing_more(
     async with open_worker(settings, session=session) as worker:
         await worker.run(drain=True)
 
-    # The run did what it should: one contact through screen sharing, the invalid message in the
-    # DLQ after its deliveries, events on the queue sink.
-    assert worker.metrics.value("orchestrator_messages_acknowledged_total") == 1
+    # The run did what it should: one contact through screen sharing, one stopped for a cancel,
+    # the invalid message in the DLQ after its deliveries, events on the queue sink.
+    assert worker.metrics.value("orchestrator_messages_acknowledged_total") == 2
+    assert worker.metrics.value("orchestrator_cancels_total", {"result": "cancelled"}) == 1
     assert await queue_counts(sqs_client, dlq) == (1, 0)
     assert (await queue_counts(sqs_client, events_queue))[0] >= 5
 
@@ -122,6 +134,7 @@ async def test_policy_allows_every_call_a_worker_makes_and_nothing_more(
             ("connect", "GetContactMetrics"),
             ("connect", "StartScreenSharing"),
             ("connect", "StartWebRTCContact"),
+            ("connect", "StopContact"),
             ("events", "PutEvents"),
             ("sns", "PublishBatch"),
             ("sqs", "ChangeMessageVisibilityBatch"),

@@ -159,6 +159,25 @@ async def test_a_held_contact_waits_in_its_queue_until_it_is_stopped(
     assert (await control.hold(contact_id))["changed"] is False
 
 
+async def test_a_contact_started_with_a_held_client_token_is_held_from_its_start(
+    start_clocked_emulator: EmulatorStarter, client_for: ClientFactory, clock: ManualClock
+) -> None:
+    emulator = await start_clocked_emulator(
+        quotas_enabled=False,
+        agent_delay_s=(0.0, 0.0),
+        abandon_rate=1.0,
+        held_client_tokens=frozenset({"held-token"}),
+    )
+    client, control = await client_for(emulator), ControlApi(emulator.url)
+    held = await client.start_web_rtc_contact(**start_args(ClientToken="held-token"))
+    other = await client.start_web_rtc_contact(**start_args(ClientToken="other-token"))
+
+    clock.advance(3600.0)
+    truth = await control.contact(held["ContactId"])
+    assert (truth["State"], truth["Held"], truth["ConnectedToAgentAt"]) == ("QUEUED", True, None)
+    assert (await control.contact(other["ContactId"]))["State"] == "DISCONNECTED"  # abandoned
+
+
 async def test_held_contacts_are_skipped_by_the_agents_of_the_contact_center_model(
     start_clocked_emulator: EmulatorStarter, client_for: ClientFactory, clock: ManualClock
 ) -> None:

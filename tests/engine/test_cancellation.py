@@ -139,6 +139,7 @@ async def test_a_cancel_ends_the_wait_for_the_start_budget(
     start_emulator: Starter, client_for: ClientFactory
 ) -> None:
     emulator: Emulator = await start_emulator(agent_delay_s=(60.0, 60.0))
+    # One start token, and none after it for a long while; the watch's own calls unhampered.
     budget = RateBudget({**DEFAULT_QUOTAS, Operation.START_WEBRTC_CONTACT: Quota(0.001, 2.0)})
     sink = MemorySink()
     engine = make_engine(await client_for(emulator), sink, budget=budget)

@@ -361,6 +361,7 @@ class ContactCenter:
         if contact.client_token:
             self._by_token[(instance_id, contact.client_token)] = contact_id
         self._active[instance_id] = self._active.get(instance_id, 0) + 1
+        contact.held = contact.client_token in cfg.held_client_tokens
         self._notify(contact, "INITIATED", now)
         self._notify(contact, "CONTACT_DATA_UPDATED", now)
         self._schedule(now + cfg.flow_delay_s, contact, Action.ENQUEUE)
@@ -435,7 +436,9 @@ class ContactCenter:
     def _apply(self, contact: Contact, action: Action, at: float) -> None:
         cfg = self._config()
         if action is Action.ENQUEUE and contact.state is ContactState.INITIATED:
-            if cfg.contact_center_model:
+            if contact.held:  # held from its start: it waits until stopped or hung up
+                self._queued(contact, at)
+            elif cfg.contact_center_model:
                 self._enqueue(contact, at, patience=True)
             else:
                 self._queued(contact, at)

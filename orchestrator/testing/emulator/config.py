@@ -71,6 +71,9 @@ class EmulatorConfig:
     background_arrival_rate: float = 0.0
     #: GetContactMetrics answers AccessDeniedException (a role without the permission).
     metrics_access_denied: bool = False
+    #: Contacts started with one of these ClientTokens are held from their start: no agent
+    #: and no abandon, until stopped or hung up (a customer no agent will ever answer).
+    held_client_tokens: frozenset[str] = frozenset()
 
     # Quotas per operation per account; `quotas_enabled=False` switches them all off.
     quotas: dict[str, Quota] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
