@@ -8,7 +8,9 @@ from redis.asyncio import Redis
 
 from orchestrator.daemon.fleet import FleetContactEvents, redis_client
 from orchestrator.daemon.fleet.breaker import Breaker
+from orchestrator.daemon.fleet.policy import FleetPolicy
 from orchestrator.engine.contact_events import ContactEvent
+from orchestrator.metrics import Metrics
 from orchestrator.testing.redis import RedisServer
 from tests.support import eventually
 
@@ -38,7 +40,7 @@ def fan_out(client: Redis, worker_id: str) -> tuple[FleetContactEvents, Recorder
         local,
         channel=CHANNEL,
         worker_id=worker_id,
-        breaker=Breaker(failures=1, reset_s=0.2),
+        breaker=Breaker(FleetPolicy(breaker_failures=1, breaker_reset_s=0.2), metrics=Metrics()),
         resubscribe_s=0.1,
     )
     return sink, local
@@ -116,7 +118,11 @@ async def test_an_unreadable_message_on_the_channel_is_skipped(
         await redis.publish(CHANNEL, b"not json")
         await redis.publish(CHANNEL, b'{"origin": "z", "event": "{}"}')
         other = FleetContactEvents(
-            redis, Recorder(), channel=CHANNEL, worker_id="z", breaker=Breaker()
+            redis,
+            Recorder(),
+            channel=CHANNEL,
+            worker_id="z",
+            breaker=Breaker(FleetPolicy(), metrics=Metrics()),
         )
         await other.deliver(event(3))
         await eventually(lambda: local.events == [event(3)], within=10)

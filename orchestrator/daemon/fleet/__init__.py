@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -19,16 +19,20 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from orchestrator.connect.operations import Operation, Quota
+from orchestrator.daemon.engine_fields import engine_values
 from orchestrator.daemon.fleet.breaker import Breaker
 from orchestrator.daemon.fleet.budget import FleetBudget
 from orchestrator.daemon.fleet.events import FleetContactEvents
 from orchestrator.daemon.fleet.membership import Membership, new_worker_id
+from orchestrator.daemon.fleet.policy import FleetPolicy
 from orchestrator.daemon.readiness import ReadinessBoard
-from orchestrator.daemon.settings import FleetSettings
 from orchestrator.engine.contact_events import ContactEventSink
 from orchestrator.metrics import Metrics
 
-__all__ = ["Fleet", "FleetBudget", "FleetContactEvents", "redis_client"]
+if TYPE_CHECKING:  # the settings declare theirs from `FleetPolicy`: no import at run time
+    from orchestrator.daemon.settings import FleetSettings
+
+__all__ = ["Fleet", "FleetBudget", "FleetContactEvents", "FleetPolicy", "redis_client"]
 
 
 @contextlib.asynccontextmanager
@@ -81,30 +85,19 @@ class Fleet:
         Region (workers of another account need another prefix or another Redis)."""
         prefix = f"{settings.key_prefix}:{region}"
         worker_id = worker_id or new_worker_id()
-        breaker = Breaker(
-            failures=settings.breaker_failures,
-            reset_s=settings.breaker_reset_s,
-            metrics=metrics,
-            readiness=readiness,
-        )
+        policy = FleetPolicy(**engine_values(FleetPolicy, settings))
+        breaker = Breaker(policy, metrics=metrics, readiness=readiness)
         budget = FleetBudget(
-            redis,
-            quotas,
-            prefix=prefix,
-            breaker=breaker,
-            headroom=headroom,
-            workers=settings.min_workers,
+            redis, quotas, prefix=prefix, policy=policy, breaker=breaker, headroom=headroom
         )
         membership = Membership(
             redis,
             key=f"{prefix}:workers",
+            policy=policy,
             breaker=breaker,
             listener=budget,
-            worker_id=worker_id,
-            interval_s=settings.heartbeat_interval_s,
-            ttl_s=settings.heartbeat_ttl_s,
-            min_workers=settings.min_workers,
             metrics=metrics,
+            worker_id=worker_id,
         )
         return cls(redis, prefix, worker_id, breaker, budget, membership)
 
