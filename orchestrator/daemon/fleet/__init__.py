@@ -9,17 +9,18 @@ them to their local fallbacks while Redis is unreachable (`breaker.py`).
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from orchestrator.clock import Clock
 from orchestrator.connect.operations import Operation, Quota
-from orchestrator.daemon.engine_fields import engine_values
 from orchestrator.daemon.fleet.breaker import Breaker
 from orchestrator.daemon.fleet.budget import FleetBudget
 from orchestrator.daemon.fleet.events import FleetContactEvents
@@ -28,9 +29,6 @@ from orchestrator.daemon.fleet.policy import FleetPolicy
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.engine.contact_events import ContactEventSink
 from orchestrator.metrics import Metrics
-
-if TYPE_CHECKING:  # the settings declare theirs from `FleetPolicy`: no import at run time
-    from orchestrator.daemon.settings import FleetSettings
 
 __all__ = ["Fleet", "FleetBudget", "FleetContactEvents", "FleetPolicy", "redis_client"]
 
@@ -72,24 +70,28 @@ class Fleet:
     def build(
         cls,
         redis: Redis,
-        settings: FleetSettings,
+        policy: FleetPolicy,
         *,
+        key_prefix: str,
         region: str,
         quotas: Mapping[Operation, Quota],
         headroom: float,
         metrics: Metrics,
         readiness: ReadinessBoard,
         worker_id: str | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
     ) -> Fleet:
         """Keys and channels live under `<key_prefix>:<region>`: one budget per account and
-        Region (workers of another account need another prefix or another Redis)."""
-        prefix = f"{settings.key_prefix}:{region}"
+        Region (workers of another account need another prefix or another Redis). `clock` times
+        the breaker, the local shares and the heartbeats (the shared budget keeps Redis's)."""
+        prefix = f"{key_prefix}:{region}"
         worker_id = worker_id or new_worker_id()
-        policy = FleetPolicy(**engine_values(FleetPolicy, settings))
-        breaker = Breaker(policy, metrics=metrics, readiness=readiness)
+        breaker = Breaker(policy, metrics=metrics, readiness=readiness, clock=clock)
         budget = FleetBudget(
-            redis, quotas, prefix=prefix, policy=policy, breaker=breaker, headroom=headroom
-        )
+            redis, quotas, prefix=prefix, policy=policy, breaker=breaker, headroom=headroom,
+            clock=clock, rng=rng,
+        )  # fmt: skip
         membership = Membership(
             redis,
             key=f"{prefix}:workers",
@@ -98,6 +100,7 @@ class Fleet:
             listener=budget,
             metrics=metrics,
             worker_id=worker_id,
+            clock=clock,
         )
         return cls(redis, prefix, worker_id, breaker, budget, membership)
 
