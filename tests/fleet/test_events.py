@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import anyio
 import pytest
 from redis.asyncio import Redis
@@ -55,12 +58,14 @@ async def subscribed(redis: Redis, workers: int) -> bool:
     return await subscribers(redis) == workers
 
 
-async def test_an_event_read_by_one_worker_reaches_every_workers_local_sink(
-    redis_server: RedisServer, redis: Redis
-) -> None:
+@contextlib.asynccontextmanager
+async def two_workers(
+    url: str, redis: Redis
+) -> AsyncIterator[tuple[FleetContactEvents, Recorder, FleetContactEvents, Recorder]]:
+    """Workers "a" and "b", each with its own client and local sink, both subscribed."""
     async with (
-        redis_client(redis_server.url) as client_a,
-        redis_client(redis_server.url) as client_b,
+        redis_client(url) as client_a,
+        redis_client(url) as client_b,
         anyio.create_task_group() as tg,
     ):
         a, local_a = fan_out(client_a, "a")
@@ -68,11 +73,17 @@ async def test_an_event_read_by_one_worker_reaches_every_workers_local_sink(
         tg.start_soon(a.run)
         tg.start_soon(b.run)
         await eventually(lambda: subscribed(redis, 2), within=10)
+        yield a, local_a, b, local_b
+        tg.cancel_scope.cancel()
 
+
+async def test_an_event_read_by_one_worker_reaches_every_workers_local_sink(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    async with two_workers(redis_server.url, redis) as (a, local_a, b, local_b):
         await a.deliver(event(1))
         await b.deliver(event(2))
         await eventually(lambda: len(local_a.events) == 2 and len(local_b.events) == 2, within=10)
-        tg.cancel_scope.cancel()
     # Each worker hears each event once: its own directly, the other's through Redis.
     assert local_a.events == [event(1), event(2)]
     assert local_b.events == [event(2), event(1)]
@@ -81,17 +92,7 @@ async def test_an_event_read_by_one_worker_reaches_every_workers_local_sink(
 async def test_without_redis_events_still_wake_the_local_watches_and_fan_out_again_after(
     redis_server: RedisServer, redis: Redis
 ) -> None:
-    async with (
-        redis_client(redis_server.url) as client_a,
-        redis_client(redis_server.url) as client_b,
-        anyio.create_task_group() as tg,
-    ):
-        a, local_a = fan_out(client_a, "a")
-        b, local_b = fan_out(client_b, "b")
-        tg.start_soon(a.run)
-        tg.start_soon(b.run)
-        await eventually(lambda: subscribed(redis, 2), within=10)
-
+    async with two_workers(redis_server.url, redis) as (a, local_a, _, local_b):
         redis_server.kill()
         await a.deliver(event(1))  # Redis is gone: local only, no error
         assert local_a.events == [event(1)]
@@ -104,7 +105,6 @@ async def test_without_redis_events_still_wake_the_local_watches_and_fan_out_aga
             return event(2) in local_b.events
 
         await eventually(fanned_out, within=10, message="fan-out to resume")
-        tg.cancel_scope.cancel()
     assert event(1) not in local_b.events  # published while Redis was away: polling covers it
 
 
