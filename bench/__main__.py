@@ -22,7 +22,19 @@ from typing import Any
 
 import anyio
 
-from . import backlog, client, detection, events, fleet, orphans, polling, positions, quota, scale
+from . import (
+    backlog,
+    client,
+    detection,
+    events,
+    fleet,
+    fleet_outage,
+    orphans,
+    polling,
+    positions,
+    quota,
+    scale,
+)
 from .harness import (
     BENCH_DIR,
     RunContext,
@@ -38,7 +50,19 @@ from .results import git_commit, record, render
 #: In the order they run and appear in RESULTS.md.
 SCENARIOS: tuple[Scenario, ...] = tuple(
     m.SCENARIO
-    for m in (quota, detection, scale, events, backlog, polling, fleet, positions, orphans, client)
+    for m in (
+        quota,
+        detection,
+        scale,
+        events,
+        backlog,
+        polling,
+        fleet,
+        fleet_outage,
+        positions,
+        orphans,
+        client,
+    )
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 

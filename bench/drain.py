@@ -12,7 +12,13 @@ CreatedAt, 429s), the events queue (final events), the dead-letter queue and the
 from __future__ import annotations
 
 import contextlib
+import io
 import math
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -28,7 +34,9 @@ from orchestrator.testing.redis import RedisServer
 from orchestrator.testing.workers import Rig, WorkerProcess, worker_rig
 
 from . import analysis
-from .harness import Quotas, RunContext, pct, request_body, request_id
+from .harness import BENCH_DIR, Quotas, RunContext, pct, request_body, request_id
+
+REPO = BENCH_DIR.parent
 
 MAX_RECEIVE_COUNT = 5
 START = Operation.START_WEBRTC_CONTACT
@@ -42,6 +50,9 @@ class Mode:
     settings: Mapping[str, Any]
     #: Fleet mode: the workers share one budget through a redis-server started for this mode.
     redis: bool = False
+    #: A git revision whose `orchestrator/` the workers run instead of this tree's (a baseline
+    #: measured side by side with the current code; see `baseline_env`).
+    source: str | None = None
 
 
 @dataclass
@@ -52,6 +63,8 @@ class Drain:
     rig: Rig
     sample_every_s: float
     ids: list[str]
+    #: The mode's redis-server (fleet mode), which the schedule may kill and start again.
+    redis: RedisServer | None = None
     started_at: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
     #: [seconds, workers running, visible, in flight, dead-lettered, StartWebRTCContact calls,
@@ -120,12 +133,34 @@ class Drain:
 
 
 @contextlib.contextmanager
-def _redis(mode: Mode, logs: Path) -> Iterator[str | None]:
+def _redis(mode: Mode, logs: Path) -> Iterator[RedisServer | None]:
     if not mode.redis:
         yield None
         return
     with RedisServer(logs / f"{mode.name}-redis") as server:
-        yield server.url
+        yield server
+
+
+def baseline_env(revision: str, into: Path) -> dict[str, str]:
+    """The environment that makes `python -m orchestrator` run `orchestrator/` as it was at
+    `revision` (extracted by `git archive` into `into`), with this tree's installed
+    dependencies: the package first on PYTHONPATH, and no current directory on sys.path."""
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, "orchestrator"],
+        cwd=REPO, capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    env = {"PYTHONPATH": str(into), "PYTHONSAFEPATH": "1"}
+    found = subprocess.run(
+        [sys.executable, "-c", "import orchestrator; print(orchestrator.__file__)"],
+        env={**os.environ, **env}, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    if not found.startswith(str(into)):
+        raise RuntimeError(f"the baseline's workers would import {found}, not {into}")
+    return env
 
 
 async def drain(
@@ -137,19 +172,20 @@ async def drain(
     wait `stop_timeout_s` for every exit and for the events follower to read every final event
     (until none arrives for a while). Request ids are `request_id(run, i)`."""
     args = [*emulator_args, "--seed", str(ctx.seed)]
-    with _redis(mode, ctx.logs) as redis_url:
+    env = {} if mode.source is None else baseline_env(mode.source, ctx.logs / f"{mode.name}-src")
+    with _redis(mode, ctx.logs) as redis:
         own = {**settings, **mode.settings}
-        if redis_url is not None:
-            own["FLEET__REDIS_URL"] = redis_url
+        if redis is not None:
+            own["FLEET__REDIS_URL"] = redis.url
         async with worker_rig(
             sqs_url, ctx.logs / mode.name, emulator_args=args, quotas=quotas, settings=own,
-            prefix=mode.name, max_receive_count=MAX_RECEIVE_COUNT,
+            prefix=mode.name, max_receive_count=MAX_RECEIVE_COUNT, env=env,
         ) as rig:  # fmt: skip
             ids = [request_id(run, i) for i in range(requests)]
             await send_all(
                 rig.sqs, rig.queues.requests, [request_body(run, i) for i in range(requests)]
             )
-            d = Drain(mode, rig, sample_every_s, ids)
+            d = Drain(mode, rig, sample_every_s, ids, redis)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(d.sample)
                 await drive(d)

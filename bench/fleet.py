@@ -17,15 +17,18 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
 from orchestrator.connect.ratelimit import RateBudget
-from orchestrator.daemon.fleet import FleetBudget, redis_client
+from orchestrator.daemon.fleet import FleetBudget, FleetPolicy, redis_client
 from orchestrator.daemon.fleet.breaker import Breaker
+from orchestrator.metrics import Metrics
 from orchestrator.testing.processes import sqs_server_process
 from orchestrator.testing.redis import RedisServer
 from orchestrator.testing.requests import REGION
@@ -84,7 +87,17 @@ QUICK = FleetOptions(
 )  # fmt: skip
 
 
-async def run_mode(mode: Mode, opts: FleetOptions, ctx: RunContext, sqs_url: str) -> Drain:
+async def run_mode(
+    mode: Mode,
+    opts: FleetOptions,
+    ctx: RunContext,
+    sqs_url: str,
+    *,
+    meanwhile: Callable[[Drain], Coroutine[Any, Any, None]] | None = None,
+) -> Drain:
+    """One mode's drain, scaled on schedule; `meanwhile` runs beside the schedule (a Redis
+    outage, say)."""
+
     async def scale_on_schedule(d: Drain) -> None:
         """Scale on schedule until the queue is empty (or the deadline), then to none."""
         at = 0.0
@@ -99,6 +112,12 @@ async def run_mode(mode: Mode, opts: FleetOptions, ctx: RunContext, sqs_url: str
         await d.until(opts.deadline_s)
         d.marks.append({"at_s": round(d.now(), 1), "workers": 0})
 
+    async def drive(d: Drain) -> None:
+        async with anyio.create_task_group() as tg:
+            if meanwhile is not None:
+                tg.start_soon(meanwhile, d)
+            await scale_on_schedule(d)
+
     emulator_args = [
         "--abandon-rate", "0", "--max-concurrent-calls", "1000",
         "--agent-delay", opts.agent_delay, "--talk-time", opts.talk_time,
@@ -107,7 +126,7 @@ async def run_mode(mode: Mode, opts: FleetOptions, ctx: RunContext, sqs_url: str
     return await drain(
         mode, ctx=ctx, run=f"fleet-{mode.name}", sqs_url=sqs_url, requests=opts.requests,
         quotas=opts.quotas, emulator_args=emulator_args, settings=opts.worker_settings,
-        drive=scale_on_schedule, stop_timeout_s=60.0, sample_every_s=opts.sample_every_s,
+        drive=drive, stop_timeout_s=60.0, sample_every_s=opts.sample_every_s,
     )  # fmt: skip
 
 
@@ -171,7 +190,11 @@ async def acquire_latency(calls: int, workdir: Path) -> dict[str, Any]:
 
     with RedisServer(workdir / "latency-redis") as server:
         async with redis_client(server.url) as client:
-            fleet = FleetBudget(client, quotas, prefix=f"bench:{REGION}", breaker=Breaker())
+            policy = FleetPolicy()
+            breaker = Breaker(policy, metrics=Metrics())
+            fleet = FleetBudget(
+                client, quotas, prefix=f"bench:{REGION}", policy=policy, breaker=breaker
+            )
             shared = await timed(fleet[START].acquire)
     local = await timed(RateBudget(quotas)[START].acquire)
     return {

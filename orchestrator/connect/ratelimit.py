@@ -35,7 +35,9 @@ class AdaptiveTokenBucket:
         min_rate_fraction: float = 0.05,
         recovery_s: float = 30.0,
         cooldown_s: float = 1.0,
+        tokens: float | None = None,
     ) -> None:
+        """`tokens`: what the bucket starts with (a full `burst` unless said)."""
         if rate <= 0 or burst < 1:
             raise ValueError(f"{name}: rate must be > 0 and burst >= 1 (got {rate}/{burst})")
         self.name = name
@@ -47,7 +49,7 @@ class AdaptiveTokenBucket:
         self._recovery_per_s = (rate - self._min_rate) / recovery_s if recovery_s > 0 else rate
         self._cooldown_s = cooldown_s
         self._rate = rate
-        self._tokens = burst
+        self._tokens = burst if tokens is None else min(burst, max(0.0, tokens))
         self._updated = self._clock.monotonic()
         self._last_decrease = float("-inf")
         self._waiters = Waiters()

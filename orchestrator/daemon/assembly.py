@@ -24,12 +24,13 @@ from orchestrator.connect.operations import BudgetShare, Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
 from orchestrator.daemon.contact_events import ContactEventsConsumer
 from orchestrator.daemon.engine_fields import engine_values, quota_key
-from orchestrator.daemon.fleet import Fleet, redis_client
+from orchestrator.daemon.fleet import Fleet, FleetPolicy, redis_client
 from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.daemon.settings import (
     ConnectSettings,
     ContactEventsSettings,
+    FleetSettings,
     QueuePositionSettings,
     Settings,
     WatchSettings,
@@ -71,6 +72,11 @@ def connect_quotas(connect: ConnectSettings) -> dict[Operation, Quota]:
 def budget_share(connect: ConnectSettings) -> BudgetShare:
     """How much of the quotas this worker's budget spends (its share, less the headroom)."""
     return BudgetShare(**engine_values(BudgetShare, connect))
+
+
+def fleet_policy(fleet: FleetSettings) -> FleetPolicy:
+    """How a fleet worker beats, counts the fleet and falls back while Redis fails."""
+    return FleetPolicy(**engine_values(FleetPolicy, fleet))
 
 
 def request_defaults(settings: Settings) -> RequestDefaults:
@@ -214,7 +220,8 @@ async def open_worker(
                 await stack.enter_async_context(
                     redis_client(settings.fleet.redis_url, timeout_s=settings.fleet.timeout_s)
                 ),
-                settings.fleet,
+                fleet_policy(settings.fleet),
+                key_prefix=settings.fleet.key_prefix,
                 region=region,
                 quotas=connect_quotas(settings.connect),
                 headroom=budget_share(settings.connect).headroom,

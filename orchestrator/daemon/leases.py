@@ -180,20 +180,31 @@ class Leases:
 
     async def heartbeat(self) -> None:
         """Extend the visibility of messages whose lifecycle outlives half their timeout (the
-        short one until the contact starts, the full one after)."""
-        interval = max(0.5, self.unstarted_timeout / 12)
-        while True:
-            await self._clock.sleep(interval)
-            now = self._clock.monotonic()
-            due = [
-                t for t in self._held.values() if t.visible_until - now < self._timeout_of(t) / 2
-            ]
-            if due:
-                async with anyio.create_task_group() as tg:
-                    for lease in due:
-                        tg.start_soon(self._extend, lease)
+        short one until the contact starts, the full one after).
 
-    async def _extend(self, lease: Lease) -> None:
+        Each extension goes out on its own: a beat does not wait for the last beat's calls, so
+        one slow call (a busy queue service) does not hold back the messages that fall due
+        meanwhile; a message whose extension is still on its way is not asked for again."""
+        interval = max(0.5, self.unstarted_timeout / 12)
+        asked: set[Lease] = set()
+        async with anyio.create_task_group() as tg:
+            while True:
+                await self._clock.sleep(interval)
+                now = self._clock.monotonic()
+                for lease in self._held.values():
+                    if lease not in asked and (
+                        lease.visible_until - now < self._timeout_of(lease) / 2
+                    ):
+                        asked.add(lease)
+                        tg.start_soon(self._extend, lease, asked)
+
+    async def _extend(self, lease: Lease, asked: set[Lease]) -> None:
+        try:
+            await self._extend_held(lease)
+        finally:
+            asked.discard(lease)
+
+    async def _extend_held(self, lease: Lease) -> None:
         if lease.settling or self._held.get(lease.message.receipt) is not lease:
             # Settled since the beat chose it (this task starts a scheduler turn later): an
             # extension now would hide a handed-back message for the full timeout, where a

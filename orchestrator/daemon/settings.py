@@ -38,6 +38,7 @@ from orchestrator.connect.gateway import GatewayPolicies
 from orchestrator.connect.operations import BudgetShare, Operation
 from orchestrator.daemon import settings_sources
 from orchestrator.daemon.engine_fields import engine_field, engine_values, quota_field
+from orchestrator.daemon.fleet.policy import FleetPolicy
 from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.settings_sources import describe, origins, unknown_environment
 from orchestrator.engine.queue_position import PositionPolicy
@@ -347,38 +348,15 @@ class FleetSettings(_Section):
         description="Connect and read timeout of each Redis call (one quick retry after a "
         "connection error only).",
     )
-    heartbeat_interval_s: float = Field(
-        2.0, gt=0, description="How often each worker renews its heartbeat."
-    )
-    heartbeat_ttl_s: float = Field(
-        10.0,
-        gt=0,
-        description="A worker whose heartbeat was not renewed for this long is gone (longer "
-        "than heartbeat_interval_s).",
-    )
-    breaker_failures: int = Field(
-        3,
-        ge=1,
-        le=100,
-        description="After this many consecutive Redis failures the worker spends a local "
-        "share of the quotas (quota / workers last seen, at least min_workers); it goes back to "
-        "the shared budget by itself when Redis answers.",
-    )
-    breaker_reset_s: float = Field(
-        3.0, gt=0, description="While Redis fails, probe it again this often (seconds)."
-    )
-    min_workers: int = Field(
-        1,
-        ge=1,
-        le=10_000,
-        description="While Redis is unreachable each worker spends quota / max(workers last "
-        "seen, this).",
-    )
+    heartbeat_interval_s: float = engine_field(FleetPolicy, "heartbeat_interval_s")
+    heartbeat_ttl_s: float = engine_field(FleetPolicy, "heartbeat_ttl_s")
+    breaker_failures: int = engine_field(FleetPolicy, "breaker_failures")
+    breaker_reset_s: float = engine_field(FleetPolicy, "breaker_reset_s")
+    min_workers: int = engine_field(FleetPolicy, "min_workers")
 
     @model_validator(mode="after")
-    def _heartbeat_outlives_interval(self) -> FleetSettings:
-        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
-            raise ValueError("heartbeat_ttl_s must be longer than heartbeat_interval_s")
+    def _a_policy(self) -> FleetSettings:
+        FleetPolicy(**engine_values(FleetPolicy, self))  # its own rules (the TTL > interval)
         return self
 
 

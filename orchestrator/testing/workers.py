@@ -327,28 +327,29 @@ async def worker_rig(
     prefix: str = "work",
     max_receive_count: int = 5,
     readers: int = 1,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Rig]:
-    """The emulator (`emulator_args`, `quotas`) and worker processes (`settings`, `quotas`) of
-    one run, logs under `workdir`. When the block ends, the events still queued are read and
-    every worker is gone (SIGKILLed if it still ran)."""
+    """The emulator (`emulator_args`, `quotas`) and worker processes (`settings`, `quotas`, and
+    `env` added to their environment) of one run, logs under `workdir`. When the block ends, the
+    events still queued are read and every worker is gone (SIGKILLed if it still ran)."""
     emulator_argv = [*emulator_args, *quota_args(quotas)]
     async with (
         get_session().create_client("sqs", region_name=REGION, endpoint_url=sqs_url) as sqs,
         emulator_process(emulator_argv, workdir / "emulator.log") as emulator,
     ):
         queues = await work_queues(sqs, prefix=prefix, max_receive_count=max_receive_count)
-        env = worker_env(
+        environment = worker_env(
             sqs_url=sqs_url,
             queue_url=queues.requests,
             connect_url=emulator.url,
             events_url=queues.events,
             quotas=quotas,
             settings=settings,
-        )
+        ) | dict(env or {})
         control = EmulatorControl(emulator.url, timeout_s=120)
         follower = EventFollower()
         async with (
-            worker_pool(env, workdir, prefix=f"{prefix}-w") as pool,
+            worker_pool(environment, workdir, prefix=f"{prefix}-w") as pool,
             anyio.create_task_group() as tg,
         ):
             for _ in range(readers):  # one per few workers keeps up with their events

@@ -144,11 +144,13 @@ def test_render_draws_every_recorded_scenario_in_the_suite_order() -> None:
         "## How to reproduce", "## 1. Quota efficiency", "## 2. Detection under a shared budget",
         "## 3. Scale",
     ]  # fmt: skip
-    assert headings[-5:] == [
+    assert headings[-8:] == [
         "## Contact events: detection on a 2/s DescribeContact budget",
         "## Backlog under restarts",
         "## Polling policies: queue-aware vs plain backoff",
         "## Fleet mode: one shared budget while workers come and go",
+        "## Fleet mode through a Redis outage, before and after",
+        "## Queue positions told to waiting customers",
         "## Agents' dead calls: timed-out contacts left or stopped",
         "## The producer's client: submit -> connection data",
     ]

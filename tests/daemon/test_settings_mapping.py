@@ -19,6 +19,7 @@ from orchestrator import bounds
 from orchestrator.daemon.assembly import (
     budget_share,
     connect_quotas,
+    fleet_policy,
     gateway_policies,
     position_policy,
     request_defaults,
@@ -48,12 +49,7 @@ DAEMON_ONLY: dict[tuple[str, str], tuple[str, str]] = {
     ("contact_events", "wait_time_s"): (ASSEMBLY, "the contact-events consumer's long poll"),
     ("fleet", "redis_url"): (ASSEMBLY, "fleet mode on or off: the Redis client"),
     ("fleet", "timeout_s"): (ASSEMBLY, "the Redis client's timeouts"),
-    ("fleet", "key_prefix"): ("orchestrator.daemon.fleet", "Fleet.build reads [fleet] whole"),
-    ("fleet", "heartbeat_interval_s"): ("orchestrator.daemon.fleet", "Fleet.build"),
-    ("fleet", "heartbeat_ttl_s"): ("orchestrator.daemon.fleet", "Fleet.build"),
-    ("fleet", "breaker_failures"): ("orchestrator.daemon.fleet", "Fleet.build"),
-    ("fleet", "breaker_reset_s"): ("orchestrator.daemon.fleet", "Fleet.build"),
-    ("fleet", "min_workers"): ("orchestrator.daemon.fleet", "Fleet.build"),
+    ("fleet", "key_prefix"): (ASSEMBLY, "where the fleet's keys and channels live"),
     ("observability", "enabled"): (ASSEMBLY, "whether run_daemon serves observability"),
     ("observability", "host"): ("orchestrator.daemon.observability", "the HTTP server"),
     ("observability", "port"): ("orchestrator.daemon.observability", "the HTTP server"),
@@ -80,6 +76,7 @@ def engine_values(settings: Settings) -> dict[str, object]:
         "budget": budget_share(settings.connect),
         "request_defaults": request_defaults(settings),
         "positions": position_policy(settings.queue_position),
+        "fleet": fleet_policy(settings.fleet),
     }
 
 

@@ -8,7 +8,7 @@ import io
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -17,89 +17,15 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import SSLConnection
 from structlog.testing import capture_logs
 
-from orchestrator.connect.operations import Operation, Quota
-from orchestrator.daemon.fleet import Fleet, redis_client
+from orchestrator.connect.operations import Operation
+from orchestrator.daemon.fleet import redis_client
 from orchestrator.daemon.logs import configure_logging
-from orchestrator.daemon.readiness import ReadinessBoard
-from orchestrator.daemon.settings import FleetSettings, Settings
-from orchestrator.metrics import Metrics
+from orchestrator.daemon.settings import Settings
 from orchestrator.testing.redis import RedisServer
+from tests.fleet.members import BURST, HEADROOM, RATE, START, busiest_second, members, spend
 from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(60)
-
-START = Operation.START_WEBRTC_CONTACT
-QUOTAS = {
-    START: Quota(20.0, 5.0),
-    Operation.DESCRIBE_CONTACT: Quota(10.0, 15.0),
-    Operation.START_SCREEN_SHARING: Quota(2.0, 5.0),
-}
-HEADROOM = 0.03
-RATE = 20.0 * (1 - HEADROOM)
-BURST = 5.0 - 1.0
-
-
-class Member:
-    """One worker's fleet parts, with its own client, metrics and readiness board."""
-
-    def __init__(self, fleet: Fleet, metrics: Metrics, readiness: ReadinessBoard) -> None:
-        self.fleet, self.metrics, self.readiness = fleet, metrics, readiness
-
-    @property
-    def degraded(self) -> float | None:
-        return self.metrics.registry.get_sample_value("orchestrator_fleet_degraded")
-
-
-@contextlib.asynccontextmanager
-async def members(url: str, count: int, **settings: float) -> AsyncIterator[list[Member]]:
-    config = FleetSettings(redis_url=url, **{"breaker_reset_s": 0.3, **settings})
-    async with contextlib.AsyncExitStack() as stack:
-        out = []
-        for index in range(count):
-            client = await stack.enter_async_context(redis_client(url))
-            metrics, readiness = Metrics(), ReadinessBoard()
-            fleet = Fleet.build(
-                client,
-                config,
-                region="us-east-1",
-                quotas=QUOTAS,
-                headroom=HEADROOM,
-                metrics=metrics,
-                readiness=readiness,
-                worker_id=f"worker-{index}",
-            )
-            out.append(Member(fleet, metrics, readiness))
-        yield out
-
-
-async def spend(bucket_owners: list[Member], seconds: float, per_worker: int = 4) -> list[float]:
-    """Every member's callers take START budget as fast as it is given, for `seconds`."""
-    stamps: list[float] = []
-    deadline = time.monotonic() + seconds
-
-    async def caller(member: Member) -> None:
-        bucket = member.fleet.budget[START]
-        while True:
-            await bucket.acquire()
-            now = time.monotonic()
-            if now >= deadline:
-                return
-            stamps.append(now)
-
-    async with anyio.create_task_group() as tg:
-        for member in bucket_owners:
-            for _ in range(per_worker):
-                tg.start_soon(caller, member)
-    return sorted(stamps)
-
-
-def busiest_second(stamps: list[float]) -> int:
-    best, low = 0, 0
-    for high, stamp in enumerate(stamps):
-        while stamp - stamps[low] >= 1.0:
-            low += 1
-        best = max(best, high - low + 1)
-    return best
 
 
 async def test_three_workers_together_stay_within_one_quota(redis_server: RedisServer) -> None:

@@ -10,6 +10,8 @@ from redis.asyncio import Redis
 from orchestrator.connect.operations import Operation, Quota
 from orchestrator.daemon.fleet.breaker import Breaker
 from orchestrator.daemon.fleet.budget import FleetBudget
+from orchestrator.daemon.fleet.policy import FleetPolicy
+from orchestrator.metrics import Metrics
 from orchestrator.waiters import Priority
 from tests.support import eventually
 from tests.support.clock import SteppingClock
@@ -22,9 +24,12 @@ DESCRIBE = Operation.DESCRIBE_CONTACT
 async def test_a_lowered_priority_moves_a_waiter_ahead_in_the_fleet_bucket(redis: Redis) -> None:
     # The waits Redis asks for are slept on this clock: the turn's holder waits for the test.
     clock = SteppingClock()
+    policy = FleetPolicy()
+    breaker = Breaker(policy, metrics=Metrics())
     budget = FleetBudget(
-        redis, {DESCRIBE: Quota(2.0, 2.0)}, prefix="t", breaker=Breaker(), headroom=0, clock=clock
-    )
+        redis, {DESCRIBE: Quota(2.0, 2.0)}, prefix="t", policy=policy, breaker=breaker,
+        headroom=0, clock=clock,
+    )  # fmt: skip
     bucket = budget[DESCRIBE]
     await bucket.acquire()  # the burst (2 - 1)
     served: list[str] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from orchestrator.clock import Clock
 from orchestrator.connect.operations import Operation, Quota
 from orchestrator.daemon.cancels import Cancels, tombstone_ttl_s
 from orchestrator.daemon.fleet.breaker import Breaker
@@ -27,13 +29,13 @@ from orchestrator.daemon.fleet.budget import FleetBudget
 from orchestrator.daemon.fleet.cancels import FleetTombstones
 from orchestrator.daemon.fleet.events import FleetContactEvents
 from orchestrator.daemon.fleet.membership import Membership, new_worker_id
+from orchestrator.daemon.fleet.policy import FleetPolicy
 from orchestrator.daemon.readiness import ReadinessBoard
-from orchestrator.daemon.settings import FleetSettings
 from orchestrator.engine.contact_events import ContactEventSink
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.metrics import Metrics
 
-__all__ = ["Fleet", "FleetBudget", "FleetContactEvents", "redis_client"]
+__all__ = ["Fleet", "FleetBudget", "FleetContactEvents", "FleetPolicy", "redis_client"]
 
 
 @contextlib.asynccontextmanager
@@ -74,43 +76,37 @@ class Fleet:
     def build(
         cls,
         redis: Redis,
-        settings: FleetSettings,
+        policy: FleetPolicy,
         *,
+        key_prefix: str,
         region: str,
         quotas: Mapping[Operation, Quota],
         headroom: float,
         metrics: Metrics,
         readiness: ReadinessBoard,
         worker_id: str | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
     ) -> Fleet:
         """Keys and channels live under `<key_prefix>:<region>`: one budget per account and
-        Region (workers of another account need another prefix or another Redis)."""
-        prefix = f"{settings.key_prefix}:{region}"
+        Region (workers of another account need another prefix or another Redis). `clock` times
+        the breaker, the local shares and the heartbeats (the shared budget keeps Redis's)."""
+        prefix = f"{key_prefix}:{region}"
         worker_id = worker_id or new_worker_id()
-        breaker = Breaker(
-            failures=settings.breaker_failures,
-            reset_s=settings.breaker_reset_s,
-            metrics=metrics,
-            readiness=readiness,
-        )
+        breaker = Breaker(policy, metrics=metrics, readiness=readiness, clock=clock)
         budget = FleetBudget(
-            redis,
-            quotas,
-            prefix=prefix,
-            breaker=breaker,
-            headroom=headroom,
-            workers=settings.min_workers,
-        )
+            redis, quotas, prefix=prefix, policy=policy, breaker=breaker, headroom=headroom,
+            clock=clock, rng=rng,
+        )  # fmt: skip
         membership = Membership(
             redis,
             key=f"{prefix}:workers",
+            policy=policy,
             breaker=breaker,
             listener=budget,
-            worker_id=worker_id,
-            interval_s=settings.heartbeat_interval_s,
-            ttl_s=settings.heartbeat_ttl_s,
-            min_workers=settings.min_workers,
             metrics=metrics,
+            worker_id=worker_id,
+            clock=clock,
         )
         return cls(redis, prefix, worker_id, breaker, budget, membership)
 

@@ -1,8 +1,9 @@
 """A circuit breaker around Redis, and what the worker says while it is open.
 
-Closed: every call goes to Redis. After `failures` consecutive failures it opens: calls skip
-Redis (the fleet runs on local fallbacks) until `reset_s` has passed, then one probe may try
-(half-open); its success closes the breaker, its failure opens it again for another `reset_s`.
+Closed: every call goes to Redis. After `breaker_failures` consecutive failures it opens: calls
+skip Redis (the fleet runs on local fallbacks) until `breaker_reset_s` has passed, then one probe
+may try (half-open); its success closes the breaker, its failure opens it again for another
+`breaker_reset_s`.
 
 Opening logs `fleet.degraded` (with the reason), sets `fleet_degraded` to 1 and marks the fleet
 degraded on the readiness board (the worker stays ready); closing again logs `fleet.recovered`.
@@ -14,6 +15,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from orchestrator.clock import Clock, SystemClock
+from orchestrator.daemon.fleet.policy import FleetPolicy
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.metrics import Metrics
 
@@ -29,18 +31,15 @@ class Breaker:
 
     def __init__(
         self,
+        policy: FleetPolicy,
         *,
-        failures: int = 3,
-        reset_s: float = 3.0,
-        metrics: Metrics | None = None,
+        metrics: Metrics,
         readiness: ReadinessBoard | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if failures < 1 or reset_s <= 0:
-            raise ValueError("a breaker needs failures >= 1 and reset_s > 0")
-        self._threshold = failures
-        self._reset_s = reset_s
-        self._metrics = metrics or Metrics()
+        self._threshold = policy.breaker_failures
+        self.reset_s = policy.breaker_reset_s
+        self._metrics = metrics
         self._readiness = readiness
         self._clock = clock or SystemClock()
         self._consecutive = 0
@@ -58,11 +57,11 @@ class Breaker:
         return self._opened_at is not None
 
     def allow(self) -> bool:
-        """May a call go to Redis now? While open, one probe per `reset_s`."""
+        """May a call go to Redis now? While open, one probe per `breaker_reset_s`."""
         if self._opened_at is None:
             return True
         now = self._clock.monotonic()
-        if now - self._last_try < self._reset_s:
+        if now - self._last_try < self.reset_s:
             return False
         self._last_try = now
         return True

@@ -1,11 +1,11 @@
 """Who is in the fleet: each worker's heartbeat, and the count the local fallback divides by.
 
 The members are a sorted set of worker ids scored by when each heartbeat expires, on the server's
-clock. Every `interval_s` a worker renews its own entry, drops the expired ones and reads how many
-remain, in one script call. The count sizes the fallback budget (`FleetBudget.set_workers`; it
-divides by at least `min_workers`) and the `fleet_workers` gauge. The heartbeat is also the
-breaker's probe when nothing else calls Redis. A worker that leaves removes its entry; one that
-dies expires after `ttl_s`.
+clock. Every `heartbeat_interval_s` a worker renews its own entry, drops the expired ones and reads
+how many remain, in one script call. The count sizes the local share (`FleetBudget.set_workers`,
+through `FleetSize`: the size last known is kept through an outage and for one TTL after it) and
+the `fleet_workers` gauge. The heartbeat is also the breaker's probe when nothing else calls
+Redis. A worker that leaves removes its entry; one that dies expires after `heartbeat_ttl_s`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.daemon.fleet.breaker import REDIS_ERRORS, Breaker
+from orchestrator.daemon.fleet.policy import FleetPolicy, FleetSize
 from orchestrator.metrics import Metrics
 
 log = structlog.get_logger("orchestrator.daemon.fleet")
@@ -54,54 +55,45 @@ class Membership:
         redis: Redis,
         *,
         key: str,
+        policy: FleetPolicy,
         breaker: Breaker,
         listener: FleetSizeListener,
+        metrics: Metrics,
         worker_id: str | None = None,
-        interval_s: float = 2.0,
-        ttl_s: float = 10.0,
-        min_workers: int = 1,
-        metrics: Metrics | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if not 0 < interval_s < ttl_s:
-            raise ValueError("the heartbeat interval must be shorter than its TTL")
         self._redis = redis
         self._script = redis.register_script(HEARTBEAT_SCRIPT)
         self.key = key
         self.worker_id = worker_id or new_worker_id()
         self._breaker = breaker
         self._listener = listener
-        self._interval_s = interval_s
-        self._ttl_ms = int(ttl_s * 1000)
-        self._min_workers = min_workers
-        self._metrics = metrics or Metrics()
+        self._interval_s = policy.heartbeat_interval_s
+        self._ttl_ms = int(policy.heartbeat_ttl_s * 1000)
+        self._metrics = metrics
         self._clock = clock or SystemClock()
         self.workers = 1
-        #: (when, live count) of recent heartbeats: the fallback divides by the largest count
-        #: seen within one TTL, so a Redis that restarts empty does not make a worker think it
-        #: is alone while the others have not beaten yet.
-        self._recent: list[tuple[float, int]] = []
+        #: What the local share divides by: kept through an outage (see `FleetSize`).
+        self.size = FleetSize(policy.heartbeat_ttl_s, policy.min_workers)
         self._metrics.fleet_workers.set(1)
 
     async def beat(self) -> int | None:
         """Renew this worker's entry; the live count, or None when Redis did not answer."""
         if not self._breaker.allow():
+            self.size.lost()
             return None
         try:
             reply = await self._script(keys=[self.key], args=[self.worker_id, self._ttl_ms])
         except REDIS_ERRORS as error:
             self._breaker.failed(error)
+            self.size.lost()
             return None
         self._breaker.succeeded()
         workers = max(1, int(cast(Any, reply)))
         if workers != self.workers:
             log.info("fleet.workers_changed", workers=workers, previous=self.workers)
         self.workers = workers
-        now = self._clock.monotonic()
-        self._recent = [(t, n) for t, n in self._recent if now - t < self._ttl_ms / 1000]
-        self._recent.append((now, workers))
-        largest = max(n for _, n in self._recent)
-        self._listener.set_workers(max(largest, self._min_workers))
+        self._listener.set_workers(self.size.seen(self._clock.monotonic(), workers))
         self._metrics.fleet_workers.set(workers)
         return workers
 
