@@ -33,6 +33,8 @@ from .harness import Quotas, request_id, request_params
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient
 
+#: Calls `start(index)` for each contact to start, when it is due; returns how many it started.
+Feed = Callable[[Callable[[int], object]], Awaitable[int]]
 _THROTTLED = frozenset(
     {"ThrottlingException", "LimitExceededException", "TooManyRequestsException"}
 )
@@ -49,6 +51,8 @@ class RoundRobinPoller:
         self._run = run
         self._ring: deque[tuple[int, str]] = deque()
         self._added = anyio.Event()
+        #: How many contacts are started in all, once `feed` knows.
+        self._count: int | None = None
         #: started, start_failures, polls, poll_errors, throttled, shared, share_failures
         self.counts: Counter[str] = Counter()
         self.errors: list[str] = []
@@ -98,23 +102,30 @@ class RoundRobinPoller:
         if shared is not None:
             self.counts["shared"] += 1
 
-    async def run(self, count: int, deadline_s: float) -> int:
-        """Start `count` contacts and follow them until none waits or the deadline: how many
-        still waited then."""
+    async def run(self, feed: Feed, deadline_s: float) -> int:
+        """Start the contacts `feed` asks for and follow them until none waits (and `feed` is
+        done) or the deadline: how many still waited then."""
         deadline = time.monotonic() + deadline_s
         limiter = anyio.CapacityLimiter(50)
         async with anyio.create_task_group() as tg, anyio.create_task_group() as starts:
-            for index in range(count):
-                starts.start_soon(self._start, index, limiter)
+
+            async def feeding() -> None:
+                self._count = await feed(
+                    lambda index: starts.start_soon(self._start, index, limiter)
+                )
+                self._added.set()
+
+            starts.start_soon(feeding)
             # The ring is polled while contacts are still being started.
-            await self._poll(tg, count, deadline)
+            await self._poll(tg, deadline)
         return len(self._ring)  # the screen-sharing tasks leave the ring alone
 
-    async def _poll(self, tg: anyio.abc.TaskGroup, count: int, deadline: float) -> None:
+    async def _poll(self, tg: anyio.abc.TaskGroup, deadline: float) -> None:
         describe = self._budget[Operation.DESCRIBE_CONTACT]
         while time.monotonic() < deadline:
             if not self._ring:
-                if self.counts["started"] + self.counts["start_failures"] >= count:
+                done = self.counts["started"] + self.counts["start_failures"]
+                if self._count is not None and done >= self._count:
                     return
                 self._added = anyio.Event()
                 with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
@@ -142,16 +153,17 @@ class RoundRobinPoller:
 
 
 async def run_round_robin(
-    endpoint_url: str, count: int, run: str, quotas: Quotas, deadline_s: float
+    endpoint_url: str, feed: Feed, run: str, quotas: Quotas, deadline_s: float
 ) -> dict[str, Any]:
-    """Start `count` contacts and follow them round-robin; returns the poller's own counters."""
+    """Start the contacts `feed` asks for (`bench.center.feed`) and follow them round-robin;
+    returns the poller's own counters."""
     budget = RateBudget({op: Quota(r, b) for op, (r, b) in quotas.items()}, headroom=0.03)
     started = time.monotonic()
     async with AioSession().create_client(
         "connect", region_name=REGION, endpoint_url=endpoint_url, config=connect_client_config()
     ) as client:
         poller = RoundRobinPoller(client, budget, run)
-        waiting = await poller.run(count, deadline_s)
+        waiting = await poller.run(feed, deadline_s)
     c, wall = poller.counts, time.monotonic() - started
     return {
         **{k: c[k] for k in ("started", "start_failures", "polls", "poll_errors")},
