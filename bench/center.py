@@ -168,13 +168,13 @@ async def run_worker(
 async def feed(center: Center, emulator_url: str, start: Callable[[int], object]) -> int:
     """Start contacts 0 to `center.contacts - 1` (`start(index)`) at once; in a steady state,
     then one more each time one of them gets an agent (the emulator's ground truth, looked at
-    every quarter of a second) until `center.steady_until_s()`. Returns how many were started."""
+    every second) until `center.steady_until_s()`. Returns how many were started."""
     for index in range(center.contacts):
         start(index)
     started, began = center.contacts, time.monotonic()
     truth = EmulatorControl(emulator_url, timeout_s=30)
     while time.monotonic() - began < center.steady_until_s() and center.steady_s:
-        await anyio.sleep(0.25)
+        await anyio.sleep(1.0)
         # The fillers were connected before the first start.
         agents = sum(1 for c in await truth.contacts() if c.get("ConnectedToAgentAt"))
         while started - (agents - center.fillers) < center.contacts:

@@ -4,9 +4,11 @@ it), with round-robin at the same budget as the yardstick, contact events off.
 
 `python -m bench polling`. One queue served by `agents` agents, each busy uniform(`handle_time_s`)
 per call: another client's contacts take every agent first (`fillers`), then `waiting` contacts
-are started at once, so all of them wait and connect one by one as agents free up. For each
-number waiting and each service order, three runs against fresh emulators with the same seed
-and the same DescribeContact quota (10/s burst 15 in the emulator and in each client's budget):
+are started at once and, once agents free up, one more each time one of them gets an agent
+(`bench.center.feed`), for `steady_s`: `waiting` wait at any time, and the figures of detection
+are those of the contacts connected then. For each number waiting and each service order, three
+runs against fresh emulators with the same seed and the same DescribeContact quota (10/s burst 15
+in the emulator and in each client's budget):
 
 * budget_fill: the real worker, `[watch]` defaults (queue-aware polling, the budget fill);
 * backoff_only: the same worker with `[watch] fill_budget_share = 0`;
@@ -68,11 +70,11 @@ TARGET_VS_ROUND_ROBIN = {"random": 1.2, "fifo": 0.5}
 class PollingOptions:
     #: How many of the worker's contacts wait at a time (each number its own runs).
     waiting: tuple[int, ...] = (30, 120)
-    agents: int = 30
+    agents: int = 60
     handle_time_s: tuple[float, float] = (40.0, 60.0)
     #: How long the steady state lasts once agents start to free up: one contact starts each
     #: time one gets an agent, so that `waiting` wait at any time.
-    steady_s: float = 120.0
+    steady_s: float = 150.0
     #: How long the runs go on after it, so that every connection in it is noticed.
     settle_s: float = 30.0
     #: The DescribeContact quota (rate, burst).
@@ -226,17 +228,22 @@ def targets(figures: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def measure(opts: PollingOptions, ctx: RunContext) -> dict[str, Any]:
-    """Every wanted combination at once; in a full run, the one nearest (or furthest past) its
-    target once more."""
+    """The wanted combinations with the same number waiting at once, one number after the other
+    (all at once would load the machine enough to move the figures); in a full run, the one
+    nearest (or furthest past) its target once more."""
     wanted = [(o, n) for n in opts.waiting for o in ORDERS if ctx.wants(key(o, n))]
-    longest = max(opts.center(n).deadline_s() for _, n in wanted)
+    longest = sum(opts.center(n).deadline_s() for n in dict.fromkeys(n for _, n in wanted))
     say(
         f"polling: {', '.join(str(n) for n in opts.waiting)} contacts waiting, {opts.agents} "
         f"agents, handle {span(*opts.handle_time_s)} s, DescribeContact {opts.budget[0]:g}/s; "
         f"{', '.join(IMPLEMENTATIONS)} side by side (about {longest:.0f} s)"
     )
     began = time.monotonic()
-    figures = polling_figures(await run_combinations(opts, ctx, wanted, "polling"), opts)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for waiting in dict.fromkeys(n for _, n in wanted):
+        phase = [(o, n) for o, n in wanted if n == waiting]
+        results.update(await run_combinations(opts, ctx, phase, "polling"))
+    figures = polling_figures(results, opts)
     show(figures["runs"], figures["comparisons"])
     if not ctx.quick:
         worst = max(figures["comparisons"], key=lambda n: figures["comparisons"][n]["margin"])
@@ -311,13 +318,15 @@ def markdown(figures: Mapping[str, Any]) -> str:
         [
             f"`python -m bench polling` (wall time {figures['wall_s']:.0f} s"
             f"{' with the rerun' if figures.get('rerun') else ''};",
-            "every combination at the same time, each implementation on its own emulator with the",
-            f"same seed). One queue served by {o['agents']} agents (handle time",
-            f"{span(*o['handle_time_s'])} s): {o['fillers']} contacts started first by another",
-            "client take every agent, then",
+            "the combinations with the same number waiting at the same time, each",
+            "implementation on its own emulator with the same seed). One queue served by",
+            f"{o['agents']} agents (handle time {span(*o['handle_time_s'])} s): {o['fillers']}",
+            "contacts started first by another client take every agent, then",
             " or ".join(str(n) for n in o["waiting"]),
-            "contacts are started at once and all wait, connecting one by one as agents free",
-            "up. Contact events off. DescribeContact",
+            "contacts are started at once and, once agents free up, one more each time one of",
+            f"them gets an agent, for {o['steady_s']:g} s (the steady state: that many wait at",
+            f"any time); the run stops {o['settle_s']:g} s later. Contact events off.",
+            "DescribeContact",
             f"{rate:g}/s burst {o['budget'][1]:g} in the emulator and in every client's budget.",
             "*Budget fill* is the worker with the `[watch]` defaults; *backoff only* the same",
             "worker with `fill_budget_share = 0` (the policy before the fill); *round-robin* one",

@@ -119,7 +119,7 @@ class WatchPolicy:
         ),
     )
     fill_budget_share: float = field(
-        default=0.9,
+        default=1.0,
         metadata=described(
             "Polling only: where the backoff would leave the DescribeContact budget idle, the "
             "scheduled polls of all watched contacts together spend this share of it (of what "
