@@ -74,7 +74,7 @@ class PollingOptions:
     handle_time_s: tuple[float, float] = (40.0, 60.0)
     #: How long the steady state lasts once agents start to free up: one contact starts each
     #: time one gets an agent, so that `waiting` wait at any time.
-    steady_s: float = 150.0
+    steady_s: float = 120.0
     #: How long the runs go on after it, so that every connection in it is noticed.
     settle_s: float = 30.0
     #: The DescribeContact quota (rate, burst).
@@ -228,11 +228,11 @@ def targets(figures: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def measure(opts: PollingOptions, ctx: RunContext) -> dict[str, Any]:
-    """The wanted combinations with the same number waiting at once, one number after the other
-    (all at once would load the machine enough to move the figures); in a full run, the one
-    nearest (or furthest past) its target once more."""
+    """One wanted combination after the other, its three implementations at once (more at once
+    starve the benchmark's process, which runs the workers and round-robin, on a busy machine);
+    in a full run, the one nearest (or furthest past) its target once more."""
     wanted = [(o, n) for n in opts.waiting for o in ORDERS if ctx.wants(key(o, n))]
-    longest = sum(opts.center(n).deadline_s() for n in dict.fromkeys(n for _, n in wanted))
+    longest = sum(opts.center(n).deadline_s() for _, n in wanted)
     say(
         f"polling: {', '.join(str(n) for n in opts.waiting)} contacts waiting, {opts.agents} "
         f"agents, handle {span(*opts.handle_time_s)} s, DescribeContact {opts.budget[0]:g}/s; "
@@ -240,9 +240,8 @@ async def measure(opts: PollingOptions, ctx: RunContext) -> dict[str, Any]:
     )
     began = time.monotonic()
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    for waiting in dict.fromkeys(n for _, n in wanted):
-        phase = [(o, n) for o, n in wanted if n == waiting]
-        results.update(await run_combinations(opts, ctx, phase, "polling"))
+    for combination in wanted:
+        results.update(await run_combinations(opts, ctx, [combination], "polling"))
     figures = polling_figures(results, opts)
     show(figures["runs"], figures["comparisons"])
     if not ctx.quick:
@@ -318,8 +317,8 @@ def markdown(figures: Mapping[str, Any]) -> str:
         [
             f"`python -m bench polling` (wall time {figures['wall_s']:.0f} s"
             f"{' with the rerun' if figures.get('rerun') else ''};",
-            "the combinations with the same number waiting at the same time, each",
-            "implementation on its own emulator with the same seed). One queue served by",
+            "one combination after the other, its three implementations at the same time, each",
+            "on its own emulator with the same seed). One queue served by",
             f"{o['agents']} agents (handle time {span(*o['handle_time_s'])} s): {o['fillers']}",
             "contacts started first by another client take every agent, then",
             " or ".join(str(n) for n in o["waiting"]),
