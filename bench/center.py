@@ -8,10 +8,11 @@ Detection delay = ScreenSharingStartedAt - ConnectedToAgentAt, per contact, from
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from aiobotocore.session import AioSession
 
 from orchestrator.connect.gateway import connect_client_config
@@ -46,8 +47,17 @@ class Center:
     #: the agents first: the worker's contacts then wait and connect one by one as agents free
     #: up, instead of a first wave of `agents` connections at once.
     fillers: int = 0
-    #: How long after the expected drain a run may go on.
+    #: How long after the expected drain (steady state: after it ends) a run may go on.
     slack_s: float = 60.0
+    #: Steady state: after the first `contacts`, one more starts each time one of them gets an
+    #: agent, so that `contacts` wait at any time, until `steady_s` after agents start to free
+    #: up (the shortest handle time); the run then stops `slack_s` later, not drained. 0: the
+    #: contacts start at once and drain.
+    steady_s: float = 0.0
+
+    def steady_until_s(self) -> float:
+        """When the steady state ends, seconds after the first start."""
+        return self.handle_time_s[0] + self.steady_s
 
     @property
     def waiting_at_start(self) -> int:
@@ -64,6 +74,8 @@ class Center:
         return self.handle_time_s[0] + waiting * mean_handle / self.agents
 
     def deadline_s(self) -> float:
+        if self.steady_s:
+            return self.steady_until_s() + self.slack_s
         return self.drain_estimate_s() + self.handle_time_s[1] + self.slack_s
 
     def quotas(self) -> Quotas:
@@ -102,11 +114,11 @@ async def run_worker(
     center: Center, emulator_url: str, *, run: str, seed: int, **sections: Mapping[str, Any]
 ) -> WorkerRun:
     """Start `center.contacts` requests at once through the real worker (`sections` of its
-    settings: `watch`, `contact_events`), run it until every lifecycle ended (or the deadline),
-    then read the emulator's ground truth."""
-    n = center.contacts
-    settings = memory_settings(run, n, emulator_url, center.quotas(), **sections)
-    counter = FinalCounter(expected=n)
+    settings: `watch`, `contact_events`), and more in a steady state (`feed`), run it until every
+    lifecycle ended (or the deadline), then read the emulator's ground truth."""
+    settings = memory_settings(run, center.contacts, emulator_url, center.quotas(), **sections)
+    # Steady state: more requests than will end before the deadline.
+    counter = FinalCounter(expected=10**9 if center.steady_s else center.contacts)
     metrics = Metrics()
     if center.fillers:
         await start_fillers(emulator_url, center.fillers)
@@ -114,10 +126,18 @@ async def run_worker(
         settings, session=AioSession(), metrics=metrics, extra_sinks=[counter], seed=seed
     ) as (worker, queue):
         started = time.monotonic()
-        for i in range(n):
-            queue.send(request_body(run, i))
-        completed = await run_until(worker, counter, center.deadline_s())
+        async with anyio.create_task_group() as tg:
+            fed: list[int] = []
+
+            async def send() -> None:
+                fed.append(
+                    await feed(center, emulator_url, lambda i: queue.send(request_body(run, i)))
+                )
+
+            tg.start_soon(send)
+            completed = await run_until(worker, counter, center.deadline_s())
         wall = (counter.last_final or time.monotonic()) - started
+    n = fed[0]
     truth = EmulatorControl(emulator_url, timeout_s=120)
     # The worker's contacts, by the ClientToken it derives from each request id (not fillers).
     ours, _ = analysis.match_requests(
@@ -143,6 +163,24 @@ async def run_worker(
         ),
         passed_wakes=counts("orchestrator_passed_wakes_total", "result", ("served", "waiting")),
     )
+
+
+async def feed(center: Center, emulator_url: str, start: Callable[[int], object]) -> int:
+    """Start contacts 0 to `center.contacts - 1` (`start(index)`) at once; in a steady state,
+    then one more each time one of them gets an agent (the emulator's ground truth, looked at
+    every second) until `center.steady_until_s()`. Returns how many were started."""
+    for index in range(center.contacts):
+        start(index)
+    started, began = center.contacts, time.monotonic()
+    truth = EmulatorControl(emulator_url, timeout_s=30)
+    while time.monotonic() - began < center.steady_until_s() and center.steady_s:
+        await anyio.sleep(1.0)
+        # The fillers were connected before the first start.
+        agents = sum(1 for c in await truth.contacts() if c.get("ConnectedToAgentAt"))
+        while started - (agents - center.fillers) < center.contacts:
+            start(started)
+            started += 1
+    return started
 
 
 async def start_fillers(emulator_url: str, count: int) -> None:

@@ -31,7 +31,7 @@ from orchestrator.testing.emulator import EmulatorControl
 from orchestrator.testing.processes import emulator_process
 
 from . import analysis, naive
-from .center import RAISED, Center, run_worker
+from .center import RAISED, Center, feed, run_worker
 from .daemon import worker_logs
 from .harness import (
     RunContext,
@@ -82,7 +82,7 @@ async def _implementation(name: str, opts: DetectionOptions, ctx: RunContext) ->
             own = {"completed": run.completed, "wall_s": run.wall_s, "finals": run.finals}
         elif name == "round_robin":
             poller = await run_round_robin(
-                emu.url, c.contacts, "detect", c.quotas(), c.deadline_s()
+                emu.url, partial(feed, c, emu.url), "detect", c.quotas(), c.deadline_s()
             )
             own = {"poller": poller}
         else:

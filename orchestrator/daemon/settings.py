@@ -193,6 +193,8 @@ class WatchSettings(_Section):
     head_interval_s: float = engine_field(WatchPolicy, "head_interval_s")
     head_budget_share: float = engine_field(WatchPolicy, "head_budget_share")
     on_timeout: Literal["stop", "leave"] = engine_field(WatchPolicy, "on_timeout")
+    fill_budget_share: float = engine_field(WatchPolicy, "fill_budget_share")
+    min_interval_s: float = engine_field(WatchPolicy, "min_interval_s")
 
     @model_validator(mode="after")
     def _a_policy(self) -> WatchSettings:

@@ -222,7 +222,7 @@ class ContactNotifier:
             watched=len(self._doorbells),
             fifo=frontier.in_fifo_queue(contact_id),
             head=head,
-            heads=frontier.head_total(head_contacts) if head else 0,
+            heads=frontier.head_total(head_contacts) if head_contacts else 0,
         )
 
     def polled(self, poll: Poll, *, head_contacts: int, wake_limit: int) -> bool:

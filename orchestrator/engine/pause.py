@@ -14,6 +14,9 @@ polls, or works the pause out again. Three policies make the pause:
   for contacts known to wait in a queue that serves oldest first, since a lost event is caught at
   the next connection there). While the floor holds a poll back the pause is worked out again
   every `floor_recheck_s`: the floor shrinks as watched contacts leave, and the pause with it;
+* the budget fill, polling only: where the backoff would leave the DescribeContact budget idle,
+  its ceiling comes down (`fill_ceiling`, never below `min_interval_s`) so that the scheduled polls
+  of all watched contacts together spend `fill_budget_share` of what the heads leave;
 * queue-aware polling: the oldest waiting contacts of each queue (the heads) poll at most every
   `head_interval`, within their share of the budget.
 
@@ -40,7 +43,7 @@ class Standing:
     fifo: bool = False
     #: Among the `head_contacts` oldest waiting contacts of such a queue.
     head: bool = False
-    #: How many contacts poll as heads now, over every queue.
+    #: How many contacts poll as heads now, over every queue (whether or not this one is).
     heads: int = 0
 
 
@@ -80,6 +83,34 @@ def scheduled_floor(policy: WatchPolicy, watched: int, *, fifo: bool = False) ->
     return watched / (share * policy.describe_rate)
 
 
+def fill_ceiling(policy: WatchPolicy, standing: Standing) -> float | None:
+    """The backoff's ceiling that makes the scheduled polls fill the budget, polling only.
+
+    The watched contacts share `fill_budget_share` of the DescribeContact rate evenly, each
+    polling on average every watched / share seconds; where the heads poll faster than that
+    (every `head_interval`), the others share what the heads leave. The ceiling is that mean
+    pause over the jitter's mean draw (1 - jitter / 2), and never below `min_interval_s`.
+
+    None where the rule does not apply: no budget known, `fill_budget_share` 0, contact events
+    on (`poll_budget_share` set: the safety net keeps its small share), or heads that take all
+    of the share."""
+    rate = policy.describe_rate
+    if rate is None or not policy.fill_budget_share or policy.poll_budget_share is not None:
+        return None
+    share = policy.fill_budget_share * rate
+    watched = max(1, standing.watched)
+    heads = min(standing.heads, watched) if policy.queue_aware else 0
+    mean = watched / share
+    if heads:
+        interval = head_interval(policy, heads, watched)
+        if mean > interval:  # the heads poll faster than the rest: those share what they leave
+            spare = share - heads / interval
+            if spare <= 0 or heads == watched:
+                return None
+            mean = (watched - heads) / spare
+    return max(policy.min_interval_s, mean / (1.0 - policy.jitter / 2))
+
+
 def head_interval(policy: WatchPolicy, heads_total: int, watched: int = 0) -> float:
     """How often each head polls when `heads_total` contacts poll as heads among `watched`
     watched contacts: never more often than `head_interval_s`, all heads together within their
@@ -106,6 +137,9 @@ def watch_pause(
     """The rest of the pause before the next poll of a contact polled `step` times, `elapsed_s`
     into a pause whose jitter is `draw` (`jitter_draw`), `left_s` before its deadline."""
     backoff = backoff_s(policy, step)
+    ceiling = fill_ceiling(policy, standing)
+    if ceiling is not None:
+        backoff = min(backoff, ceiling)
     floor = scheduled_floor(policy, standing.watched, fifo=standing.fifo)
     pause = max(backoff, floor) * draw
     if policy.queue_aware and standing.head:

@@ -99,6 +99,19 @@ class WatchPolicy(Bounded):
         "rate) seconds.",
         ge=1,
     )
+    fill_budget_share: float = declared(
+        1.0,
+        "Polling only: where the backoff would leave the DescribeContact budget idle, the "
+        "scheduled polls of all watched contacts together spend this share of it (of what "
+        "the heads leave): each contact's pause is capped at max(min_interval_s, watched / "
+        "(share * describe rate)), so that the fewer contacts wait, the more often each is "
+        "polled. 0: backoff only. With contact events on, poll_budget_share applies instead.",
+        ge=0,
+        le=1,
+    )
+    min_interval_s: float = declared(
+        1.0, "The budget fill never brings a contact's pause below this (seconds).", gt=0
+    )
     #: Priority of a poll woken by a contact event (lower is served first; other polls use the
     #: contact's enqueue or initiation time, epoch seconds).
     confirm_priority: float = 0.0

@@ -147,7 +147,7 @@ def test_render_draws_every_recorded_scenario_in_the_suite_order() -> None:
     assert headings[-8:] == [
         "## Contact events: detection on a 2/s DescribeContact budget",
         "## Backlog under restarts",
-        "## Polling policies: queue-aware vs plain backoff",
+        "## Polling only: spending the DescribeContact budget",
         "## Fleet mode: one shared budget while workers come and go",
         "## Fleet mode through a Redis outage, before and after",
         "## Queue positions told to waiting customers",

@@ -329,7 +329,8 @@ async def test_many_heads_stretch_the_head_interval_to_their_budget_share(
     vclock: VirtualClock,
 ) -> None:
     emulator = await start_virtual_emulator(agent_delay_s=(40.0, 40.0), flow_delay_s=0.0)
-    # 4 polls/s of DescribeContact, heads may use half: 19 heads poll every 9.5 s at most.
+    # 4 polls/s of DescribeContact, heads may use half: 19 heads poll every 9.5 s at most
+    # (the heads' own share: no budget fill).
     policy = WatchPolicy(
         first_delay_s=2,
         multiplier=2,
@@ -338,6 +339,7 @@ async def test_many_heads_stretch_the_head_interval_to_their_budget_share(
         jitter=0,
         describe_rate=4,
         head_budget_share=0.5,
+        fill_budget_share=0,
     )
     engine = make_engine(await client_for(emulator), MemorySink(), clock=vclock, watch=policy)
     for queue in range(9):  # contacts other engines' watches keep at the head of 9 queues

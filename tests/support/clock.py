@@ -49,6 +49,8 @@ class SteppingClock:
         #: How many sleeps are in progress now, and how many have begun in all.
         self.sleeping = 0
         self.sleeps = 0
+        #: When each sleep in progress ends.
+        self._until: list[float] = []
 
     def time(self) -> float:
         return self._now
@@ -61,16 +63,23 @@ class SteppingClock:
         moved, self._moved = self._moved, anyio.Event()
         moved.set()
 
+    @property
+    def due(self) -> int:
+        """How many sleeps have reached their end but have not returned yet."""
+        return sum(1 for until in self._until if until <= self._now)
+
     async def sleep(self, seconds: float, wake: anyio.Event | None = None) -> None:
         until = self._now + max(0.0, seconds)
         self.sleeping += 1
         self.sleeps += 1
+        self._until.append(until)
         try:
             await anyio.lowlevel.checkpoint()
             while self._now < until and not (wake is not None and wake.is_set()):
                 await _first_of(self._moved, wake)
         finally:
             self.sleeping -= 1
+            self._until.remove(until)
 
 
 async def _first_of(*events: anyio.Event | None) -> None:
