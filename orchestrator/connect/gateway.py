@@ -28,10 +28,12 @@ from orchestrator.bounds import Bounded, declared
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.operations import Operation
+from orchestrator.connect.outage import OutageHold, through_outage
 from orchestrator.connect.ratelimit import Budget
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
+    ConnectUnavailable,
     DeploymentError,
     RetryableConnectError,
     StartExpired,
@@ -240,7 +242,9 @@ def _client_error_class(
         return CapacityError if "concurren" in message.lower() else ThrottledError
     if code in _THROTTLE_CODES or status == 429:
         return ThrottledError
-    if status >= 500 or (fresh and code in _EVENTUALLY_CONSISTENT):
+    if status >= 500:
+        return ConnectUnavailable
+    if fresh and code in _EVENTUALLY_CONSISTENT:
         return RetryableConnectError
     return TerminalConnectError
 
@@ -254,7 +258,7 @@ def classify(operation: str, error: BaseException, *, fresh: bool = False) -> Co
         transport = isinstance(error, TRANSPORT_ERRORS) and not isinstance(
             error, ParamValidationError
         )
-        kind = RetryableConnectError if transport else TerminalConnectError
+        kind = ConnectUnavailable if transport else TerminalConnectError
         return kind(operation, type(error).__name__, str(error))
     info = error.response.get("Error", {})
     code = str(info.get("Code") or "Unknown")
@@ -275,8 +279,11 @@ class AioConnectGateway:
         policies: GatewayPolicies | None = None,
         clock: Clock | None = None,
         capacity: CapacityGate | None = None,
+        outage: OutageHold | None = None,
     ) -> None:
         self._client = client
+        #: Where calls wait while Connect does not answer (`outage.py`); None: they fail.
+        self._outage = outage
         self._budget = budget
         #: The instance's concurrent-call cap as this worker sees it (the worker reads it too).
         self.capacity = capacity or CapacityGate(clock=clock)
@@ -284,6 +291,9 @@ class AioConnectGateway:
         self._metrics = metrics
         self._clock = clock or SystemClock()
         self._window = self._policies.consistency_window_s
+
+    def _quiet(self) -> bool:
+        return self._outage is not None and self._outage.declared
 
     def _fresh(self, since: float | None) -> bool:
         return since is not None and self._clock.monotonic() - since < self._window
@@ -330,8 +340,28 @@ class AioConnectGateway:
         at a time, oldest `priority` first), for at most `capacity_max_wait_s`. With `not_after`
         (epoch seconds), raises `StartExpired` instead of sending an attempt past it, unless an
         earlier attempt may have created the contact (a transport error or a 5xx): then the
-        request goes on, and resumes that contact.
+        request goes on, and resumes that contact. While Connect does not answer, the call waits
+        at the outage hold and tries again (with the same `ClientToken`).
         """
+        return await through_outage(
+            self._outage,
+            # A held call failed without an answer: it may have created the contact.
+            lambda held: self._start(
+                params,
+                request_id=request_id,
+                priority=priority,
+                not_after=None if held else not_after,
+            ),
+        )
+
+    async def _start(
+        self,
+        params: Mapping[str, Any],
+        *,
+        request_id: str,
+        priority: float,
+        not_after: float | None,
+    ) -> StartedContact:
         sent = False
 
         async def call() -> StartedContact:
@@ -365,7 +395,10 @@ class AioConnectGateway:
                     raise StartExpired(f"not started by {not_after}: waiting for capacity")
                 try:
                     started = await self._policies.start.call(
-                        call, clock=self._clock, context={"request_id": request_id}
+                        call,
+                        clock=self._clock,
+                        context={"request_id": request_id},
+                        quiet=self._quiet,
                     )
                 except CapacityError as error:
                     refused = error
@@ -396,8 +429,11 @@ class AioConnectGateway:
             )
             return ContactSnapshot.from_api(response["Contact"])
 
-        return await self._policies.describe.call(
-            call, clock=self._clock, context={"contact_id": contact_id}
+        return await through_outage(
+            self._outage,
+            lambda _: self._policies.describe.call(
+                call, clock=self._clock, context={"contact_id": contact_id}, quiet=self._quiet
+            ),
         )
 
     async def start_screen_sharing(
@@ -413,6 +449,9 @@ class AioConnectGateway:
                 fresh_since=fresh_since,
             )
 
-        await self._policies.screen_sharing.call(
-            call, clock=self._clock, context={"contact_id": contact_id}
+        await through_outage(
+            self._outage,
+            lambda _: self._policies.screen_sharing.call(
+                call, clock=self._clock, context={"contact_id": contact_id}, quiet=self._quiet
+            ),
         )

@@ -20,11 +20,13 @@ from anyio.abc import TaskStatus
 from botocore.exceptions import BotoCoreError
 from pydantic import BaseModel
 
+from orchestrator.clock import SystemClock
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from orchestrator.connect.operations import BudgetShare, Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
 from orchestrator.daemon.contact_events import ContactEventsConsumer
 from orchestrator.daemon.engine_fields import engine_values, quota_key
+from orchestrator.daemon.faults import DeploymentFaults, OutagePolicy
 from orchestrator.daemon.fleet import Fleet, redis_client
 from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.readiness import ReadinessBoard
@@ -116,6 +118,11 @@ def gateway_policies(settings: Settings) -> GatewayPolicies:
     )
 
 
+def outage_policy(settings: Settings) -> OutagePolicy:
+    """How calls wait while Connect does not answer, from `[connect]`."""
+    return OutagePolicy(**engine_values(OutagePolicy, settings.connect))
+
+
 #: `await client(service, endpoint, config)`: an AWS client that closes with the worker.
 ClientOpener = Callable[[str, str | None, Any], Awaitable[Any]]
 
@@ -202,11 +209,21 @@ async def open_worker(
                 connect_quotas(settings.connect), share=share.share, headroom=share.headroom
             )
         metrics.watch_budget(budget.snapshots)
+        # Held calls (Connect not answering) are the worker's deployment faults: it stops
+        # receiving while they last, and `/readyz` says why.
+        faults = DeploymentFaults(
+            readiness=readiness,
+            metrics=metrics,
+            clock=SystemClock(),
+            backoff_bounds_s=options.fault_backoff_s,
+            outage=outage_policy(settings),
+        )
         gateway = AioConnectGateway(
             connect,
             budget,
             policies=gateway_policies(settings),
             metrics=metrics,
+            outage=faults,
         )
         engine = LifecycleEngine(
             gateway=gateway,
@@ -260,6 +277,7 @@ async def open_worker(
             rng=rng,
             readiness=readiness,
             capacity=gateway.capacity,
+            faults=faults,
             services=services,
         )
 

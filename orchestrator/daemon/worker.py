@@ -68,6 +68,7 @@ class Worker:
         *,
         readiness: ReadinessBoard,
         capacity: CapacityGate,
+        faults: DeploymentFaults | None = None,
         services: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -91,7 +92,14 @@ class Worker:
             metrics=self.metrics,
             clock=self._clock,
         )
-        self._stop = anyio.Event()
+        #: Deployment faults in progress (`faults.py`; assembly shares it with the gateway).
+        self.faults = faults or DeploymentFaults(
+            readiness=self.readiness,
+            metrics=self.metrics,
+            clock=self._clock,
+            backoff_bounds_s=self.options.fault_backoff_s,
+        )
+        self._stop = self.faults.stop
         self._force = anyio.Event()
         #: Set while no ReceiveMessage is pending: hand-backs at shutdown wait for it, or the
         #: pending long poll could take the handed-back messages and hide them.
@@ -105,13 +113,6 @@ class Worker:
             clock=self._clock,
             backoff_s=self._receive_backoff_s,
             refresh_s=self.options.redrive_refresh_s,
-        )
-        self.faults = DeploymentFaults(
-            readiness=self.readiness,
-            metrics=self.metrics,
-            clock=self._clock,
-            backoff_bounds_s=self.options.fault_backoff_s,
-            stop=self._stop,
         )
         self._done = 0
         self.status = WorkerStatus(last_progress=self._clock.monotonic())
