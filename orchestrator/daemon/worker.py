@@ -16,10 +16,11 @@ Data flows one way: queue source -> request validation -> lifecycle engine -> si
   rejection waits out sinks that are down like any final event; a worker stopped meanwhile lets
   the message go on without it (`request.rejection_not_emitted`; `dlq inspect` says why).
 * `stop()` (idempotent; a signal handler only calls it) stops receiving once the pending
-  ReceiveMessage has returned (what it returns goes back at once), hands back the messages whose
-  contact has not started at once, and lets started lifecycles finish within the grace period,
-  then cancels the rest and hands their messages back (another worker resumes them with the same
-  ClientToken). A second `stop()` skips the rest of the grace period.
+  ReceiveMessage has returned (what it returns goes back at once; `stopping.py` bounds the wait),
+  hands back the messages whose contact has not started at once, and lets started lifecycles
+  finish within the grace period counted from the stop, then cancels the rest and hands their
+  messages back (another worker resumes them with the same ClientToken). A second `stop()` cuts
+  the poll and skips the rest of the grace period.
 * The receive loop survives every error (credentials, network, missing queue): it logs, backs off
   and tries again.
 """
@@ -27,6 +28,7 @@ Data flows one way: queue source -> request validation -> lifecycle engine -> si
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -44,6 +46,7 @@ from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.policy import expiry, hand_back_delay_s, room
 from orchestrator.daemon.readiness import ReadinessBoard, WorkerStatus
 from orchestrator.daemon.redrive import RedriveTracker
+from orchestrator.daemon.stopping import poll_deadline, stop_deadline
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import RequestRejected, parse_request
@@ -52,9 +55,6 @@ from orchestrator.retry import backoff_s
 from orchestrator.sqs import QueueMessage, QueueSource
 
 log = structlog.get_logger("orchestrator.daemon.worker")
-
-#: A long poll still pending this long past its wait time after `stop()` is wedged: cut it off.
-_POLL_MARGIN_S = 5.0
 
 
 class Worker:
@@ -101,6 +101,8 @@ class Worker:
         )
         self._stop = self.faults.stop
         self._force = anyio.Event()
+        #: When the grace period of a stop ends (`anyio.current_time()`; set by the first stop).
+        self._stop_deadline = math.inf
         #: Set while no ReceiveMessage is pending: hand-backs at shutdown wait for it, or the
         #: pending long poll could take the handed-back messages and hide them.
         self._poll_idle = anyio.Event()
@@ -132,15 +134,19 @@ class Worker:
         what is left of the grace period."""
         if self._stop.is_set():
             self._force.set()
+        else:
+            self._stop_deadline = stop_deadline(anyio.current_time(), self.options)
         self._stop.set()
         self._publish(stopping=True)
+        for lease in self.leases.unstarted():  # back at once, not after the pending poll
+            lease.scope.cancel()
         if self._receive_scope is not None:
-            # Let the pending long poll return what it took (it goes back at once) rather than
-            # abandon it with messages in it; only a wedged one is cut off.
             self._receive_scope.deadline = min(
                 self._receive_scope.deadline,
-                anyio.current_time() + self.options.wait_time_s + _POLL_MARGIN_S,
+                poll_deadline(anyio.current_time(), self._stop_deadline, self.options),
             )
+            if self._force.is_set():
+                self._receive_scope.cancel()
 
     @property
     def in_flight(self) -> int:
@@ -264,7 +270,10 @@ class Worker:
         log.info(
             "worker.draining", in_flight=self.in_flight, grace_period_s=self.options.grace_period_s
         )
-        with anyio.move_on_after(self.options.grace_period_s):
+        # The grace period counts from the signal (the pending long poll ran within it); a drain
+        # without a signal counts it from now.
+        deadline = min(self._stop_deadline, stop_deadline(anyio.current_time(), self.options))
+        with anyio.CancelScope(deadline=deadline):
             while self.leases:
                 await wait_first(self.leases.changed, self._force)
                 if self._force.is_set():
