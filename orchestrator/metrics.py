@@ -139,6 +139,11 @@ class Metrics:
         "sink",
     )
     receive_errors = _counter("orchestrator_receive_errors", "Failed SQS ReceiveMessage calls")
+    queue_not_found = _counter(
+        "orchestrator_queue_not_found",
+        "Calls that found no queue at a configured URL, by queue (requests, contact_events)",
+        "queue",
+    )
     visibility_extensions = _counter(
         "orchestrator_visibility_extensions",
         "Visibility timeout extensions, by result (ok, error)",

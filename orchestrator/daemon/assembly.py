@@ -24,12 +24,14 @@ from orchestrator.clock import SystemClock
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from orchestrator.connect.operations import BudgetShare, Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
+from orchestrator.daemon.contact_events import PART as CE_PART
 from orchestrator.daemon.contact_events import ContactEventsConsumer
 from orchestrator.daemon.engine_fields import engine_values, quota_key
 from orchestrator.daemon.faults import DeploymentFaults, OutagePolicy
 from orchestrator.daemon.fleet import Fleet, redis_client
 from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.readiness import ReadinessBoard
+from orchestrator.daemon.redrive import QUEUE_PART
 from orchestrator.daemon.settings import (
     ConnectSettings,
     ContactEventsSettings,
@@ -266,6 +268,7 @@ async def open_worker(
                 wait_time_s=ce.wait_time_s,
                 backoff_s=options.receive_backoff_s,
                 rng=rng,
+                may_consume=functools.partial(readiness.working, QUEUE_PART, besides=CE_PART),
             )
             services.append(consumer.run)
         if fleet is not None:  # heartbeats, and the contact-events subscriber if events are on

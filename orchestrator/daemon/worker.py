@@ -52,7 +52,7 @@ from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import RequestRejected, parse_request
 from orchestrator.errors import RetryLater
 from orchestrator.retry import backoff_s
-from orchestrator.sqs import QueueMessage, QueueSource
+from orchestrator.sqs import QueueMessage, QueueSource, is_missing_queue
 
 log = structlog.get_logger("orchestrator.daemon.worker")
 
@@ -115,6 +115,8 @@ class Worker:
             clock=self._clock,
             backoff_s=self._receive_backoff_s,
             refresh_s=self.options.redrive_refresh_s,
+            metrics=self.metrics,
+            queue_url=getattr(source, "queue_url", None),
         )
         self._done = 0
         self.status = WorkerStatus(last_progress=self._clock.monotonic())
@@ -226,6 +228,8 @@ class Worker:
             except Exception as exc:
                 failures = self.status.receive_failures + 1
                 self.metrics.receive_errors.inc()
+                if is_missing_queue(exc):  # deleted since the redrive policy was read
+                    self.redrive.missing(exc)
                 delay = self._receive_backoff_s(failures)
                 log.error(
                     "queue.receive_failed",
@@ -239,6 +243,8 @@ class Worker:
             finally:
                 self._receive_scope = None
                 self._poll_idle.set()
+            if self.status.receive_failures:
+                self.redrive.answered()
             self._progress(receive_failures=0)
             self.metrics.last_receive.set(self._clock.time())
             if self._stop.is_set():
