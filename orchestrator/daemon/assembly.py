@@ -213,19 +213,20 @@ async def open_worker(
         metrics.watch_budget(budget.snapshots)
         # Held calls (Connect not answering) are the worker's deployment faults: it stops
         # receiving while they last, and `/readyz` says why.
+        outage = outage_policy(settings)
         faults = DeploymentFaults(
             readiness=readiness,
             metrics=metrics,
             clock=SystemClock(),
             backoff_bounds_s=options.fault_backoff_s,
-            outage=outage_policy(settings),
+            outage=outage,
         )
         gateway = AioConnectGateway(
             connect,
             budget,
             policies=gateway_policies(settings),
             metrics=metrics,
-            outage=faults,
+            outage=faults if outage.hold else None,
         )
         engine = LifecycleEngine(
             gateway=gateway,

@@ -42,6 +42,14 @@ CONNECT_UNREACHABLE = "connect_unreachable"
 class OutagePolicy(Bounded):
     """How calls wait while Connect does not answer (`[connect]` outage_*)."""
 
+    hold: bool = declared(
+        True,
+        "Hold Connect calls in place while Connect does not answer. false: such a call fails "
+        "after its retry budget like any transient error (the message goes back, and its last "
+        "receive ends the request with request.failed), the behaviour before outages were "
+        "held; kept for comparison (bench outage).",
+    )
+
     max_backoff_s: float = declared(
         30.0,
         "While Connect does not answer (connection errors or 5xx past a call's retry "

@@ -159,6 +159,7 @@ class ConnectSettings(_Section):
     retry_max_time_s: float = engine_field(RetryPolicy, "max_time_s")
     capacity_max_wait_s: float = engine_field(GatewayPolicies, "capacity_max_wait_s")
     consistency_window_s: float = engine_field(GatewayPolicies, "consistency_window_s")
+    outage_hold: bool = engine_field(OutagePolicy, "hold")
     outage_max_backoff_s: float = engine_field(OutagePolicy, "max_backoff_s")
     outage_summary_interval_s: float = engine_field(OutagePolicy, "summary_interval_s")
 
