@@ -126,7 +126,8 @@ def test_termination_grace_period_outlasts_the_shutdown_grace_period(
     configured: Settings,
 ) -> None:
     termination = pod_spec()["terminationGracePeriodSeconds"]
-    assert termination >= deploy_grace_s(configured.shutdown.grace_period_s)
+    shutdown, queue = configured.shutdown, configured.queue
+    assert termination >= deploy_grace_s(shutdown.grace_period_s, queue.wait_time_s)
 
 
 def test_pod_is_locked_down() -> None:
