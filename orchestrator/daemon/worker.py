@@ -19,8 +19,8 @@ Data flows one way: queue source -> request validation -> lifecycle engine -> si
   ReceiveMessage has returned (what it returns goes back at once; `stopping.py` bounds the wait),
   hands back the messages whose contact has not started at once, and lets started lifecycles
   finish within the grace period counted from the stop, then cancels the rest and hands their
-  messages back (another worker resumes them with the same ClientToken). A second `stop()` cuts
-  the poll and skips the rest of the grace period.
+  messages back (another worker resumes them with the same ClientToken). A second `stop()` skips
+  the rest of the grace period.
 * The receive loop survives every error (credentials, network, missing queue): it logs, backs off
   and tries again.
 """
@@ -46,6 +46,7 @@ from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.policy import expiry, hand_back_delay_s, room
 from orchestrator.daemon.readiness import ReadinessBoard, WorkerStatus
 from orchestrator.daemon.redrive import RedriveTracker
+from orchestrator.daemon.renewal import Renewals, first_sent_at
 from orchestrator.daemon.stopping import poll_deadline, stop_deadline
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.lifecycle import LifecycleEngine
@@ -118,6 +119,7 @@ class Worker:
             metrics=self.metrics,
             queue_url=getattr(source, "queue_url", None),
         )
+        self.renewals = Renewals(self.metrics)
         self._done = 0
         self.status = WorkerStatus(last_progress=self._clock.monotonic())
 
@@ -145,10 +147,8 @@ class Worker:
         if self._receive_scope is not None:
             self._receive_scope.deadline = min(
                 self._receive_scope.deadline,
-                poll_deadline(anyio.current_time(), self._stop_deadline, self.options),
+                poll_deadline(anyio.current_time(), self.options),
             )
-            if self._force.is_set():
-                self._receive_scope.cancel()
 
     @property
     def in_flight(self) -> int:
@@ -343,9 +343,18 @@ class Worker:
             self.leases.mark_started(lease)
             await self._reject(message, rejected)
             return
+        if await self.renewals.renew(
+            self.source,
+            message,
+            max_receives=self.redrive.max_receives,
+            has_redrive=self.redrive.has_redrive,
+        ):
+            await self.leases.ack(message)  # the copy carries the request on (`renewal.py`)
+            return
         final_attempt = self.redrive.final_attempt(message)
         shelf_life = expiry(message, request, ttl_s=self.options.request_ttl_s)
-        priority = message.sent_at if message.sent_at is not None else self._clock.time()
+        sent_at = first_sent_at(message)
+        priority = sent_at if sent_at is not None else self._clock.time()
 
         def attempt(retries: int) -> Awaitable[LifecycleEvent]:
             return self.engine.run(
