@@ -218,6 +218,8 @@ def markdown(figures: Mapping[str, Any]) -> str:
         ])  # fmt: skip
     targets = figures.get("targets", {})
     lines = [
+        "## Connect outage: contacts waiting and requests queued while Connect does not answer",
+        "",
         f"{options['waiting']} contacts waiting for agents and {options['queued']} requests "
         f"queued while Connect does not answer for {options['outage_s']:g} s (the emulator "
         "process frozen: connections time out); one worker per mode, maxReceiveCount "

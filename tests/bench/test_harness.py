@@ -144,9 +144,10 @@ def test_render_draws_every_recorded_scenario_in_the_suite_order() -> None:
         "## How to reproduce", "## 1. Quota efficiency", "## 2. Detection under a shared budget",
         "## 3. Scale",
     ]  # fmt: skip
-    assert headings[-4:] == [
+    assert headings[-5:] == [
         "## Contact events: detection on a 2/s DescribeContact budget",
         "## Backlog under restarts",
         "## Polling policies: queue-aware vs plain backoff",
         "## Fleet mode: one shared budget while workers come and go",
+        "## Connect outage: contacts waiting and requests queued while Connect does not answer",
     ]
