@@ -5,7 +5,8 @@ SQS's redrive policy moves a message to the dead-letter queue after maxReceiveCo
 whatever ended them: a worker SIGKILLed (or OOM-killed) while holding a valid request spends a
 receive as surely as poison does, so a request whose holders die five times in a row would be
 dead-lettered. Instead, a worker that receives a valid request on receive maxReceiveCount - 1
-sends a copy of it (same body; a FIFO queue keeps its group) carrying the receives so far
+(receive 2 when maxReceiveCount is 2: a first receive is never renewed) sends a copy of it (same
+body; a FIFO queue keeps its group) carrying the receives so far
 (`orchestrator-attempts`) and the original SentTimestamp (`orchestrator-first-sent-at`), then
 deletes the original; the copy is received as a fresh message (receive 1). The worker's own cap
 (`CAP_FACTOR` x maxReceiveCount receives in all) stops renewing a request that keeps killing
@@ -68,9 +69,10 @@ def first_sent_at(message: QueueMessage) -> float | None:
 
 
 def renewal_due(message: QueueMessage, *, max_receives: int, has_redrive: bool) -> bool:
-    """Whether this delivery should move the request to a fresh message: the queue dead-letters
-    it after one more receive, and the worker's cap leaves room for more."""
-    if not has_redrive or max_receives < 2 or message.receive_count < max_receives - 1:
+    """Whether this delivery should move the request to a fresh message: it was received before
+    (a first receive is never renewed), the queue dead-letters it after at most one more
+    receive, and the worker's cap leaves room for more."""
+    if not has_redrive or message.receive_count < max(2, max_receives - 1):
         return False
     return earlier_receives(message) + message.receive_count < CAP_FACTOR * max_receives
 
@@ -96,7 +98,7 @@ class Renewals:
         """Send the renewed copy of `message` if it is due; whether it was sent (the caller then
         deletes the original). A failed send leaves the original as it was."""
         if not renewal_due(message, max_receives=max_receives, has_redrive=has_redrive):
-            if has_redrive and message.receive_count == max_receives - 1:
+            if has_redrive and message.receive_count == max(2, max_receives - 1):
                 log.warning(
                     "message.renewals_exhausted",
                     receives=earlier_receives(message) + message.receive_count,

@@ -53,6 +53,9 @@ def test_a_request_is_renewed_on_its_next_to_last_receive_until_the_cap() -> Non
         for n in range(1, MAX_RECEIVES + 1)
     ]
     assert due == [False, True, True]
+    # A first receive is never renewed (with maxReceiveCount 2, the last one is).
+    assert not renewal_due(message(1), max_receives=2, has_redrive=True)
+    assert renewal_due(message(2), max_receives=2, has_redrive=True)
     # Without a dead-letter queue the queue's count ends nothing: nothing to renew.
     assert not renewal_due(message(2), max_receives=MAX_RECEIVES, has_redrive=False)
     cap = CAP_FACTOR * MAX_RECEIVES
