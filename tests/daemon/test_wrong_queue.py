@@ -6,7 +6,6 @@ Connect and names each problem. Real worker, real SQS server, real emulator."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.testing.emulator import Emulator
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.conftest import ACCESS_KEY, SECRET_KEY
+from tests.daemon.test_cli import cli_env
 from tests.daemon.test_observability import aget, observed
 from tests.support import (
     REGION,
@@ -81,14 +81,12 @@ async def test_a_missing_request_queue_is_named_counted_and_consumes_no_contact_
 
 
 def probe_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
-    env.update(
+    return cli_env(
         AWS_ACCESS_KEY_ID=ACCESS_KEY,
         AWS_SECRET_ACCESS_KEY=SECRET_KEY,
         ORCHESTRATOR_AWS__REGION=REGION,
         **extra,
     )
-    return env
 
 
 async def check_config_probe(**settings: str) -> tuple[int, list[str]]:
