@@ -24,6 +24,7 @@ from orchestrator.daemon.assembly import credentials_problem, request_defaults, 
 from orchestrator.daemon.enqueue import EnqueueReport, cancel_lines, enqueue
 from orchestrator.daemon.logs import configure_logging
 from orchestrator.daemon.observability import check_endpoint
+from orchestrator.daemon.probe import probe
 from orchestrator.daemon.settings import Settings, load_settings, settings_json
 from orchestrator.errors import ConfigError
 from orchestrator.sqs import describe_problem, open_sqs
@@ -53,12 +54,20 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     """validate the configuration and print the effective settings
 
     Load the configuration (file and environment) and print the effective settings as JSON with
-    secrets masked; on error print what is wrong and exit with status 2."""
-    print(settings_json(load_settings(args.config)))
+    secrets masked; on error print what is wrong and exit with status 2. With --probe, also try
+    the queues it names (request queue, its dead-letter queue, events, contact events) and
+    Connect, one cheap call each: one line per problem on stderr, and exit status 1 if any."""
+    settings = load_settings(args.config)
+    print(settings_json(settings))
     problem = anyio.run(credentials_problem)
     if problem is not None:  # a warning: the configuration itself is valid
         print(f"orchestrator check-config: {problem}", file=sys.stderr)
-    return 0
+    if not args.probe:
+        return 0
+    problems = anyio.run(probe, settings)
+    for line in problems:
+        print(f"orchestrator check-config: {line}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _cmd_healthcheck(args: argparse.Namespace) -> int:
@@ -449,7 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--limit", type=_positive_int, help="move at most this many")
     redrive.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
 
-    _command(sub, "check-config", _cmd_check_config)
+    check = _command(sub, "check-config", _cmd_check_config)
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also try the queues and Connect (one cheap call each); exit 1 on any problem",
+    )
     health = _command(sub, "healthcheck", _cmd_healthcheck)
     health.add_argument(
         "--path",

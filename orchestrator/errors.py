@@ -33,6 +33,11 @@ class RetryableConnectError(ConnectError):
     """Worth retrying: 5xx, connection errors, timeouts, an early 404 after start."""
 
 
+class ConnectUnavailable(RetryableConnectError):
+    """Connect did not answer (connection refused, reset, timed out) or answered 5xx: when this
+    outlasts a call's retry budget, Connect is unreachable for the deployment, not the request."""
+
+
 class ThrottledError(RetryableConnectError):
     """HTTP 429: the account's quota for this operation is spent right now."""
 

@@ -161,6 +161,15 @@ class Metrics:
         "reason",
     )
     receive_errors = _counter("orchestrator_receive_errors", "Failed SQS ReceiveMessage calls")
+    messages_renewed = _counter(
+        "orchestrator_messages_renewed",
+        "Requests moved to a fresh message before their last receive (renewal.py)",
+    )
+    queue_not_found = _counter(
+        "orchestrator_queue_not_found",
+        "Calls that found no queue at a configured URL, by queue (requests, contact_events)",
+        "queue",
+    )
     visibility_extensions = _counter(
         "orchestrator_visibility_extensions",
         "Visibility timeout extensions, by result (ok, error)",

@@ -115,9 +115,16 @@ class RetryPolicy(Bounded):
         return attempt >= self.max_attempts or elapsed_s >= self.max_time_s
 
     def _scheduled(
-        self, attempt: int, exc: BaseException | None, sleep_s: float, **extra: Any
+        self,
+        attempt: int,
+        exc: BaseException | None,
+        sleep_s: float,
+        quiet: Callable[[], bool] | None = None,
+        **extra: Any,
     ) -> None:
-        log.warning(
+        # While `quiet()` (an outage is declared and summarised elsewhere) a retry is a debug line.
+        say = log.debug if quiet is not None and quiet() else log.warning
+        say(
             "retry.scheduled",
             policy=self.name,
             attempt=attempt,
@@ -132,11 +139,13 @@ class RetryPolicy(Bounded):
         *,
         clock: Clock | None = None,
         context: dict[str, Any] | None = None,
+        quiet: Callable[[], bool] | None = None,
     ) -> T:
         """Run `fn` until it succeeds, raises something not retryable, or the budget runs out.
 
         The last exception is re-raised as is when the budget runs out. The first attempt runs
         bare (most calls succeed at once); tenacity takes over from the first retryable failure.
+        Each scheduled retry is a warning, or a debug line while `quiet()` holds.
         """
         clk = clock or SystemClock()
         started = clk.monotonic()
@@ -148,7 +157,7 @@ class RetryPolicy(Bounded):
         if self.exhausted(1, first, clk.monotonic() - started):
             raise first
         pause = self.backoff(1, first)
-        self._scheduled(1, first, pause, **extra)
+        self._scheduled(1, first, pause, quiet, **extra)
         await clk.sleep(pause)
 
         def outcome(state: RetryCallState) -> BaseException | None:
@@ -163,7 +172,7 @@ class RetryPolicy(Bounded):
             wait=lambda state: self.backoff(state.attempt_number + 1, outcome(state)),
             sleep=clk.sleep,
             before_sleep=lambda state: self._scheduled(
-                state.attempt_number + 1, outcome(state), state.upcoming_sleep, **extra
+                state.attempt_number + 1, outcome(state), state.upcoming_sleep, quiet, **extra
             ),
             reraise=True,
         )

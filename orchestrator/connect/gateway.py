@@ -29,10 +29,12 @@ from orchestrator.bounds import Bounded, declared
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.operations import Operation
+from orchestrator.connect.outage import OutageHold, through_outage
 from orchestrator.connect.ratelimit import Bucket, Budget
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
+    ConnectUnavailable,
     DeploymentError,
     FeatureUnavailable,
     RetryableConnectError,
@@ -340,7 +342,9 @@ def _client_error_class(
         return CapacityError if "concurren" in message.lower() else ThrottledError
     if code in _THROTTLE_CODES or status == 429:
         return ThrottledError
-    if status >= 500 or (fresh and code in _EVENTUALLY_CONSISTENT):
+    if status >= 500:
+        return ConnectUnavailable
+    if fresh and code in _EVENTUALLY_CONSISTENT:
         return RetryableConnectError
     return TerminalConnectError
 
@@ -354,7 +358,7 @@ def classify(operation: str, error: BaseException, *, fresh: bool = False) -> Co
         transport = isinstance(error, TRANSPORT_ERRORS) and not isinstance(
             error, ParamValidationError
         )
-        kind = RetryableConnectError if transport else TerminalConnectError
+        kind = ConnectUnavailable if transport else TerminalConnectError
         return kind(operation, type(error).__name__, str(error))
     info = error.response.get("Error", {})
     code = str(info.get("Code") or "Unknown")
@@ -375,8 +379,11 @@ class AioConnectGateway:
         policies: GatewayPolicies | None = None,
         clock: Clock | None = None,
         capacity: CapacityGate | None = None,
+        outage: OutageHold | None = None,
     ) -> None:
         self._client = client
+        #: Where calls wait while Connect does not answer (`outage.py`); None: they fail.
+        self._outage = outage
         self._budget = budget
         #: The instance's concurrent-call cap as this worker sees it (the worker reads it too).
         self.capacity = capacity or CapacityGate(clock=clock)
@@ -387,6 +394,9 @@ class AioConnectGateway:
         #: (priority, arrival) of the starts waiting for a token here: who is ahead of whom.
         self._start_waiters: set[tuple[float, int]] = set()
         self._arrivals = itertools.count()
+
+    def _quiet(self) -> bool:
+        return self._outage is not None and self._outage.declared
 
     def _fresh(self, since: float | None) -> bool:
         return since is not None and self._clock.monotonic() - since < self._window
@@ -477,8 +487,32 @@ class AioConnectGateway:
         `withdrawal`, raises `StartWithdrawn` once it is withdrawn, asked before each attempt
         and ending any wait for the budget or the gate. Neither applies once an earlier attempt
         may have created the contact (a transport error or a 5xx): the request then goes on,
-        and resumes that contact.
+        and resumes that contact. While Connect does not answer, the call waits at the outage
+        hold and tries again (with the same `ClientToken`).
         """
+        return await through_outage(
+            self._outage,
+            # A held call failed without an answer: it may have created the contact.
+            lambda held: self._start(
+                params,
+                request_id=request_id,
+                priority=priority,
+                not_after=None if held else not_after,
+                on_waiting=on_waiting,
+                withdrawal=None if held else withdrawal,
+            ),
+        )
+
+    async def _start(
+        self,
+        params: Mapping[str, Any],
+        *,
+        request_id: str,
+        priority: float,
+        not_after: float | None,
+        on_waiting: OnWaiting | None,
+        withdrawal: Withdrawal | None,
+    ) -> StartedContact:
         sent = False
 
         def interrupt() -> anyio.Event | None:
@@ -523,7 +557,10 @@ class AioConnectGateway:
                     raise StartWithdrawn("withdrawn while waiting for capacity")
                 try:
                     started = await self._policies.start.call(
-                        call, clock=self._clock, context={"request_id": request_id}
+                        call,
+                        clock=self._clock,
+                        context={"request_id": request_id},
+                        quiet=self._quiet,
                     )
                 except CapacityError as error:
                     refused = error
@@ -554,8 +591,11 @@ class AioConnectGateway:
             )
             return ContactSnapshot.from_api(response["Contact"])
 
-        return await self._policies.describe.call(
-            call, clock=self._clock, context={"contact_id": contact_id}
+        return await through_outage(
+            self._outage,
+            lambda _: self._policies.describe.call(
+                call, clock=self._clock, context={"contact_id": contact_id}, quiet=self._quiet
+            ),
         )
 
     async def start_screen_sharing(
@@ -571,8 +611,11 @@ class AioConnectGateway:
                 fresh_since=fresh_since,
             )
 
-        await self._policies.screen_sharing.call(
-            call, clock=self._clock, context={"contact_id": contact_id}
+        await through_outage(
+            self._outage,
+            lambda _: self._policies.screen_sharing.call(
+                call, clock=self._clock, context={"contact_id": contact_id}, quiet=self._quiet
+            ),
         )
 
     async def get_contact_metrics(

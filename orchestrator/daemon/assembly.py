@@ -19,14 +19,18 @@ from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError
 from pydantic import BaseModel
 
+from orchestrator.clock import SystemClock
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies, connect_client_config
 from orchestrator.connect.operations import BudgetShare, Operation, Quota
 from orchestrator.connect.ratelimit import Budget, RateBudget
+from orchestrator.daemon.contact_events import PART as CE_PART
 from orchestrator.daemon.contact_events import ContactEventsConsumer
 from orchestrator.daemon.engine_fields import engine_values, quota_key
+from orchestrator.daemon.faults import DeploymentFaults, OutagePolicy
 from orchestrator.daemon.fleet import Fleet, FleetPolicy, redis_client
 from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.readiness import ReadinessBoard
+from orchestrator.daemon.redrive import QUEUE_PART
 from orchestrator.daemon.settings import (
     ConnectSettings,
     ContactEventsSettings,
@@ -136,6 +140,11 @@ def gateway_policies(settings: Settings) -> GatewayPolicies:
     )
 
 
+def outage_policy(settings: Settings) -> OutagePolicy:
+    """How calls wait while Connect does not answer, from `[connect]`."""
+    return OutagePolicy(**engine_values(OutagePolicy, settings.connect))
+
+
 #: `await client(service, endpoint, config)`: an AWS client that closes with the worker.
 ClientOpener = Callable[[str, str | None, Any], Awaitable[Any]]
 
@@ -235,11 +244,22 @@ async def open_worker(
                 connect_quotas(settings.connect), share=share.share, headroom=share.headroom
             )
         metrics.watch_budget(budget.snapshots)
+        # Held calls (Connect not answering) are the worker's deployment faults: it stops
+        # receiving while they last, and `/readyz` says why.
+        outage = outage_policy(settings)
+        faults = DeploymentFaults(
+            readiness=readiness,
+            metrics=metrics,
+            clock=SystemClock(),
+            backoff_bounds_s=options.fault_backoff_s,
+            outage=outage,
+        )
         gateway = AioConnectGateway(
             connect,
             budget,
             policies=gateway_policies(settings),
             metrics=metrics,
+            outage=faults if outage.hold else None,
         )
         # Contact events that beat their watch wait for it a while (`EarlyEvents`).
         notifier = ContactNotifier(early=EarlyEvents(metrics)) if notifier is None else notifier
@@ -292,6 +312,7 @@ async def open_worker(
                 wait_time_s=ce.wait_time_s,
                 backoff_s=options.receive_backoff_s,
                 rng=rng,
+                may_consume=functools.partial(readiness.working, QUEUE_PART, besides=CE_PART),
             )
             services.append(consumer.run)
         if fleet is not None:  # heartbeats, cancel notices, contact events if they are on
@@ -303,6 +324,7 @@ async def open_worker(
             rng=rng,
             readiness=readiness,
             capacity=gateway.capacity,
+            faults=faults,
             services=services,
             # Fleet mode: tombstones in Redis; the holder of a lifecycle hears of its cancel.
             cancels=None if fleet is None else fleet.cancels(engine, settings.queue.request_ttl_s),

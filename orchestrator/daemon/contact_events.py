@@ -8,8 +8,10 @@ retried later: junk, foreign contacts and events the sink could not take are cou
 deleted like the rest.
 
 The loop runs beside the worker's receive loop (a worker service), on its own SQS client, and
-never ends on an error: a failing receive is logged, reported to the readiness board
-(`contact_events` not ready, with the reason) and retried with the backoff of the worker's own
+only while the worker works (`may_consume`: its request queue answers and no part of it is
+failing, its own contact-events part aside): a worker that is not ready takes no event another
+worker needs. It never ends on an error: a failing receive is logged, reported to the readiness
+board (`contact_events` not ready, with the reason) and retried with the backoff of the worker's own
 receive loop (`WorkerOptions.receive_backoff_s`), while requests keep completing by polling.
 It stops when the worker cancels its services.
 """
@@ -17,6 +19,7 @@ It stops when the worker cancels its services.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -67,8 +70,13 @@ class ContactEventsConsumer:
         backoff_s: tuple[float, float],
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        may_consume: Callable[[], bool] | None = None,
+        recheck_s: float = 1.0,
     ) -> None:
         self._client, self.queue_url, self._sink = client, queue_url, sink
+        #: Whether the worker works (checked before each receive, every `recheck_s` while not).
+        self._may_consume = may_consume or (lambda: True)
+        self._recheck_s = recheck_s
         self._metrics, self._readiness = metrics, readiness
         #: Long poll of each receive, and (first, longest) pause after failed receives.
         self._wait_time_s, self._backoff_s = wait_time_s, backoff_s
@@ -82,7 +90,21 @@ class ContactEventsConsumer:
     async def run(self) -> None:
         log.info("contact_events.consumer_started", queue_url=self.queue_url)
         try:
+            held_back = False
             while True:
+                if not self._may_consume():
+                    if not held_back:
+                        log.info(
+                            "contact_events.held_back",
+                            detail="the worker is not ready: contact events stay in the queue "
+                            "for the workers that are",
+                        )
+                    held_back = True
+                    await self._clock.sleep(self._recheck_s)
+                    continue
+                if held_back:
+                    log.info("contact_events.resumed")
+                held_back = False
                 messages = await self._receive()
                 if messages is None:
                     await self._clock.sleep(self._retry_delay())

@@ -28,6 +28,7 @@ import structlog
 from aiohttp import web
 from anyio.abc import TaskStatus
 
+from orchestrator.daemon.redrive import QUEUE_PART
 from orchestrator.daemon.settings import ObservabilitySettings
 from orchestrator.daemon.worker import Worker
 from orchestrator.errors import ConfigError
@@ -109,14 +110,16 @@ class Health:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         status = self.worker.status
+        board = self.worker.readiness
         checks: dict[str, Any] = {
             "running": status.running,
             "stopping": status.stopping,
-            "queue_ok": status.receive_failures == 0,
+            # The receive loop's failures and the queue part's report agree (a missing queue
+            # fails both).
+            "queue_ok": status.receive_failures == 0 and board.part_ok(QUEUE_PART),
             "connect_reachable": self.connect.reachable is True,
             "connect_error": self.connect.error,
         }
-        board = self.worker.readiness
         for part, report in board.snapshot().items():
             checks[part] = {"ok": report.ok, "degraded": report.degraded, "reason": report.reason}
         ready = (

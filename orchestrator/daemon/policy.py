@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from datetime import UTC
 
+from orchestrator.daemon.renewal import earlier_receives
 from orchestrator.engine.lifecycle import Expiry
 from orchestrator.engine.request import CallRequest
 from orchestrator.retry import backoff_s
@@ -43,8 +44,9 @@ def hand_back_delay_s(
 
 def expiry(message: QueueMessage, request: CallRequest, *, ttl_s: float) -> Expiry | None:
     """The request's shelf life: `ttl_s` after the message was sent (0: none) or the request's
-    own ExpiresAt, whichever comes first; none for a redelivery, whose contact may exist."""
-    if message.receive_count > 1:
+    own ExpiresAt, whichever comes first; none for a redelivery (or a renewed copy,
+    `renewal.py`), whose contact may exist."""
+    if message.receive_count > 1 or earlier_receives(message):
         return None
     limits: list[tuple[float, str]] = []
     if ttl_s > 0 and message.sent_at is not None:

@@ -49,6 +49,22 @@ class ReadinessBoard:
     def ready(self) -> bool:
         return all(report.ok for report in self._reports.values())
 
+    def part_ok(self, part: str) -> bool:
+        """Whether `part` has not reported a failure (unreported counts as ok)."""
+        report = self._reports.get(part)
+        return report is None or report.ok
+
+    def working(self, part: str, *, besides: str) -> bool:
+        """Whether `part` reported ok and every other part but `besides` is ok: what a loop
+        that must not run for a worker that is not working asks (the contact-events consumer
+        asks for the request queue, besides itself)."""
+        report = self._reports.get(part)
+        return (
+            report is not None
+            and report.ok
+            and all(r.ok for name, r in self._reports.items() if name != besides)
+        )
+
 
 @dataclass(frozen=True)
 class WorkerStatus:

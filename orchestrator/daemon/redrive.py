@@ -5,7 +5,9 @@ The policy is read before the first receive (the worker is not ready until it is
 "no dead-letter queue" would delete poison the operator wants to keep) and read again every
 `refresh_s`, so a policy added or changed later is followed without a restart. An unreadable
 policy is logged and retried with the receive loop's backoff; once known, the last reading
-stays in force while a re-read fails.
+stays in force while a re-read fails. A queue that does not exist says so (`queue.not_found`,
+naming the URL, counted in `orchestrator_queue_not_found_total{queue="requests"}`), and `/readyz`
+names it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import structlog
 
 from orchestrator.clock import Clock
 from orchestrator.daemon.readiness import ReadinessBoard
-from orchestrator.sqs import QueueMessage
+from orchestrator.metrics import Metrics
+from orchestrator.sqs import QueueMessage, is_missing_queue
 
 log = structlog.get_logger("orchestrator.daemon.worker")
 
@@ -38,6 +41,9 @@ class RedriveTracker:
     clock: Clock
     backoff_s: Callable[[int], float]
     refresh_s: float
+    #: Where a missing queue is counted, and the URL its log line names.
+    metrics: Metrics | None = None
+    queue_url: str | None = None
     known: anyio.Event = field(default_factory=anyio.Event, init=False)
     has_redrive: bool = field(default=False, init=False)
     max_receives: int = field(default=0, init=False)
@@ -63,6 +69,10 @@ class RedriveTracker:
             except Exception as exc:
                 failures += 1
                 known = self.known.is_set()
+                if is_missing_queue(exc):
+                    self.missing(exc)
+                    await self.clock.sleep(self.backoff_s(failures))
+                    continue
                 log.warning(
                     "queue.redrive_policy_unreadable",
                     error=repr(exc),
@@ -83,6 +93,24 @@ class RedriveTracker:
             self.readiness.ok(QUEUE_PART)
             self.known.set()
             await self.clock.sleep(self.refresh_s)
+
+    def missing(self, exc: Exception) -> None:
+        """The request queue does not exist: say so, count it, and fail readiness."""
+        if self.metrics is not None:
+            self.metrics.queue_not_found.labels("requests").inc()
+        log.error(
+            "queue.not_found",
+            queue_url=self.queue_url,
+            error=repr(exc),
+            detail="no queue at [queue] url (check the URL, its region and the account); the "
+            "worker receives nothing until it exists",
+        )
+        self.readiness.fail(QUEUE_PART, f"queue not found: {self.queue_url}")
+
+    def answered(self) -> None:
+        """The queue answered a receive again: a failure it reported before is over."""
+        if self.known.is_set():
+            self.readiness.ok(QUEUE_PART)
 
     def _announce(self, found: int | None) -> None:
         if found is not None:

@@ -38,6 +38,7 @@ from orchestrator.connect.gateway import GatewayPolicies
 from orchestrator.connect.operations import BudgetShare, Operation
 from orchestrator.daemon import settings_sources
 from orchestrator.daemon.engine_fields import engine_field, engine_values, quota_field
+from orchestrator.daemon.faults import OutagePolicy
 from orchestrator.daemon.fleet.policy import FleetPolicy
 from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.settings_sources import describe, origins, unknown_environment
@@ -165,6 +166,9 @@ class ConnectSettings(_Section):
     retry_max_time_s: float = engine_field(RetryPolicy, "max_time_s")
     capacity_max_wait_s: float = engine_field(GatewayPolicies, "capacity_max_wait_s")
     consistency_window_s: float = engine_field(GatewayPolicies, "consistency_window_s")
+    outage_hold: bool = engine_field(OutagePolicy, "hold")
+    outage_max_backoff_s: float = engine_field(OutagePolicy, "max_backoff_s")
+    outage_summary_interval_s: float = engine_field(OutagePolicy, "summary_interval_s")
 
     @model_validator(mode="after")
     def _defaults_allowed(self) -> ConnectSettings:

@@ -16,10 +16,11 @@ Data flows one way: queue source -> request validation -> lifecycle engine -> si
   rejection waits out sinks that are down like any final event; a worker stopped meanwhile lets
   the message go on without it (`request.rejection_not_emitted`; `dlq inspect` says why).
 * `stop()` (idempotent; a signal handler only calls it) stops receiving once the pending
-  ReceiveMessage has returned (what it returns goes back at once), hands back the messages whose
-  contact has not started at once, and lets started lifecycles finish within the grace period,
-  then cancels the rest and hands their messages back (another worker resumes them with the same
-  ClientToken). A second `stop()` skips the rest of the grace period.
+  ReceiveMessage has returned (what it returns goes back at once; `stopping.py` bounds the wait),
+  hands back the messages whose contact has not started at once, and lets started lifecycles
+  finish within the grace period counted from the stop, then cancels the rest and hands their
+  messages back (another worker resumes them with the same ClientToken). A second `stop()` skips
+  the rest of the grace period.
 * The receive loop survives every error (credentials, network, missing queue): it logs, backs off
   and tries again.
 """
@@ -27,6 +28,7 @@ Data flows one way: queue source -> request validation -> lifecycle engine -> si
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -45,18 +47,17 @@ from orchestrator.daemon.options import WorkerOptions
 from orchestrator.daemon.policy import expiry, hand_back_delay_s, room
 from orchestrator.daemon.readiness import ReadinessBoard, WorkerStatus
 from orchestrator.daemon.redrive import RedriveTracker
+from orchestrator.daemon.renewal import Renewals, first_sent_at
+from orchestrator.daemon.stopping import poll_deadline, stop_deadline
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import CancelRequest, RequestRejected, parse_message
 from orchestrator.errors import RetryLater
 from orchestrator.retry import backoff_s
 from orchestrator.sinks.reply import ReplyRoutes
-from orchestrator.sqs import QueueMessage, QueueSource
+from orchestrator.sqs import QueueMessage, QueueSource, is_missing_queue
 
 log = structlog.get_logger("orchestrator.daemon.worker")
-
-#: A long poll still pending this long past its wait time after `stop()` is wedged: cut it off.
-_POLL_MARGIN_S = 5.0
 
 
 class Worker:
@@ -70,6 +71,7 @@ class Worker:
         *,
         readiness: ReadinessBoard,
         capacity: CapacityGate,
+        faults: DeploymentFaults | None = None,
         services: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         replies: ReplyRoutes | None = None,
         clock: Clock | None = None,
@@ -99,8 +101,17 @@ class Worker:
             metrics=self.metrics,
             clock=self._clock,
         )
-        self._stop = anyio.Event()
+        #: Deployment faults in progress (`faults.py`; assembly shares it with the gateway).
+        self.faults = faults or DeploymentFaults(
+            readiness=self.readiness,
+            metrics=self.metrics,
+            clock=self._clock,
+            backoff_bounds_s=self.options.fault_backoff_s,
+        )
+        self._stop = self.faults.stop
         self._force = anyio.Event()
+        #: When the grace period of a stop ends (`anyio.current_time()`; set by the first stop).
+        self._stop_deadline = math.inf
         #: Set while no ReceiveMessage is pending: hand-backs at shutdown wait for it, or the
         #: pending long poll could take the handed-back messages and hide them.
         self._poll_idle = anyio.Event()
@@ -113,14 +124,10 @@ class Worker:
             clock=self._clock,
             backoff_s=self._receive_backoff_s,
             refresh_s=self.options.redrive_refresh_s,
-        )
-        self.faults = DeploymentFaults(
-            readiness=self.readiness,
             metrics=self.metrics,
-            clock=self._clock,
-            backoff_bounds_s=self.options.fault_backoff_s,
-            stop=self._stop,
+            queue_url=getattr(source, "queue_url", None),
         )
+        self.renewals = Renewals(self.metrics)
         self._done = 0
         self.status = WorkerStatus(last_progress=self._clock.monotonic())
 
@@ -139,14 +146,16 @@ class Worker:
         what is left of the grace period."""
         if self._stop.is_set():
             self._force.set()
+        else:
+            self._stop_deadline = stop_deadline(anyio.current_time(), self.options)
         self._stop.set()
         self._publish(stopping=True)
+        for lease in self.leases.unstarted():  # back at once, not after the pending poll
+            lease.scope.cancel()
         if self._receive_scope is not None:
-            # Let the pending long poll return what it took (it goes back at once) rather than
-            # abandon it with messages in it; only a wedged one is cut off.
             self._receive_scope.deadline = min(
                 self._receive_scope.deadline,
-                anyio.current_time() + self.options.wait_time_s + _POLL_MARGIN_S,
+                poll_deadline(anyio.current_time(), self.options),
             )
 
     @property
@@ -227,6 +236,8 @@ class Worker:
             except Exception as exc:
                 failures = self.status.receive_failures + 1
                 self.metrics.receive_errors.inc()
+                if is_missing_queue(exc):  # deleted since the redrive policy was read
+                    self.redrive.missing(exc)
                 delay = self._receive_backoff_s(failures)
                 log.error(
                     "queue.receive_failed",
@@ -240,6 +251,8 @@ class Worker:
             finally:
                 self._receive_scope = None
                 self._poll_idle.set()
+            if self.status.receive_failures:
+                self.redrive.answered()
             self._progress(receive_failures=0)
             self.metrics.last_receive.set(self._clock.time())
             if self._stop.is_set():
@@ -271,7 +284,10 @@ class Worker:
         log.info(
             "worker.draining", in_flight=self.in_flight, grace_period_s=self.options.grace_period_s
         )
-        with anyio.move_on_after(self.options.grace_period_s):
+        # The grace period counts from the signal (the pending long poll ran within it); a drain
+        # without a signal counts it from now.
+        deadline = min(self._stop_deadline, stop_deadline(anyio.current_time(), self.options))
+        with anyio.CancelScope(deadline=deadline):
             while self.leases:
                 await wait_first(self.leases.changed, self._force)
                 if self._force.is_set():
@@ -343,9 +359,18 @@ class Worker:
             else:  # the contact it names could not be stopped: it comes back
                 await self._retry_later(message, "cancel_unrecorded", failure)
             return
+        if await self.renewals.renew(
+            self.source,
+            message,
+            max_receives=self.redrive.max_receives,
+            has_redrive=self.redrive.has_redrive,
+        ):
+            await self.leases.ack(message)  # the copy carries the request on (`renewal.py`)
+            return
         final_attempt = self.redrive.final_attempt(message)
         shelf_life = expiry(message, request, ttl_s=self.options.request_ttl_s)
-        priority = message.sent_at if message.sent_at is not None else self._clock.time()
+        sent_at = first_sent_at(message)
+        priority = sent_at if sent_at is not None else self._clock.time()
 
         def attempt(retries: int) -> Awaitable[LifecycleEvent]:
             return self.engine.run(

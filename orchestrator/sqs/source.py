@@ -9,15 +9,15 @@ benchmarks that must not measure a local SQS server and for the contract tests b
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from botocore.exceptions import ClientError
 
 from orchestrator.batcher import Batcher
 from orchestrator.errors import QueueError
-from orchestrator.sqs.calls import change_visibility_batch, delete_batch, receive
-from orchestrator.sqs.messages import QueueMessage
+from orchestrator.sqs.calls import change_visibility_batch, delete_batch, receive, send_batch
+from orchestrator.sqs.messages import OutgoingMessage, QueueMessage, string_attributes
 from orchestrator.sqs.queues import redrive_policy
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class SqsQueueSource:
             max_messages=max_messages,
             wait_time_s=wait_time_s,
             visibility_timeout_s=visibility_timeout_s,
+            message_attributes=True,
         )
 
     async def delete(self, message: QueueMessage) -> None:
@@ -80,6 +81,19 @@ class SqsQueueSource:
 
     async def change_visibility(self, message: QueueMessage, timeout_s: int) -> None:
         await self._visibility.submit((message, timeout_s))
+
+    async def send_copy(self, message: QueueMessage, attributes: Mapping[str, str]) -> None:
+        """Send a copy of `message` (same body and FIFO group, a fresh deduplication id) with
+        `attributes` (String message attributes) replacing those of the same name."""
+        copy = OutgoingMessage(
+            body=message.body,
+            attributes={**message.attributes, **string_attributes(attributes)},
+            group_id=message.group_id,
+            dedup_id=None if message.group_id is None else f"{message.message_id}-copy",
+        )
+        (result,) = await send_batch(self._client, self.queue_url, [copy])
+        if result.error is not None:
+            raise result.error
 
     async def max_receive_count(self) -> int | None:
         policy = await redrive_policy(self._client, self.queue_url)

@@ -144,12 +144,13 @@ def test_render_draws_every_recorded_scenario_in_the_suite_order() -> None:
         "## How to reproduce", "## 1. Quota efficiency", "## 2. Detection under a shared budget",
         "## 3. Scale",
     ]  # fmt: skip
-    assert headings[-8:] == [
+    assert headings[-9:] == [
         "## Contact events: detection on a 2/s DescribeContact budget",
         "## Backlog under restarts",
         "## Polling only: spending the DescribeContact budget",
         "## Fleet mode: one shared budget while workers come and go",
         "## Fleet mode through a Redis outage, before and after",
+        "## Connect outage: contacts waiting and requests queued while Connect does not answer",
         "## Queue positions told to waiting customers",
         "## Agents' dead calls: timed-out contacts left or stopped",
         "## The producer's client: submit -> connection data",

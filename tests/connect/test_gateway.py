@@ -31,6 +31,7 @@ from orchestrator.connect.ratelimit import RateBudget
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
+    ConnectUnavailable,
     DeploymentError,
     RetryableConnectError,
     TerminalConnectError,
@@ -137,7 +138,8 @@ async def test_internal_service_error_is_retryable(
 
     assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     for operation in (START, DESCRIBE, SCREEN_SHARING):
-        assert_class(classify(operation, error), RetryableConnectError, "InternalServiceException")
+        # Retryable, and past the retry budget an outage (`outage.py`), not the request's failure.
+        assert_class(classify(operation, error), ConnectUnavailable, "InternalServiceException")
 
 
 async def test_not_found_is_retryable_only_while_the_contact_is_fresh(
@@ -212,7 +214,7 @@ async def test_connection_error_is_retryable(raw_client_for: RawClientFactory) -
     with pytest.raises(botocore.exceptions.EndpointConnectionError) as info:
         await client.describe_contact(InstanceId=INSTANCE_ID, ContactId="c-1")
 
-    assert_class(classify(DESCRIBE, info.value), RetryableConnectError, "EndpointConnectionError")
+    assert_class(classify(DESCRIBE, info.value), ConnectUnavailable, "EndpointConnectionError")
 
 
 def test_client_side_parameter_validation_failure_is_terminal() -> None:
@@ -222,9 +224,9 @@ def test_client_side_parameter_validation_failure_is_terminal() -> None:
 
 
 def test_timeouts_and_os_errors_are_retryable_and_anything_else_terminal() -> None:
-    assert_class(classify(DESCRIBE, TimeoutError()), RetryableConnectError, "TimeoutError")
+    assert_class(classify(DESCRIBE, TimeoutError()), ConnectUnavailable, "TimeoutError")
     assert_class(
-        classify(DESCRIBE, ConnectionResetError()), RetryableConnectError, "ConnectionResetError"
+        classify(DESCRIBE, ConnectionResetError()), ConnectUnavailable, "ConnectionResetError"
     )
     assert_class(classify(DESCRIBE, KeyError("Contact")), TerminalConnectError, "KeyError")
 

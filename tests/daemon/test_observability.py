@@ -214,7 +214,11 @@ async def test_readyz_turns_unready_during_shutdown(
             return (await aget(f"{url}/readyz"))[0] == 200
 
         await eventually(ready, message="/readyz to turn ready")
-        await eventually(lambda: worker.in_flight == 1, message="the lifecycle to start")
+        # Started: a message whose contact has not started goes back at the signal.
+        await eventually(
+            lambda: worker.in_flight == 1 and worker.leases.waiting_to_start == 0,
+            message="the lifecycle to start",
+        )
         worker.stop()
         status, body = await aget(f"{url}/readyz")
         assert status == 503

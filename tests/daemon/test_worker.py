@@ -192,10 +192,13 @@ async def test_fifo_queue_requests_are_processed(drained_worker: DrainedWorker) 
     assert set(run.finals()) == {"fifo-0", "fifo-1", "fifo-2"}
 
 
-async def test_transient_failure_hands_back_then_fails_on_the_last_attempt(
+async def test_connect_answering_5xx_past_the_retry_budget_ends_nothing_and_spends_no_receive(
     start_emulator: Any, sqs_server: LocalSqsServer, sqs_client: SQSClient
 ) -> None:
+    """5xx on every call is an outage (`faults.py`): the start waits in place, the message is
+    neither handed back nor failed, and the request completes once Connect answers."""
     emulator: Emulator = await start_emulator(error_rate=1.0)
+    control = EmulatorControl(emulator.url)
     queue, dlq = await create_queue_with_dlq(sqs_client, max_receive_count=2)
     await send_all(sqs_client, queue, [request_body("always-5xx")])
     sink = MemorySink()
@@ -203,18 +206,28 @@ async def test_transient_failure_hands_back_then_fails_on_the_last_attempt(
         emulator.url,
         sqs_server.url,
         queue,
-        connect={"retry_max_attempts": 2, "retry_max_time_s": 1},
+        connect={"retry_max_attempts": 2, "retry_max_time_s": 1, "outage_max_backoff_s": 1},
     )
-    async with open_worker(settings, extra_sinks=[sink]) as worker:
-        await worker.run(drain=True)
+    async with open_worker(settings, extra_sinks=[sink]) as worker, anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        unreachable = {"reason": "connect_unreachable"}
+        await eventually(
+            lambda: worker.metrics.value("orchestrator_deployment_faults_total", unreachable) >= 3,
+            within=30,
+            message="the start held through several pauses",
+        )
+        assert not worker.readiness.ready
+        assert not [e for e in sink.events if e.final]
+        await control.patch_config(error_rate=0.0)
+        await eventually(
+            lambda: any(e.final for e in sink.events), within=30, message="the final event"
+        )
+        worker.stop()
 
-    failed = [e for e in sink.events if e.final]
-    assert [e.type for e in failed] == [EventType.FAILED]
-    assert failed[0].data["transient"] is True
-    assert failed[0].data["error_code"] == "InternalServiceException"
+    assert [e.type for e in sink.events if e.final] == [EventType.SCREEN_SHARING_STARTED]
     assert (
         worker.metrics.value("orchestrator_messages_handed_back_total", {"reason": "transient"})
-        == 1
+        == 0
     )
     assert await queue_counts(sqs_client, queue) == (0, 0)
     assert await queue_counts(sqs_client, dlq) == (0, 0)

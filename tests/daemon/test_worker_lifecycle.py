@@ -220,7 +220,7 @@ async def test_worker_is_not_ready_until_the_queue_answers_and_recovers_when_it_
             await eventually(
                 lambda: (
                     not worker.readiness.ready
-                    and "redrive policy unreadable"
+                    and f"queue not found: {url}"
                     in (worker.readiness.snapshot()["queue"].reason or "")
                 ),
                 message="the queue part to fail readiness",

@@ -20,6 +20,7 @@ from aiobotocore.session import get_session
 
 from orchestrator.cli import build_parser
 from orchestrator.daemon.settings import Settings, load_settings
+from orchestrator.daemon.stopping import deploy_grace_s
 from orchestrator.testing.emulator import Emulator, EmulatorConfig
 from orchestrator.testing.emulator import cli as emulator_cli
 from orchestrator.testing.emulator.app import EmulatorState, create_app
@@ -147,7 +148,8 @@ def test_worker_runs_the_daemon_and_stops_after_its_grace_period(configured: Set
     assert build_parser().parse_args(worker["command"]).command == "run"
     assert worker["stop_signal"] == "SIGTERM"
     grace = configured.shutdown.grace_period_s
-    assert duration_s(worker["stop_grace_period"]) >= grace + 10
+    wait = configured.queue.wait_time_s
+    assert duration_s(worker["stop_grace_period"]) >= deploy_grace_s(grace, wait)
     depends = worker["depends_on"]
     assert depends["aws-init"]["condition"] == "service_completed_successfully"
     assert depends["emulator"]["condition"] == "service_healthy"

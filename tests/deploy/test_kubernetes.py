@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.cli import build_parser
 from orchestrator.daemon.settings import CONFIG_ENV, Settings, load_settings
+from orchestrator.daemon.stopping import deploy_grace_s
 from tests.deploy._support import (
     ALL_INTERFACES,
     KUBERNETES,
@@ -21,9 +22,6 @@ from tests.deploy._support import (
     one,
     yaml_documents,
 )
-
-#: The margin a pod needs after the grace period: the hand-back, the last event flush, exit.
-SHUTDOWN_MARGIN_S = 10
 
 
 @pytest.fixture
@@ -128,7 +126,8 @@ def test_termination_grace_period_outlasts_the_shutdown_grace_period(
     configured: Settings,
 ) -> None:
     termination = pod_spec()["terminationGracePeriodSeconds"]
-    assert termination >= configured.shutdown.grace_period_s + SHUTDOWN_MARGIN_S
+    shutdown, queue = configured.shutdown, configured.queue
+    assert termination >= deploy_grace_s(shutdown.grace_period_s, queue.wait_time_s)
 
 
 def test_pod_is_locked_down() -> None:

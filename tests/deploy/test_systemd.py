@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import EXIT_CONFIG, build_parser
-from orchestrator.daemon.settings import CONFIG_ENV, Settings, load_settings
+from orchestrator.daemon.settings import CONFIG_ENV, QueueSettings, Settings, load_settings
+from orchestrator.daemon.stopping import deploy_grace_s
 from tests.deploy._support import (
     DEFAULT_OBSERVABILITY_PORT,
     EXAMPLE_CONFIG,
@@ -55,7 +56,8 @@ def test_stop_outlasts_the_grace_period_and_failures_restart() -> None:
     svc = service()
     grace = Settings.model_fields["shutdown"].default.grace_period_s
     assert svc["KillSignal"] == "SIGTERM"
-    assert duration_s(svc["TimeoutStopSec"]) >= grace + 10
+    wait = QueueSettings.model_fields["wait_time_s"].default
+    assert duration_s(svc["TimeoutStopSec"]) >= deploy_grace_s(grace, wait)
     assert svc["Restart"] == "on-failure"
     assert duration_s(svc["RestartSec"]) > 0
     # A configuration error exits 2: restarting in a loop cannot fix it.

@@ -61,6 +61,8 @@ class Emulator:
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await site.start()
         host, port = self._runner.addresses[0][:2]
+        # Started again after `stop()` (an outage), it answers on the same address, same state.
+        self._port = port
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}"
         return self.url

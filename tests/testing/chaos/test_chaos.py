@@ -25,3 +25,17 @@ async def test_every_request_reaches_one_outcome_while_workers_are_killed(
     assert report.problems == [], report.render()
     assert report.completed
     assert report.kills >= 3 and report.graceful_stops >= 1
+
+
+async def test_no_valid_request_is_lost_to_workers_killed_again_and_again(
+    sqs_server: LocalSqsServer, tmp_path: Path
+) -> None:
+    """Issue 24's case: 80 requests, two workers, six SIGKILLs (maxReceiveCount 5). A request
+    whose holders die on receive after receive is renewed before its last receive
+    (`daemon/renewal.py`), so the dead-letter queue holds the poison set and nothing else."""
+    plan = ChaosPlan(requests=80, kills=6, graceful_stops=0, seed=20261203)
+    report = await run_chaos(plan, sqs_url=sqs_server.url, workdir=tmp_path)
+    print(report.render())
+    assert report.problems == [], report.render()
+    assert report.completed
+    assert report.kills >= 6
