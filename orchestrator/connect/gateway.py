@@ -29,6 +29,7 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.operations import Operation
 from orchestrator.connect.ratelimit import Budget
+from orchestrator.connect.traced import traced_attempt
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
@@ -288,6 +289,7 @@ class AioConnectGateway:
     def _fresh(self, since: float | None) -> bool:
         return since is not None and self._clock.monotonic() - since < self._window
 
+    @traced_attempt
     async def _attempt(
         self,
         operation: Operation,

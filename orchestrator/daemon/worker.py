@@ -38,6 +38,7 @@ from anyio.abc import TaskGroup
 
 from orchestrator.clock import Clock, SystemClock, wait_first
 from orchestrator.connect.capacity import CapacityGate
+from orchestrator.daemon import traced
 from orchestrator.daemon.faults import DeploymentFaults, StoppedDuringFault
 from orchestrator.daemon.leases import Lease, Leases
 from orchestrator.daemon.options import WorkerOptions
@@ -246,7 +247,13 @@ class Worker:
             self.metrics.messages_received.inc(len(messages))
             for message in messages:
                 lease = self.leases.take(message)
-                lifecycles.start_soon(self._handle, lease, name=f"lifecycle:{message.message_id}")
+                lifecycles.start_soon(
+                    traced.processing,
+                    self._handle,
+                    lease,
+                    getattr(self.source, "queue_url", None),
+                    name=f"lifecycle:{message.message_id}",
+                )
         self._publish(receiving=False)
 
     async def _return_unopened(self, message: QueueMessage) -> None:

@@ -17,9 +17,12 @@ from typing import Any, Protocol
 
 import structlog
 
+from orchestrator import tracing
 from orchestrator.clock import Clock, SystemClock
+from orchestrator.engine import traces
 from orchestrator.engine.doorbells import ContactNotifier, Expiring
 from orchestrator.metrics import Metrics
+from orchestrator.tracing import AttributeValue, SpanKind
 
 log = structlog.get_logger("orchestrator.engine.contact_events")
 
@@ -171,6 +174,15 @@ def parse_contact_event(body: str | bytes) -> ContactEvent:
     )
 
 
+def _span_attributes(event: ContactEvent) -> dict[str, AttributeValue]:
+    return {
+        "messaging.operation.type": "process",
+        "messaging.message.id": event.event_id,
+        "aws.connect.contact_id": event.contact_id,
+        "aws.connect.contact_event_type": event.event_type,
+    }
+
+
 # -- local delivery --------------------------------------------------------------------------
 
 #: Event types that wake a watch: the two that can end it (COMPLETED follows DISCONNECTED, so it
@@ -209,6 +221,17 @@ class LocalContactEvents:
         self._seen: Expiring[bool] = Expiring(dedup_ttl_s, dedup_limit)
 
     async def deliver(self, event: ContactEvent) -> None:
+        # Its own trace, linked to the process span of the request that started the contact.
+        with tracing.span(
+            "contact_event process",
+            kind=SpanKind.CONSUMER,
+            root=True,
+            links=traces.contact_link(event.contact_id),
+            attributes=_span_attributes(event) if tracing.enabled() else None,
+        ):
+            self._deliver(event)
+
+    def _deliver(self, event: ContactEvent) -> None:
         now = self._clock.monotonic()
         self._seen.expire(now)
         self._metrics.contact_events.labels(event.event_type).inc()

@@ -63,6 +63,8 @@ class LifecycleEvent(BaseModel):
     instance_id: str | None = None
     final: bool
     data: dict[str, Any]
+    #: The trace the request runs in (32 hex digits), None when the daemon does not trace.
+    trace_id: str | None = None
     _secrets: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @classmethod
@@ -76,6 +78,7 @@ class LifecycleEvent(BaseModel):
         data: dict[str, Any] | None = None,
         secrets: dict[str, Any] | None = None,
         now: datetime | None = None,
+        trace_id: str | None = None,
     ) -> LifecycleEvent:
         event = cls(
             id=f"{request_id}:{type.value}",
@@ -86,6 +89,7 @@ class LifecycleEvent(BaseModel):
             instance_id=instance_id,
             final=type.final,
             data=data or {},
+            trace_id=trace_id,
         )
         event._secrets = dict(secrets or {})
         return event

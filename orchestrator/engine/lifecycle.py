@@ -28,9 +28,11 @@ from typing import Any
 
 import structlog
 
+from orchestrator import tracing
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot, StartedContact
 from orchestrator.connect.operations import Operation
+from orchestrator.engine import traces
 from orchestrator.engine.doorbells import ContactNotifier
 from orchestrator.engine.events import EventSink, EventType, LifecycleEvent
 from orchestrator.engine.request import CallRequest, FieldError, client_token
@@ -110,7 +112,9 @@ class LifecycleEngine:
             data=data,
             secrets=secrets,
             now=datetime.fromtimestamp(self.clock.time(), UTC),
+            trace_id=tracing.trace_id(),
         )
+        traces.record(event)
         await self.sink.publish([event])
         if event.final:
             self.metrics.requests.labels(type_.value).inc()

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from orchestrator.batcher import Batcher
 from orchestrator.errors import QueueError
+from orchestrator.sqs import trace_context
 from orchestrator.sqs.calls import change_visibility_batch, delete_batch, receive
 from orchestrator.sqs.messages import QueueMessage
 from orchestrator.sqs.queues import redrive_policy
@@ -67,13 +68,16 @@ class SqsQueueSource:
     async def receive(
         self, max_messages: int, *, wait_time_s: float, visibility_timeout_s: int
     ) -> list[QueueMessage]:
-        return await receive(
+        start_ns = trace_context.now_ns()
+        messages = await receive(
             self._client,
             self.queue_url,
             max_messages=max_messages,
             wait_time_s=wait_time_s,
             visibility_timeout_s=visibility_timeout_s,
         )
+        trace_context.received(messages, self.queue_url, start_ns=start_ns)
+        return messages
 
     async def delete(self, message: QueueMessage) -> None:
         await self._deletes.submit(message)
