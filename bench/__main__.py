@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from . import backlog, detection, events, fleet, polling, quota, scale
+from . import backlog, detection, events, fleet, polling, quota, scale, tracing
 from .harness import (
     BENCH_DIR,
     RunContext,
@@ -37,7 +37,7 @@ from .results import git_commit, record, render
 
 #: In the order they run and appear in RESULTS.md.
 SCENARIOS: tuple[Scenario, ...] = tuple(
-    m.SCENARIO for m in (quota, detection, scale, events, backlog, polling, fleet)
+    m.SCENARIO for m in (quota, detection, scale, events, backlog, polling, fleet, tracing)
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 

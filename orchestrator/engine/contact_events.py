@@ -221,13 +221,18 @@ class LocalContactEvents:
         self._seen: Expiring[bool] = Expiring(dedup_ttl_s, dedup_limit)
 
     async def deliver(self, event: ContactEvent) -> None:
-        # Its own trace, linked to the process span of the request that started the contact.
+        # Traced when the contact's request runs here: a span of its own trace, linked to the
+        # request's process span (other replicas of a fleet hear the same event: no span there).
+        link = traces.contact_link(event.contact_id)
+        if not link:
+            self._deliver(event)
+            return
         with tracing.span(
             "contact_event process",
             kind=SpanKind.CONSUMER,
             root=True,
-            links=traces.contact_link(event.contact_id),
-            attributes=_span_attributes(event) if tracing.enabled() else None,
+            links=link,
+            attributes=_span_attributes(event),
         ):
             self._deliver(event)
 

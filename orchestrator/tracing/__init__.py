@@ -245,7 +245,10 @@ def span(
     start_ns: int | None = None,
 ) -> AbstractContextManager[Span]:
     """A span around the block (see `Tracer.span`); a shared no-op when tracing is off."""
-    return _active.tracer.span(
+    tracer = _active.tracer
+    if not tracer.enabled:
+        return _NOOP_SCOPE
+    return tracer.span(
         name,
         kind=kind,
         attributes=attributes,
