@@ -50,6 +50,8 @@ def noop_span_ns(rounds: int = 200_000) -> float:
 
 async def measure(options: Mapping[str, Any]) -> dict[str, Any]:
     mode = options["mode"]
+    for key in [k for k in os.environ if k.startswith("OTEL_")]:  # this mode's alone
+        del os.environ[key]
     os.environ.update(MODES[mode])
     if mode == "otlp":
         os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = options["receiver_url"]

@@ -30,8 +30,9 @@ class Spans:
 
 
 @pytest.fixture
-def spans() -> Iterator[Spans]:
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spans]:
     """Tracing on for the test, every finished span kept in memory."""
+    monkeypatch.delenv("OTEL_SDK_DISABLED")  # the suite's default (tests/conftest.py)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -54,11 +54,14 @@ def test_without_the_extra_or_disabled_nothing_is_imported_and_the_lifecycle_run
         assert result["by_redis"] == 0
 
 
-def test_with_the_extra_the_environment_turns_tracing_on() -> None:
+def test_with_the_extra_the_environment_turns_tracing_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """The counter-check of the test above: the same decision with the extra importable."""
+    monkeypatch.delenv("OTEL_SDK_DISABLED")  # the suite's default (tests/conftest.py)
     implementation = tracing.from_environment({"OTEL_TRACES_EXPORTER": "none"})
     try:
         assert isinstance(implementation, OtelTracer)
+        with implementation.span("checked") as span:
+            assert span.is_recording()
     finally:
         implementation.shutdown()
     assert tracing.from_environment({"OTEL_SDK_DISABLED": "TRUE"}) is tracing.NOOP

@@ -38,8 +38,7 @@ async def test_spans_reach_an_otlp_http_receiver_in_the_producers_trace(
             "traceparent": {"DataType": "String", "StringValue": f"00-{TRACE}-{PARENT}-01"}
         },
     )
-    for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OTEL_SDK_DISABLED")  # the suite's default (tests/conftest.py)
 
     with OtlpReceiver() as receiver:
         # The exporter reads its endpoint from the process environment, as in production.
