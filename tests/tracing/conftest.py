@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -10,7 +12,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orchestrator import tracing
+from orchestrator.testing.emulator import Emulator
+from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.tracing.otel import OtelTracer
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
 
 
 class Spans:
@@ -43,3 +50,15 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spans]:
     finally:
         tracing.install(previous)
         provider.shutdown()
+
+
+async def events_emulator(
+    start_emulator: Callable[..., Any], sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> tuple[Emulator, str]:
+    """An emulator that publishes its contact events to a fresh queue: (it, the queue)."""
+    created = await sqs_client.create_queue(QueueName=f"contact-events-{uuid.uuid4().hex[:12]}")
+    events = created["QueueUrl"]
+    emulator: Emulator = await start_emulator(
+        agent_delay_s=(0.3, 0.8), events_queue_url=events, events_endpoint_url=sqs_server.url
+    )
+    return emulator, events

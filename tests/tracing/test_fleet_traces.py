@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from orchestrator.daemon.assembly import open_worker
-from orchestrator.testing.emulator import Emulator
 from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.testing.redis import RedisServer
-from tests.support import create_queue, create_queue_with_dlq, request_body, send_all
+from tests.support import create_queue_with_dlq, request_body, send_all
 from tests.support import settings_for as worker_settings
-from tests.tracing.conftest import Spans
+from tests.tracing.conftest import Spans, events_emulator
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,10 +30,7 @@ async def test_fleet_redis_calls_are_client_spans_of_the_calls_they_serve(
     sqs_server: LocalSqsServer,
     sqs_client: SQSClient,
 ) -> None:
-    events = await create_queue(sqs_client, "fleet-contact-events")
-    emulator: Emulator = await start_emulator(
-        agent_delay_s=(0.3, 0.6), events_queue_url=events, events_endpoint_url=sqs_server.url
-    )
+    emulator, events = await events_emulator(start_emulator, sqs_server, sqs_client)
     queue, _ = await create_queue_with_dlq(sqs_client)
     await send_all(sqs_client, queue, [request_body("fleet-traced")])
     server = RedisServer(tmp_path)

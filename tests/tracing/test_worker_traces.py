@@ -28,7 +28,7 @@ from orchestrator.testing.emulator import Emulator
 from orchestrator.testing.local_sqs import LocalSqsServer
 from tests.support import create_queue, create_queue_with_dlq, eventually, request_body
 from tests.support import settings_for as worker_settings
-from tests.tracing.conftest import Spans
+from tests.tracing.conftest import Spans, events_emulator
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -37,6 +37,7 @@ pytestmark = pytest.mark.timeout(90)
 
 PRODUCER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PRODUCER_SPAN = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01"
 XRAY_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 XRAY_TRACE = "5759e988bd862e3fe1be46a994272793"
 XRAY_PARENT = "53995c3f42cd8ad8"
@@ -92,8 +93,7 @@ async def test_a_producers_trace_continues_through_the_lifecycle_and_every_conne
 ) -> None:
     queue, _ = await create_queue_with_dlq(sqs_client)
     events_queue = await create_queue(sqs_client, "traced-events")
-    traceparent = f"00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01"
-    await _send(sqs_client, queue, request_body("traced"), traceparent=traceparent)
+    await _send(sqs_client, queue, request_body("traced"), traceparent=TRACEPARENT)
 
     sink = await _drain(emulator, sqs_server, queue, events={"sqs_queue_url": events_queue})
 
@@ -160,7 +160,7 @@ async def test_aws_trace_header_is_honoured_and_traceparent_wins_over_it(
         queue,
         request_body("both"),
         xray=xray,
-        traceparent=f"00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01",
+        traceparent=TRACEPARENT,
     )
 
     sink = await _drain(emulator, sqs_server, queue)
@@ -204,10 +204,7 @@ async def test_contact_events_link_to_the_span_of_the_request_that_started_the_c
     sqs_server: LocalSqsServer,
     sqs_client: SQSClient,
 ) -> None:
-    events = await create_queue(sqs_client, "contact-events")
-    emulator: Emulator = await start_emulator(
-        agent_delay_s=(0.5, 1.0), events_queue_url=events, events_endpoint_url=sqs_server.url
-    )
+    emulator, events = await events_emulator(start_emulator, sqs_server, sqs_client)
     queue, _ = await create_queue_with_dlq(sqs_client)
     for i in range(2):
         await _send(sqs_client, queue, request_body(f"ev-{i}"))
@@ -270,7 +267,7 @@ async def test_log_lines_inside_a_traced_request_carry_its_trace_and_span_ids(
         sqs_client,
         queue,
         request_body("logged"),
-        traceparent=f"00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01",
+        traceparent=TRACEPARENT,
     )
 
     await _drain(emulator, sqs_server, queue)
@@ -328,7 +325,7 @@ async def test_untraced_workers_emit_events_without_a_trace_id(
         sqs_client,
         queue,
         request_body("plain"),
-        traceparent=f"00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01",
+        traceparent=TRACEPARENT,
     )
     with anyio.fail_after(60):
         sink = await _drain(emulator, sqs_server, queue)
