@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from orchestrator import tracing
+from orchestrator.connect.operations import Operation, Quota
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.daemon.enqueue import enqueue
 from orchestrator.daemon.logs import configure_logging
@@ -331,3 +332,75 @@ async def test_untraced_workers_emit_events_without_a_trace_id(
         sink = await _drain(emulator, sqs_server, queue)
     assert sink.events and {e.trace_id for e in sink.events} == {None}
     assert all(e.to_dict()["trace_id"] is None for e in sink.events)
+
+
+def _attributes(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+async def test_throttled_attempts_and_their_retries_are_in_the_trace(
+    spans: Spans,
+    start_emulator: Callable[..., Any],
+    sqs_server: LocalSqsServer,
+    sqs_client: SQSClient,
+) -> None:
+    # Connect allows one start a second; the worker's budget thinks it may send many.
+    emulator: Emulator = await start_emulator(
+        quotas={Operation.START_WEBRTC_CONTACT: Quota(1.0, 1.0)}
+    )
+    queue, _ = await create_queue_with_dlq(sqs_client)
+    for i in range(3):
+        await _send(sqs_client, queue, request_body(f"burst-{i}"))
+
+    sink = await _drain(
+        emulator,
+        sqs_server,
+        queue,
+        connect={"start_webrtc_contact_rate": 20, "start_webrtc_contact_burst": 20},
+    )
+
+    assert {e.type for e in sink.events if e.final} == {EventType.SCREEN_SHARING_STARTED}
+    starts = spans.named("Connect.StartWebRTCContact")
+    throttled = [s for s in starts if _attributes(s).get("orchestrator.connect.throttled")]
+    assert throttled
+    for span in throttled:
+        assert _attributes(span)["error.type"] in {"TooManyRequestsException", "Throttling"}
+        assert _attributes(span)["http.response.status_code"] == 429
+        assert _attributes(span)["aws.request_id"]
+    # The retry that followed: a later attempt of the same call, under the same process span.
+    for span in throttled:
+        retries = [
+            s
+            for s in starts
+            if s.parent == span.parent
+            and _attributes(s)["orchestrator.attempt"] > _attributes(span)["orchestrator.attempt"]
+        ]
+        assert retries
+    processes = [s for s in spans.named("process") if s.events]
+    scheduled = [e for p in processes for e in p.events if e.name == "retry.scheduled"]
+    assert len(scheduled) >= len(throttled)
+    assert {dict(e.attributes or {})["policy"] for e in scheduled} == {
+        "connect.start_webrtc_contact"
+    }
+
+
+async def test_waits_for_a_rate_budget_token_are_events_of_the_call_that_waited(
+    spans: Spans, emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> None:
+    queue, _ = await create_queue_with_dlq(sqs_client)
+    for i in range(3):
+        await _send(sqs_client, queue, request_body(f"paced-{i}"))
+
+    # The worker's own budget: one start every half second, no burst beyond one.
+    await _drain(
+        emulator,
+        sqs_server,
+        queue,
+        connect={"start_webrtc_contact_rate": 2, "start_webrtc_contact_burst": 1},
+    )
+
+    starts = spans.named("Connect.StartWebRTCContact")
+    waits = [e for s in starts for e in s.events if e.name == "rate_budget.waited"]
+    assert len(waits) >= 2  # the first start had its token at once; the others waited
+    waited = [(e.attributes or {}).get("wait_s") for e in waits]
+    assert all(isinstance(w, float) and w > 0 for w in waited), waited
