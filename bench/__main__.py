@@ -35,6 +35,7 @@ from . import (
     positions,
     quota,
     scale,
+    tracing,
 )
 from .harness import (
     BENCH_DIR,
@@ -64,6 +65,7 @@ SCENARIOS: tuple[Scenario, ...] = tuple(
         positions,
         orphans,
         client,
+        tracing,
     )
 )
 BY_NAME = {s.name: s for s in SCENARIOS}

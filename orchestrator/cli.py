@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 
-from orchestrator import __version__
+from orchestrator import __version__, tracing
 from orchestrator.daemon import dlq
 from orchestrator.daemon.assembly import credentials_problem, request_defaults, run_daemon
 from orchestrator.daemon.enqueue import EnqueueReport, cancel_lines, enqueue
@@ -46,7 +46,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     is handed back to the queue). JSON logs on stdout."""
     settings = load_settings(args.config)
     configure_logging(level=settings.logging.level, json_output=settings.logging.json_output)
-    anyio.run(run_daemon, settings)
+    with tracing.configured():  # the OTEL_* environment; nothing without the otel extra
+        anyio.run(run_daemon, settings)
     return 0
 
 
@@ -183,7 +184,8 @@ def _send_lines(command: str, args: argparse.Namespace, lines: list[str], *, che
     def send(sqs: Any) -> Awaitable[EnqueueReport]:
         return enqueue(sqs, queue_url, lines, defaults=defaults)
 
-    report: EnqueueReport = _sqs_call(command, settings, args, queue_url, send)
+    with tracing.configured():  # each message carries its traceparent when tracing
+        report: EnqueueReport = _sqs_call(command, settings, args, queue_url, send)
     for problem in report.problems:
         print(problem, file=sys.stderr)
     if report.stopped:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from orchestrator import tracing
 from orchestrator.bounds import Bounded, declared
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import CapacityError, ThrottledError
@@ -32,6 +34,13 @@ T = TypeVar("T")
 NO_JITTER = (1.0, 1.0)
 FULL_JITTER = (0.0, 1.0)
 _RNG = random.Random()
+#: Which attempt of its policy's call the running code is (1 for the first): traces show it.
+_ATTEMPT: ContextVar[int] = ContextVar("orchestrator_retry_attempt", default=1)
+
+
+def current_attempt() -> int:
+    """The attempt number of the `RetryPolicy.call` the caller runs inside (1 outside any)."""
+    return _ATTEMPT.get()
 
 
 def backoff_s(
@@ -122,6 +131,7 @@ class RetryPolicy(Bounded):
         quiet: Callable[[], bool] | None = None,
         **extra: Any,
     ) -> None:
+        error = getattr(exc, "code", type(exc).__name__)
         # While `quiet()` (an outage is declared and summarised elsewhere) a retry is a debug line.
         say = log.debug if quiet is not None and quiet() else log.warning
         say(
@@ -129,8 +139,15 @@ class RetryPolicy(Bounded):
             policy=self.name,
             attempt=attempt,
             sleep_s=round(sleep_s, 3),
-            error=getattr(exc, "code", type(exc).__name__),
+            error=error,
             **extra,
+        )
+        tracing.add_event(
+            "retry.scheduled",
+            policy=self.name,
+            attempt=attempt,
+            sleep_s=round(sleep_s, 3),
+            error=str(error),
         )
 
     async def call(
@@ -150,6 +167,7 @@ class RetryPolicy(Bounded):
         clk = clock or SystemClock()
         started = clk.monotonic()
         extra = context or {}
+        fn = _counted(fn)
         try:
             return await fn()
         except self.retry_on as exc:
@@ -178,3 +196,19 @@ class RetryPolicy(Bounded):
         )
         result: T = await retrying(fn)
         return result
+
+
+def _counted(fn: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """`fn`, with `current_attempt()` set to its attempt number while it runs."""
+    attempts = 0
+
+    async def attempt() -> T:
+        nonlocal attempts
+        attempts += 1
+        token = _ATTEMPT.set(attempts)
+        try:
+            return await fn()
+        finally:
+            _ATTEMPT.reset(token)
+
+    return attempt

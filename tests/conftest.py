@@ -48,8 +48,11 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     for key in list(os.environ):
-        if key.startswith("ORCHESTRATOR_"):
+        if key.startswith(("ORCHESTRATOR_", "OTEL_")):
             monkeypatch.delenv(key)
+    # The dev install has the otel extra: a worker or CLI under test would trace and export to a
+    # collector that is not there. The tracing tests configure it explicitly (tests/tracing/).
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
 
 
 @pytest.fixture

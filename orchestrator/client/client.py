@@ -55,6 +55,7 @@ from orchestrator.sqs import (
     open_sqs,
     receive,
     send_batch,
+    trace_context,
 )
 
 if TYPE_CHECKING:
@@ -239,9 +240,12 @@ class CallClient:
 
     async def _send(self, document: Mapping[str, Any], *, dedup_id: str) -> None:
         fifo = is_fifo(self.queue_url)
+        request_id = str(document["RequestId"])
         message = OutgoingMessage(
             json.dumps(document, separators=(",", ":")),
-            group_id=str(document["RequestId"]) if fifo else None,
+            # The producer's trace goes with the request when tracing is configured.
+            attributes=trace_context.created(self.queue_url, request_id=request_id),
+            group_id=request_id if fifo else None,
             dedup_id=dedup_id if fifo else None,
         )
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import anyio
 import structlog
 
+from orchestrator import tracing
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.waiters import Waiters
 
@@ -60,7 +61,7 @@ class CapacityGate:
         priority value first, one at a time, after the backoff) while blocked."""
         if not self._blocked:
             return
-        with self._waiters.queued(priority) as me:
+        with self._waiters.queued(priority) as me, tracing.waiting("capacity_gate"):
             while self._blocked:
                 if self._waiters.head() is not me or self._probing:
                     await me.wait()

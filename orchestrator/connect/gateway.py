@@ -31,6 +31,7 @@ from orchestrator.connect.capacity import CapacityGate
 from orchestrator.connect.operations import Operation
 from orchestrator.connect.outage import OutageHold, through_outage
 from orchestrator.connect.ratelimit import Bucket, Budget
+from orchestrator.connect.traced import traced_attempt
 from orchestrator.errors import (
     CapacityError,
     ConnectError,
@@ -401,6 +402,7 @@ class AioConnectGateway:
     def _fresh(self, since: float | None) -> bool:
         return since is not None and self._clock.monotonic() - since < self._window
 
+    @traced_attempt
     async def _attempt(
         self,
         operation: Operation,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from orchestrator import tracing
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.operations import DEFAULT_QUOTAS, BudgetShare, Operation, Quota
 from orchestrator.waiters import Priority, Waiters
@@ -116,7 +117,7 @@ class AdaptiveTokenBucket:
         """Wait for one token. Lower `priority` values are served first."""
         if self._waiters.head() is None and self._take():
             return
-        with self._waiters.queued(priority) as me:
+        with self._waiters.queued(priority) as me, tracing.waiting("rate_budget"):
             while True:
                 if self._waiters.head() is not me:
                     await me.wait()

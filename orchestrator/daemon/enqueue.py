@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from orchestrator import tracing
 from orchestrator.engine.request import (
     RequestDefaults,
     RequestRejected,
@@ -29,6 +30,7 @@ from orchestrator.sqs import (
     is_fifo,
     max_message_bytes,
     send_batch,
+    trace_context,
 )
 
 if TYPE_CHECKING:
@@ -58,17 +60,25 @@ def cancel_lines(
     ]
 
 
-def _message(number: int, body: str, fifo: bool) -> OutgoingMessage:
-    if not fifo:
-        return OutgoingMessage(body)
+def _request_id(number: int, body: str) -> str:
+    """The line's request id; a cancel's is `cancel:RID` (on a FIFO queue a cancel has its own
+    group: in its request's group it would wait until the request ended)."""
     try:
         document = json.loads(body)
         request_id = str(document.get("RequestId") or f"line-{number}")
-        if document.get("Action") == "cancel":
-            request_id = f"cancel:{request_id}"
+        return f"cancel:{request_id}" if document.get("Action") == "cancel" else request_id
     except (ValueError, AttributeError):
-        request_id = f"line-{number}"
-    return OutgoingMessage(body, group_id=request_id, dedup_id=request_id)
+        return f"line-{number}"
+
+
+def _message(number: int, body: str, queue_url: str) -> OutgoingMessage:
+    """The line as a message; when tracing, with its `traceparent` (a `create` span each)."""
+    fifo = is_fifo(queue_url)
+    request_id = _request_id(number, body) if fifo or tracing.enabled() else None
+    attributes = trace_context.created(queue_url, request_id=request_id)
+    if not fifo:
+        return OutgoingMessage(body, attributes=attributes)
+    return OutgoingMessage(body, attributes=attributes, group_id=request_id, dedup_id=request_id)
 
 
 async def enqueue(
@@ -81,12 +91,23 @@ async def enqueue(
     """Send `lines` (checked against `defaults`; None sends them unchecked). Stops at the first
     error no batch can get past."""
     report = EnqueueReport(lines=len(lines))
-    fifo = is_fifo(queue_url)
+    with trace_context.sending(queue_url, len(lines)):
+        await _send(client, queue_url, lines, defaults, report)
+    return report
+
+
+async def _send(
+    client: SQSClient,
+    queue_url: str,
+    lines: list[str],
+    defaults: RequestDefaults | None,
+    report: EnqueueReport,
+) -> None:
     try:
         limit = await max_message_bytes(client, queue_url)
         numbered: list[tuple[int, OutgoingMessage]] = []
         for number, body in enumerate(lines, 1):
-            message = _message(number, body, fifo)
+            message = _message(number, body, queue_url)
             if message.size > limit:
                 report.problems.append(
                     f"skipped: line {number}: {message.size} bytes, over the queue's "
@@ -109,4 +130,3 @@ async def enqueue(
                     report.problems.append(f"failed: line {number}: {result.error}")
     except (ClientError, BotoCoreError) as exc:
         report.stopped = describe_problem(exc, queue_url)
-    return report

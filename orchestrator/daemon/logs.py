@@ -17,6 +17,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from orchestrator import tracing
+
 REDACTED = "***"
 _SECRET_KEY = re.compile(
     r"token|secret|password|passwd|credential|authorization|signature|connectiondata|joinurl",
@@ -103,6 +105,7 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            tracing.add_trace_ids,
             structlog.stdlib.filter_by_level,
             *stamp,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
@@ -114,7 +117,11 @@ def configure_logging(
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.contextvars.merge_contextvars, *stamp],
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                tracing.add_trace_ids,
+                *stamp,
+            ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 redact_processor,

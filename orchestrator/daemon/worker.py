@@ -40,6 +40,7 @@ from anyio.abc import TaskGroup
 
 from orchestrator.clock import Clock, SystemClock, wait_first
 from orchestrator.connect.capacity import CapacityGate
+from orchestrator.daemon import traced
 from orchestrator.daemon.cancels import Cancels
 from orchestrator.daemon.faults import DeploymentFaults, StoppedDuringFault
 from orchestrator.daemon.leases import Lease, Leases
@@ -267,7 +268,13 @@ class Worker:
             self.metrics.messages_received.inc(len(messages))
             for message in messages:
                 lease = self.leases.take(message)
-                lifecycles.start_soon(self._handle, lease, name=f"lifecycle:{message.message_id}")
+                lifecycles.start_soon(
+                    traced.processing,
+                    self._handle,
+                    lease,
+                    getattr(self.source, "queue_url", None),
+                    name=f"lifecycle:{message.message_id}",
+                )
         self._publish(receiving=False)
 
     async def _return_unopened(self, message: QueueMessage) -> None:

@@ -17,9 +17,12 @@ from typing import Any, Protocol
 
 import structlog
 
+from orchestrator import tracing
 from orchestrator.clock import Clock, SystemClock
+from orchestrator.engine import traces
 from orchestrator.engine.doorbells import ContactNotifier, Expiring
 from orchestrator.metrics import Metrics
+from orchestrator.tracing import AttributeValue, SpanKind
 
 log = structlog.get_logger("orchestrator.engine.contact_events")
 
@@ -171,6 +174,15 @@ def parse_contact_event(body: str | bytes) -> ContactEvent:
     )
 
 
+def _span_attributes(event: ContactEvent) -> dict[str, AttributeValue]:
+    return {
+        "messaging.operation.type": "process",
+        "messaging.message.id": event.event_id,
+        "aws.connect.contact_id": event.contact_id,
+        "aws.connect.contact_event_type": event.event_type,
+    }
+
+
 # -- local delivery --------------------------------------------------------------------------
 
 #: Event types that wake a watch: the two that can end it (COMPLETED follows DISCONNECTED, so it
@@ -209,6 +221,22 @@ class LocalContactEvents:
         self._seen: Expiring[bool] = Expiring(dedup_ttl_s, dedup_limit)
 
     async def deliver(self, event: ContactEvent) -> None:
+        # Traced when the contact's request runs here: a span of its own trace, linked to the
+        # request's process span (other replicas of a fleet hear the same event: no span there).
+        link = traces.contact_link(event.contact_id)
+        if not link:
+            self._deliver(event)
+            return
+        with tracing.span(
+            "contact_event process",
+            kind=SpanKind.CONSUMER,
+            root=True,
+            links=link,
+            attributes=_span_attributes(event),
+        ):
+            self._deliver(event)
+
+    def _deliver(self, event: ContactEvent) -> None:
         now = self._clock.monotonic()
         self._seen.expire(now)
         self._metrics.contact_events.labels(event.event_type).inc()

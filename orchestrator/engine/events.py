@@ -75,6 +75,8 @@ class EventRecord(BaseModel):
     instance_id: str | None = None
     final: bool
     data: dict[str, Any]
+    #: The trace the request runs in (32 hex digits), None when the daemon does not trace.
+    trace_id: str | None = None
 
 
 class LifecycleEvent(EventRecord):
@@ -95,6 +97,7 @@ class LifecycleEvent(EventRecord):
         secrets: dict[str, Any] | None = None,
         now: datetime | None = None,
         seq: int | str | None = None,
+        trace_id: str | None = None,
     ) -> LifecycleEvent:
         """`seq` tells apart the events of a type that may come more than once per request
         (`REPEATED_TYPES`)."""
@@ -107,6 +110,7 @@ class LifecycleEvent(EventRecord):
             instance_id=instance_id,
             final=type.final,
             data=data or {},
+            trace_id=trace_id,
         )
         event._secrets = dict(secrets or {})
         return event

@@ -48,9 +48,11 @@ from typing import Any
 import anyio
 import structlog
 
+from orchestrator import tracing
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot, StartedContact
 from orchestrator.connect.operations import Operation
+from orchestrator.engine import traces
 from orchestrator.engine.cancellation import Cancellation, CancelResult, Stage
 from orchestrator.engine.doorbells import ContactNotifier
 from orchestrator.engine.events import EventSink, EventType, LifecycleEvent
@@ -151,7 +153,9 @@ class LifecycleEngine:
             secrets=secrets,
             now=datetime.fromtimestamp(self.clock.time(), UTC),
             seq=seq,
+            trace_id=tracing.trace_id(),
         )
+        traces.record(event)
         await self.sink.publish([event])
         if event.final:
             self.metrics.requests.labels(type_.value).inc()

@@ -39,6 +39,15 @@ def _refused(kind: str, failed: list[Any]) -> SinkError:
     return SinkError(f"{kind} refused {len(failed)} event(s): {codes}")
 
 
+def _attributes(event: LifecycleEvent, **more: str) -> dict[str, str]:
+    """An event's message attributes: its `type` (for subscription filters), its `trace_id`
+    when the daemon traces, and `more`."""
+    out = {"type": event.type.value, **more}
+    if event.trace_id:
+        out["trace_id"] = event.trace_id
+    return out
+
+
 class _AwsSink:
     """A sink on one AWS target (a queue URL, a topic ARN, a bus name) through `client`; whether
     it carries connection data is `[events] include_connection_data`, passed in."""
@@ -64,9 +73,7 @@ class SqsEventSink(_AwsSink):
     def _message(self, event: LifecycleEvent) -> OutgoingMessage:
         return OutgoingMessage(
             self._body(event),
-            attributes=string_attributes(
-                {"type": event.type.value, "request_id": event.request_id}
-            ),
+            attributes=string_attributes(_attributes(event, request_id=event.request_id)),
             # One message group per request; deduplicated by the event's id.
             group_id=event.request_id if self._fifo else None,
             dedup_id=event.id if self._fifo else None,
@@ -93,9 +100,7 @@ class SnsEventSink(_AwsSink):
         entry: dict[str, Any] = {
             "Id": str(index),
             "Message": self._body(event),
-            "MessageAttributes": string_attributes(
-                {"type": event.type.value, "request_id": event.request_id}
-            ),
+            "MessageAttributes": string_attributes(_attributes(event, request_id=event.request_id)),
         }
         if self._fifo:  # one message group per request; deduplicated by the event's id
             entry["MessageGroupId"] = event.request_id

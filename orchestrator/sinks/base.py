@@ -10,10 +10,12 @@ import anyio
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from orchestrator import tracing
 from orchestrator.engine.events import EventSink, LifecycleEvent
 from orchestrator.errors import SinkError
 from orchestrator.metrics import Metrics
 from orchestrator.retry import RetryPolicy
+from orchestrator.tracing import AttributeValue, SpanKind
 
 
 class LogSink:
@@ -99,6 +101,16 @@ def default_sink_policy() -> RetryPolicy:
     )
 
 
+def _publish_attributes(events: Sequence[LifecycleEvent]) -> dict[str, AttributeValue]:
+    if not tracing.enabled():
+        return {}
+    return {
+        "messaging.operation.type": "send",
+        "messaging.batch.message_count": len(events),
+        "orchestrator.event_types": [e.type.value for e in events],
+    }
+
+
 class FanoutSink:
     """Delivers every event to every sink, each retried on its own; fails if any sink fails."""
 
@@ -125,10 +137,13 @@ class FanoutSink:
                 self._metrics.sink_failures.labels(sink.name).inc(len(events))
                 raise
 
-        try:
-            await self._policy.call(attempt, context={"sink": sink.name})
-        except SINK_FAILURES as exc:
-            raise SinkError(f"sink {sink.name} failed: {exc}") from exc
+        with tracing.span(
+            f"publish {sink.name}", kind=SpanKind.PRODUCER, attributes=_publish_attributes(events)
+        ):
+            try:
+                await self._policy.call(attempt, context={"sink": sink.name})
+            except SINK_FAILURES as exc:
+                raise SinkError(f"sink {sink.name} failed: {exc}") from exc
         self._metrics.sink_publishes.labels(sink.name).inc(len(events))
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:

@@ -5,6 +5,7 @@ name. It imports only the shared modules: the daemon (queue source, DLQ tools, `
 SQS event sink and the testing kit use it.
 """
 
+from orchestrator.sqs import trace_context
 from orchestrator.sqs.calls import (
     COPY_ATTRIBUTES,
     SendResult,
@@ -79,5 +80,6 @@ __all__ = [
     "region_of",
     "send_batch",
     "string_attributes",
+    "trace_context",
     "url_of_arn",
 ]

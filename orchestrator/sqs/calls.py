@@ -18,14 +18,22 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 SystemAttribute = Literal[
-    "ApproximateReceiveCount", "MessageGroupId", "SentTimestamp", "MessageDeduplicationId"
+    "ApproximateReceiveCount",
+    "MessageGroupId",
+    "SentTimestamp",
+    "MessageDeduplicationId",
+    "AWSTraceHeader",
 ]
-#: What the worker reads of each message: enough for `QueueMessage`.
+#: What the worker reads of each message: enough for `QueueMessage` (the producer's X-Ray trace
+#: context included).
 WORKER_ATTRIBUTES: tuple[SystemAttribute, ...] = (
     "ApproximateReceiveCount",
     "MessageGroupId",
     "SentTimestamp",
+    "AWSTraceHeader",
 )
+#: The message attributes that carry a producer's W3C trace context.
+TRACE_ATTRIBUTES = ("traceparent", "tracestate")
 #: What a copy of a message needs (the DLQ tools): its FIFO ids too.
 COPY_ATTRIBUTES: tuple[SystemAttribute, ...] = (*WORKER_ATTRIBUTES, "MessageDeduplicationId")
 
@@ -38,10 +46,11 @@ async def receive(
     wait_time_s: float = 0,
     visibility_timeout_s: int | None = None,
     system_attributes: Sequence[SystemAttribute] = WORKER_ATTRIBUTES,
-    message_attributes: bool = False,
+    message_attributes: bool | Sequence[str] = TRACE_ATTRIBUTES,
 ) -> list[QueueMessage]:
     """One ReceiveMessage: up to `max_messages` (1 to 10), waiting up to `wait_time_s` for the
-    first; hidden for `visibility_timeout_s` (the queue's default when None)."""
+    first; hidden for `visibility_timeout_s` (the queue's default when None). Message
+    attributes: all (`True`), the named ones (by default the trace context's), or none."""
     request: dict[str, Any] = {
         "QueueUrl": queue_url,
         "MaxNumberOfMessages": max(1, min(MAX_BATCH_ENTRIES, max_messages)),
@@ -51,8 +60,10 @@ async def receive(
         request["MessageSystemAttributeNames"] = list(system_attributes)
     if visibility_timeout_s is not None:
         request["VisibilityTimeout"] = visibility_timeout_s
-    if message_attributes:
+    if message_attributes is True:
         request["MessageAttributeNames"] = ["All"]
+    elif message_attributes:
+        request["MessageAttributeNames"] = list(message_attributes)
     response = await client.receive_message(**request)
     return [received(raw) for raw in response.get("Messages", [])]
 

@@ -26,6 +26,8 @@ class QueueMessage:
     dedup_id: str | None = None
     #: Its message attributes, as SQS returns them (only when they were asked for).
     attributes: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: SQS's `AWSTraceHeader` system attribute: the producer's X-Ray trace context, if any.
+    trace_header: str | None = field(default=None, repr=False)
 
 
 def _epoch_ms(value: str | None) -> float | None:
@@ -47,6 +49,7 @@ def received(raw: Mapping[str, Any]) -> QueueMessage:
         sent_at=_epoch_ms(system.get("SentTimestamp")),
         dedup_id=system.get("MessageDeduplicationId"),
         attributes=dict(raw.get("MessageAttributes") or {}),
+        trace_header=system.get("AWSTraceHeader"),
     )
 
 

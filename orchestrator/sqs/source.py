@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from orchestrator.batcher import Batcher
 from orchestrator.errors import QueueError
+from orchestrator.sqs import trace_context
 from orchestrator.sqs.calls import change_visibility_batch, delete_batch, receive, send_batch
 from orchestrator.sqs.messages import OutgoingMessage, QueueMessage, string_attributes
 from orchestrator.sqs.queues import redrive_policy
@@ -67,7 +68,8 @@ class SqsQueueSource:
     async def receive(
         self, max_messages: int, *, wait_time_s: float, visibility_timeout_s: int
     ) -> list[QueueMessage]:
-        return await receive(
+        start_ns = trace_context.now_ns()
+        messages = await receive(
             self._client,
             self.queue_url,
             max_messages=max_messages,
@@ -75,6 +77,8 @@ class SqsQueueSource:
             visibility_timeout_s=visibility_timeout_s,
             message_attributes=True,
         )
+        trace_context.received(messages, self.queue_url, start_ns=start_ns)
+        return messages
 
     async def delete(self, message: QueueMessage) -> None:
         await self._deletes.submit(message)

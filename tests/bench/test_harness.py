@@ -144,7 +144,7 @@ def test_render_draws_every_recorded_scenario_in_the_suite_order() -> None:
         "## How to reproduce", "## 1. Quota efficiency", "## 2. Detection under a shared budget",
         "## 3. Scale",
     ]  # fmt: skip
-    assert headings[-9:] == [
+    assert headings[-10:] == [
         "## Contact events: detection on a 2/s DescribeContact budget",
         "## Backlog under restarts",
         "## Polling only: spending the DescribeContact budget",
@@ -154,4 +154,5 @@ def test_render_draws_every_recorded_scenario_in_the_suite_order() -> None:
         "## Queue positions told to waiting customers",
         "## Agents' dead calls: timed-out contacts left or stopped",
         "## The producer's client: submit -> connection data",
+        "## Tracing: CPU per lifecycle",
     ]

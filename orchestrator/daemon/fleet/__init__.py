@@ -30,6 +30,7 @@ from orchestrator.daemon.fleet.cancels import FleetTombstones
 from orchestrator.daemon.fleet.events import FleetContactEvents
 from orchestrator.daemon.fleet.membership import Membership, new_worker_id
 from orchestrator.daemon.fleet.policy import FleetPolicy
+from orchestrator.daemon.fleet.traced import TracedRedis
 from orchestrator.daemon.readiness import ReadinessBoard
 from orchestrator.engine.contact_events import ContactEventSink
 from orchestrator.engine.lifecycle import LifecycleEngine
@@ -45,7 +46,7 @@ async def redis_client(url: str, *, timeout_s: float = 0.5) -> AsyncIterator[Red
     Connect and read timeouts of `timeout_s`; one immediate retry after a connection error (a
     pooled connection that Redis closed while restarting), none after a timeout, which already
     cost `timeout_s`. redis-py's defaults would stall a Connect call for seconds."""
-    client = Redis.from_url(
+    client = TracedRedis.from_url(
         url,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
