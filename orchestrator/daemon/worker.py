@@ -10,7 +10,8 @@ Data flows one way: queue source -> request validation -> lifecycle engine -> si
   request ended), the worker takes no new work. The backlog stays in the queue.
 * Keeps each message hidden while its lifecycle runs (`Leases`: a visibility heartbeat) and
   acknowledges it only after its final event reached the sinks. A transient failure hands the
-  message back with a delay that grows with its receive count (`policy.py`).
+  message back with a delay that grows with its receive count (`policy.py`); Connect not
+  answering is no such failure: its calls wait in place (`faults.py`, the outage hold).
 * A message that is not a valid request gets one `request.rejected`, on its first receive, and
   goes back at once each time so the redrive policy (`redrive.py`) moves it to the DLQ. A
   rejection waits out sinks that are down like any final event; a worker stopped meanwhile lets

@@ -13,11 +13,15 @@
 4. StartScreenSharing with its own derived ClientToken -> final `screen_sharing.started`, or final
    `screen_sharing.skipped` saying why.
 
-Errors: a terminal Connect error ends the request with `request.failed` naming the AWS code. A
-transient error that outlives its retry budget also ends it with `request.failed` on the final
-attempt; on earlier attempts `run(..., final_attempt=False)` raises `RetryLater` instead, emitting
-no final event, so the daemon hands the message back for redelivery. Cancellation (shutdown)
-propagates at once and emits nothing.
+Errors: a terminal Connect error ends the request with `request.failed` naming the AWS code.
+Connect not answering (connection errors, timeouts, 5xx) past a call's retry budget fails
+nothing: the gateway's call waits at the outage hold (`connect/outage.py`) and tries again in
+place, so a started contact stays watched. Any other transient error that outlives its budget (a
+start that waited `capacity_max_wait_s` at the capacity gate, a 404 within the consistency
+window) ends the request with `request.failed` on the final attempt; on earlier attempts
+`run(..., final_attempt=False)` raises `RetryLater` instead, emitting no final event, so the
+daemon hands the message back for redelivery. Cancellation (shutdown) propagates at once and
+emits nothing.
 
 No orphan contacts (`stopping.py`): a lifecycle that ends while its contact waits for an agent
 (timed out with `[watch] on_timeout = "stop"`, failed after the start, given up on its last
