@@ -32,7 +32,7 @@ from orchestrator.engine.cancellation import (
     Tombstones,
     TombstoneUnrecorded,
 )
-from orchestrator.engine.doorbells import Expiring
+from orchestrator.engine.doorbells import Expiring, holding
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import CancelRejected, CancelRequest, RequestRejected
 from orchestrator.engine.stopping import StopReason, StopResult, let_go
@@ -85,14 +85,8 @@ class Cancels:
             tombstones=self.tombstones,
             count=self._count,
         )
-        self._held.setdefault(request_id, []).append(cancellation)
-        try:
+        with holding(self._held, request_id, cancellation):
             yield cancellation
-        finally:
-            held = self._held[request_id]
-            held.remove(cancellation)
-            if not held:
-                del self._held[request_id]
 
     def finished(self, request_id: str) -> None:
         """The request had its final event here: a cancel for it now is too late."""

@@ -20,7 +20,7 @@ placed) at once.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
@@ -162,6 +162,28 @@ class Doorbell:
             self._lift = None
 
 
+@contextmanager
+def holding(
+    holders: dict[str, list[V]],
+    key: str,
+    item: V,
+    *,
+    emptied: Callable[[str], None] | None = None,
+) -> Iterator[V]:
+    """`item` among the holders of `key` while the block runs; `key` is dropped (and `emptied`
+    told) when its last holder leaves."""
+    holders.setdefault(key, []).append(item)
+    try:
+        yield item
+    finally:
+        remaining = holders[key]
+        remaining.remove(item)
+        if not remaining:
+            del holders[key]
+            if emptied is not None:
+                emptied(key)
+
+
 class ContactNotifier:
     """The watches of one engine: wakes them on outside notifications (e.g. Connect contact
     events) and keeps where their contacts wait (`frontier`). With `early`, what contact events
@@ -181,15 +203,8 @@ class ContactNotifier:
                 self.frontier.waiting(contact_id, *place)
             if rang:
                 doorbell.ring(by_event=True)
-        self._doorbells.setdefault(contact_id, []).append(doorbell)
-        try:
+        with holding(self._doorbells, contact_id, doorbell, emptied=self.frontier.forget):
             yield doorbell
-        finally:
-            remaining = self._doorbells[contact_id]
-            remaining.remove(doorbell)
-            if not remaining:
-                del self._doorbells[contact_id]
-                self.frontier.forget(contact_id)
 
     def ring(self, contact_id: str, *, by_event: bool = False) -> bool:
         """Wake every watch of `contact_id` (`by_event`: a contact event says something happened

@@ -112,9 +112,18 @@ class _Attempt:
     request: CallRequest
     final_attempt: bool
     cancellation: Cancellation | None
+    #: The start's order (lower first) and deadline, and who hears it is over (see `run`).
+    priority: float = 0.0
+    expiry: Expiry | None = None
+    on_started: Callable[[], None] | None = None
     #: Once the contact started: its id, and when (monotonic, for consistency windows).
     contact_id: str | None = None
     started_mono: float = 0.0
+
+    def start_over(self) -> None:
+        """The start call is over (the contact exists, or the lifecycle ends before)."""
+        if self.on_started is not None:
+            self.on_started()
 
 
 @dataclass
@@ -136,6 +145,18 @@ class LifecycleEngine:
     positions: QueuePositions | None = None
 
     # -- events --------------------------------------------------------------------------------
+
+    async def _emit_for(
+        self, a: _Attempt, type_: EventType, data: dict[str, Any]
+    ) -> LifecycleEvent:
+        """`type_` for the attempt's request and contact."""
+        return await self._emit(
+            type_,
+            a.request.request_id,
+            instance_id=a.request.instance_id,
+            contact_id=a.contact_id,
+            data=data,
+        )
 
     async def _emit(
         self,
@@ -221,27 +242,20 @@ class LifecycleEngine:
                     EventType.RECEIVED, request.request_id, instance_id=request.instance_id
                 )
             final = await self._decide(
-                _Attempt(request, final_attempt, cancellation), priority, expiry, on_started
+                _Attempt(request, final_attempt, cancellation, priority, expiry, on_started)
             )
             if cancellation is not None:
                 cancellation.too_late()
             return final
 
-    async def _decide(
-        self,
-        a: _Attempt,
-        priority: float,
-        expiry: Expiry | None,
-        on_started: Callable[[], None] | None,
-    ) -> LifecycleEvent:
-        request = a.request
+    async def _decide(self, a: _Attempt) -> LifecycleEvent:
+        request, expiry = a.request, a.expiry
         try:
             withdrawn = a.cancellation is not None and await a.cancellation.withdrawn()
             if withdrawn or (expiry is not None and self.clock.time() > expiry.not_after):
-                if on_started is not None:
-                    on_started()
+                a.start_over()
                 raise StartWithdrawn("cancelled") if withdrawn else StartExpired("expired")
-            return await self._drive(a, priority, expiry, on_started)
+            return await self._drive(a)
         except StartWithdrawn:
             return await self._cancelled(a, contact_stopped=False)
         except StartExpired:
@@ -288,13 +302,7 @@ class LifecycleEngine:
             data=data,
         )
 
-    async def _drive(
-        self,
-        a: _Attempt,
-        priority: float,
-        expiry: Expiry | None,
-        on_started: Callable[[], None] | None,
-    ) -> LifecycleEvent:
+    async def _drive(self, a: _Attempt) -> LifecycleEvent:
         request = a.request
         token = client_token(request.request_id, "start")
         told: set[str] = set()
@@ -315,14 +323,13 @@ class LifecycleEngine:
             started = await self.gateway.start_webrtc_contact(
                 request.start_webrtc_contact_params(token),
                 request_id=request.request_id,
-                priority=priority,
-                not_after=None if expiry is None else expiry.not_after,
+                priority=a.priority,
+                not_after=None if a.expiry is None else a.expiry.not_after,
                 on_waiting=waiting,
                 withdrawal=a.cancellation,
             )
         finally:
-            if on_started is not None:
-                on_started()
+            a.start_over()
         # The consistency window opens once the contact exists: capacity and throttle waits
         # inside the start call can outlast it.
         a.contact_id, a.started_mono = started.contact_id, self.clock.monotonic()
@@ -454,12 +461,10 @@ class LifecycleEngine:
                 if (snap.disconnected_at or 0.0) >= result.deadline:
                     return await self._timed_out(a, result, contact_stopped=True)
                 return await self._cancelled(a, contact_stopped=True, stopped_by="elsewhere")
-            return await self._emit(
+            return await self._emit_for(
+                a,
                 EventType.DISCONNECTED,
-                a.request.request_id,
-                instance_id=a.request.instance_id,
-                contact_id=a.contact_id,
-                data={
+                {
                     **self._common(result),
                     "disconnected_at": _iso(snap.disconnected_at),
                     "reason": snap.disconnect_reason,
@@ -518,23 +523,19 @@ class LifecycleEngine:
         if cancellation is not None:
             cancellation.settle(CancelResult.CANCELLED)
         log.info("request.cancelled", **data)
-        return await self._emit(
+        return await self._emit_for(
+            a,
             EventType.CANCELLED,
-            a.request.request_id,
-            instance_id=a.request.instance_id,
-            contact_id=a.contact_id,
-            data=data,
+            data,
         )
 
     async def _timed_out(
         self, a: _Attempt, result: WatchResult, *, contact_stopped: bool
     ) -> LifecycleEvent:
-        return await self._emit(
+        return await self._emit_for(
+            a,
             EventType.TIMED_OUT,
-            a.request.request_id,
-            instance_id=a.request.instance_id,
-            contact_id=a.contact_id,
-            data={
+            {
                 **self._common(result),
                 "max_wait_s": self.watch.max_wait_s,
                 "deadline": _iso(result.deadline),

@@ -103,21 +103,22 @@ async def let_go(
     except DeploymentError:
         raise
     except ConnectError as error:
-        metrics.contacts_stopped.labels(reason.value, StopResult.ERROR.value).inc()
-        log.error(
-            "contact.stop_failed",
-            contact_id=contact_id,
-            reason=reason.value,
-            operation=error.operation,
-            error=error.code,
+        return _told(LetGo(StopResult.ERROR, snapshot, error), reason, contact_id, metrics=metrics)
+    return _told(LetGo(result, snapshot), reason, contact_id, metrics=metrics)
+
+
+def _told(outcome: LetGo, reason: StopReason, contact_id: str, *, metrics: Metrics) -> LetGo:
+    """Count and log how letting go of a contact ended."""
+    metrics.contacts_stopped.labels(reason.value, outcome.result.value).inc()
+    told = log.bind(contact_id=contact_id, reason=reason.value)
+    if outcome.error is not None:
+        told.error(
+            "contact.stop_failed", operation=outcome.error.operation, error=outcome.error.code
         )
-        return LetGo(StopResult.ERROR, snapshot, error)
-    metrics.contacts_stopped.labels(reason.value, result.value).inc()
-    log.info(
-        "contact.let_go",
-        contact_id=contact_id,
-        reason=reason.value,
-        result=result.value,
-        disconnect_reason=snapshot.disconnect_reason,
-    )
-    return LetGo(result, snapshot)
+    elif outcome.snapshot is not None:
+        told.info(
+            "contact.let_go",
+            result=outcome.result.value,
+            disconnect_reason=outcome.snapshot.disconnect_reason,
+        )
+    return outcome

@@ -90,15 +90,22 @@ SINK_FAILURES: tuple[type[BaseException], ...] = (
 )
 
 
-def default_sink_policy() -> RetryPolicy:
+def sink_policy(
+    name: str, *, max_attempts: int, max_time_s: float, max_backoff_s: float
+) -> RetryPolicy:
+    """A sink's retries: of `SINK_FAILURES` only, the first wait 0.2 s."""
     return RetryPolicy(
-        "events.publish",
+        name,
         retry_on=SINK_FAILURES,
-        max_attempts=5,
-        max_time_s=30.0,
+        max_attempts=max_attempts,
+        max_time_s=max_time_s,
         initial_s=0.2,
-        max_backoff_s=5.0,
+        max_backoff_s=max_backoff_s,
     )
+
+
+def default_sink_policy() -> RetryPolicy:
+    return sink_policy("events.publish", max_attempts=5, max_time_s=30.0, max_backoff_s=5.0)
 
 
 def _publish_attributes(events: Sequence[LifecycleEvent]) -> dict[str, AttributeValue]:

@@ -32,7 +32,7 @@ from orchestrator.engine.events import EventSink, LifecycleEvent
 from orchestrator.metrics import Metrics
 from orchestrator.retry import RetryPolicy
 from orchestrator.sinks.aws import SqsEventSink
-from orchestrator.sinks.base import SINK_FAILURES
+from orchestrator.sinks.base import SINK_FAILURES, sink_policy
 from orchestrator.sqs import is_missing_queue
 
 if TYPE_CHECKING:
@@ -95,14 +95,7 @@ _GIVE_UP: tuple[type[BaseException], ...] = (_Undeliverable, *SINK_FAILURES)
 
 def reply_policy() -> RetryPolicy:
     """A few quick retries: a reply is a courtesy, the lifecycle must not wait on it long."""
-    return RetryPolicy(
-        "events.reply",
-        retry_on=SINK_FAILURES,
-        max_attempts=3,
-        max_time_s=5.0,
-        initial_s=0.2,
-        max_backoff_s=1.0,
-    )
+    return sink_policy("events.reply", max_attempts=3, max_time_s=5.0, max_backoff_s=1.0)
 
 
 def _classify(exc: BaseException) -> _Undeliverable | None:

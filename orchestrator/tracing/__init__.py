@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from orchestrator.tracing.context import RemoteContext, parse_traceparent, parse_xray
 
@@ -36,6 +36,7 @@ __all__ = [
     "RemoteContext",
     "Span",
     "SpanKind",
+    "SpanOptions",
     "SpanRegistry",
     "Tracer",
     "add_event",
@@ -84,23 +85,26 @@ class Span(Protocol):
     def record_exception(self, exception: BaseException) -> None: ...
 
 
+class SpanOptions(TypedDict, total=False):
+    """A span's options, each optional (`Tracer.span`): `kind` (INTERNAL when left out),
+    `attributes`, `parent` (a producer's context), `root` (False), `links` (none), `start_ns`
+    (now)."""
+
+    kind: SpanKind
+    attributes: Mapping[str, AttributeValue] | None
+    parent: RemoteContext | None
+    root: bool
+    links: Sequence[RemoteContext]
+    start_ns: int | None
+
+
 class Tracer(Protocol):
     """The implementation behind the facade: `NoopTracer`, or the SDK's (`tracing.otel`)."""
 
     @property
     def enabled(self) -> bool: ...
 
-    def span(
-        self,
-        name: str,
-        *,
-        kind: SpanKind = SpanKind.INTERNAL,
-        attributes: Mapping[str, AttributeValue] | None = None,
-        parent: RemoteContext | None = None,
-        root: bool = False,
-        links: Sequence[RemoteContext] = (),
-        start_ns: int | None = None,
-    ) -> AbstractContextManager[Span]:
+    def span(self, name: str, **options: Unpack[SpanOptions]) -> AbstractContextManager[Span]:
         """A new span, current inside the block: a child of `parent` (a producer's context),
         else of the current span, else (or with `root=True`) the root of a new trace."""
         ...
@@ -158,7 +162,11 @@ class NoopTracer:
 
     enabled = False
 
-    def span(self, name: str, **_options: Any) -> AbstractContextManager[Span]:  # noqa: ARG002
+    def span(
+        self,
+        name: str,  # noqa: ARG002
+        **_options: Unpack[SpanOptions],
+    ) -> AbstractContextManager[Span]:
         return _NOOP_SCOPE
 
     def current(self) -> Span:
@@ -234,29 +242,12 @@ def enabled() -> bool:
     return _active.tracer.enabled
 
 
-def span(
-    name: str,
-    *,
-    kind: SpanKind = SpanKind.INTERNAL,
-    attributes: Mapping[str, AttributeValue] | None = None,
-    parent: RemoteContext | None = None,
-    root: bool = False,
-    links: Sequence[RemoteContext] = (),
-    start_ns: int | None = None,
-) -> AbstractContextManager[Span]:
+def span(name: str, **options: Unpack[SpanOptions]) -> AbstractContextManager[Span]:
     """A span around the block (see `Tracer.span`); a shared no-op when tracing is off."""
     tracer = _active.tracer
     if not tracer.enabled:
         return _NOOP_SCOPE
-    return tracer.span(
-        name,
-        kind=kind,
-        attributes=attributes,
-        parent=parent,
-        root=root,
-        links=links,
-        start_ns=start_ns,
-    )
+    return tracer.span(name, **options)
 
 
 def current() -> Span:

@@ -11,10 +11,10 @@ test with an in-memory exporter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from importlib.metadata import version
-from typing import cast
+from typing import Unpack, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -24,10 +24,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from orchestrator.errors import ConfigError
 from orchestrator.tracing import (
-    AttributeValue,
     RemoteContext,
     Span,
     SpanKind,
+    SpanOptions,
     SpanRegistry,
 )
 
@@ -63,29 +63,20 @@ class OtelTracer:
         self._tracer = provider.get_tracer("contact-orchestrator", version("contact-orchestrator"))
         self._registry = SpanRegistry(registry_limit)
 
-    def span(
-        self,
-        name: str,
-        *,
-        kind: SpanKind = SpanKind.INTERNAL,
-        attributes: Mapping[str, AttributeValue] | None = None,
-        parent: RemoteContext | None = None,
-        root: bool = False,
-        links: Sequence[RemoteContext] = (),
-        start_ns: int | None = None,
-    ) -> AbstractContextManager[Span]:
+    def span(self, name: str, **options: Unpack[SpanOptions]) -> AbstractContextManager[Span]:
         context: otel_context.Context | None = None
+        parent = options.get("parent")
         if parent is not None:
             context = trace.set_span_in_context(trace.NonRecordingSpan(_span_context(parent)))
-        elif root:
+        elif options.get("root", False):
             context = otel_context.Context()
         scope = self._tracer.start_as_current_span(
             name,
             context=context,
-            kind=_KINDS[kind],
-            attributes=attributes,
-            links=[trace.Link(_span_context(link)) for link in links] or None,
-            start_time=start_ns,
+            kind=_KINDS[options.get("kind", SpanKind.INTERNAL)],
+            attributes=options.get("attributes"),
+            links=[trace.Link(_span_context(link)) for link in options.get("links", ())] or None,
+            start_time=options.get("start_ns"),
         )
         return cast(AbstractContextManager[Span], scope)
 

@@ -14,22 +14,17 @@ a replica that (re)subscribes looks up the tombstones of the requests it holds.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Unpack
 
-import structlog
 from redis.asyncio import Redis
 
-from orchestrator.clock import Clock, SystemClock
-from orchestrator.daemon.fleet.breaker import REDIS_ERRORS, Breaker
-from orchestrator.daemon.fleet.pubsub import listen
+from orchestrator.daemon.fleet.breaker import REDIS_ERRORS
+from orchestrator.daemon.fleet.pubsub import ChannelOptions, FleetChannel
 from orchestrator.engine.cancellation import Tombstone, TombstoneUnrecorded
 
-log = structlog.get_logger("orchestrator.daemon.fleet")
 
-
-class FleetTombstones:
+class FleetTombstones(FleetChannel):
     """`Tombstones` in Redis, with the fleet's notice of each one (`notify`, `run`)."""
 
     def __init__(
@@ -38,19 +33,11 @@ class FleetTombstones:
         *,
         prefix: str,
         ttl_s: float,
-        worker_id: str,
-        breaker: Breaker,
-        resubscribe_s: float = 1.0,
-        clock: Clock | None = None,
+        **options: Unpack[ChannelOptions],
     ) -> None:
-        self._redis = redis
+        super().__init__(redis, channel=f"{prefix}:cancels", **options)
         self._key = f"{prefix}:tombstone:"
-        self.channel = f"{prefix}:cancels"
         self._ttl_s = max(1, round(ttl_s))
-        self.worker_id = worker_id
-        self._breaker = breaker
-        self._resubscribe_s = resubscribe_s
-        self._clock = clock or SystemClock()
 
     async def record(self, tombstone: Tombstone) -> None:
         if not self._breaker.allow():
@@ -78,22 +65,12 @@ class FleetTombstones:
     async def notify(self, tombstone: Tombstone) -> None:
         """Tell the other replicas; `TombstoneUnrecorded` when Redis cannot (the cancel comes
         back and is told again)."""
-        payload = json.dumps({"origin": self.worker_id, "tombstone": tombstone.to_json()})
+        payload = self._envelope("tombstone", tombstone.to_json())
         try:
             await self._redis.publish(self.channel, payload)
         except REDIS_ERRORS as error:
             self._breaker.failed(error)
             raise TombstoneUnrecorded(f"Redis: {type(error).__name__}") from error
-
-    def _read(self, data: Any) -> Tombstone | None:
-        try:
-            envelope = json.loads(data)
-            if envelope["origin"] == self.worker_id:
-                return None
-            return Tombstone.from_json(envelope["tombstone"])
-        except (ValueError, KeyError, TypeError) as error:
-            log.warning("fleet.cancel_unreadable", error=type(error).__name__)
-            return None
 
     async def run(
         self, noticed: Callable[[Tombstone], None], held: Callable[[], Iterable[str]]
@@ -110,16 +87,10 @@ class FleetTombstones:
                     noticed(tombstone)
 
         async def deliver(data: Any) -> None:
-            tombstone = self._read(data)
+            tombstone = self._opened(
+                data, "tombstone", Tombstone.from_json, unreadable="fleet.cancel_unreadable"
+            )
             if tombstone is not None:
                 noticed(tombstone)
 
-        await listen(
-            self._redis,
-            self.channel,
-            deliver,
-            what="cancels",
-            resubscribe_s=self._resubscribe_s,
-            clock=self._clock,
-            subscribed=catch_up,
-        )
+        await self._listen(deliver, what="cancels", subscribed=catch_up)

@@ -10,21 +10,16 @@ history: an event published while a subscriber reconnects is not replayed (polli
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, Unpack
 
-import structlog
 from redis.asyncio import Redis
 
-from orchestrator.clock import Clock, SystemClock
-from orchestrator.daemon.fleet.breaker import REDIS_ERRORS, Breaker
-from orchestrator.daemon.fleet.pubsub import listen
+from orchestrator.daemon.fleet.breaker import REDIS_ERRORS
+from orchestrator.daemon.fleet.pubsub import ChannelOptions, FleetChannel
 from orchestrator.engine.contact_events import ContactEvent, ContactEventSink
 
-log = structlog.get_logger("orchestrator.daemon.fleet")
 
-
-class FleetContactEvents:
+class FleetContactEvents(FleetChannel):
     """A `ContactEventSink` that fans events out to every worker of the fleet."""
 
     def __init__(
@@ -33,18 +28,10 @@ class FleetContactEvents:
         local: ContactEventSink,
         *,
         channel: str,
-        worker_id: str,
-        breaker: Breaker,
-        resubscribe_s: float = 1.0,
-        clock: Clock | None = None,
+        **options: Unpack[ChannelOptions],
     ) -> None:
-        self._redis = redis
+        super().__init__(redis, channel=channel, **options)
         self._local = local
-        self.channel = channel
-        self.worker_id = worker_id
-        self._breaker = breaker
-        self._resubscribe_s = resubscribe_s
-        self._clock = clock or SystemClock()
         self.published = 0
         self.received = 0
 
@@ -52,7 +39,7 @@ class FleetContactEvents:
         await self._local.deliver(event)
         if not self._breaker.allow():
             return
-        payload = json.dumps({"origin": self.worker_id, "event": event.to_json()})
+        payload = self._envelope("event", event.to_json())
         try:
             await self._redis.publish(self.channel, payload)
         except REDIS_ERRORS as error:
@@ -62,24 +49,14 @@ class FleetContactEvents:
         self.published += 1
 
     async def _received(self, data: Any) -> None:
-        try:
-            envelope = json.loads(data)
-            if envelope["origin"] == self.worker_id:
-                return
-            event = ContactEvent.from_json(envelope["event"])
-        except (ValueError, KeyError, TypeError) as error:
-            log.warning("fleet.event_unreadable", error=type(error).__name__)
+        event = self._opened(
+            data, "event", ContactEvent.from_json, unreadable="fleet.event_unreadable"
+        )
+        if event is None:
             return
         self.received += 1
         await self._local.deliver(event)
 
     async def run(self) -> None:
         """Subscribes until cancelled, subscribing again after Redis comes back."""
-        await listen(
-            self._redis,
-            self.channel,
-            self._received,
-            what="events",
-            resubscribe_s=self._resubscribe_s,
-            clock=self._clock,
-        )
+        await self._listen(self._received, what="events")
