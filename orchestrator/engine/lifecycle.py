@@ -190,32 +190,6 @@ class LifecycleEngine:
         secrets: dict[str, Any] | None = None,
         seq: int | str | None = None,
     ) -> LifecycleEvent:
-        event = self._event(
-            type_,
-            request_id,
-            instance_id=instance_id,
-            contact_id=contact_id,
-            data=data,
-            secrets=secrets,
-            seq=seq,
-        )
-        announcing = _ANNOUNCING.get()
-        if announcing is not None:  # the request's events reach each sink in order
-            await announcing.delivered()
-        await self._deliver(event)
-        return event
-
-    def _event(
-        self,
-        type_: EventType,
-        request_id: str,
-        *,
-        instance_id: str | None,
-        contact_id: str | None = None,
-        data: dict[str, Any] | None = None,
-        secrets: dict[str, Any] | None = None,
-        seq: int | str | None = None,
-    ) -> LifecycleEvent:
         event = LifecycleEvent.create(
             type_,
             request_id,
@@ -228,12 +202,13 @@ class LifecycleEngine:
             trace_id=tracing.trace_id(),
         )
         traces.record(event)
-        return event
-
-    async def _deliver(self, event: LifecycleEvent) -> None:
+        announcing = _ANNOUNCING.get()
+        if announcing is not None:  # the request's events reach each sink in order
+            await announcing.delivered()
         await self.sink.publish([event])
         if event.final:
-            self.metrics.requests.labels(event.type.value).inc()
+            self.metrics.requests.labels(type_.value).inc()
+        return event
 
     async def reject(
         self, request_id: str | None, errors: list[FieldError], *, instance_id: str | None = None
@@ -297,14 +272,13 @@ class LifecycleEngine:
         does not wait for it, the request's later events do. A failure of the lifecycle never
         cancels the delivery; a failed delivery is raised once the lifecycle stopped at it."""
         request = a.request
-        received = self._event(
-            EventType.RECEIVED, request.request_id, instance_id=request.instance_id
-        )
         announcing = _Announcement()
 
         async def announce() -> None:
             try:
-                await self._deliver(received)
+                await self._emit(
+                    EventType.RECEIVED, request.request_id, instance_id=request.instance_id
+                )
             except Exception as exc:  # raised by every later event, and below
                 announcing.error = exc
             finally:
@@ -312,16 +286,17 @@ class LifecycleEngine:
 
         final: LifecycleEvent | None = None
         failure: Exception | None = None
-        token = _ANNOUNCING.set(announcing)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(announce)
-                try:
-                    final = await self._decide(a)
-                except Exception as exc:  # raised as itself below, once the delivery is over
-                    failure = exc
-        finally:
-            _ANNOUNCING.reset(token)
+        async with anyio.create_task_group() as tg:
+            # Started before the announcement is made current: the task copies this context
+            # now, so `request.received` itself waits for nothing.
+            tg.start_soon(announce)
+            token = _ANNOUNCING.set(announcing)
+            try:
+                final = await self._decide(a)
+            except Exception as exc:  # raised as itself below, once the delivery is over
+                failure = exc
+            finally:
+                _ANNOUNCING.reset(token)
         if announcing.error is not None:  # what stopped the lifecycle, as when it went first
             raise announcing.error
         if failure is not None:
