@@ -44,6 +44,7 @@ The engine knows nothing about SQS; clients, sinks, settings and the clock are p
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -256,9 +257,10 @@ class LifecycleEngine:
         `expiry.not_after` ends with `request.expired` and never reaches Connect. With
         `cancellation`, a cancel ends the request with `request.cancelled` (see the module's
         docstring). `on_started` is called once the start call is over (the contact exists, or
-        the lifecycle ends before). `announce=False` skips `request.received` (a retry in the
-        same delivery). Raises `DeploymentFault` (no final event) when the deployment, not the
-        request, is at fault; `RetryLater` for a transient failure before the final attempt.
+        the lifecycle ends before) and `request.received` is out. `announce=False` skips
+        `request.received` (a retry in the same delivery). Raises `DeploymentFault` (no final
+        event) when the deployment, not the request, is at fault; `RetryLater` for a transient
+        failure before the final attempt.
         """
         with structlog.contextvars.bound_contextvars(request_id=request.request_id):
             a = _Attempt(request, final_attempt, cancellation, priority, expiry, on_started)
@@ -273,6 +275,16 @@ class LifecycleEngine:
         cancels the delivery; a failed delivery is raised once the lifecycle stopped at it."""
         request = a.request
         announcing = _Announcement()
+        # The start is not over for admission until request.received is out too (as when the
+        # start waited for it): a worker whose sinks are slow holds no more unstarted messages.
+        on_started, over = a.on_started, {"start", "received"}
+
+        def one_over(part: str) -> None:
+            over.discard(part)
+            if not over and on_started is not None:
+                on_started()
+
+        a.on_started = functools.partial(one_over, "start")
 
         async def announce() -> None:
             try:
@@ -283,6 +295,7 @@ class LifecycleEngine:
                 announcing.error = exc
             finally:
                 announcing.done.set()
+                one_over("received")
 
         final: LifecycleEvent | None = None
         failure: Exception | None = None

@@ -52,11 +52,13 @@ async def test_the_start_goes_while_request_received_is_held_and_every_sink_gets
     held = HeldSink(slow, EventType.RECEIVED)
     engine = make_engine(await client_for(emulator), fanout(held, fast))
     finals: list[LifecycleEvent] = []
+    over: list[str] = []
 
     async with anyio.create_task_group() as tg:
 
         async def run() -> None:
-            finals.append(await engine.run(call_request("overlap-1")))
+            request = call_request("overlap-1")
+            finals.append(await engine.run(request, on_started=lambda: over.append("started")))
 
         tg.start_soon(run)
         await eventually(held.held.is_set, within=10, message="request.received held")
@@ -66,9 +68,12 @@ async def test_the_start_goes_while_request_received_is_held_and_every_sink_gets
         assert types_of(fast.events) == [EventType.RECEIVED]
         assert slow.events == []
         assert finals == []
+        # For admission the start is over only once request.received is out too.
+        assert over == []
         held.release.set()
 
     assert [e.type for e in finals] == [EventType.SCREEN_SHARING_STARTED]
+    assert over == ["started"]
     assert types_of(slow.events) == ORDER
     assert types_of(fast.events) == ORDER
 
