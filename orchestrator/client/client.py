@@ -258,7 +258,8 @@ class CallClient:
     # -- replies -------------------------------------------------------------------------------
 
     async def _poll(self) -> None:
-        """The one long poll: receive replies, route them, delete them; errors back off."""
+        """The one long poll: receive replies, route them, delete them (while the next poll
+        waits); errors back off."""
         failures = 0
         while True:
             try:
@@ -281,8 +282,9 @@ class CallClient:
             failures = 0
             for message in messages:
                 self._accept(message)
-            if messages:
-                await self._delete(messages)
+            if messages:  # the next poll does not wait for the delete (a reply may be waiting)
+                assert self._tg is not None  # noqa: S101 (polling within the client's block)
+                self._tg.start_soon(self._delete, messages)
 
     def _accept(self, message: QueueMessage) -> None:
         try:

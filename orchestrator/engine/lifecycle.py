@@ -2,7 +2,9 @@
 
 `LifecycleEngine.run(request)` drives one validated request to exactly one final event:
 
-1. `request.received`;
+1. `request.received`, on its way to the sinks while the start goes ahead (the start does not
+   wait for it; every later event of the request does, so each sink gets them in order, and a
+   failure to deliver it is raised as before, once the start call is over);
 2. StartWebRTCContact with a ClientToken derived from the RequestId (a redelivery finds the same
    contact) -> `contact.started`, carrying the connection data for the requester; before it, a
    non-final `request.waiting` (once per reason) if the start cannot go at once: the instance is
@@ -42,9 +44,11 @@ The engine knows nothing about SQS; clients, sinks, settings and the clock are p
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -103,6 +107,24 @@ class Expiry:
     not_after: float
     limit: str
     sent_at: float | None = None
+
+
+class _Announcement:
+    """A lifecycle's `request.received` on its way to the sinks: every later event of the
+    request waits for it to be delivered (or raises its failure)."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.error: Exception | None = None
+
+    async def delivered(self) -> None:
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+#: The running lifecycle's `request.received` while it is on its way (None: it is not).
+_ANNOUNCING: ContextVar[_Announcement | None] = ContextVar("announcing", default=None)
 
 
 @dataclass
@@ -181,6 +203,9 @@ class LifecycleEngine:
             trace_id=tracing.trace_id(),
         )
         traces.record(event)
+        announcing = _ANNOUNCING.get()
+        if announcing is not None:  # the request's events reach each sink in order
+            await announcing.delivered()
         await self.sink.publish([event])
         if event.final:
             self.metrics.requests.labels(type_.value).inc()
@@ -232,21 +257,65 @@ class LifecycleEngine:
         `expiry.not_after` ends with `request.expired` and never reaches Connect. With
         `cancellation`, a cancel ends the request with `request.cancelled` (see the module's
         docstring). `on_started` is called once the start call is over (the contact exists, or
-        the lifecycle ends before). `announce=False` skips `request.received` (a retry in the
-        same delivery). Raises `DeploymentFault` (no final event) when the deployment, not the
-        request, is at fault; `RetryLater` for a transient failure before the final attempt.
+        the lifecycle ends before) and `request.received` is out. `announce=False` skips
+        `request.received` (a retry in the same delivery). Raises `DeploymentFault` (no final
+        event) when the deployment, not the request, is at fault; `RetryLater` for a transient
+        failure before the final attempt.
         """
         with structlog.contextvars.bound_contextvars(request_id=request.request_id):
-            if announce:
-                await self._emit(
-                    EventType.RECEIVED, request.request_id, instance_id=request.instance_id
-                )
-            final = await self._decide(
-                _Attempt(request, final_attempt, cancellation, priority, expiry, on_started)
-            )
+            a = _Attempt(request, final_attempt, cancellation, priority, expiry, on_started)
+            final = await (self._announced(a) if announce else self._decide(a))
             if cancellation is not None:
                 cancellation.too_late()
             return final
+
+    async def _announced(self, a: _Attempt) -> LifecycleEvent:
+        """`_decide` while `request.received` is delivered (see the module): the start call
+        does not wait for it, the request's later events do. A failure of the lifecycle never
+        cancels the delivery; a failed delivery is raised once the lifecycle stopped at it."""
+        request = a.request
+        announcing = _Announcement()
+        # The start is not over for admission until request.received is out too (as when the
+        # start waited for it): a worker whose sinks are slow holds no more unstarted messages.
+        on_started, over = a.on_started, {"start", "received"}
+
+        def one_over(part: str) -> None:
+            over.discard(part)
+            if not over and on_started is not None:
+                on_started()
+
+        a.on_started = functools.partial(one_over, "start")
+
+        async def announce() -> None:
+            try:
+                await self._emit(
+                    EventType.RECEIVED, request.request_id, instance_id=request.instance_id
+                )
+            except Exception as exc:  # raised by every later event, and below
+                announcing.error = exc
+            finally:
+                announcing.done.set()
+                one_over("received")
+
+        final: LifecycleEvent | None = None
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            # Started before the announcement is made current: the task copies this context
+            # now, so `request.received` itself waits for nothing.
+            tg.start_soon(announce)
+            token = _ANNOUNCING.set(announcing)
+            try:
+                final = await self._decide(a)
+            except Exception as exc:  # raised as itself below, once the delivery is over
+                failure = exc
+            finally:
+                _ANNOUNCING.reset(token)
+        if announcing.error is not None:  # what stopped the lifecycle, as when it went first
+            raise announcing.error
+        if failure is not None:
+            raise failure
+        assert final is not None  # noqa: S101 (_decide returned)
+        return final
 
     async def _decide(self, a: _Attempt) -> LifecycleEvent:
         request, expiry = a.request, a.expiry

@@ -2,10 +2,14 @@
 
 The worker routes a request to its reply queue (`ReplyRoutes.route`) while it handles the
 request, once `[events] reply_to_allowed` allowed the queue (`engine.reply_to`). `ReplySink`
-wraps the configured sinks: every event goes to them first, as before, then to its request's
+wraps the configured sinks: every event goes to them and, at the same time, to its request's
 reply queue (message attributes `type` and `request_id`; FIFO queues: one message group per
 request, deduplicated by event id), through the SQS sink, carrying the connection data when
-`[events] include_connection_data` says so. Replies of concurrent lifecycles to one queue are
+`[events] include_connection_data` says so. Neither waits for the other: a slow configured
+sink does not hold up the requester's connection data, and a slow or gone reply queue does not
+hold up the configured sinks. `publish` returns once both are done (the lifecycle's next event,
+and the message's acknowledgement, come after), and raises only what the configured sinks
+raised. Replies of concurrent lifecycles to one queue are
 batched (`async with ReplySink(...)` runs the batcher; outside such a block each reply goes out
 alone).
 
@@ -111,7 +115,8 @@ def _classify(exc: BaseException) -> _Undeliverable | None:
 
 
 class ReplySink:
-    """The configured sinks (`inner`), then each event's reply queue (see the module)."""
+    """The configured sinks (`inner`) and, concurrently, each event's reply queue (see the
+    module)."""
 
     def __init__(
         self,
@@ -166,14 +171,32 @@ class ReplySink:
         return results
 
     async def publish(self, events: Sequence[LifecycleEvent]) -> None:
-        await self.inner.publish(events)
+        """`events` to the configured sinks and, at the same time, to their reply queues;
+        returns once both are done, raising what the configured sinks raised (a reply's
+        failure never raises: see the module)."""
         grouped: dict[str, tuple[_Route, list[LifecycleEvent]]] = {}
         for event in events:
             route = self.routes.get(event.request_id)
             if route is not None:
                 grouped.setdefault(event.request_id, (route, []))[1].append(event)
-        for request_id, (route, routed) in grouped.items():
-            await self._reply(request_id, route, routed)
+        if not grouped:
+            await self.inner.publish(events)
+            return
+        failure: Exception | None = None
+
+        async def configured() -> None:
+            nonlocal failure
+            try:
+                await self.inner.publish(events)
+            except Exception as exc:  # raised as itself below, not inside the group's group
+                failure = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(configured)
+            for request_id, (route, routed) in grouped.items():
+                tg.start_soon(self._reply, request_id, route, routed)
+        if failure is not None:
+            raise failure
 
     async def _reply(self, request_id: str, route: _Route, events: list[LifecycleEvent]) -> None:
         if route.given_up is not None:

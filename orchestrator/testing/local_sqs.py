@@ -7,7 +7,10 @@ size during iteration", `list.remove(x)`, answered as 500s), so every request ru
 one lock. A long poll must not hold that lock while it waits, so `ReceiveMessage` with a wait
 time is served here: moto answers it at once (wait 0), and while the answer is empty and the
 wait lasts, the request waits outside the lock for the next request that may have changed a
-queue (or 0.2 s, for visibility timeouts running out) and asks again.
+queue (or 0.2 s, for visibility timeouts running out) and asks again. A `ReceiveMessage` wakes
+nobody: it cannot make a message visible, and if it did, the waiting long polls would wake each
+other in turn without end (hundreds of empty asks a second with three waiting, each holding the
+lock that every other request needs).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class SerializedSqsApp:
         self._app = app
 
     def _call(
-        self, environ: dict[str, Any], body: bytes
+        self, environ: dict[str, Any], body: bytes, *, wakes: bool
     ) -> tuple[str, list[tuple[str, str]], list[bytes]]:
         answer: dict[str, Any] = {}
 
@@ -50,14 +53,19 @@ class SerializedSqsApp:
         request["CONTENT_LENGTH"] = str(len(body))
         with self._lock:
             chunks = list(self._app(request, start_response))
-        with self._changed:
-            self._changed.notify_all()
+        if wakes:
+            with self._changed:
+                self._changed.notify_all()
         return answer["status"], answer["headers"], chunks
 
     @staticmethod
-    def _long_poll(environ: dict[str, Any], body: bytes) -> tuple[float, bytes]:
+    def _receives(environ: dict[str, Any]) -> bool:
+        return str(environ.get("HTTP_X_AMZ_TARGET", "")).endswith(".ReceiveMessage")
+
+    @classmethod
+    def _long_poll(cls, environ: dict[str, Any], body: bytes) -> tuple[float, bytes]:
         """(wait seconds, the body asking moto for no wait) of a JSON ReceiveMessage."""
-        if not environ.get("HTTP_X_AMZ_TARGET", "").endswith(".ReceiveMessage"):
+        if not cls._receives(environ):
             return 0.0, body
         try:
             document = json.loads(body)
@@ -82,9 +90,10 @@ class SerializedSqsApp:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         wait, body = self._long_poll(environ, body)
+        wakes = not self._receives(environ)
         deadline = time.monotonic() + wait
         while True:
-            status, headers, chunks = self._call(environ, body)
+            status, headers, chunks = self._call(environ, body, wakes=wakes)
             left = deadline - time.monotonic()
             if left <= 0 or not self._empty(status, chunks):
                 start_response(status, headers)

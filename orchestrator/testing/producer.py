@@ -9,12 +9,14 @@ python -m orchestrator.testing.producer --queue-url URL --endpoint-url URL \
 It submits `--calls` calls, at most `--concurrency` at a time, awaits each one's `contact.started`
 and final event, and prints one JSON result after `RESULT_PREFIX` (`processes.run_child` reads
 it): per call its events (ids, types, request ids), whether the connection data came, and the
-seconds from submit to the connection data in hand; the client's dropped replies.
+seconds from submit to the connection data in hand (and those of its stages: the request sent,
+`request.received` in hand); the client's dropped replies.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -22,7 +24,8 @@ from typing import Any
 
 import anyio
 
-from orchestrator.client import CallClient
+from orchestrator.client import CallClient, CallEnded
+from orchestrator.engine.events import EventType
 from orchestrator.testing.processes import RESULT_PREFIX
 from orchestrator.testing.requests import REGION, customer_document
 
@@ -30,12 +33,24 @@ from orchestrator.testing.requests import REGION, customer_document
 async def _one(client: CallClient, request_id: str, index: int, timeout_s: float) -> dict[str, Any]:
     began = time.perf_counter()
     call = await client.submit(customer_document(request_id, index))
+    submitted = time.perf_counter() - began
+    arrived: dict[str, float] = {}
+
+    async def arrival(type_: str) -> None:
+        with contextlib.suppress(CallEnded):  # a call that ended first has no such event
+            await call.wait_for(type_, timeout=timeout_s)
+            arrived[type_] = time.perf_counter() - began
+
+    async with anyio.create_task_group() as tg:  # each stage timed as it arrives, in any order
+        tg.start_soon(arrival, EventType.RECEIVED)
+        tg.start_soon(arrival, EventType.STARTED)
     started = await call.started(timeout=timeout_s)
-    to_started = time.perf_counter() - began
     await call.outcome(timeout=timeout_s)
     return {
         "request_id": request_id,
-        "submit_to_started_s": to_started,
+        "submit_s": submitted,
+        "submit_to_received_s": arrived.get(EventType.RECEIVED),
+        "submit_to_started_s": arrived[EventType.STARTED],
         "connection_data": bool(
             started.data.get("ParticipantToken") and started.data.get("ConnectionData")
         ),

@@ -8,6 +8,8 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.connect.gateway import AioConnectGateway, GatewayPolicies
 from orchestrator.connect.ratelimit import RateBudget
@@ -85,6 +87,26 @@ class HookSink:
         for event in events:
             if event.type is self.on:
                 await self.action(event)
+
+
+class HeldSink:
+    """Holds every delivery holding an event of type `hold` until `release` is set, then
+    delivers it to `inner` (a slow sink, at the exact event a test wants slow). `held` is set
+    once such a delivery waits."""
+
+    name = "held"
+
+    def __init__(self, inner: EventSink, hold: EventType) -> None:
+        self.inner = inner
+        self.hold = hold
+        self.held = anyio.Event()
+        self.release = anyio.Event()
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None:
+        if any(e.type is self.hold for e in events):
+            self.held.set()
+            await self.release.wait()
+        await self.inner.publish(events)
 
 
 def call_request(request_id: str, **overrides: Any) -> CallRequest:
