@@ -1,7 +1,8 @@
 """Waiters served by priority: the lowest `priority` value first, then arrival order.
 
-The rate budget's buckets, the capacity gate and the fleet budget all queue callers this way
-(oldest contact first): one implementation of the queue, each deciding when its head may go.
+The rate budget's buckets, the capacity gate, the fleet budget and the Connect client's
+connections (`Slots`) all queue callers this way (oldest contact first): one implementation of
+the queue, each deciding when its head may go.
 
 A caller may wait with a `Priority` instead of a number and `lower` it while it waits: the queue
 moves it forward at once, without it leaving and losing its place (a poll queued at its contact's
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import anyio
@@ -144,3 +145,35 @@ class Waiters:
         if head is not None:
             heapq.heappop(self._heap)
         return head
+
+
+class Slots:
+    """At most `size` holders at once; the others wait by priority (a semaphore whose queue is
+    `Waiters`)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("Slots needs a size of at least 1")
+        self.size = size
+        self._free = size
+        self._waiters = Waiters()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    @asynccontextmanager
+    async def held(self, priority: Priority | float) -> AsyncIterator[None]:
+        """A slot for the block: at once if one is free and nobody waits, else in turn."""
+        if self._free > 0 and self._waiters.head() is None:
+            self._free -= 1
+        else:
+            with self._waiters.queued(priority) as me:
+                while self._free == 0 or self._waiters.head() is not me:
+                    await me.wait()
+                self._free -= 1
+        try:
+            yield
+        finally:
+            self._free += 1
+            self._waiters.wake_head()

@@ -8,6 +8,7 @@ policies and turns responses into small typed values. The lifecycle never sees b
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,7 +47,7 @@ from orchestrator.errors import (
 )
 from orchestrator.metrics import Metrics
 from orchestrator.retry import RetryPolicy
-from orchestrator.waiters import Priority
+from orchestrator.waiters import Priority, Slots
 
 if TYPE_CHECKING:
     from types_aiobotocore_connect import ConnectClient
@@ -177,6 +178,10 @@ class ContactMetrics:
 
 
 #: GetContactMetrics' answers that mean "this contact is not (or no longer) in queue".
+#: Calls someone waits on (a customer for the start, an agent for screen sharing, a stop) take the
+#: next free connection ahead of polls: without that, a start queues behind hundreds of polls
+#: once the polls outrun what the connections carry.
+_AHEAD_OF_POLLS = frozenset({START, SCREEN_SHARING, STOP})
 _NOT_IN_QUEUE = frozenset({"InvalidRequestException", "ResourceNotFoundException"})
 #: Answers that mean the operation is not there for this deployment: not permitted, or not
 #: offered by the endpoint (an older Connect, a partition without it, a proxy).
@@ -395,6 +400,11 @@ class AioConnectGateway:
         #: (priority, arrival) of the starts waiting for a token here: who is ahead of whom.
         self._start_waiters: set[tuple[float, int]] = set()
         self._arrivals = itertools.count()
+        #: The client's connections, taken by priority: a call waits here (a few hundred bytes)
+        #: rather than in the HTTP pool's own first-come queue with its request built.
+        # (botocore's Config sets its options as attributes: untyped; 10 is its default.)
+        pool = getattr(client.meta.config, "max_pool_connections", None) or 10
+        self._connections = Slots(pool)
 
     def _quiet(self) -> bool:
         return self._outage is not None and self._outage.declared
@@ -423,8 +433,10 @@ class AioConnectGateway:
 
         if not await _unless(interrupt, acquire):
             raise StartWithdrawn("withdrawn while waiting for the start budget")
+        turn = -math.inf if operation in _AHEAD_OF_POLLS else priority
         try:
-            result = await call()
+            async with self._connections.held(turn):
+                result = await call()
         except (ClientError, *TRANSPORT_ERRORS) as e:
             error = classify(operation, e, fresh=self._fresh(fresh_since))
             if isinstance(error, ThrottledError):

@@ -17,8 +17,9 @@ holds the lifecycle is counted once, by what it achieved (`settle`: `cancelled` 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -120,8 +121,6 @@ class Cancellation:
     tombstones: Tombstones | None = None
     #: Counts a cancel received here once its result is known (None: not counted).
     count: Callable[[CancelResult], None] | None = None
-    #: Set once the request is cancelled (a cancel message, a fleet notice or a tombstone).
-    requested: anyio.Event = field(default_factory=anyio.Event)
     #: The cancel's tombstone, once known (when it was cancelled, the contact it named).
     tombstone: Tombstone | None = None
     stage: Stage = Stage.BEFORE_START
@@ -129,17 +128,41 @@ class Cancellation:
     contact_id: str | None = None
     #: A cancel received here waits for the lifecycle to say what it achieved.
     _uncounted: bool = False
+    #: The request is cancelled (a cancel message, a fleet notice or a tombstone).
+    _is_requested: bool = False
+    #: Set on a cancel: what a start waits on (made when first asked for, dropped once started:
+    #: an event holds about 1 KiB, and thousands of watches hold a Cancellation).
+    _requested: anyio.Event | None = None
+    #: Called on a cancel while the contact is watched: rings its doorbell (`watching`).
+    _ring: Callable[[], object] | None = None
+
+    def is_cancelled(self) -> bool:
+        """Whether a cancel is known here (`cancelled` also looks for a tombstone)."""
+        return self._is_requested
+
+    @property
+    def requested(self) -> anyio.Event:
+        """Set once the request is cancelled: ends a wait for the start budget or capacity."""
+        if self._requested is None:
+            self._requested = anyio.Event()
+            if self._is_requested:
+                self._requested.set()
+        return self._requested
 
     def request(self, tombstone: Tombstone | None = None, *, counted: bool = False) -> None:
         """The request is cancelled. `counted`: this worker received the cancel and counts it
         (a second cancel for the same request is counted `too_late` at once)."""
         if counted:
-            if self.requested.is_set() or self.stage is Stage.TOO_LATE:
+            if self._is_requested or self.stage is Stage.TOO_LATE:
                 self._count(CancelResult.TOO_LATE)
             else:
                 self._uncounted = True
         self.tombstone = self.tombstone or tombstone
-        self.requested.set()
+        self._is_requested = True
+        if self._requested is not None:
+            self._requested.set()
+        if self._ring is not None:
+            self._ring()
 
     def settle(self, result: CancelResult) -> None:
         """The lifecycle acted on the cancel: count it, if it was received here."""
@@ -150,6 +173,17 @@ class Cancellation:
     def started(self, contact_id: str) -> None:
         self.contact_id = contact_id
         self.stage = Stage.WAITING_FOR_AGENT
+        if not self._is_requested:  # no start waits on it any more
+            self._requested = None
+
+    @contextmanager
+    def watching(self, ring: Callable[[], object]) -> Iterator[None]:
+        """Within the block a cancel calls `ring` (the watch's doorbell), not a task per watch."""
+        self._ring = ring
+        try:
+            yield
+        finally:
+            self._ring = None
 
     def too_late(self) -> None:
         """An agent has the contact, or the request has its final event: a cancel changes
@@ -159,7 +193,7 @@ class Cancellation:
 
     async def cancelled(self) -> bool:
         """Whether the request is cancelled: a cancel came, or its tombstone is found."""
-        if self.requested.is_set():
+        if self._is_requested:
             return True
         if self.tombstones is not None:
             found = await self.tombstones.lookup(self.request_id)

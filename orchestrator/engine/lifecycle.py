@@ -47,7 +47,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -113,12 +113,23 @@ class _Announcement:
     """A lifecycle's `request.received` on its way to the sinks: every later event of the
     request waits for it to be delivered (or raises its failure)."""
 
+    __slots__ = ("_done", "error")
+
     def __init__(self) -> None:
-        self.done = anyio.Event()
+        #: Set once delivered (or failed), then dropped: the announcement lasts as long as the
+        #: lifecycle (its watch included), its event need not.
+        self._done: anyio.Event | None = anyio.Event()
         self.error: Exception | None = None
 
+    def over(self, error: Exception | None) -> None:
+        self.error = error
+        done, self._done = self._done, None
+        if done is not None:
+            done.set()
+
     async def delivered(self) -> None:
-        await self.done.wait()
+        if self._done is not None:
+            await self._done.wait()
         if self.error is not None:
             raise self.error
 
@@ -287,14 +298,15 @@ class LifecycleEngine:
         a.on_started = functools.partial(one_over, "start")
 
         async def announce() -> None:
+            error: Exception | None = None
             try:
                 await self._emit(
                     EventType.RECEIVED, request.request_id, instance_id=request.instance_id
                 )
             except Exception as exc:  # raised by every later event, and below
-                announcing.error = exc
+                error = exc
             finally:
-                announcing.done.set()
+                announcing.over(error)
                 one_over("received")
 
         final: LifecycleEvent | None = None
@@ -372,6 +384,24 @@ class LifecycleEngine:
         )
 
     async def _drive(self, a: _Attempt) -> LifecycleEvent:
+        started = await self._start(a)
+        # The consistency window opens once the contact exists: capacity and throttle waits
+        # inside the start call can outlast it.
+        a.contact_id, a.started_mono = started.contact_id, self.clock.monotonic()
+        if a.cancellation is not None:
+            a.cancellation.started(started.contact_id)
+        with structlog.contextvars.bound_contextvars(contact_id=started.contact_id):
+            try:
+                await self._started(a, started)
+                # The connection data and token are the requester's: not kept while watching.
+                del started
+                return await self._after_start(a)
+            except ConnectError as error:
+                error.contact_id = error.contact_id or a.contact_id
+                raise
+
+    async def _start(self, a: _Attempt) -> StartedContact:
+        """StartWebRTCContact (its waits told by `request.waiting`, once per reason)."""
         request = a.request
         token = client_token(request.request_id, "start")
         told: set[str] = set()
@@ -389,7 +419,7 @@ class LifecycleEngine:
             )
 
         try:
-            started = await self.gateway.start_webrtc_contact(
+            return await self.gateway.start_webrtc_contact(
                 request.start_webrtc_contact_params(token),
                 request_id=request.request_id,
                 priority=a.priority,
@@ -399,24 +429,13 @@ class LifecycleEngine:
             )
         finally:
             a.start_over()
-        # The consistency window opens once the contact exists: capacity and throttle waits
-        # inside the start call can outlast it.
-        a.contact_id, a.started_mono = started.contact_id, self.clock.monotonic()
-        if a.cancellation is not None:
-            a.cancellation.started(started.contact_id)
-        with structlog.contextvars.bound_contextvars(contact_id=started.contact_id):
-            try:
-                return await self._after_start(a, started)
-            except ConnectError as error:
-                error.contact_id = error.contact_id or started.contact_id
-                raise
 
-    async def _after_start(self, a: _Attempt, started: StartedContact) -> LifecycleEvent:
-        rid, instance, contact = a.request.request_id, a.request.instance_id, started.contact_id
+    async def _started(self, a: _Attempt, started: StartedContact) -> None:
+        contact = started.contact_id
         await self._emit(
             EventType.STARTED,
-            rid,
-            instance_id=instance,
+            a.request.request_id,
+            instance_id=a.request.instance_id,
             contact_id=contact,
             data={"ContactId": contact, "ParticipantId": started.participant_id},
             secrets={
@@ -424,6 +443,8 @@ class LifecycleEngine:
                 "ConnectionData": dict(started.connection_data),
             },
         )
+
+    async def _after_start(self, a: _Attempt) -> LifecycleEvent:
         try:
             result = await self._watch(a)
         except ConnectError as error:
@@ -441,43 +462,31 @@ class LifecycleEngine:
     async def _watch(self, a: _Attempt) -> WatchResult:
         """The watch, which a cancel ends (it rings the contact's doorbell)."""
         assert a.contact_id is not None  # noqa: S101 (watched once started)
-        cancelled = None
-        if a.cancellation is not None:
-            await a.cancellation.cancelled()  # a tombstone recorded meanwhile, or a redelivery
-            cancelled = a.cancellation.requested
-        failed: Exception | None = None
-        request = a.request
+        cancellation, request = a.cancellation, a.request
+        if cancellation is not None:
+            await cancellation.cancelled()  # a tombstone recorded meanwhile, or a redelivery
+        ring = functools.partial(self.notifier.ring, a.contact_id)
         positions = self._queue_positions(request.request_id, request.instance_id, a.contact_id)
-        with positions as tracking:
-            async with anyio.create_task_group() as tg:
-                if cancelled is not None:
-                    tg.start_soon(self._ring_on, cancelled, a.contact_id)
-                try:
-                    result = await watch_contact(
-                        self.gateway,
-                        instance_id=a.request.instance_id,
-                        contact_id=a.contact_id,
-                        policy=self.watch,
-                        clock=self.clock,
-                        started_mono=a.started_mono,
-                        notifier=self.notifier,
-                        rng=self.rng,
-                        metrics=self.metrics,
-                        cancelled=cancelled,
-                    )
-                except Exception as error:  # raised as itself, not inside the task group's group
-                    failed = error
-                tg.cancel_scope.cancel()
-            if failed is not None:
-                raise failed
+        with (
+            positions as tracking,
+            nullcontext() if cancellation is None else cancellation.watching(ring),
+        ):
+            result = await watch_contact(
+                self.gateway,
+                instance_id=request.instance_id,
+                contact_id=a.contact_id,
+                policy=self.watch,
+                clock=self.clock,
+                started_mono=a.started_mono,
+                notifier=self.notifier,
+                rng=self.rng,
+                metrics=self.metrics,
+                cancelled=None if cancellation is None else cancellation.is_cancelled,
+            )
             if tracking is not None:  # no position event after this, whatever comes next
                 await tracking.close(result.snapshot)
         self.metrics.polls_per_contact.observe(result.polls)
         return result
-
-    async def _ring_on(self, event: anyio.Event, contact_id: str) -> None:
-        await event.wait()
-        self.notifier.ring(contact_id)
 
     def _judged(self, snapshot: ContactSnapshot, *, polls: int) -> WatchResult:
         """A watch's result from a snapshot taken outside the watch (a confirmation)."""

@@ -199,21 +199,30 @@ Publish = Callable[[dict[str, Any], int], Awaitable[None]]
 
 class PositionUpdates:
     """One contact's position events, in order, and none once closed: the lifecycle closes them
-    (under the same lock) before `contact.agent_connected` or a final event."""
+    (after any publish in progress) before `contact.agent_connected` or a final event."""
 
     def __init__(self, publish: Publish, clock: Clock) -> None:
         self._publish = publish
         self._clock = clock
-        self._lock = anyio.Lock()
+        #: Set when the publish in progress is over (None: none in progress). An event only
+        #: while publishing, not a lock per watched contact (an anyio.Lock holds about 1 KiB).
+        self._busy: anyio.Event | None = None
         self._last_seq = 0
         self.closed = False
         self.published = 0
 
+    async def _turn(self) -> None:
+        """Until no publish is in progress."""
+        while self._busy is not None:
+            await self._busy.wait()
+
     async def publish(self, data: dict[str, Any]) -> bool:
         """Emit one event (False: closed, nothing emitted)."""
-        async with self._lock:
-            if self.closed:
-                return False
+        await self._turn()
+        if self.closed:
+            return False
+        busy = self._busy = anyio.Event()
+        try:
             # Distinct per emission, across redeliveries too: milliseconds of the emission time,
             # kept increasing.
             seq = max(self._last_seq + 1, math.floor(self._clock.time() * 1000))
@@ -221,11 +230,14 @@ class PositionUpdates:
             await self._publish(data, seq)
             self.published += 1
             return True
+        finally:
+            self._busy = None
+            busy.set()
 
     async def close(self) -> None:
         """No event after this returns; one being published finishes first."""
-        async with self._lock:
-            self.closed = True
+        await self._turn()
+        self.closed = True
 
 
 # -- the loop ----------------------------------------------------------------------------------

@@ -21,11 +21,10 @@ lost CONNECTED_TO_AGENT event into a delay of one connection.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
-
-import anyio
 
 from orchestrator.bounds import Bounded, declared
 from orchestrator.clock import Clock
@@ -215,10 +214,11 @@ async def watch_contact(
     notifier: ContactNotifier | None = None,
     rng: random.Random | None = None,
     metrics: Metrics | None = None,
-    cancelled: anyio.Event | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> WatchResult:
-    """Poll until the contact reaches an outcome, or `cancelled` is set (whoever sets it rings
-    the contact's doorbell, which ends the pause). Connect errors propagate (after retries)."""
+    """Poll until the contact reaches an outcome, or `cancelled()` says so (whoever cancels
+    rings the contact's doorbell, which ends the pause). Connect errors propagate (after
+    retries)."""
     rng = rng or random.Random()
     # `is None`, not `or`: an empty notifier has len() 0, so it is falsy.
     watches = notifier if notifier is not None else ContactNotifier()
@@ -229,7 +229,7 @@ async def watch_contact(
     snapshot = ContactSnapshot(contact_id)
     with watches.subscribe(contact_id) as doorbell:
         while True:
-            if cancelled is not None and cancelled.is_set():
+            if cancelled is not None and cancelled():
                 now, mono = clock.time(), clock.monotonic()
                 return WatchResult(WatchOutcome.CANCELLED, snapshot, polls, deadline, now, mono)
             now = clock.time()
@@ -244,7 +244,7 @@ async def watch_contact(
             await clock.sleep(pause.sleep_s, doorbell.event)
             if pause.recheck and not doorbell.event.is_set():
                 continue
-            if cancelled is not None and cancelled.is_set():
+            if cancelled is not None and cancelled():
                 continue
             by_event = doorbell.by_event
             doorbell.rearm()

@@ -1,0 +1,95 @@
+"""What a watched contact holds while it waits for its agent: the structure the memory figure of
+`bench scale` (memory per watched contact) relies on. Counted on live objects, not bytes: one
+task per watch (a cancel rings the doorbell, no task waits for it), no connection data kept
+once `contact.started` is out, and no lock or event per contact beyond its task's and its
+doorbell's."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import pytest
+from aiobotocore.session import get_session
+
+from orchestrator.connect.gateway import StartedContact, connect_client_config
+from orchestrator.engine.cancellation import Cancellation
+from orchestrator.engine.events import EventType, LifecycleEvent
+from orchestrator.engine.queue_position import PositionPolicy
+from orchestrator.engine.watch import WatchPolicy
+from orchestrator.testing.processes import emulator_process
+from orchestrator.testing.requests import REGION
+from orchestrator.testing.waiting import eventually
+from tests.support.engine import call_request, make_engine
+
+WATCHED = 12
+
+
+class TypesSink:
+    """Keeps each event's type only (a sink that kept events would keep their tokens)."""
+
+    name = "types"
+
+    def __init__(self) -> None:
+        self.types: Counter[EventType] = Counter()
+
+    async def publish(self, events: Sequence[LifecycleEvent]) -> None:
+        self.types.update(e.type for e in events)
+
+
+def live(kind: type) -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is kind)
+
+
+@pytest.mark.parametrize("positions", [False, True], ids=["watch", "watch+positions"])
+async def test_a_waiting_contact_holds_one_task_no_connection_data_and_two_events(
+    tmp_path: Path, positions: bool
+) -> None:
+    # The emulator in its own process: every task of this loop is the test's or the engine's.
+    args = ["--seed", "3", "--agent-delay", "600:600", "--max-concurrent-calls", "0"]
+    async with (
+        emulator_process(args, tmp_path / "emulator.log") as emulator,
+        get_session().create_client(
+            "connect", region_name=REGION, endpoint_url=emulator.url, config=connect_client_config()
+        ) as client,
+    ):
+        sink = TypesSink()
+        policy = PositionPolicy() if positions else None
+        # No poll within the test (each contact's first is 10 minutes away): none in flight.
+        quiet = WatchPolicy(
+            first_delay_s=600, max_interval_s=600, max_wait_s=3600, queue_aware=False
+        )
+        engine = make_engine(client, sink, watch=quiet, positions=policy)
+        async with anyio.create_task_group() as tg:
+            if engine.positions is not None:
+                tg.start_soon(engine.positions.run)
+            lock = type(anyio.Lock())
+            tasks_before, events_before = len(asyncio.all_tasks()), live(asyncio.Event)
+            locks_before = live(lock)
+            for i in range(WATCHED):
+                request = call_request(f"footprint-{i}")
+                tg.start_soon(
+                    lambda r=request: engine.run(r, cancellation=Cancellation(r.request_id))
+                )
+            await eventually(lambda: sink.types[EventType.STARTED] == WATCHED, within=60)
+            await eventually(lambda: len(engine.notifier) == WATCHED, message="all watched")
+            if positions:
+                await eventually(
+                    lambda: sink.types[EventType.QUEUE_POSITION] >= WATCHED,
+                    within=60,
+                    message="positions told",
+                )
+
+            assert len(asyncio.all_tasks()) - tasks_before == WATCHED  # one task per watch
+            assert live(StartedContact) == 0  # tokens and connection data went with the event
+            # Two events each, its task's (anyio's task handle) and its doorbell's, none for
+            # the cancellation or the position updates (the position loop's one call in flight
+            # may hold one more).
+            assert live(asyncio.Event) - events_before <= 2 * WATCHED + 1
+            assert live(lock) == locks_before
+            tg.cancel_scope.cancel()
