@@ -71,11 +71,12 @@ async def test_a_waiting_contact_holds_one_task_no_connection_data_and_two_event
             lock = type(anyio.Lock())
             tasks_before, events_before = len(asyncio.all_tasks()), live(asyncio.Event)
             locks_before = live(lock)
+
+            async def run(request_id: str) -> None:
+                await engine.run(call_request(request_id), cancellation=Cancellation(request_id))
+
             for i in range(WATCHED):
-                request = call_request(f"footprint-{i}")
-                tg.start_soon(
-                    lambda r=request: engine.run(r, cancellation=Cancellation(r.request_id))
-                )
+                tg.start_soon(run, f"footprint-{i}")
             await eventually(lambda: sink.types[EventType.STARTED] == WATCHED, within=60)
             await eventually(lambda: len(engine.notifier) == WATCHED, message="all watched")
             if positions:
