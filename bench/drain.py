@@ -53,6 +53,8 @@ class Mode:
     #: A git revision whose `orchestrator/` the workers run instead of this tree's (a baseline
     #: measured side by side with the current code; see `baseline_env`).
     source: str | None = None
+    #: The operations whose quota settings that revision knows (None: all of this tree's).
+    source_operations: frozenset[str] | None = None
 
 
 @dataclass
@@ -180,6 +182,7 @@ async def drain(
         async with worker_rig(
             sqs_url, ctx.logs / mode.name, emulator_args=args, quotas=quotas, settings=own,
             prefix=mode.name, max_receive_count=MAX_RECEIVE_COUNT, env=env,
+            worker_operations=mode.source_operations,
         ) as rig:  # fmt: skip
             ids = [request_id(run, i) for i in range(requests)]
             await send_all(

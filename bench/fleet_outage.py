@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from orchestrator.connect.operations import Operation
 from orchestrator.testing.processes import sqs_server_process
 
 from . import fleet
@@ -31,11 +32,22 @@ from .harness import RunContext, Scenario, Target, say, table, verdict
 
 #: main when this scenario was written: the fleet before its outage handling was reworked.
 BASELINE = "e98bc725b8c11b89c2966df947f4efe427b24526"
+#: The Connect operations that revision knows (StopContact and GetContactMetrics came after).
+BASELINE_OPERATIONS = frozenset(
+    {Operation.START_WEBRTC_CONTACT, Operation.DESCRIBE_CONTACT, Operation.START_SCREEN_SHARING}
+)
 
 
 def modes(baseline: str) -> tuple[Mode, Mode]:
     return (
-        Mode("baseline", f"before (main at {baseline[:10]})", {}, redis=True, source=baseline),
+        Mode(
+            "baseline",
+            f"before (main at {baseline[:10]})",
+            {},
+            redis=True,
+            source=baseline,
+            source_operations=BASELINE_OPERATIONS,
+        ),
         Mode("current", "this commit", {}, redis=True),
     )
 

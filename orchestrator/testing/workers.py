@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from signal import SIGTERM, Signals
@@ -112,10 +112,12 @@ def worker_env(
     events_url: str | None = None,
     quotas: Mapping[str, tuple[float, float]] | None = None,
     settings: Mapping[str, Any] | None = None,
+    operations: Collection[str] | None = None,
 ) -> dict[str, str]:
     """The environment of a worker on the local SQS server and emulator: this process's, without
     its `ORCHESTRATOR_*` variables, plus `ORCHESTRATOR_<KEY>` for each setting (JSON logs at INFO,
-    no metrics server, the quotas, then `settings`, which win)."""
+    no metrics server, the quotas (of `operations` only, when given), then `settings`, which
+    win)."""
     values: dict[str, Any] = {
         "AWS__REGION": REGION,
         "AWS__ENDPOINT_URL": sqs_url,
@@ -123,7 +125,13 @@ def worker_env(
         "CONNECT__ENDPOINT_URL": connect_url,
         "OBSERVABILITY__ENABLED": "false",
         "LOGGING__LEVEL": "INFO",
-        **quota_settings(quotas or {}),
+        **quota_settings(
+            {
+                operation: quota
+                for operation, quota in (quotas or {}).items()
+                if operations is None or operation in operations
+            }
+        ),
     }
     if events_url is not None:
         values["EVENTS__SQS_QUEUE_URL"] = events_url
@@ -328,10 +336,13 @@ async def worker_rig(
     max_receive_count: int = 5,
     readers: int = 1,
     env: Mapping[str, str] | None = None,
+    worker_operations: Collection[str] | None = None,
 ) -> AsyncIterator[Rig]:
     """The emulator (`emulator_args`, `quotas`) and worker processes (`settings`, `quotas`, and
-    `env` added to their environment) of one run, logs under `workdir`. When the block ends, the
-    events still queued are read and every worker is gone (SIGKILLed if it still ran)."""
+    `env` added to their environment) of one run, logs under `workdir`. With
+    `worker_operations`, the workers are told the quotas of those operations only (an older
+    revision's workers refuse settings they do not know). When the block ends, the events
+    still queued are read and every worker is gone (SIGKILLed if it still ran)."""
     emulator_argv = [*emulator_args, *quota_args(quotas)]
     async with (
         get_session().create_client("sqs", region_name=REGION, endpoint_url=sqs_url) as sqs,
@@ -344,6 +355,7 @@ async def worker_rig(
             connect_url=emulator.url,
             events_url=queues.events,
             quotas=quotas,
+            operations=worker_operations,
             settings=settings,
         ) | dict(env or {})
         control = EmulatorControl(emulator.url, timeout_s=120)

@@ -92,3 +92,18 @@ def test_worker_env_sets_the_peers_the_quotas_and_the_settings_last() -> None:
         "CONNECT__DESCRIBE_CONTACT_RATE": 10,
         "CONNECT__DESCRIBE_CONTACT_BURST": 15,
     }
+
+
+def test_worker_env_tells_an_older_revision_only_the_quotas_it_knows() -> None:
+    # The fleet-outage benchmark's baseline predates StopContact: a setting it does not know is
+    # a configuration error that stops its workers at once.
+    quotas = {"StartWebRTCContact": (2.0, 5.0), "StopContact": (2.0, 5.0)}
+    env = worker_env(
+        sqs_url="http://127.0.0.1:1",
+        queue_url="http://127.0.0.1:1/q",
+        connect_url="http://127.0.0.1:2",
+        quotas=quotas,
+        operations={"StartWebRTCContact"},
+    )
+    assert env["ORCHESTRATOR_CONNECT__START_WEBRTC_CONTACT_RATE"] == "2.0"
+    assert not [name for name in env if name.startswith("ORCHESTRATOR_CONNECT__STOP_CONTACT")]
