@@ -1,6 +1,8 @@
 """Connect outage: Connect stops answering for minutes while contacts wait for agents and more
-requests are queued; held in place (today) against failed after the retry budget (before),
-side by side.
+requests are queued; held in place (today) against no hold (`outage_hold = false`: each call
+fails after its retry budget and the message is handed back, as before this round; the renewal
+of messages near their last receive, added since, now carries those requests through too, at
+the cost of hand-backs, repeated request.received and log volume), side by side.
 
 `python -m bench outage`. Each mode runs one `orchestrator run` process on its own emulator
 process and request queue (a dead-letter queue after 5 receives): the waiting requests are sent,
@@ -48,7 +50,7 @@ RIGHT = "screen_sharing.started"
 
 MODES = (
     Mode("held", "held in place (Connect unreachable is a deployment fault)", {}),
-    Mode("failed", "failed after the retry budget (the old behaviour)", {
+    Mode("failed", "no hold: handed back after the retry budget (renewal still on)", {
         "CONNECT__OUTAGE_HOLD": "false",
     }),
 )  # fmt: skip
