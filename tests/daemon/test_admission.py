@@ -129,8 +129,17 @@ async def test_at_the_concurrent_call_cap_one_probe_finds_capacity_and_nothing_g
     async with open_worker(settings, extra_sinks=[sink]) as worker:
         await worker.run(drain=True)
 
-    outcomes = {rid: e.type for rid, e in finals(sink).items()}
-    assert outcomes == dict.fromkeys(ids, EventType.SCREEN_SHARING_STARTED)
+    # Nobody gave up: every request got its agent. Screen sharing then follows, unless a short
+    # call was already over when it went (a loaded machine): that skip names the ended call.
+    connected = {e.request_id for e in sink.events if e.type is EventType.AGENT_CONNECTED}
+    assert connected == set(ids)
+    outcomes = {rid: (e.type, e.data.get("reason")) for rid, e in finals(sink).items()}
+    shared_or_call_over = {
+        (EventType.SCREEN_SHARING_STARTED, None),
+        (EventType.SCREEN_SHARING_SKIPPED, "contact_ended"),
+    }
+    assert set(outcomes) == set(ids)
+    assert set(outcomes.values()) <= shared_or_call_over, outcomes
     stats = await EmulatorControl(emulator.url).op_stats("StartWebRTCContact")
     # Every waiting request retrying on its own spent most calls on refusals (92 % before);
     # one probe at a time keeps refusals to a fraction of the calls.

@@ -143,7 +143,14 @@ async def test_requests_over_the_concurrent_call_cap_wait_for_calls_to_end(
     with anyio.fail_after(15):
         results = await run_all(engine, [f"busy-{index}" for index in range(4)])
 
-    assert {r.type for r in results.values()} == {EventType.SCREEN_SHARING_STARTED}
+    # Every call got its agent; on a loaded machine a short call may be over before screen
+    # sharing goes, and that skip names the ended call.
+    connected = {e.request_id for e in sink.events if e.type is EventType.AGENT_CONNECTED}
+    assert connected == set(results) == {f"busy-{index}" for index in range(4)}
+    assert {(r.type, r.data.get("reason")) for r in results.values()} <= {
+        (EventType.SCREEN_SHARING_STARTED, None),
+        (EventType.SCREEN_SHARING_SKIPPED, "contact_ended"),
+    }
     control = EmulatorControl(emulator.url)
     assert (await control.op_stats("StartWebRTCContact"))["concurrency_limited"] >= 2
     contacts = await control.contacts()
