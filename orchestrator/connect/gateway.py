@@ -269,10 +269,18 @@ class ConnectGateway(Protocol):
         `ThrottledError` and other `ConnectError`s as classified."""
 
     async def stop_contact(
-        self, instance_id: str, contact_id: str, *, priority: Priority | float = 0.0
+        self,
+        instance_id: str,
+        contact_id: str,
+        *,
+        priority: Priority | float = 0.0,
+        confirm: Callable[[], Awaitable[bool]] | None = None,
     ) -> bool:
         """End the contact (never with a DisconnectReason: that is for outbound campaigns).
-        True once stopped; False if it had ended already (ContactNotFoundException, 410)."""
+        True once stopped; False if it had ended already (ContactNotFoundException, 410) or
+        `confirm` called the stop off. `confirm` runs on every attempt once its StopContact
+        token is in hand, right before the call: what it checks is then as fresh as it can be
+        (a token may be seconds away when many contacts are let go at once)."""
         ...
 
 
@@ -422,6 +430,7 @@ class AioConnectGateway:
         fresh_since: float | None = None,
         on_waiting: OnWaiting | None = None,
         interrupt: anyio.Event | None = None,
+        token_in_hand: bool = False,
     ) -> T:
         bucket = self._budget[operation]
 
@@ -431,7 +440,7 @@ class AioConnectGateway:
             else:
                 await self._acquire_telling(bucket, priority, on_waiting)
 
-        if not await _unless(interrupt, acquire):
+        if not token_in_hand and not await _unless(interrupt, acquire):
             raise StartWithdrawn("withdrawn while waiting for the start budget")
         turn = -math.inf if operation in _AHEAD_OF_POLLS else priority
         try:
@@ -656,7 +665,12 @@ class AioConnectGateway:
         return ContactMetrics.from_api(response)
 
     async def stop_contact(
-        self, instance_id: str, contact_id: str, *, priority: Priority | float = 0.0
+        self,
+        instance_id: str,
+        contact_id: str,
+        *,
+        priority: Priority | float = 0.0,
+        confirm: Callable[[], Awaitable[bool]] | None = None,
     ) -> bool:
         # An attempt whose answer was lost (a transport error, a 5xx) may have stopped the
         # contact: a 410 after it means "stopped", not "ended before".
@@ -664,11 +678,16 @@ class AioConnectGateway:
 
         async def call() -> bool:
             nonlocal sent
+            # The token first, then the confirmation (holding no connection), then the call.
+            await self._budget[STOP].acquire(priority)
+            if confirm is not None and not await confirm():
+                return False
             try:
                 await self._attempt(
                     STOP,
                     lambda: self._client.stop_contact(InstanceId=instance_id, ContactId=contact_id),
                     priority=priority,
+                    token_in_hand=True,
                 )
             except TerminalConnectError as error:
                 if error.code == CONTACT_NOT_FOUND:

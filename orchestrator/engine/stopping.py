@@ -6,11 +6,12 @@ told the call failed or who has gone. So whenever a lifecycle ends while its con
 agent (timed out, failed after its start, given up on its last receive, cancelled), it stops the
 contact first and only then says what happened (`data.contact_stopped`).
 
-A contact an agent has is never stopped: right before StopContact a DescribeContact, at the
-confirmation priority, checks that no agent is connected (and that the contact has not ended by
-itself). What is left is a race of milliseconds: an agent who takes the contact between that
-DescribeContact and StopContact. The emulator counts such stops (`StoppedWithAgent`); the tests
-and the chaos soak require none.
+A contact an agent has is never stopped: right before StopContact, once its StopContact token is
+in hand (tokens may be seconds away when many contacts are let go at once, and an agent may
+answer meanwhile), a DescribeContact at the confirmation priority checks that no agent is
+connected (and that the contact has not ended by itself). What is left is a race of
+milliseconds: an agent who takes the contact between that DescribeContact and StopContact. The
+emulator counts such stops (`StoppedWithAgent`); the tests and the chaos soak require none.
 """
 
 from __future__ import annotations
@@ -88,23 +89,38 @@ async def let_go(
     in the answer (`StopResult.ERROR`), but for a deployment fault (StopContact not allowed, say),
     which is raised: every stop would fail the same way."""
     snapshot: ContactSnapshot | None = None
+    unconfirmed: ConnectError | None = None
+
+    async def still_waiting() -> bool:
+        nonlocal snapshot, unconfirmed
+        try:
+            snapshot = await gateway.describe_contact(
+                instance_id, contact_id, fresh_since=fresh_since, priority=priority
+            )
+        except DeploymentError:
+            raise
+        except ConnectError as error:  # retried already: the stop's policy must not retry it
+            unconfirmed = error
+            return False
+        return snapshot.agent_connected_at is None and snapshot.disconnected_at is None
+
     try:
-        snapshot = await gateway.describe_contact(
-            instance_id, contact_id, fresh_since=fresh_since, priority=priority
+        stopped = await gateway.stop_contact(
+            instance_id, contact_id, priority=priority, confirm=still_waiting
         )
-        if snapshot.agent_connected_at is not None:
-            result = StopResult.AGENT_CONNECTED
-        elif snapshot.disconnected_at is not None:
-            result = StopResult.ALREADY_ENDED
-        elif await gateway.stop_contact(instance_id, contact_id, priority=priority):
-            result = StopResult.STOPPED
-        else:  # it ended between the two calls
-            result = StopResult.ALREADY_ENDED
     except DeploymentError:
         raise
     except ConnectError as error:
         return _told(LetGo(StopResult.ERROR, snapshot, error), reason, contact_id, metrics=metrics)
-    return _told(LetGo(result, snapshot), reason, contact_id, metrics=metrics)
+    if unconfirmed is not None:
+        outcome = LetGo(StopResult.ERROR, snapshot, unconfirmed)
+    elif stopped:
+        outcome = LetGo(StopResult.STOPPED, snapshot)
+    elif snapshot is not None and snapshot.agent_connected_at is not None:
+        outcome = LetGo(StopResult.AGENT_CONNECTED, snapshot)
+    else:  # it had ended, by itself or between the confirmation and the stop
+        outcome = LetGo(StopResult.ALREADY_ENDED, snapshot)
+    return _told(outcome, reason, contact_id, metrics=metrics)
 
 
 def _told(outcome: LetGo, reason: StopReason, contact_id: str, *, metrics: Metrics) -> LetGo:

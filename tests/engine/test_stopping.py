@@ -10,7 +10,8 @@ from typing import Any, Literal
 import pytest
 
 from orchestrator.connect.gateway import GatewayPolicies
-from orchestrator.connect.operations import Operation
+from orchestrator.connect.operations import DEFAULT_QUOTAS, Operation, Quota
+from orchestrator.connect.ratelimit import RateBudget
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.errors import DeploymentFault, RetryableConnectError, RetryLater
@@ -123,6 +124,30 @@ async def test_an_agent_found_when_about_to_stop_is_never_stopped_and_the_reques
     assert final.contact_id is not None
     truth = await control.contact(final.contact_id)
     assert truth["StoppedAt"] is None
+    assert (await control.op_stats(STOP))["calls"] == 0
+    assert stopped(engine.metrics, "timed_out", "agent_connected") == 1
+
+
+async def test_an_agent_who_answers_while_the_stop_waits_for_its_token_is_never_cut_off(
+    start_virtual_emulator: VirtualEmulatorFactory, client_for: ClientFactory, vclock: VirtualClock
+) -> None:
+    # Contacts let go of at once share StopContact's small rate: a stop may wait long for its
+    # token. Here the only token is gone and the next is ~25 s away; the deadline is at 10 s and
+    # the agent answers at 12 s, while the stop waits. The confirmation comes after the token.
+    emulator = await start_virtual_emulator(agent_delay_s=(12.0, 12.0))
+    budget = RateBudget({**DEFAULT_QUOTAS, Operation.STOP_CONTACT: Quota(0.04, 1.0)}, clock=vclock)
+    await budget[STOP].acquire()  # another contact's stop took it
+    sink = MemorySink()
+    client = await client_for(emulator)
+    engine = make_engine(client, sink, clock=vclock, watch=watch(), budget=budget)
+
+    final = await engine.run(call_request("answered-meanwhile"))
+
+    assert final.type is EventType.SCREEN_SHARING_STARTED
+    connected = next(e for e in sink.events if e.type is EventType.AGENT_CONNECTED)
+    assert connected.data["late"] is True
+    control = EmulatorControl(emulator.url)
+    assert await control.stopped_with_agent() == []
     assert (await control.op_stats(STOP))["calls"] == 0
     assert stopped(engine.metrics, "timed_out", "agent_connected") == 1
 
