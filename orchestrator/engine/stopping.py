@@ -11,7 +11,8 @@ in hand (tokens may be seconds away when many contacts are let go at once, and a
 answer meanwhile), a DescribeContact at the confirmation priority checks that no agent is
 connected (and that the contact has not ended by itself). What is left is a race of
 milliseconds: an agent who takes the contact between that DescribeContact and StopContact. The
-emulator counts such stops (`StoppedWithAgent`); the tests and the chaos soak require none.
+emulator counts such stops (`StoppedWithAgent`, told apart by `testing.ground_truth.cut_off`); the
+tests and the chaos soak require that no stop follows a DescribeContact that showed an agent.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.sqs import aws_client_config
 from orchestrator.testing.demo_stream import LogTap, Printer, Waits, plural, seconds
 from orchestrator.testing.emulator import ControlError, Emulator, EmulatorConfig, EmulatorControl
-from orchestrator.testing.ground_truth import reached_agent_after_let_go
+from orchestrator.testing.ground_truth import cut_off, reached_agent_after_let_go
 from orchestrator.testing.local_sqs import LocalSqsServer
 from orchestrator.testing.queues import (
     create_queue,
@@ -154,10 +154,13 @@ class DemoResult:
     waited: dict[str, str] = field(default_factory=dict)
     #: Where the worker's JSON log was kept.
     log_path: Path | None = None
-    #: Ground truth: contacts an agent reached after the orchestrator let go of them, and
-    #: contacts stopped while an agent had them (both must be empty).
+    #: Ground truth: contacts an agent reached after the orchestrator let go of them (must be
+    #: empty), contacts stopped while an agent had them, and of those the ones stopped after a
+    #: DescribeContact had shown the agent (must be empty; the others are the race between the
+    #: confirmation and the stop, `ground_truth.cut_off`).
     reached_after_let_go: list[str] = field(default_factory=list)
     stopped_with_agent: list[str] = field(default_factory=list)
+    stopped_after_agent_seen: list[str] = field(default_factory=list)
 
 
 def _outcome(record: dict[str, Any]) -> str:
@@ -421,7 +424,9 @@ async def _ground_truth(result: DemoResult, control: EmulatorControl) -> None:
     result.emulator_stats = await control.stats()
     contacts = await control.contacts()
     result.reached_after_let_go = reached_agent_after_let_go(result.events.values(), contacts)
-    result.stopped_with_agent = [c["ContactId"] for c in contacts if c["StoppedWithAgent"]]
+    cuts = cut_off(contacts)
+    result.stopped_with_agent = [c.contact_id for c in cuts]
+    result.stopped_after_agent_seen = [c.contact_id for c in cuts if c.seen_before_stop]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -527,6 +532,7 @@ def _summary(out: TextIO, result: DemoResult, metrics: Metrics) -> None:
         "  contacts let go of        " + _let_go(metrics),
         f"  ground truth              {len(result.reached_after_let_go)} contacts reached an "
         f"agent after the orchestrator let go, {len(result.stopped_with_agent)} stopped while "
-        "an agent had them",
+        f"an agent had them ({len(result.stopped_after_agent_seen)} after a DescribeContact "
+        "showed the agent)",
     ]
     out.write("\n".join(lines) + "\n")

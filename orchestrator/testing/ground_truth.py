@@ -6,13 +6,19 @@ cancelled, ...) that an agent reached *after* that final event is the harm issue
 an agent answering a customer who was told the call failed, or who has gone.
 `reached_agent_after_let_go` lists them; the emulator's `StoppedWithAgent`
 (`EmulatorControl.stopped_with_agent`) lists the opposite harm, a stop that cut off an agent.
-Tests, the chaos soak, the demo and the benchmarks count both: each should be zero with
-`[watch] on_timeout = "stop"`.
+
+A stop is confirmed by a DescribeContact right before it; an agent who connects between that
+answer and the stop is the one race no caller can close (`cut_off`: the `window_s` it happened
+in). A stop after a DescribeContact had shown the agent (`seen_before_stop`) is a fault.
+Tests, the chaos soak, the demo and the benchmarks count them all: with
+`[watch] on_timeout = "stop"`, no contact is reached after it was let go, and no stop follows a
+DescribeContact that showed an agent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,3 +63,29 @@ def reached_agent_after_let_go(
         if float(contact["ConnectedToAgentAt"]) > when:
             late.append(str(contact["ContactId"]))
     return sorted(late)
+
+
+@dataclass(frozen=True)
+class CutOff:
+    """A contact StopContact ended while an agent had it."""
+
+    contact_id: str
+    #: Whether a DescribeContact had shown the agent before the stop (a fault, not a race).
+    seen_before_stop: bool
+    #: From the contact's last DescribeContact answer to the stop, seconds (None: never
+    #: described).
+    window_s: float | None
+
+
+def cut_off(contacts: Iterable[Mapping[str, Any]]) -> list[CutOff]:
+    """The contacts a stop cut off an agent from, from the emulator's ground truth
+    (`EmulatorControl.contacts()`)."""
+    out = []
+    for c in contacts:
+        if not c["StoppedWithAgent"]:
+            continue
+        described, connected = c["LastDescribedAt"], c["ConnectedToAgentAt"]
+        seen = described is not None and connected is not None and connected <= described
+        window = None if described is None else float(c["StoppedAt"]) - float(described)
+        out.append(CutOff(str(c["ContactId"]), seen, window))
+    return out

@@ -15,7 +15,7 @@ from orchestrator.engine.events import FINAL_TYPES, REPEATED_TYPES
 from orchestrator.engine.request import client_token
 from orchestrator.testing.chaos.plan import Planned
 from orchestrator.testing.chaos.report import ChaosReport, outcome_of
-from orchestrator.testing.ground_truth import reached_agent_after_let_go
+from orchestrator.testing.ground_truth import cut_off, reached_agent_after_let_go
 
 FINALS = frozenset(t.value for t in FINAL_TYPES)
 
@@ -87,11 +87,12 @@ def _check_outcomes(report: ChaosReport, valid: dict[str, Planned]) -> list[str]
 
 def _check_let_go(report: ChaosReport) -> list[str]:
     """No agent reached a contact after its request's final event said none had it; no stop
-    cut off an agent (the emulator's ground truth)."""
+    followed a DescribeContact that showed an agent (the emulator's ground truth; an agent who
+    connects between the confirmation and the stop is the race no caller can close)."""
     late = reached_agent_after_let_go(report.events, report.contacts)
-    cut_off = [c["ContactId"] for c in report.contacts if c["StoppedWithAgent"]]
+    seen = [c.contact_id for c in cut_off(report.contacts) if c.seen_before_stop]
     return [f"contact {cid}: an agent reached it after the orchestrator let go" for cid in late] + [
-        f"contact {cid}: stopped while an agent had it" for cid in cut_off
+        f"contact {cid}: stopped after a DescribeContact showed its agent" for cid in seen
     ]
 
 

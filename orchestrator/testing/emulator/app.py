@@ -239,6 +239,7 @@ def describe_contact(state: EmulatorState, params: dict[str, Any]) -> dict[str, 
     contact.describe_calls += 1
     if state.clock() - contact.created_at < state.config.consistency_delay_s:
         raise ApiError("ResourceNotFoundException", f"Contact not found: {contact.id}")
+    contact.last_described_at = state.clock()
     return {"Contact": contact.describe()}
 
 

@@ -90,6 +90,9 @@ class Contact:
     screen_sharing_count: int = 0
     screen_sharing_tokens: set[str] = field(default_factory=set)
     describe_calls: int = 0
+    #: When a DescribeContact last answered for it: an agent who connected after that and
+    #: before a stop was in the race no caller can close (see `ground_truth`).
+    last_described_at: float | None = None
     #: When StopContact ended it, and whether an agent was on it then (which must never be).
     stopped_at: float | None = None
     stopped_with_agent: bool = False
@@ -177,6 +180,7 @@ class Contact:
             "ScreenSharingStartedAt": self.screen_sharing_started_at,
             "ScreenSharingStarts": self.screen_sharing_count,
             "DescribeContactCalls": self.describe_calls,
+            "LastDescribedAt": self.last_described_at,
             "GetContactMetricsCalls": self.metrics_calls,
             "Background": self.background,
             "StoppedAt": self.stopped_at,

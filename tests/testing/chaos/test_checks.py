@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.engine.request import client_token
 from orchestrator.testing.chaos import ChaosPlan, ChaosReport, Planned, Poison, check
+from orchestrator.testing.ground_truth import cut_off
 
 SHARE, DECLINES, NOT_ALLOWED = "req-share", "req-declines", "req-not-allowed"
 TOKEN = "AbCdEf0123456789GhIjKl0123456789MnOpQr"
@@ -39,6 +40,7 @@ def contact(rid: str, *, starts: int = 0, caps: dict[str, Any] | None = None) ->
         "ScreenSharingStarts": starts,
         "StoppedAt": None,
         "StoppedWithAgent": False,
+        "LastDescribedAt": 100.5,
     }
 
 
@@ -154,7 +156,8 @@ def agent_after_let_go(report: ChaosReport) -> None:
 
 
 def stopped_with_agent(report: ChaosReport) -> None:
-    report.contacts[0]["StoppedWithAgent"] = True
+    # A DescribeContact at 100.5 showed the agent (connected at 100.0); stopped at 101.0.
+    report.contacts[0].update(StoppedWithAgent=True, StoppedAt=101.0)
 
 
 def cancelled_unasked(report: ChaosReport) -> None:
@@ -181,7 +184,7 @@ def cancelled_unasked(report: ChaosReport) -> None:
         (crash_in_log, "not a JSON log line"),
         (wrong_outcome, "final screen_sharing.started"),
         (agent_after_let_go, "an agent reached it after the orchestrator let go"),
-        (stopped_with_agent, "stopped while an agent had it"),
+        (stopped_with_agent, "stopped after a DescribeContact showed its agent"),
         (cancelled_unasked, "final request.cancelled"),
     ],
 )
@@ -190,3 +193,15 @@ def test_each_broken_promise_is_reported(tmp_path: Path, plant: Plant, expected:
     plant(report)
     problems = check(report)
     assert any(expected in p for p in problems), problems
+
+
+def test_an_agent_who_connected_between_the_confirmation_and_the_stop_is_the_race_not_a_fault(
+    tmp_path: Path,
+) -> None:
+    report = clean_report(tmp_path)
+    # The confirming DescribeContact answered at 99.99, the agent came at 100.0, the stop 100.02.
+    report.contacts[0].update(StoppedWithAgent=True, LastDescribedAt=99.99, StoppedAt=100.02)
+
+    assert check(report) == []
+    (race,) = cut_off(report.contacts)
+    assert (race.seen_before_stop, round(race.window_s or 0.0, 3)) == (False, 0.03)
