@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import anyio
@@ -97,14 +95,9 @@ class Waiters:
             head.wakeup.set()
         return me
 
-    @contextmanager
-    def queued(self, priority: Priority | float) -> Iterator[Waiter]:
+    def queued(self, priority: Priority | float) -> Queued:
         """A waiter in the queue for the block (`join`, then `leave`, however the block ends)."""
-        me = self.join(priority)
-        try:
-            yield me
-        finally:
-            self.leave(me)
+        return Queued(self, priority)
 
     def head(self) -> Waiter | None:
         while self._heap and self._heap[0].gone:
@@ -162,18 +155,59 @@ class Slots:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    @asynccontextmanager
-    async def held(self, priority: Priority | float) -> AsyncIterator[None]:
+    def held(self, priority: Priority | float) -> Held:
         """A slot for the block: at once if one is free and nobody waits, else in turn."""
+        return Held(self, priority)
+
+    async def take(self, priority: Priority | float) -> None:
+        """Take a slot (`give_back` it after): at once if one is free and nobody waits, else in
+        turn."""
         if self._free > 0 and self._waiters.head() is None:
             self._free -= 1
-        else:
-            with self._waiters.queued(priority) as me:
-                while self._free == 0 or self._waiters.head() is not me:
-                    await me.wait()
-                self._free -= 1
-        try:
-            yield
-        finally:
-            self._free += 1
-            self._waiters.wake_head()
+            return
+        with self._waiters.queued(priority) as me:
+            while self._free == 0 or self._waiters.head() is not me:
+                await me.wait()
+            self._free -= 1
+
+    def give_back(self) -> None:
+        self._free += 1
+        self._waiters.wake_head()
+
+
+# The blocks below are classes, not generator-based context managers: every waiting call holds
+# one, and a suspended generator with its context manager is several hundred bytes.
+
+
+class Queued:
+    """`Waiters.queued`'s block: the waiter joins on entry and leaves on exit."""
+
+    __slots__ = ("_me", "_priority", "_waiters")
+
+    def __init__(self, waiters: Waiters, priority: Priority | float) -> None:
+        self._waiters, self._priority = waiters, priority
+        self._me: Waiter | None = None
+
+    def __enter__(self) -> Waiter:
+        self._me = self._waiters.join(self._priority)
+        return self._me
+
+    def __exit__(self, *exc: object) -> None:
+        if self._me is not None:
+            self._waiters.leave(self._me)
+            self._me = None
+
+
+class Held:
+    """`Slots.held`'s block: a slot taken on entry and given back on exit."""
+
+    __slots__ = ("_priority", "_slots")
+
+    def __init__(self, slots: Slots, priority: Priority | float) -> None:
+        self._slots, self._priority = slots, priority
+
+    async def __aenter__(self) -> None:
+        await self._slots.take(self._priority)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.give_back()

@@ -381,6 +381,29 @@ def classify(operation: str, error: BaseException, *, fresh: bool = False) -> Co
     return _client_error_class(operation, code, message, status, fresh)(operation, code, message)
 
 
+class _Prepaid:
+    """What a call took for its first attempt before the call was set up: the rate-budget token,
+    and perhaps a connection. The first attempt claims them (and gives the connection back once
+    its call is over); `release` gives back what no attempt claimed."""
+
+    __slots__ = ("_connections", "connection", "token")
+
+    def __init__(self, connections: Slots) -> None:
+        self._connections = connections
+        self.token = False
+        self.connection = False
+
+    def claim(self) -> tuple[bool, bool]:
+        claimed = (self.token, self.connection)
+        self.token = self.connection = False
+        return claimed
+
+    def release(self) -> None:
+        if self.connection:
+            self._connections.give_back()
+        self.token = self.connection = False
+
+
 class AioConnectGateway:
     """`ConnectGateway` over an aiobotocore Connect client (passed in, not created here)."""
 
@@ -430,7 +453,7 @@ class AioConnectGateway:
         fresh_since: float | None = None,
         on_waiting: OnWaiting | None = None,
         interrupt: anyio.Event | None = None,
-        token_in_hand: bool = False,
+        prepaid: _Prepaid | None = None,
     ) -> T:
         bucket = self._budget[operation]
 
@@ -440,12 +463,19 @@ class AioConnectGateway:
             else:
                 await self._acquire_telling(bucket, priority, on_waiting)
 
-        if not token_in_hand and not await _unless(interrupt, acquire):
+        token, connection = (False, False) if prepaid is None else prepaid.claim()
+        if not token and not await _unless(interrupt, acquire):
             raise StartWithdrawn("withdrawn while waiting for the start budget")
         turn = -math.inf if operation in _AHEAD_OF_POLLS else priority
         try:
-            async with self._connections.held(turn):
-                result = await call()
+            if connection:
+                try:
+                    result = await call()
+                finally:
+                    self._connections.give_back()
+            else:
+                async with self._connections.held(turn):
+                    result = await call()
         except (ClientError, *TRANSPORT_ERRORS) as e:
             error = classify(operation, e, fresh=self._fresh(fresh_since))
             if isinstance(error, ThrottledError):
@@ -605,21 +635,37 @@ class AioConnectGateway:
         fresh_since: float | None,
         priority: Priority | float,
     ) -> ContactSnapshot:
-        async def call() -> ContactSnapshot:
-            response = await self._attempt(
-                DESCRIBE,
-                lambda: self._client.describe_contact(InstanceId=instance_id, ContactId=contact_id),
-                priority=priority,
-                fresh_since=fresh_since,
-            )
-            return ContactSnapshot.from_api(response["Contact"])
+        # The first attempt's token and connection are taken here, before the call is set up:
+        # at scale nearly every watched contact has a poll waiting for them, and what a waiting
+        # poll holds is then a queue entry, not the retry policy, its attempt and the call's
+        # span (about 3 KiB). Later attempts take theirs as usual.
+        prepaid = _Prepaid(self._connections)
+        await self._budget[DESCRIBE].acquire(priority)
+        prepaid.token = True
+        try:
+            await self._connections.take(priority)
+            prepaid.connection = True
 
-        return await through_outage(
-            self._outage,
-            lambda _: self._policies.describe.call(
-                call, clock=self._clock, context={"contact_id": contact_id}, quiet=self._quiet
-            ),
-        )
+            async def call() -> ContactSnapshot:
+                response = await self._attempt(
+                    DESCRIBE,
+                    lambda: self._client.describe_contact(
+                        InstanceId=instance_id, ContactId=contact_id
+                    ),
+                    priority=priority,
+                    fresh_since=fresh_since,
+                    prepaid=prepaid,
+                )
+                return ContactSnapshot.from_api(response["Contact"])
+
+            return await through_outage(
+                self._outage,
+                lambda _: self._policies.describe.call(
+                    call, clock=self._clock, context={"contact_id": contact_id}, quiet=self._quiet
+                ),
+            )
+        finally:
+            prepaid.release()
 
     async def start_screen_sharing(
         self, instance_id: str, contact_id: str, client_token: str, *, fresh_since: float | None
@@ -682,12 +728,14 @@ class AioConnectGateway:
             await self._budget[STOP].acquire(priority)
             if confirm is not None and not await confirm():
                 return False
+            prepaid = _Prepaid(self._connections)
+            prepaid.token = True
             try:
                 await self._attempt(
                     STOP,
                     lambda: self._client.stop_contact(InstanceId=instance_id, ContactId=contact_id),
                     priority=priority,
-                    token_in_hand=True,
+                    prepaid=prepaid,
                 )
             except TerminalConnectError as error:
                 if error.code == CONTACT_NOT_FOUND:

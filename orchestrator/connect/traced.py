@@ -1,7 +1,9 @@
 """A client span for every Connect call attempt (RPC semantic conventions, `aws-api`).
 
 `traced_attempt` decorates the gateway's one attempt method: the span covers the wait for the
-rate-budget token (an event `rate_budget.waited` when it had to wait) and the call, and says
+rate-budget token (an event `rate_budget.waited` when it had to wait; a DescribeContact's and a
+StopContact's first token is taken before the call is set up, so that wait is an event of the
+span around it) and the call, and says
 which operation, which attempt of its retry policy, the AWS request id, the HTTP status, and
 whether Connect throttled it. Nothing happens (beyond one check) when tracing is off.
 """

@@ -18,8 +18,7 @@ held nor finished here: its tombstone waits for the request, or another replica 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -32,7 +31,7 @@ from orchestrator.engine.cancellation import (
     Tombstones,
     TombstoneUnrecorded,
 )
-from orchestrator.engine.doorbells import Expiring, holding
+from orchestrator.engine.doorbells import Expiring, Holding
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import CancelRejected, CancelRequest, RequestRejected
 from orchestrator.engine.stopping import StopReason, StopResult, let_go
@@ -74,8 +73,7 @@ class Cancels:
         self._held: dict[str, list[Cancellation]] = {}
         self._finished: Expiring[bool] = Expiring(ttl_s, _LIMIT)
 
-    @contextmanager
-    def track(self, request_id: str, receive_count: int) -> Iterator[Cancellation]:
+    def track(self, request_id: str, receive_count: int) -> Holding[Cancellation]:
         """The cancellation of one lifecycle running here, known by its RequestId while it runs
         (a cancel withdraws its request before the start on the first delivery only: a
         redelivery's contact may exist, and is stopped once found)."""
@@ -85,8 +83,7 @@ class Cancels:
             tombstones=self.tombstones,
             count=self._count,
         )
-        with holding(self._held, request_id, cancellation):
-            yield cancellation
+        return Holding(self._held, request_id, cancellation)
 
     def finished(self, request_id: str) -> None:
         """The request had its final event here: a cancel for it now is too late."""

@@ -55,6 +55,7 @@ from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.lifecycle import LifecycleEngine
 from orchestrator.engine.request import CancelRequest, RequestRejected, parse_message
 from orchestrator.errors import RetryLater
+from orchestrator.logcontext import bound
 from orchestrator.retry import backoff_s
 from orchestrator.sinks.reply import ReplyRoutes
 from orchestrator.sqs import QueueMessage, QueueSource, is_missing_queue
@@ -325,9 +326,7 @@ class Worker:
 
     async def _handle(self, lease: Lease) -> None:
         message = lease.message
-        with structlog.contextvars.bound_contextvars(
-            message_id=message.message_id, receive_count=message.receive_count
-        ):
+        with bound(message_id=message.message_id, receive_count=message.receive_count):
             try:
                 with lease.scope:
                     await self._process(lease)
@@ -415,22 +414,31 @@ class Worker:
     # -- outcomes ------------------------------------------------------------------------------
 
     async def _reject(self, message: QueueMessage, rejected: RequestRejected) -> None:
-        """One `request.rejected` per message, on its first receive; then back to the queue,
-        whose redrive policy moves it to the DLQ (or deleted, see `delete_rejected`)."""
+        """`request.rejected` on the message's first receive, and again on its last (the same
+        event id: the first receive's worker may have died before its sinks had it); then back
+        to the queue, whose redrive policy moves it to the DLQ (or deleted, see
+        `delete_rejected`)."""
         first = message.receive_count == 1
+        emit = first or self.redrive.final_attempt(message)
         self.cancels.rejected(rejected, first=first)
         log.warning(
             "request.invalid_message",
             request_id=rejected.request_id,
             receive_count=message.receive_count,
             errors=[e.as_dict() for e in rejected.errors[:20]],
-            rejection="emitting" if first else "emitted on the first receive",
+            rejection="emitting"
+            if first
+            else "emitting again on the last receive"
+            if emit
+            else "emitted on the first receive",
         )
         try:
-            if first:
+            if emit:
                 with self.replies.route(rejected.request_id, rejected.reply_to):
                     await self.faults.retry_in_place(
-                        lambda _: self.engine.reject(rejected.request_id, rejected.errors)
+                        lambda _: self.engine.reject(
+                            rejected.request_id, rejected.errors, again=not first
+                        )
                     )
         except StoppedDuringFault:
             log.error(

@@ -17,8 +17,7 @@ holds the lifecycle is counted once, by what it achieved (`settle`: `cancelled` 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -176,14 +175,9 @@ class Cancellation:
         if not self._is_requested:  # no start waits on it any more
             self._requested = None
 
-    @contextmanager
-    def watching(self, ring: Callable[[], object]) -> Iterator[None]:
+    def watching(self, ring: Callable[[], object]) -> _Watching:
         """Within the block a cancel calls `ring` (the watch's doorbell), not a task per watch."""
-        self._ring = ring
-        try:
-            yield
-        finally:
-            self._ring = None
+        return _Watching(self, ring)
 
     def too_late(self) -> None:
         """An agent has the contact, or the request has its final event: a cancel changes
@@ -209,3 +203,19 @@ class Cancellation:
     def _count(self, result: CancelResult) -> None:
         if self.count is not None:
             self.count(result)
+
+
+class _Watching:
+    """`Cancellation.watching`'s block (a class: every watch holds one, and a suspended
+    generator with its context manager is several hundred bytes)."""
+
+    __slots__ = ("_cancellation", "_ring")
+
+    def __init__(self, cancellation: Cancellation, ring: Callable[[], object]) -> None:
+        self._cancellation, self._ring = cancellation, ring
+
+    def __enter__(self) -> None:
+        self._cancellation._ring = self._ring
+
+    def __exit__(self, *exc: object) -> None:
+        self._cancellation._ring = None

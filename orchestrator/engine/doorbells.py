@@ -20,8 +20,7 @@ placed) at once.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -150,38 +149,58 @@ class Doorbell:
             self.event = anyio.Event()
         self.by_event = False
 
-    @contextmanager
-    def lifting(self, priority: Priority, to: float) -> Iterator[Priority]:
+    def lifting(self, priority: Priority, to: float) -> _Lifting:
         """While the block runs (a poll waiting for its token, say), a contact event that rings
         lowers `priority` to `to`: the poll becomes the confirmation, served before the other
         scheduled polls."""
-        self._lift = (priority, to)
-        try:
-            yield priority
-        finally:
-            self._lift = None
+        return _Lifting(self, priority, to)
 
 
-@contextmanager
-def holding(
-    holders: dict[str, list[V]],
-    key: str,
-    item: V,
-    *,
-    emptied: Callable[[str], None] | None = None,
-) -> Iterator[V]:
+# The blocks below are classes, not generator-based context managers: every watch holds a few,
+# and a suspended generator with its context manager is several hundred bytes.
+
+
+class _Lifting:
+    __slots__ = ("_doorbell", "_priority", "_to")
+
+    def __init__(self, doorbell: Doorbell, priority: Priority, to: float) -> None:
+        self._doorbell, self._priority, self._to = doorbell, priority, to
+
+    def __enter__(self) -> Priority:
+        self._doorbell._lift = (self._priority, self._to)
+        return self._priority
+
+    def __exit__(self, *exc: object) -> None:
+        self._doorbell._lift = None
+
+
+class Holding(Generic[V]):
     """`item` among the holders of `key` while the block runs; `key` is dropped (and `emptied`
     told) when its last holder leaves."""
-    holders.setdefault(key, []).append(item)
-    try:
-        yield item
-    finally:
-        remaining = holders[key]
-        remaining.remove(item)
+
+    __slots__ = ("_emptied", "_holders", "_item", "_key")
+
+    def __init__(
+        self,
+        holders: dict[str, list[V]],
+        key: str,
+        item: V,
+        *,
+        emptied: Callable[[str], None] | None = None,
+    ) -> None:
+        self._holders, self._key, self._item, self._emptied = holders, key, item, emptied
+
+    def __enter__(self) -> V:
+        self._holders.setdefault(self._key, []).append(self._item)
+        return self._item
+
+    def __exit__(self, *exc: object) -> None:
+        remaining = self._holders[self._key]
+        remaining.remove(self._item)
         if not remaining:
-            del holders[key]
-            if emptied is not None:
-                emptied(key)
+            del self._holders[self._key]
+            if self._emptied is not None:
+                self._emptied(self._key)
 
 
 class ContactNotifier:
@@ -194,8 +213,9 @@ class ContactNotifier:
         self.frontier = QueueFrontier()
         self._early = early
 
-    @contextmanager
-    def subscribe(self, contact_id: str) -> Iterator[Doorbell]:
+    def subscribe(self, contact_id: str) -> Holding[Doorbell]:
+        """The contact's doorbell, rung while the block runs (with what contact events said of
+        the contact before, if this notifier keeps early events)."""
         doorbell = Doorbell()
         if self._early is not None:
             rang, place = self._early.claim(contact_id)
@@ -203,8 +223,7 @@ class ContactNotifier:
                 self.frontier.waiting(contact_id, *place)
             if rang:
                 doorbell.ring(by_event=True)
-        with holding(self._doorbells, contact_id, doorbell, emptied=self.frontier.forget):
-            yield doorbell
+        return Holding(self._doorbells, contact_id, doorbell, emptied=self.frontier.forget)
 
     def ring(self, contact_id: str, *, by_event: bool = False) -> bool:
         """Wake every watch of `contact_id` (`by_event`: a contact event says something happened

@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -85,6 +85,7 @@ from orchestrator.errors import (
     StartWithdrawn,
     TerminalConnectError,
 )
+from orchestrator.logcontext import bound
 from orchestrator.metrics import Metrics
 
 log = structlog.get_logger("orchestrator.engine.lifecycle")
@@ -201,6 +202,7 @@ class LifecycleEngine:
         data: dict[str, Any] | None = None,
         secrets: dict[str, Any] | None = None,
         seq: int | str | None = None,
+        counted: bool = True,
     ) -> LifecycleEvent:
         event = LifecycleEvent.create(
             type_,
@@ -218,23 +220,31 @@ class LifecycleEngine:
         if announcing is not None:  # the request's events reach each sink in order
             await announcing.delivered()
         await self.sink.publish([event])
-        if event.final:
+        if event.final and counted:
             self.metrics.requests.labels(type_.value).inc()
         return event
 
     async def reject(
-        self, request_id: str | None, errors: list[FieldError], *, instance_id: str | None = None
+        self,
+        request_id: str | None,
+        errors: list[FieldError],
+        *,
+        instance_id: str | None = None,
+        again: bool = False,
     ) -> LifecycleEvent | None:
         """Emit the final `request.rejected` for a message that is not a valid request, or, when
-        no RequestId could be read (nobody to tell), only count it."""
+        no RequestId could be read (nobody to tell), only count it. `again`: the same rejection
+        sent once more (a later receive of the message), not counted twice."""
         if request_id is None:
-            self.metrics.requests.labels(EventType.REJECTED.value).inc()
+            if not again:
+                self.metrics.requests.labels(EventType.REJECTED.value).inc()
             return None
         return await self._emit(
             EventType.REJECTED,
             request_id,
             instance_id=instance_id,
             data={"errors": [e.as_dict() for e in errors]},
+            counted=not again,
         )
 
     # -- the lifecycle -------------------------------------------------------------------------
@@ -273,7 +283,7 @@ class LifecycleEngine:
         event) when the deployment, not the request, is at fault; `RetryLater` for a transient
         failure before the final attempt.
         """
-        with structlog.contextvars.bound_contextvars(request_id=request.request_id):
+        with bound(request_id=request.request_id):
             a = _Attempt(request, final_attempt, cancellation, priority, expiry, on_started)
             final = await (self._announced(a) if announce else self._decide(a))
             if cancellation is not None:
@@ -390,7 +400,7 @@ class LifecycleEngine:
         a.contact_id, a.started_mono = started.contact_id, self.clock.monotonic()
         if a.cancellation is not None:
             a.cancellation.started(started.contact_id)
-        with structlog.contextvars.bound_contextvars(contact_id=started.contact_id):
+        with bound(contact_id=started.contact_id):
             try:
                 await self._started(a, started)
                 # The connection data and token are the requester's: not kept while watching.
@@ -625,14 +635,12 @@ class LifecycleEngine:
     def _common(result: WatchResult) -> dict[str, Any]:
         return {"polls": result.polls, "initiated_at": _iso(result.snapshot.initiated_at)}
 
-    @contextmanager
     def _queue_positions(
         self, request_id: str, instance_id: str, contact_id: str
-    ) -> Iterator[Tracking | None]:
+    ) -> AbstractContextManager[Tracking | None]:
         """The contact's place in line is told while the block runs (if positions are on)."""
         if self.positions is None:
-            yield None
-            return
+            return nullcontext()
 
         async def publish(data: dict[str, Any], seq: int) -> None:
             await self._emit(
@@ -644,8 +652,7 @@ class LifecycleEngine:
                 seq=seq,
             )
 
-        with self.positions.tracking(instance_id, contact_id, publish) as tracking:
-            yield tracking
+        return self.positions.tracking(instance_id, contact_id, publish)
 
     async def _agent_connected(
         self, a: _Attempt, result: WatchResult, *, late: bool = False

@@ -37,8 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -328,23 +327,24 @@ class QueuePositions:
 
     # -- registration (the lifecycle) -----------------------------------------------------------
 
-    @contextmanager
-    def tracking(self, instance_id: str, contact_id: str, publish: Publish) -> Iterator[Tracking]:
-        """While the block runs, `contact_id` is asked about and its positions published; the
-        block ends with `Tracking.close` (or without it, on an error or cancellation)."""
-        updates = PositionUpdates(publish, self.clock)
-        tracking = Tracking(self, contact_id, updates)
+    def tracking(self, instance_id: str, contact_id: str, publish: Publish) -> Tracking:
+        """While the `with` block runs, `contact_id` is asked about and its positions published;
+        the block ends with `Tracking.close` (or without it, on an error or cancellation)."""
+        return Tracking(self, instance_id, contact_id, PositionUpdates(publish, self.clock))
+
+    def register(self, instance_id: str, contact_id: str, updates: PositionUpdates) -> bool:
+        """`Tracking`'s entry: False (and `updates` closed) when positions are not asked."""
         if not self.active:
             updates.closed = True
-            yield tracking
-            return
+            return False
         self._tracked[contact_id] = _Tracked(instance_id, updates, self.clock.time())
         self._ring()
-        try:
-            yield tracking
-        finally:
-            updates.closed = True
-            self._tracked.pop(contact_id, None)
+        return True
+
+    def unregister(self, contact_id: str, updates: PositionUpdates) -> None:
+        """`Tracking`'s exit."""
+        updates.closed = True
+        self._tracked.pop(contact_id, None)
 
     def _ring(self) -> None:
         self._wake.set()
@@ -539,12 +539,32 @@ class QueuePositions:
 
 
 class Tracking:
-    """One contact's registration, as the lifecycle holds it."""
+    """One contact's registration, as the lifecycle holds it: a `with` block (a class, not a
+    generator-based context manager: every watch holds one, and a suspended generator with its
+    context manager is several hundred bytes)."""
 
-    def __init__(self, service: QueuePositions, contact_id: str, updates: PositionUpdates) -> None:
+    __slots__ = ("_contact_id", "_instance_id", "_registered", "_service", "updates")
+
+    def __init__(
+        self,
+        service: QueuePositions,
+        instance_id: str,
+        contact_id: str,
+        updates: PositionUpdates,
+    ) -> None:
         self._service = service
+        self._instance_id = instance_id
         self._contact_id = contact_id
+        self._registered = False
         self.updates = updates
+
+    def __enter__(self) -> Tracking:
+        self._registered = self._service.register(self._instance_id, self._contact_id, self.updates)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._registered:
+            self._service.unregister(self._contact_id, self.updates)
 
     async def close(self, snapshot: ContactSnapshot) -> None:
         """The watch is over (`snapshot` says how): no position event from here on, and the

@@ -22,8 +22,7 @@ events skip its reply queue. The configured sinks still get every event.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
@@ -57,26 +56,36 @@ class _Route:
     given_up: str | None = None
 
 
+class _Routing:
+    """`ReplyRoutes.route`'s block (a class: every request being handled holds one, and a
+    suspended generator with its context manager is several hundred bytes)."""
+
+    __slots__ = ("_request_id", "_route", "_routes")
+
+    def __init__(self, routes: dict[str, _Route], request_id: str | None, url: str | None) -> None:
+        self._routes, self._request_id = routes, request_id
+        self._route = None if request_id is None or url is None else _Route(url)
+
+    def __enter__(self) -> None:
+        if self._request_id is not None and self._route is not None:
+            self._routes[self._request_id] = self._route
+
+    def __exit__(self, *exc: object) -> None:
+        rid = self._request_id
+        if rid is not None and self._route is not None and self._routes.get(rid) is self._route:
+            del self._routes[rid]
+
+
 class ReplyRoutes:
     """Request id -> its reply queue, for the requests being handled that named one."""
 
     def __init__(self) -> None:
         self._routes: dict[str, _Route] = {}
 
-    @contextlib.contextmanager
-    def route(self, request_id: str | None, url: str | None) -> Iterator[None]:
+    def route(self, request_id: str | None, url: str | None) -> _Routing:
         """Within the block, `request_id`'s events also go to `url` (nothing when either is
         None). `url` must be allowed already: routes are not checked here."""
-        if request_id is None or url is None:
-            yield
-            return
-        route = _Route(url)
-        self._routes[request_id] = route
-        try:
-            yield
-        finally:
-            if self._routes.get(request_id) is route:
-                del self._routes[request_id]
+        return _Routing(self._routes, request_id, url)
 
     def get(self, request_id: str) -> _Route | None:
         return self._routes.get(request_id)

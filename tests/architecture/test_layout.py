@@ -16,7 +16,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator"
-SHARED = {"errors", "clock", "metrics", "retry", "batcher", "waiters", "bounds", "tracing"}
+SHARED = {
+    "errors",
+    "clock",
+    "metrics",
+    "retry",
+    "batcher",
+    "waiters",
+    "bounds",
+    "tracing",
+    "logcontext",
+}
 
 #: What each layer may import from the package (beyond itself).
 ALLOWED: dict[str, set[str]] = {
