@@ -222,7 +222,10 @@ async def test_an_event_never_decides_the_outcome_describe_contact_does(
                 == 2
             )
         )
-        assert not finals(sink)  # the confirming poll found the customer still waiting
+        # The confirming poll (one for the event and its duplicate) finds the customer still
+        # waiting; only then does the customer hang up (else one poll would see both).
+        await eventually(lambda: describe_calls(emulator), message="the confirming poll")
+        assert not finals(sink)
         await control.disconnect(contact)
 
     async with (
