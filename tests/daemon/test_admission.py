@@ -159,8 +159,8 @@ async def test_a_request_past_its_ttl_expires_without_reaching_connect(
     emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
 ) -> None:
     queue, dlq = await create_queue_with_dlq(sqs_client)
-    sent = time.time()
     await send_all(sqs_client, queue, [request_body("stale-1")])
+    sent = time.time()  # SentTimestamp is no later than this (a loaded machine sends slowly)
     # The TTL below is two seconds: wait until this request is past it.
     await eventually(lambda: time.time() - sent > 2.1, message="the request to age past its TTL")
     sink = MemorySink()
@@ -204,8 +204,8 @@ async def test_a_redelivered_request_past_its_ttl_resumes_its_contact(
     emulator: Emulator, sqs_server: LocalSqsServer, sqs_client: SQSClient
 ) -> None:
     queue, _ = await create_queue_with_dlq(sqs_client, max_receive_count=5)
-    sent = time.time()
     await send_all(sqs_client, queue, [request_body("again-1")])
+    sent = time.time()  # SentTimestamp is no later than this
     # A first delivery that started the contact, then died (the message comes back).
     first = await sqs_client.receive_message(QueueUrl=queue, VisibilityTimeout=0)
     assert len(first["Messages"]) == 1
