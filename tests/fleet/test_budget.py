@@ -133,7 +133,9 @@ async def test_a_hung_redis_costs_a_call_at_most_a_second_then_nothing() -> None
                 await bucket.acquire()  # the local share (9.7/s): no Redis call at all
             rest = time.monotonic() - started
     assert first < 1.2  # a 0.5 s read timeout, no retry after a timeout
-    assert rest < 5 / (10.0 * (1 - HEADROOM)) + 0.15
+    # The local share paces them (about 0.5 s for five); a Redis call each would add its 0.5 s
+    # timeout to every one of them (2.5 s and more): a loaded machine stays far below that.
+    assert rest < 5 / (10.0 * (1 - HEADROOM)) + 1.0
     assert member.degraded == 1
 
 
