@@ -15,9 +15,7 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
-import anyio
-
-from orchestrator.clock import Clock
+from orchestrator.clock import Bell, Clock
 
 
 class Priority:
@@ -47,18 +45,18 @@ class Priority:
         self._queues.remove(queue)
 
 
-@dataclass(order=True)
+@dataclass(order=True, slots=True)
 class Waiter:
     priority: float
     seq: int
     #: Set to wake this waiter; the waiter replaces it (`rearm`) before waiting again.
-    wakeup: anyio.Event = field(compare=False, default_factory=anyio.Event)
+    wakeup: Bell = field(compare=False, default_factory=Bell)
     gone: bool = field(compare=False, default=False)
     #: Where `priority` comes from when the caller may lower it while it waits.
     ticket: Priority | None = field(compare=False, default=None)
 
     def rearm(self) -> None:
-        self.wakeup = anyio.Event()
+        self.wakeup = Bell()
 
     async def wait(self) -> None:
         """Until woken; then rearm."""

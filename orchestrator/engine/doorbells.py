@@ -23,9 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-import anyio
-
-from orchestrator.clock import Clock, SystemClock
+from orchestrator.clock import Bell, Clock, SystemClock
 from orchestrator.engine.frontier import Poll, QueueFrontier
 from orchestrator.engine.pause import Standing
 from orchestrator.metrics import Metrics
@@ -131,7 +129,7 @@ class Doorbell:
     event rang it since the last `rearm`."""
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
+        self.event = Bell()
         self.by_event = False
         #: The priority of the poll in flight, and what a contact event lowers it to.
         self._lift: tuple[Priority, float] | None = None
@@ -146,7 +144,7 @@ class Doorbell:
 
     def rearm(self) -> None:
         if self.event.is_set():
-            self.event = anyio.Event()
+            self.event = Bell()
         self.by_event = False
 
     def lifting(self, priority: Priority, to: float) -> _Lifting:

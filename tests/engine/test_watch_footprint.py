@@ -1,8 +1,9 @@
 """What a watched contact holds while it waits for its agent: the structure the memory figure of
 `bench scale` (memory per watched contact) relies on. Counted on live objects, not bytes: one
 task per watch (a cancel rings the doorbell, no task waits for it), no connection data kept
-once `contact.started` is out, no lock or event per contact beyond its task's and its
-doorbell's, and a poll waiting for its token holds a queue entry, not the call being set up."""
+once `contact.started` is out, no lock or asyncio event per contact beyond its task's (its
+doorbell is a `Bell`), and a poll waiting for its token holds a queue entry, not the call being
+set up."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def live(kind: type) -> int:
 
 
 @pytest.mark.parametrize("positions", [False, True], ids=["watch", "watch+positions"])
-async def test_a_waiting_contact_holds_one_task_no_connection_data_and_two_events(
+async def test_a_waiting_contact_holds_one_task_no_connection_data_and_one_event(
     tmp_path: Path, positions: bool
 ) -> None:
     async with connect_to_emulator(tmp_path) as client:
@@ -103,10 +104,10 @@ async def test_a_waiting_contact_holds_one_task_no_connection_data_and_two_event
 
             assert len(asyncio.all_tasks()) - tasks_before == WATCHED  # one task per watch
             assert live(StartedContact) == 0  # tokens and connection data went with the event
-            # Two events each, its task's (anyio's task handle) and its doorbell's, none for
-            # the cancellation or the position updates (the position loop's one call in flight
-            # may hold one more).
-            assert live(asyncio.Event) - events_before <= 2 * WATCHED + 1
+            # One asyncio event each, its task's (anyio's task handle): the doorbell's is a
+            # `Bell`, and none for the cancellation or the position updates (the position
+            # loop's one call in flight may hold one more).
+            assert live(asyncio.Event) - events_before <= WATCHED + 1
             assert live(lock) == locks_before
             tg.cancel_scope.cancel()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 
+from orchestrator.clock import Bell
+
 
 class VirtualClock:
     """Shared by the emulator (`clock=vclock.time`) and the orchestrator (`clock=vclock`).
@@ -27,7 +29,7 @@ class VirtualClock:
     def advance(self, seconds: float) -> None:
         self._now += max(0.0, seconds)
 
-    async def sleep(self, seconds: float, wake: anyio.Event | None = None) -> None:
+    async def sleep(self, seconds: float, wake: Bell | anyio.Event | None = None) -> None:
         await anyio.lowlevel.checkpoint()
         if wake is not None and wake.is_set():
             return
@@ -68,7 +70,7 @@ class SteppingClock:
         """How many sleeps have reached their end but have not returned yet."""
         return sum(1 for until in self._until if until <= self._now)
 
-    async def sleep(self, seconds: float, wake: anyio.Event | None = None) -> None:
+    async def sleep(self, seconds: float, wake: Bell | anyio.Event | None = None) -> None:
         until = self._now + max(0.0, seconds)
         self.sleeping += 1
         self.sleeps += 1
@@ -82,11 +84,11 @@ class SteppingClock:
             self._until.remove(until)
 
 
-async def _first_of(*events: anyio.Event | None) -> None:
+async def _first_of(*events: anyio.Event | Bell | None) -> None:
     """Wait until any of `events` is set."""
     async with anyio.create_task_group() as tg:
 
-        async def wait(event: anyio.Event) -> None:
+        async def wait(event: anyio.Event | Bell) -> None:
             await event.wait()
             tg.cancel_scope.cancel()
 
