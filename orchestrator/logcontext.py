@@ -1,9 +1,8 @@
 """Keys bound to every log line of a block (`with bound(request_id=...)`): structlog's context
 variables, as `structlog.contextvars.bound_contextvars` binds them, restored on exit.
 
-A class, not a generator-based context manager: every watched contact holds three of these for
-as long as it is watched, and a suspended generator with its context manager is several hundred
-bytes (structlog's also copies the whole context on entry).
+A class, not structlog's generator-based one: every watched contact holds three of these for as
+long as it is watched (docs/design.md, "What a watched contact holds").
 """
 
 from __future__ import annotations

@@ -173,8 +173,8 @@ class Slots:
         self._waiters.wake_head()
 
 
-# The blocks below are classes, not generator-based context managers: every waiting call holds
-# one, and a suspended generator with its context manager is several hundred bytes.
+# The blocks below are classes, not generator-based context managers (docs/design.md, "What a
+# watched contact holds").
 
 
 class Queued:

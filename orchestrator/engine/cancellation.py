@@ -206,8 +206,7 @@ class Cancellation:
 
 
 class _Watching:
-    """`Cancellation.watching`'s block (a class: every watch holds one, and a suspended
-    generator with its context manager is several hundred bytes)."""
+    """`Cancellation.watching`'s block (a class: docs/design.md, "What a watched contact holds")."""
 
     __slots__ = ("_cancellation", "_ring")
 

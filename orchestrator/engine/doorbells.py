@@ -154,8 +154,8 @@ class Doorbell:
         return _Lifting(self, priority, to)
 
 
-# The blocks below are classes, not generator-based context managers: every watch holds a few,
-# and a suspended generator with its context manager is several hundred bytes.
+# The blocks below are classes, not generator-based context managers (docs/design.md, "What a
+# watched contact holds").
 
 
 class _Lifting:

@@ -539,9 +539,8 @@ class QueuePositions:
 
 
 class Tracking:
-    """One contact's registration, as the lifecycle holds it: a `with` block (a class, not a
-    generator-based context manager: every watch holds one, and a suspended generator with its
-    context manager is several hundred bytes)."""
+    """One contact's registration, as the lifecycle holds it: a `with` block (a class:
+    docs/design.md, "What a watched contact holds")."""
 
     __slots__ = ("_contact_id", "_instance_id", "_registered", "_service", "updates")
 

@@ -57,8 +57,7 @@ class _Route:
 
 
 class _Routing:
-    """`ReplyRoutes.route`'s block (a class: every request being handled holds one, and a
-    suspended generator with its context manager is several hundred bytes)."""
+    """`ReplyRoutes.route`'s block (a class: docs/design.md, "What a watched contact holds")."""
 
     __slots__ = ("_request_id", "_route", "_routes")
 
