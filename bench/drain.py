@@ -143,10 +143,11 @@ def _redis(mode: Mode, logs: Path) -> Iterator[RedisServer | None]:
         yield server
 
 
-def baseline_env(revision: str, into: Path) -> dict[str, str]:
+def baseline_env(revision: str, into: Path, *, bench: bool = False) -> dict[str, str]:
     """The environment that makes `python -m orchestrator` run `orchestrator/` as it was at
     `revision` (extracted by `git archive` into `into`), with this tree's installed
-    dependencies: the package first on PYTHONPATH, and no current directory on sys.path."""
+    dependencies: the package first on PYTHONPATH, and no current directory on sys.path.
+    `bench`: this tree's `bench` package importable too (a measuring child on the old code)."""
     shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
     archive = subprocess.run(
@@ -155,7 +156,8 @@ def baseline_env(revision: str, into: Path) -> dict[str, str]:
     )  # fmt: skip
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(into, filter="data")
-    env = {"PYTHONPATH": str(into), "PYTHONSAFEPATH": "1"}
+    path = os.pathsep.join([str(into), str(REPO)] if bench else [str(into)])
+    env = {"PYTHONPATH": path, "PYTHONSAFEPATH": "1"}
     found = subprocess.run(
         [sys.executable, "-c", "import orchestrator; print(orchestrator.__file__)"],
         env={**os.environ, **env}, capture_output=True, text=True, check=True, timeout=60,

@@ -86,12 +86,18 @@ def span(low: float, high: float) -> str:
 
 
 async def run_child(
-    module: str, options: Mapping[str, Any], log_path: Path, *, timeout_s: float
+    module: str,
+    options: Mapping[str, Any],
+    log_path: Path,
+    *,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """`python -m MODULE OPTIONS-AS-JSON` (a measuring child, see `child_main`) to completion:
-    the JSON it printed."""
+    the JSON it printed. `env`: set in its environment on top of this process's."""
     argv = [sys.executable, "-m", module, json.dumps(options)]
-    return await processes.run_child(argv, log_path, timeout_s=timeout_s)
+    environment = None if env is None else processes.child_env(env)
+    return await processes.run_child(argv, log_path, timeout_s=timeout_s, env=environment)
 
 
 def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> None:

@@ -21,9 +21,11 @@ from orchestrator.testing.processes import emulator_process, quota_args
 
 from . import analysis, naive
 from .detection import DETECTION_HEADER, NAMES, detection_row
+from .drain import baseline_env
 from .harness import (
     RunContext,
     Scenario,
+    Target,
     num,
     pct,
     ratio,
@@ -32,8 +34,12 @@ from .harness import (
     span,
     table,
     times,
+    verdict,
 )
 from .results import limits_note
+
+#: main before the work on memory per watched contact (issue 24's target: 20 KiB).
+BASELINE = "4dea6b959359d0749f1727a5bd55b77a4e65849c"
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,9 @@ class ScaleOptions:
     describe_rate: float = 2000.0
     #: Threads of the naive run; None: as many as `contacts`.
     naive_threads: int | None = None
+    #: The git revision whose `orchestrator/` the baseline run watches with (the same worker
+    #: child and settings, the code as it was): the memory and CPU before this round's work.
+    baseline: str = BASELINE
 
     @property
     def naive_size(self) -> int:
@@ -123,15 +132,20 @@ async def _run_one(impl: str, opts: ScaleOptions, ctx: RunContext, n: int) -> di
     deadline = opts.deadline_s(n)
     async with emulator_process(opts.emulator_args(ctx.seed), ctx.log(f"{impl}-emulator")) as emu:
         log = ctx.log(f"{impl}-process")
-        if impl == "ours":
+        if impl == "naive":
+            child = await naive.run(emu.url, emu.pid, n, deadline, log)
+        else:  # ours, or the same worker child on the baseline's orchestrator/
             options = {
                 "endpoint_url": emu.url, "emulator_pid": emu.pid, "contacts": n,
                 "quotas": opts.quotas(), "deadline_s": deadline, "seed": ctx.seed,
-                "log": str(ctx.log("ours-worker")),
+                "log": str(ctx.log(f"{impl}-worker")),
             }  # fmt: skip
-            child = await run_child("bench.scale_worker", options, log, timeout_s=deadline + 120)
-        else:
-            child = await naive.run(emu.url, emu.pid, n, deadline, log)
+            env = None
+            if impl == "baseline":
+                env = baseline_env(opts.baseline, ctx.logs / "baseline-src", bench=True)
+            child = await run_child(
+                "bench.scale_worker", options, log, timeout_s=deadline + 120, env=env
+            )
         truth = EmulatorControl(emu.url, timeout_s=120)
         contacts = await truth.contacts()
         stats = await truth.stats()
@@ -140,7 +154,8 @@ async def _run_one(impl: str, opts: ScaleOptions, ctx: RunContext, n: int) -> di
 
 async def measure(opts: ScaleOptions, ctx: RunContext) -> dict[str, Any]:
     result: dict[str, Any] = {"options": _options(opts, ctx.wants("naive"))}
-    for impl, n in (("ours", opts.contacts), ("naive", opts.naive_size)):
+    runs = (("ours", opts.contacts), ("baseline", opts.contacts), ("naive", opts.naive_size))
+    for impl, n in runs:
         if ctx.wants(impl):
             say(f"scale: {impl}, {n} contacts watched at once by one process")
             r = result[impl] = await _run_one(impl, opts, ctx, n)
@@ -164,13 +179,14 @@ def _options(opts: ScaleOptions, naive: bool) -> dict[str, Any]:
         if opts.naive_threads is None
         else "chosen by --set or --quick",
         "watch": {"first_delay_s": 2.0, "multiplier": 1.5, "max_interval_s": 10.0},
+        "baseline_revision": opts.baseline,
     }
 
 
 def _scale_row(name: str, s: Mapping[str, Any]) -> list[str]:
     lag = s["process"].get("loop_lag_ms", {}).get("p99")
     return [
-        NAMES.get(name, name),
+        name if name.startswith("before") else NAMES.get(name, name),
         f"{num(s['completed'])} / {num(s['contacts'])}",
         num(s["peak_rss_mib"], 0, " MiB"),
         num(s["rss_per_contact_kib"], 1, " KiB"),
@@ -191,8 +207,34 @@ _SCALE_HEADER = [
 ]  # fmt: skip
 
 
+def _baseline_label(options: Mapping[str, Any]) -> str:
+    return f"before (main at {str(options.get('baseline_revision'))[:10]})"
+
+
+def _baseline_note(s: Mapping[str, Any]) -> str:
+    target = s.get("targets", {}).get("rss_per_contact_kib")
+    met = (
+        ""
+        if target is None  # recorded before the scenario had its target
+        else f"Target: at most {target['threshold']:g} KiB of RSS per watched contact, "
+        f"{verdict(target)} ({s['ours']['rss_per_contact_kib']:.1f} KiB)."
+    )
+    if "baseline" not in s:
+        return met
+    before, ours = s["baseline"]["rss_per_contact_kib"], s["ours"]["rss_per_contact_kib"]
+    return (
+        f"{met} {_baseline_label(s['options'])}: the same worker child and settings in the same "
+        "run, on `orchestrator/` as it was before the work on memory per watched contact "
+        f"(extracted with `git archive`, first on PYTHONPATH): {before:.1f} KiB per watched "
+        f"contact, against {ours:.1f} KiB now ({times(ratio(ours, before))})."
+    )
+
+
 def markdown(s: Mapping[str, Any]) -> str:
     o, ours = s["options"], s["ours"]
+    rows = [_scale_row("ours", ours)[:-1]]
+    if "baseline" in s:
+        rows.append(_scale_row(_baseline_label(o), s["baseline"])[:-1])
     return "\n\n".join(
         [
             "## 3. Scale",
@@ -206,7 +248,8 @@ def markdown(s: Mapping[str, Any]) -> str:
             "so every contact is watched at the same time, on the production schedule (first "
             "poll after 2 s, x1.5 up to 10 s). Structured JSON logs at INFO go to a file, as in "
             "production.",
-            table(_SCALE_HEADER[:-1], [_scale_row("ours", ours)[:-1]]),
+            table(_SCALE_HEADER[:-1], rows),
+            _baseline_note(s),
             _scale_detection(ours, o),
             f"Peak concurrently watched contacts: {num(ours['process']['peak_watched'])}. "
             f"Wall time from enqueueing to the last final event: {num(ours['wall_s'], 1, ' s')}. "
@@ -292,5 +335,6 @@ def appendix(results: Mapping[str, Any]) -> str:
 
 SCENARIO = Scenario(
     "scale", "scale: thousands of contacts watched by one worker process", ScaleOptions(), QUICK,
-    measure, markdown, seed=20261121, variants=("ours", "naive"), appendix=appendix,
+    measure, markdown, seed=20261121, variants=("ours", "baseline", "naive"), appendix=appendix,
+    targets={"rss_per_contact_kib": Target("ours.rss_per_contact_kib", "<=", 20.0)},
 )  # fmt: skip

@@ -8,10 +8,9 @@ long as it is watched (docs/design.md, "What a watched contact holds").
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping
 from typing import Any
 
-from structlog.contextvars import bind_contextvars, reset_contextvars
+from structlog.contextvars import bind_contextvars
 
 
 class bound:
@@ -21,13 +20,14 @@ class bound:
 
     def __init__(self, **values: Any) -> None:
         self._values: dict[str, Any] | None = values
-        self._tokens: Mapping[str, contextvars.Token[Any]] = {}
+        self._tokens: tuple[contextvars.Token[Any], ...] = ()
 
     def __enter__(self) -> None:
         assert self._values is not None  # noqa: S101 (entered once)
-        self._tokens = bind_contextvars(**self._values)
+        self._tokens = tuple(bind_contextvars(**self._values).values())
         self._values = None  # not kept while the block runs
 
     def __exit__(self, *exc: object) -> None:
-        reset_contextvars(**self._tokens)
-        self._tokens = {}
+        for token in reversed(self._tokens):
+            token.var.reset(token)
+        self._tokens = ()

@@ -21,7 +21,7 @@ from orchestrator.sqs import QueueMessage, QueueSource
 log = structlog.get_logger("orchestrator.daemon.leases")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Lease:
     """One held message."""
 

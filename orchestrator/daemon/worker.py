@@ -53,7 +53,12 @@ from orchestrator.daemon.renewal import Renewals, first_sent_at
 from orchestrator.daemon.stopping import poll_deadline, stop_deadline
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.lifecycle import LifecycleEngine
-from orchestrator.engine.request import CancelRequest, RequestRejected, parse_message
+from orchestrator.engine.request import (
+    CallRequest,
+    CancelRequest,
+    RequestRejected,
+    parse_message,
+)
 from orchestrator.errors import RetryLater
 from orchestrator.logcontext import bound
 from orchestrator.retry import backoff_s
@@ -378,10 +383,16 @@ class Worker:
         shelf_life = expiry(message, request, ttl_s=self.options.request_ttl_s)
         sent_at = first_sent_at(message)
         priority = sent_at if sent_at is not None else self._clock.time()
+        request_id, reply_to = request.request_id, request.reply_to
+        # The first attempt takes the parsed request, and the engine lets go of it once the
+        # contact started (docs/design.md, "What a watched contact holds"); a retry in place
+        # reads it again from the message.
+        parsed = [request]
+        del request
 
         def attempt(retries: int) -> Awaitable[LifecycleEvent]:
             return self.engine.run(
-                request,
+                parsed.pop() if parsed else self._read_again(message),
                 final_attempt=final_attempt,
                 priority=priority,
                 expiry=shelf_life,
@@ -392,24 +403,30 @@ class Worker:
 
         try:
             with (
-                self.cancels.track(request.request_id, message.receive_count) as cancellation,
-                self.replies.route(request.request_id, request.reply_to),
+                self.cancels.track(request_id, message.receive_count) as cancellation,
+                self.replies.route(request_id, reply_to),
             ):
                 final = await self.faults.retry_in_place(attempt)
-            self.cancels.finished(request.request_id)
+            self.cancels.finished(request_id)
         except StoppedDuringFault as stopped:
             await self._hand_back(message, 0, reason=stopped.reason)
             return
         except Exception as exc:  # RetryLater, or a bug: it must not take the worker down
             transient = isinstance(exc, RetryLater)
             if not transient:
-                log.exception("worker.unexpected_error", request_id=request.request_id)
+                log.exception("worker.unexpected_error", request_id=request_id)
             await self._retry_later(message, "transient" if transient else "error", exc)
             return
         if final.type is EventType.FAILED and final.data.get("transient"):
-            self._given_up(message, "transient", request_id=request.request_id)
+            self._given_up(message, "transient", request_id=request_id)
         if await self.leases.ack(message):
             self._done += 1
+
+    def _read_again(self, message: QueueMessage) -> CallRequest:
+        """The call request a message carries, parsed again (it parsed before)."""
+        request = parse_message(message.body, self.options.request_defaults)
+        assert isinstance(request, CallRequest)  # noqa: S101 (the same body, the same result)
+        return request
 
     # -- outcomes ------------------------------------------------------------------------------
 

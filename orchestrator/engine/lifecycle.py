@@ -58,7 +58,7 @@ import structlog
 
 from orchestrator import tracing
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot, StartedContact
+from orchestrator.connect.gateway import ConnectGateway, ContactSnapshot
 from orchestrator.connect.operations import Operation
 from orchestrator.engine import traces
 from orchestrator.engine.cancellation import Cancellation, CancelResult, Stage
@@ -139,25 +139,38 @@ class _Announcement:
 _ANNOUNCING: ContextVar[_Announcement | None] = ContextVar("announcing", default=None)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempt:
     """One run of one request: what its steps share."""
 
-    request: CallRequest
+    request_id: str
+    instance_id: str
+    #: The validated request, until its contact started: a watched contact keeps only what
+    #: the steps after the start need (docs/design.md, "What a watched contact holds").
+    request: CallRequest | None
     final_attempt: bool
     cancellation: Cancellation | None
     #: The start's order (lower first) and deadline, and who hears it is over (see `run`).
     priority: float = 0.0
     expiry: Expiry | None = None
     on_started: Callable[[], None] | None = None
+    #: Whether the request asked for screen sharing, and the sides it lets share their screen
+    #: (used where Connect does not report the capabilities).
+    screen_sharing: bool = True
+    may_share: tuple[str, ...] = ()
     #: Once the contact started: its id, and when (monotonic, for consistency windows).
     contact_id: str | None = None
     started_mono: float = 0.0
 
     def start_over(self) -> None:
         """The start call is over (the contact exists, or the lifecycle ends before)."""
-        if self.on_started is not None:
-            self.on_started()
+        on_started, self.on_started = self.on_started, None
+        if on_started is not None:
+            on_started()
+
+    def started(self, contact_id: str, now_mono: float) -> None:
+        """The contact exists: the full request is let go."""
+        self.contact_id, self.started_mono, self.request = contact_id, now_mono, None
 
 
 @dataclass
@@ -181,15 +194,23 @@ class LifecycleEngine:
     # -- events --------------------------------------------------------------------------------
 
     async def _emit_for(
-        self, a: _Attempt, type_: EventType, data: dict[str, Any]
+        self,
+        a: _Attempt,
+        type_: EventType,
+        data: dict[str, Any] | None = None,
+        *,
+        secrets: dict[str, Any] | None = None,
+        seq: int | str | None = None,
     ) -> LifecycleEvent:
         """`type_` for the attempt's request and contact."""
         return await self._emit(
             type_,
-            a.request.request_id,
-            instance_id=a.request.instance_id,
+            a.request_id,
+            instance_id=a.instance_id,
             contact_id=a.contact_id,
             data=data,
+            secrets=secrets,
+            seq=seq,
         )
 
     async def _emit(
@@ -249,17 +270,6 @@ class LifecycleEngine:
 
     # -- the lifecycle -------------------------------------------------------------------------
 
-    async def expire(self, request: CallRequest, expiry: Expiry) -> LifecycleEvent:
-        """Emit the final `request.expired`: the request outlived its shelf life unstarted."""
-        age = None if expiry.sent_at is None else round(self.clock.time() - expiry.sent_at, 3)
-        log.info("request.expired", request_id=request.request_id, limit=expiry.limit, age_s=age)
-        return await self._emit(
-            EventType.EXPIRED,
-            request.request_id,
-            instance_id=request.instance_id,
-            data={"age_s": age, "limit": expiry.limit, "not_after": _iso(expiry.not_after)},
-        )
-
     async def run(
         self,
         request: CallRequest,
@@ -281,20 +291,55 @@ class LifecycleEngine:
         the lifecycle ends before) and `request.received` is out. `announce=False` skips
         `request.received` (a retry in the same delivery). Raises `DeploymentFault` (no final
         event) when the deployment, not the request, is at fault; `RetryLater` for a transient
-        failure before the final attempt.
+        failure before the final attempt. The lifecycle lets go of `request` once its contact
+        started: a caller that keeps it keeps it for every watched contact.
         """
-        with bound(request_id=request.request_id):
-            a = _Attempt(request, final_attempt, cancellation, priority, expiry, on_started)
-            final = await (self._announced(a) if announce else self._decide(a))
+        a = _Attempt(
+            request.request_id,
+            request.instance_id,
+            request,
+            final_attempt,
+            cancellation,
+            priority,
+            expiry,
+            on_started,
+            screen_sharing=request.screen_sharing,
+            may_share=_sides_allowed(request),
+        )
+        del request
+        with bound(request_id=a.request_id):
+            final = await self._decide(a, announce=announce)
             if cancellation is not None:
                 cancellation.too_late()
             return final
 
-    async def _announced(self, a: _Attempt) -> LifecycleEvent:
-        """`_decide` while `request.received` is delivered (see the module): the start call
-        does not wait for it, the request's later events do. A failure of the lifecycle never
-        cancels the delivery; a failed delivery is raised once the lifecycle stopped at it."""
-        request = a.request
+    async def _decide(self, a: _Attempt, *, announce: bool) -> LifecycleEvent:
+        try:
+            await (self._announced(a) if announce else self._start(a))
+            with bound(contact_id=a.contact_id):
+                return await self._after_start(a)
+        except StartWithdrawn:
+            return await self._cancelled(a, contact_stopped=False)
+        except StartExpired:
+            return await self._expired(a)
+        except DeploymentError as error:
+            raise DeploymentFault("connect", error) from error
+        except TerminalConnectError as error:
+            if self._configuration_at_fault(a, error):
+                raise DeploymentFault("connect", error) from error
+            return await self._failed(a, error, transient=False)
+        except ConnectError as error:
+            transient = isinstance(error, RetryableConnectError | CapacityError)
+            if transient and not a.final_attempt:
+                log.warning("lifecycle.retry_later", operation=error.operation, error=error.code)
+                raise RetryLater(error) from error
+            return await self._failed(a, error, transient=transient)
+
+    async def _announced(self, a: _Attempt) -> None:
+        """`_start` while `request.received` is delivered (see the module): the start call does
+        not wait for it, the start's events do, and the lifecycle goes on once both are over
+        (what follows holds no task group). A failure of the start never cancels the delivery;
+        a failed delivery is raised first."""
         announcing = _Announcement()
         # The start is not over for admission until request.received is out too (as when the
         # start waited for it): a worker whose sinks are slow holds no more unstarted messages.
@@ -306,20 +351,18 @@ class LifecycleEngine:
                 on_started()
 
         a.on_started = functools.partial(one_over, "start")
+        request_id, instance_id = a.request_id, a.instance_id
 
         async def announce() -> None:
             error: Exception | None = None
             try:
-                await self._emit(
-                    EventType.RECEIVED, request.request_id, instance_id=request.instance_id
-                )
+                await self._emit(EventType.RECEIVED, request_id, instance_id=instance_id)
             except Exception as exc:  # raised by every later event, and below
                 error = exc
             finally:
                 announcing.over(error)
                 one_over("received")
 
-        final: LifecycleEvent | None = None
         failure: Exception | None = None
         async with anyio.create_task_group() as tg:
             # Started before the announcement is made current: the task copies this context
@@ -327,7 +370,7 @@ class LifecycleEngine:
             tg.start_soon(announce)
             token = _ANNOUNCING.set(announcing)
             try:
-                final = await self._decide(a)
+                await self._start(a)
             except Exception as exc:  # raised as itself below, once the delivery is over
                 failure = exc
             finally:
@@ -336,118 +379,89 @@ class LifecycleEngine:
             raise announcing.error
         if failure is not None:
             raise failure
-        assert final is not None  # noqa: S101 (_decide returned)
-        return final
 
-    async def _decide(self, a: _Attempt) -> LifecycleEvent:
-        request, expiry = a.request, a.expiry
-        try:
-            withdrawn = a.cancellation is not None and await a.cancellation.withdrawn()
-            if withdrawn or (expiry is not None and self.clock.time() > expiry.not_after):
-                a.start_over()
-                raise StartWithdrawn("cancelled") if withdrawn else StartExpired("expired")
-            return await self._drive(a)
-        except StartWithdrawn:
-            return await self._cancelled(a, contact_stopped=False)
-        except StartExpired:
-            assert expiry is not None  # noqa: S101 (only raised when an expiry was given)
-            return await self.expire(request, expiry)
-        except DeploymentError as error:
-            raise DeploymentFault("connect", error) from error
-        except TerminalConnectError as error:
-            if self._configuration_at_fault(request, error):
-                raise DeploymentFault("connect", error) from error
-            return await self._failed(request, error, transient=False)
-        except ConnectError as error:
-            transient = isinstance(error, RetryableConnectError | CapacityError)
-            if transient and not a.final_attempt:
-                log.warning("lifecycle.retry_later", operation=error.operation, error=error.code)
-                raise RetryLater(error) from error
-            return await self._failed(request, error, transient=transient)
-
-    def _configuration_at_fault(self, request: CallRequest, error: ConnectError) -> bool:
+    def _configuration_at_fault(self, a: _Attempt, error: ConnectError) -> bool:
         """An unknown instance or flow that is the configured default is the deployment's
         fault: every request using it would fail the same way."""
+        flow = a.request.contact_flow_id if a.request is not None else None
         return (
             error.code == "ResourceNotFoundException"
             and error.operation == Operation.START_WEBRTC_CONTACT
-            and bool(self.deployment_ids & {request.instance_id, request.contact_flow_id})
+            and bool(self.deployment_ids & {a.instance_id, flow})
         )
 
-    async def _failed(
-        self, request: CallRequest, error: ConnectError, *, transient: bool
-    ) -> LifecycleEvent:
+    async def _expired(self, a: _Attempt) -> LifecycleEvent:
+        """The final `request.expired`: the request outlived its shelf life unstarted."""
+        expiry = a.expiry
+        assert expiry is not None  # noqa: S101 (only expired when an expiry was given)
+        age = None if expiry.sent_at is None else round(self.clock.time() - expiry.sent_at, 3)
+        log.info("request.expired", limit=expiry.limit, age_s=age)
+        return await self._emit_for(
+            a,
+            EventType.EXPIRED,
+            {"age_s": age, "limit": expiry.limit, "not_after": _iso(expiry.not_after)},
+        )
+
+    async def _failed(self, a: _Attempt, error: ConnectError, *, transient: bool) -> LifecycleEvent:
         data: dict[str, Any] = {
             "operation": error.operation,
             "error_code": error.code,
             "message": error.message,
             "transient": transient,
         }
-        if error.contact_id is not None:
+        contact = error.contact_id or a.contact_id
+        if contact is not None:
             data["contact_stopped"] = bool(error.contact_stopped)
         return await self._emit(
-            EventType.FAILED,
-            request.request_id,
-            instance_id=request.instance_id,
-            contact_id=error.contact_id,
-            data=data,
+            EventType.FAILED, a.request_id, instance_id=a.instance_id, contact_id=contact, data=data
         )
 
-    async def _drive(self, a: _Attempt) -> LifecycleEvent:
-        started = await self._start(a)
-        # The consistency window opens once the contact exists: capacity and throttle waits
-        # inside the start call can outlast it.
-        a.contact_id, a.started_mono = started.contact_id, self.clock.monotonic()
-        if a.cancellation is not None:
-            a.cancellation.started(started.contact_id)
-        with bound(contact_id=started.contact_id):
-            try:
-                await self._started(a, started)
-                # The connection data and token are the requester's: not kept while watching.
-                del started
-                return await self._after_start(a)
-            except ConnectError as error:
-                error.contact_id = error.contact_id or a.contact_id
-                raise
-
-    async def _start(self, a: _Attempt) -> StartedContact:
-        """StartWebRTCContact (its waits told by `request.waiting`, once per reason)."""
-        request = a.request
-        token = client_token(request.request_id, "start")
+    async def _start(self, a: _Attempt) -> None:
+        """StartWebRTCContact (its waits told by `request.waiting`, once per reason), unless the
+        request was cancelled or expired first (`StartWithdrawn`, `StartExpired`); then
+        `contact.started`."""
+        request, expiry = a.request, a.expiry
+        assert request is not None  # noqa: S101 (let go once started)
         told: set[str] = set()
 
         async def waiting(reason: str, estimated_start_s: float | None) -> None:
             if reason in told:  # once per reason
                 return
             told.add(reason)
-            await self._emit(
+            await self._emit_for(
+                a,
                 EventType.WAITING,
-                request.request_id,
-                instance_id=request.instance_id,
-                data={"reason": reason, "estimated_start_s": estimated_start_s},
+                {"reason": reason, "estimated_start_s": estimated_start_s},
                 seq=reason,
             )
 
         try:
-            return await self.gateway.start_webrtc_contact(
-                request.start_webrtc_contact_params(token),
-                request_id=request.request_id,
+            withdrawn = a.cancellation is not None and await a.cancellation.withdrawn()
+            if withdrawn:
+                raise StartWithdrawn("cancelled")
+            if expiry is not None and self.clock.time() > expiry.not_after:
+                raise StartExpired("expired")
+            started = await self.gateway.start_webrtc_contact(
+                request.start_webrtc_contact_params(client_token(a.request_id, "start")),
+                request_id=a.request_id,
                 priority=a.priority,
-                not_after=None if a.expiry is None else a.expiry.not_after,
+                not_after=None if expiry is None else expiry.not_after,
                 on_waiting=waiting,
                 withdrawal=a.cancellation,
             )
         finally:
             a.start_over()
-
-    async def _started(self, a: _Attempt, started: StartedContact) -> None:
-        contact = started.contact_id
-        await self._emit(
+        del request
+        # The consistency window opens once the contact exists: capacity and throttle waits
+        # inside the start call can outlast it.
+        a.started(started.contact_id, self.clock.monotonic())
+        if a.cancellation is not None:
+            a.cancellation.started(started.contact_id)
+        # The connection data and token are the requester's: not kept while watching.
+        await self._emit_for(
+            a,
             EventType.STARTED,
-            a.request.request_id,
-            instance_id=a.request.instance_id,
-            contact_id=contact,
-            data={"ContactId": contact, "ParticipantId": started.participant_id},
+            {"ContactId": started.contact_id, "ParticipantId": started.participant_id},
             secrets={
                 "ParticipantToken": started.participant_token,
                 "ConnectionData": dict(started.connection_data),
@@ -471,20 +485,19 @@ class LifecycleEngine:
 
     async def _watch(self, a: _Attempt) -> WatchResult:
         """The watch, which a cancel ends (it rings the contact's doorbell)."""
-        assert a.contact_id is not None  # noqa: S101 (watched once started)
-        cancellation, request = a.cancellation, a.request
+        contact, cancellation = a.contact_id, a.cancellation
+        assert contact is not None  # noqa: S101 (watched once started)
         if cancellation is not None:
             await cancellation.cancelled()  # a tombstone recorded meanwhile, or a redelivery
-        ring = functools.partial(self.notifier.ring, a.contact_id)
-        positions = self._queue_positions(request.request_id, request.instance_id, a.contact_id)
+        ring = functools.partial(self.notifier.ring, contact)
         with (
-            positions as tracking,
+            self._queue_positions(a.request_id, a.instance_id, contact) as tracking,
             nullcontext() if cancellation is None else cancellation.watching(ring),
         ):
             result = await watch_contact(
                 self.gateway,
-                instance_id=request.instance_id,
-                contact_id=a.contact_id,
+                instance_id=a.instance_id,
+                contact_id=contact,
                 policy=self.watch,
                 clock=self.clock,
                 started_mono=a.started_mono,
@@ -520,7 +533,7 @@ class LifecycleEngine:
         assert a.contact_id is not None  # noqa: S101 (only once started)
         return await let_go(
             self.gateway,
-            a.request.instance_id,
+            a.instance_id,
             a.contact_id,
             reason,
             metrics=self.metrics,
@@ -657,7 +670,7 @@ class LifecycleEngine:
     async def _agent_connected(
         self, a: _Attempt, result: WatchResult, *, late: bool = False
     ) -> LifecycleEvent:
-        rid, instance, snap = a.request.request_id, a.request.instance_id, result.snapshot
+        rid, instance, snap = a.request_id, a.instance_id, result.snapshot
         assert a.contact_id is not None  # noqa: S101 (connected once started)
         if a.cancellation is not None:
             a.cancellation.too_late()
@@ -681,12 +694,12 @@ class LifecycleEngine:
         await self._emit(
             EventType.AGENT_CONNECTED, rid, instance_id=instance, contact_id=a.contact_id, data=data
         )
-        return await self._screen_sharing(a.request, a.contact_id, result)
+        return await self._screen_sharing(a, a.contact_id, result)
 
     async def _screen_sharing(
-        self, request: CallRequest, contact: str, result: WatchResult
+        self, a: _Attempt, contact: str, result: WatchResult
     ) -> LifecycleEvent:
-        rid, instance = request.request_id, request.instance_id
+        rid, instance = a.request_id, a.instance_id
 
         async def skipped(reason: str, **details: Any) -> LifecycleEvent:
             return await self._emit(
@@ -697,9 +710,9 @@ class LifecycleEngine:
                 data={"reason": reason, **details},
             )
 
-        if not request.screen_sharing:
+        if not a.screen_sharing:
             return await skipped("not_requested")
-        missing = _sides_without_screen_share(request, result.snapshot)
+        missing = _sides_without_screen_share(a.may_share, result.snapshot)
         if missing:
             return await skipped("capability_not_allowed", sides=missing)
         # Called even when the call already ended: on a redelivery, the token's earlier success
@@ -727,19 +740,24 @@ class LifecycleEngine:
         )
 
 
-def _sides_without_screen_share(request: CallRequest, snapshot: ContactSnapshot) -> list[str]:
-    """Which participants may not share their screen (Connect's view first, else the request)."""
+def _sides_allowed(request: CallRequest) -> tuple[str, ...]:
+    """The participants the request lets share their screen."""
     requested = request.allowed_capabilities
+    if requested is None:
+        return ()
+    sides = (("Customer", requested.customer), ("Agent", requested.agent))
+    return tuple(side for side, part in sides if part and part.screen_share == "SEND")
+
+
+def _sides_without_screen_share(allowed: tuple[str, ...], snapshot: ContactSnapshot) -> list[str]:
+    """Which participants may not share their screen (Connect's view first, else the request's
+    `allowed` sides)."""
     sides: list[str] = []
     for side, reported in (
         ("Customer", snapshot.customer_capabilities),
         ("Agent", snapshot.agent_capabilities),
     ):
-        if reported:
-            allowed = reported.get("ScreenShare") == "SEND"
-        else:
-            part = getattr(requested, side.lower(), None) if requested else None
-            allowed = bool(part and part.screen_share == "SEND")
-        if not allowed:
+        ok = reported.get("ScreenShare") == "SEND" if reported else side in allowed
+        if not ok:
             sides.append(side)
     return sides

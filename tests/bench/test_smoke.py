@@ -28,6 +28,7 @@ FIGURES = [
     ("scenarios.scale.ours.lifecycles_per_wall_s", "lifecycles per wall second"),
     ("scenarios.scale.ours.process.loop_lag_ms.p99", "event-loop lag p99"),
     ("scenarios.scale.ours.describe_polls_per_s", "emulator DescribeContact throughput"),
+    ("scenarios.scale.baseline.rss_per_contact_kib", "RSS per contact before (git archive)"),
     ("scenarios.scale.naive.rss_per_contact_kib", "naive RSS per contact"),
     ("scenarios.scale.naive.cpu_ms_per_lifecycle", "naive CPU per lifecycle"),
 ]
@@ -64,6 +65,7 @@ def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
         for figure in RATIOS:
             number(dig(results, f"scenarios.detection.ratios.{other}.{figure}"), figure)
     assert isinstance(dig(results, "scenarios.quota.targets.quota_efficiency.pass"), bool)
+    assert isinstance(dig(results, "scenarios.scale.targets.rss_per_contact_kib.pass"), bool)
 
     markdown = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
     for heading in ("## 1. Quota efficiency", "## 2. Detection", "## 3. Scale", "## 4. Against"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 import uuid
 from collections import Counter
@@ -14,7 +15,7 @@ import pytest
 
 from orchestrator.daemon.assembly import open_worker
 from orchestrator.engine.events import EventType, LifecycleEvent
-from orchestrator.engine.request import client_token
+from orchestrator.engine.request import CallRequest, client_token
 from orchestrator.sinks import MemorySink, SqsEventSink
 from orchestrator.testing.emulator import Emulator, EmulatorControl
 from orchestrator.testing.local_sqs import LocalSqsServer
@@ -234,3 +235,33 @@ async def test_worker_is_not_ready_until_the_queue_answers_and_recovers_when_it_
             assert worker.readiness.ready
             worker.stop()
     assert final_types(sink.events) == {"late-1": {EventType.SCREEN_SHARING_STARTED}}
+
+
+async def test_a_watched_contact_keeps_no_parsed_request_in_the_worker(
+    start_emulator: Any, sqs_server: LocalSqsServer, sqs_client: SQSClient
+) -> None:
+    # Memory per watched contact: once the contact exists, neither the worker nor the engine
+    # keeps the validated request (a retry in place reads it again from the message).
+    emulator: Emulator = await start_emulator(agent_delay_s=(600.0, 600.0))
+    queue, _ = await create_queue_with_dlq(sqs_client, max_receive_count=5)
+    ids = [f"slim-{i}" for i in range(4)]
+    await send_all(sqs_client, queue, [request_body(rid) for rid in ids])
+    sink = MemorySink()
+    settings = settings_for(
+        emulator.url,
+        sqs_server.url,
+        queue,
+        watch={"first_delay_s": 300.0, "max_interval_s": 300.0},
+        shutdown={"grace_period_s": 0},
+    )
+
+    def parsed_requests() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is CallRequest)
+
+    async with open_worker(settings, extra_sinks=[sink]) as worker, anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        await eventually(lambda: len(worker.engine.notifier) == len(ids), message="all watched")
+        assert {e.request_id for e in sink.events if e.type is EventType.STARTED} == set(ids)
+        assert parsed_requests() == 0
+        worker.stop()

@@ -1,9 +1,9 @@
 """What a watched contact holds while it waits for its agent: the structure the memory figure of
 `bench scale` (memory per watched contact) relies on. Counted on live objects, not bytes: one
 task per watch (a cancel rings the doorbell, no task waits for it), no connection data kept
-once `contact.started` is out, no lock or asyncio event per contact beyond its task's (its
-doorbell is a `Bell`), and a poll waiting for its token holds a queue entry, not the call being
-set up."""
+once `contact.started` is out, no validated request once the contact exists, no lock or
+asyncio event per contact beyond its task's (its doorbell is a `Bell`), and a poll waiting for
+its token holds a queue entry, not the call being set up."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from orchestrator.connect.ratelimit import RateBudget
 from orchestrator.engine.cancellation import Cancellation
 from orchestrator.engine.events import EventType, LifecycleEvent
 from orchestrator.engine.queue_position import PositionPolicy
+from orchestrator.engine.request import CallRequest
 from orchestrator.engine.watch import WatchPolicy
 from orchestrator.testing.processes import emulator_process
 from orchestrator.testing.requests import REGION
@@ -84,9 +85,9 @@ async def test_a_waiting_contact_holds_one_task_no_connection_data_and_one_event
         async with anyio.create_task_group() as tg:
             if engine.positions is not None:
                 tg.start_soon(engine.positions.run)
-            lock = type(anyio.Lock())
+            lock, group = type(anyio.Lock()), type(tg)
             tasks_before, events_before = len(asyncio.all_tasks()), live(asyncio.Event)
-            locks_before = live(lock)
+            locks_before, groups_before = live(lock), live(group)
 
             async def run(request_id: str) -> None:
                 await engine.run(call_request(request_id), cancellation=Cancellation(request_id))
@@ -104,11 +105,13 @@ async def test_a_waiting_contact_holds_one_task_no_connection_data_and_one_event
 
             assert len(asyncio.all_tasks()) - tasks_before == WATCHED  # one task per watch
             assert live(StartedContact) == 0  # tokens and connection data went with the event
+            assert live(CallRequest) == 0  # the validated request went with the start
             # One asyncio event each, its task's (anyio's task handle): the doorbell's is a
             # `Bell`, and none for the cancellation or the position updates (the position
             # loop's one call in flight may hold one more).
             assert live(asyncio.Event) - events_before <= WATCHED + 1
             assert live(lock) == locks_before
+            assert live(group) == groups_before  # the start's task group ended with the start
             tg.cancel_scope.cancel()
 
 

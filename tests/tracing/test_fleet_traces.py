@@ -54,12 +54,14 @@ async def test_fleet_redis_calls_are_client_spans_of_the_calls_they_serve(
     by_id = {s.context.span_id: s for s in spans.all() if s.context is not None}
     # Every Connect call spent a token of the shared budget: a GCRA script inside its span, or,
     # for a poll's first attempt (whose token is taken before the call is set up), beside it
-    # in the span around it, before the call.
+    # in the span around it, before the call. (The position loop's GetContactMetrics, one call
+    # for every waiting contact of a queue, is a root: it runs when a contact waits long
+    # enough, as on a loaded machine.)
     connect = [s for s in spans.all() if s.name.startswith("Connect.")]
     assert connect
 
     def spent_for(call: ReadableSpan, script: ReadableSpan) -> bool:
-        assert call.context is not None and call.parent is not None
+        assert call.context is not None
         if script.name != "redis EVALSHA" or script.parent is None:
             return False
         key = str((script.attributes or {}).get("db.collection.name", ""))
@@ -69,12 +71,14 @@ async def test_fleet_redis_calls_are_client_spans_of_the_calls_they_serve(
             return True
         return (
             call.name == "Connect.DescribeContact"
+            and call.parent is not None
             and script.parent.span_id == call.parent.span_id
             and (script.end_time or 0) <= (call.start_time or 0)
         )
 
     for call in connect:
         assert any(spent_for(call, script) for script in redis), call.name
+        assert call.parent is not None or call.name == "Connect.GetContactMetrics"
     # Heartbeats: scripts of their own, outside any request.
     beats = [
         s
