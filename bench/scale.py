@@ -221,12 +221,28 @@ def _baseline_note(s: Mapping[str, Any]) -> str:
     )
     if "baseline" not in s:
         return met
-    before, ours = s["baseline"]["rss_per_contact_kib"], s["ours"]["rss_per_contact_kib"]
-    return (
+    base, ours = s["baseline"], s["ours"]
+    text = (
         f"{met} {_baseline_label(s['options'])}: the same worker child and settings in the same "
         "run, on `orchestrator/` as it was before the work on memory per watched contact "
-        f"(extracted with `git archive`, first on PYTHONPATH): {before:.1f} KiB per watched "
-        f"contact, against {ours:.1f} KiB now ({times(ratio(ours, before))})."
+        "(extracted with `git archive`, first on PYTHONPATH)"
+    )
+    watched = base["process"].get("peak_watched") or 0
+    if base["completed"] < base["contacts"] and watched:
+        growth_kib = (base["peak_rss_mib"] - base["baseline_rss_mib"]) * 1024
+        return (
+            f"{text}. It did not keep up: {num(base['completed'])} of {num(base['contacts'])} "
+            f"lifecycles completed in the run's time, at most {num(watched)} contacts watched at "
+            "once while the rest of its requests waited to start. Its RSS growth was "
+            f"{base['rss_per_contact_kib']:.1f} KiB per request it held, "
+            f"{growth_kib / watched:.1f} KiB per contact at its peak of watched ones; now: "
+            f"{ours['rss_per_contact_kib']:.1f} KiB per contact with "
+            f"{num(ours['process'].get('peak_watched'))} watched at once."
+        )
+    return (
+        f"{text}: {base['rss_per_contact_kib']:.1f} KiB per watched contact, against "
+        f"{ours['rss_per_contact_kib']:.1f} KiB now "
+        f"({times(ratio(ours['rss_per_contact_kib'], base['rss_per_contact_kib']))})."
     )
 
 
